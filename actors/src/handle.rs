@@ -102,13 +102,10 @@ impl<A: Actor<Context = Context<A>>> ChildHandle<A> {
         self.slot.addr.read().clone()
     }
 
-    fn current(&self) -> Result<Addr<A>, SendError> {
-        match &*self.slot.addr.read() {
-            Some(addr) => Ok(addr.clone()),
-            None => Err(SendError::Unavailable {
-                id: self.id().clone(),
-                state: self.state(),
-            }),
+    fn unavailable(&self) -> SendError {
+        SendError::Unavailable {
+            id: self.id().clone(),
+            state: self.state(),
         }
     }
 
@@ -119,11 +116,16 @@ impl<A: Actor<Context = Context<A>>> ChildHandle<A> {
         M: Message + Send + 'static,
         M::Result: Send,
     {
-        let addr = self.current()?;
-        self.slot.core.note_enqueued();
-        addr.send(Envelope::new(msg, self.slot.core.clone()))
-            .await
-            .map_err(|e| self.mailbox_error(e))
+        // Enqueue under the read lock: cloning an actix `Addr` allocates, this does not.
+        let request = {
+            let guard = self.slot.addr.read();
+            let Some(addr) = guard.as_ref() else {
+                return Err(self.unavailable());
+            };
+            self.slot.core.note_enqueued();
+            addr.send(Envelope::new(msg, self.slot.core.clone()))
+        };
+        request.await.map_err(|e| self.mailbox_error(e))
     }
 
     /// Sends a message and waits at most `timeout` for the reply.
@@ -148,7 +150,10 @@ impl<A: Actor<Context = Context<A>>> ChildHandle<A> {
         M: Message + Send + 'static,
         M::Result: Send,
     {
-        let addr = self.current()?;
+        let guard = self.slot.addr.read();
+        let Some(addr) = guard.as_ref() else {
+            return Err(self.unavailable());
+        };
         self.slot.core.note_enqueued();
         addr.do_send(Envelope::new(msg, self.slot.core.clone()));
         Ok(())

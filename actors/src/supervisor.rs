@@ -80,6 +80,22 @@ struct StopChild {
     id: ActorId,
 }
 
+/// A restart's backoff has passed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RestartDue {
+    id: ActorId,
+    incarnation: u64,
+}
+
+/// A stopping child's shutdown timeout has passed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopDeadline {
+    id: ActorId,
+    incarnation: u64,
+}
+
 /// Stops every child (newest first, each within its timeout), then the supervisor.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -236,17 +252,11 @@ impl Supervisor {
         }
         entry.runner.core().set_state(ActorState::Stopping);
         entry.runner.request_stop();
-        let incarnation = entry.incarnation;
-        let timeout = entry.shutdown_timeout;
-        let id = id.clone();
-        ctx.run_later(timeout, move |act, _| {
-            if let Some(entry) = act.children.get(&id) {
-                if entry.alive && entry.incarnation == incarnation {
-                    tracing::warn!(actor = %id, ?timeout, "did not stop in time; aborting it");
-                    entry.runner.kill();
-                }
-            }
-        });
+        let deadline = StopDeadline {
+            id: id.clone(),
+            incarnation: entry.incarnation,
+        };
+        notify_after(ctx, entry.shutdown_timeout, deadline);
     }
 
     fn give_up(&mut self, id: &ActorId, restarts_in_period: u32, ctx: &mut Context<Self>) {
@@ -346,19 +356,60 @@ impl Handler<ChildExited> for Supervisor {
                     core.note_restart();
                     core.emit(EventKind::Restarting { attempt, delay });
                     tracing::info!(actor = %msg.id, attempt, ?delay, "restarting after backoff");
-                    let id = msg.id.clone();
-                    let incarnation = msg.incarnation;
-                    ctx.run_later(delay, move |act, ctx| {
-                        let due = act.children.get(&id).is_some_and(|e| {
-                            !e.stopping && !e.alive && e.incarnation == incarnation
-                        });
-                        if due {
-                            act.start_incarnation(&id, ctx);
-                        }
-                    });
+                    let due = RestartDue {
+                        id: msg.id.clone(),
+                        incarnation: msg.incarnation,
+                    };
+                    notify_after(ctx, delay, due);
                 }
                 Err(restarts_in_period) => self.give_up(&msg.id, restarts_in_period, ctx),
             },
+        }
+    }
+}
+
+/// Sends `msg` to the supervisor after `delay`, from a task of its own: actix polls every
+/// `run_later` item of a context on each wake-up, which would make thousands of pending
+/// per-child timers cost O(children) per message.
+fn notify_after<M>(ctx: &Context<Supervisor>, delay: Duration, msg: M)
+where
+    M: Message<Result = ()> + Send + 'static,
+    Supervisor: Handler<M>,
+{
+    let addr = ctx.address();
+    actix_rt::spawn(async move {
+        tokio::time::sleep(delay).await;
+        addr.do_send(msg);
+    });
+}
+
+impl Handler<RestartDue> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestartDue, ctx: &mut Context<Self>) {
+        let due = self
+            .children
+            .get(&msg.id)
+            .is_some_and(|e| !e.stopping && !e.alive && e.incarnation == msg.incarnation);
+        if due {
+            self.start_incarnation(&msg.id, ctx);
+        }
+    }
+}
+
+impl Handler<StopDeadline> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StopDeadline, _: &mut Context<Self>) {
+        if let Some(entry) = self.children.get(&msg.id) {
+            if entry.alive && entry.incarnation == msg.incarnation {
+                tracing::warn!(
+                    actor = %msg.id,
+                    timeout = ?entry.shutdown_timeout,
+                    "did not stop in time; aborting it"
+                );
+                entry.runner.kill();
+            }
         }
     }
 }
