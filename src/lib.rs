@@ -1,0 +1,13 @@
+//! Surfaces: talk to the AI agents of the Lambda platform from Matrix.
+//!
+//! A person invites the bot once; the bot builds them a Matrix Space; every conversation
+//! is a room in that Space, bound to one agent and one upstream conversation. The runtime
+//! is a tree of supervised actors (the `actors` crate); see `docs/ARCHITECTURE.md`.
+
+pub mod agent;
+pub mod config;
+pub mod matrix;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;
+pub mod texts;

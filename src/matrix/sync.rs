@@ -1,0 +1,441 @@
+//! Our own `/sync` loop.
+//!
+//! matrix-sdk's `Client::sync*` loops sleep up to one second after a sync
+//! that returned quickly, so a bot built on them answers about a second
+//! late. This loop calls [`Client::sync_once`] back to back with the
+//! returned `next_batch`, with **no delay between successful syncs**; it
+//! backs off (exponentially, with jitter, between [`SYNC_BACKOFF_MIN`] and
+//! [`SYNC_BACKOFF_MAX`]) only after errors, and resets on success. It stops
+//! with `Ok` when the shutdown future completes and with
+//! [`MatrixError::InvalidToken`] when the homeserver rejects the token.
+//!
+//! Health: the loop updates a shared [`SyncHealth`] (atomics) with the time
+//! of the last successful sync and the number of consecutive failures, so
+//! the ops layer can say "sync alive and recent" without talking to the
+//! loop.
+//!
+//! Sync token: matrix-sdk saves each response's `next_batch` in its state
+//! store while processing the response, and
+//! `SyncSettings::default()`'s token (`SyncToken::ReusePrevious`) continues
+//! from the stored one. [`initial_sync`] relies on that: after a restart it
+//! resumes where the previous run stopped instead of downloading everything
+//! again; on a fresh store it does a full initial sync. [`run_sync_loop`]
+//! then passes each `next_batch` explicitly. Because the token is stored
+//! while the response is processed, a crash after that point does not
+//! redeliver the response: callers that must not lose a message need their
+//! own record of what they handled.
+//!
+//! Event handlers registered with `Client::add_event_handler` run inside
+//! `sync_once`, so they also see the initial sync's timeline: register them
+//! after [`initial_sync`] to avoid answering old history.
+
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use matrix_sdk::{
+    config::SyncSettings,
+    store::{StateStoreDataKey, StateStoreDataValue},
+    sync::SyncResponse,
+    Client,
+};
+use tracing::{debug, info, warn};
+
+use super::{MatrixError, RetryKind};
+
+/// Shortest wait after a failed sync.
+pub const SYNC_BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// Longest wait after failed syncs.
+pub const SYNC_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Longest `retry_after` of a rate limit that we honour as given.
+pub const SYNC_RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+/// How long the homeserver may hold a `/sync` open when nothing happens.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// The initial sync returns at once: it only catches up.
+const INITIAL_SYNC_TIMEOUT: Duration = Duration::ZERO;
+/// Share of the backoff delay that jitter may remove (0.5 = the wait is
+/// between half and all of the exponential delay).
+const BACKOFF_JITTER_SHARE: f64 = 0.5;
+
+/// Parameters of the sync loop.
+#[derive(Clone, Debug)]
+pub struct SyncLoopSettings {
+    /// Long-poll timeout of each `/sync`.
+    pub timeout: Duration,
+}
+
+impl Default for SyncLoopSettings {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_SYNC_TIMEOUT,
+        }
+    }
+}
+
+/// One successful sync, handed to the loop's callback.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    /// What the homeserver sent (already processed into matrix-sdk's store;
+    /// timeline events are decrypted where possible).
+    pub response: SyncResponse,
+    /// How long the `/sync` request (and its processing) took.
+    pub elapsed: Duration,
+}
+
+/// The result of [`initial_sync`].
+#[derive(Debug)]
+pub struct InitialSync {
+    /// Token to start [`run_sync_loop`] from.
+    pub next_batch: String,
+    /// `true` when the sync continued from a token stored by a previous run,
+    /// so its timeline holds only what arrived while the bot was down (a
+    /// caller may choose to answer those); `false` for a first, full sync
+    /// whose timeline is old history that must not be answered.
+    pub resumed: bool,
+    /// The response itself.
+    pub response: SyncResponse,
+}
+
+/// Sync liveness shared between the loop and whoever reports health.
+#[derive(Debug)]
+pub struct SyncHealth {
+    /// Reference point of the stored offsets (monotonic clock).
+    origin: Instant,
+    /// Milliseconds since `origin` of the last successful sync, plus one;
+    /// 0 = never.
+    last_success_ms: AtomicU64,
+    /// Failures since the last success.
+    consecutive_failures: AtomicU32,
+    /// Successful syncs since creation.
+    successes: AtomicU64,
+}
+
+impl Default for SyncHealth {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            last_success_ms: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            successes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SyncHealth {
+    /// A fresh, shareable health record.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// When the last sync succeeded, if ever.
+    pub fn last_success(&self) -> Option<Instant> {
+        match self.last_success_ms.load(Ordering::Acquire) {
+            0 => None,
+            stored => Some(self.origin + Duration::from_millis(stored - 1)),
+        }
+    }
+
+    /// How long ago the last sync succeeded, if ever.
+    pub fn since_last_success(&self) -> Option<Duration> {
+        self.last_success().map(|at| at.elapsed())
+    }
+
+    /// Whether a sync succeeded within `max_age` (e.g. twice the sync
+    /// timeout).
+    pub fn is_recent(&self, max_age: Duration) -> bool {
+        self.since_last_success().is_some_and(|age| age <= max_age)
+    }
+
+    /// Failed syncs since the last success.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Acquire)
+    }
+
+    /// Successful syncs so far.
+    pub fn successes(&self) -> u64 {
+        self.successes.load(Ordering::Acquire)
+    }
+
+    /// Records a successful sync now.
+    pub fn record_success(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_success_ms
+            .store(ms.saturating_add(1), Ordering::Release);
+        self.consecutive_failures.store(0, Ordering::Release);
+        self.successes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records a failed sync; returns the new count of consecutive failures.
+    pub fn record_failure(&self) -> u32 {
+        self.consecutive_failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1)
+    }
+}
+
+/// The first sync of a run: catches up at once (no long poll) and returns
+/// the token to continue from. It continues from the sync token stored by a
+/// previous run if there is one (see [`InitialSync::resumed`]).
+///
+/// One attempt: on a retryable error ([`MatrixError::is_retryable`]) the
+/// caller waits and calls again.
+pub async fn initial_sync(
+    client: &Client,
+    health: &SyncHealth,
+) -> Result<InitialSync, MatrixError> {
+    let resumed = has_stored_sync_token(client).await;
+    let settings = SyncSettings::default().timeout(INITIAL_SYNC_TIMEOUT);
+    match client.sync_once(settings).await {
+        Ok(response) => {
+            health.record_success();
+            info!(resumed, "initial sync done");
+            Ok(InitialSync {
+                next_batch: response.next_batch.clone(),
+                resumed,
+                response,
+            })
+        }
+        Err(error) => {
+            health.record_failure();
+            Err(MatrixError::from_sdk("the initial sync", error))
+        }
+    }
+}
+
+async fn has_stored_sync_token(client: &Client) -> bool {
+    match client
+        .state_store()
+        .get_kv_data(StateStoreDataKey::SyncToken)
+        .await
+    {
+        Ok(Some(StateStoreDataValue::SyncToken(_))) => true,
+        Ok(_) => false,
+        Err(error) => {
+            warn!(%error, "cannot read the stored sync token");
+            false
+        }
+    }
+}
+
+/// Syncs until `shutdown` completes (returns `Ok`) or the token is rejected
+/// (returns [`MatrixError::InvalidToken`]). Starts from `since` (normally
+/// [`InitialSync::next_batch`]; `None` continues from the stored token).
+/// Calls `on_synced` after every successful sync, with no pause before the
+/// next one. Other errors are logged, counted in `health` and retried after
+/// a backoff.
+pub async fn run_sync_loop<F, S>(
+    client: &Client,
+    since: Option<String>,
+    settings: &SyncLoopSettings,
+    health: &SyncHealth,
+    mut on_synced: F,
+    shutdown: S,
+) -> Result<(), MatrixError>
+where
+    F: FnMut(SyncOutcome),
+    S: Future<Output = ()>,
+{
+    tokio::pin!(shutdown);
+    let mut token = since;
+    loop {
+        let mut sync_settings = SyncSettings::default().timeout(settings.timeout);
+        if let Some(token) = &token {
+            sync_settings = sync_settings.token(token.clone());
+        }
+        let started = Instant::now();
+        let result = tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                info!("sync loop stopping");
+                return Ok(());
+            }
+            result = client.sync_once(sync_settings) => result,
+        };
+        match result {
+            Ok(response) => {
+                health.record_success();
+                token = Some(response.next_batch.clone());
+                on_synced(SyncOutcome {
+                    response,
+                    elapsed: started.elapsed(),
+                });
+            }
+            Err(error) => {
+                let error = MatrixError::from_sdk("syncing", error);
+                if error.is_invalid_token() {
+                    health.record_failure();
+                    warn!(%error, "sync loop stopping: the access token was rejected");
+                    return Err(error);
+                }
+                let failures = health.record_failure();
+                let delay = retry_delay(failures, error.retry_kind(), fastrand::f64());
+                warn!(%error, failures, delay_ms = delay.as_millis() as u64,
+                    "sync failed; retrying after a pause");
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => {
+                        info!("sync loop stopping");
+                        return Ok(());
+                    }
+                    () = tokio::time::sleep(delay) => {
+                        debug!("retrying sync");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The wait before retrying after `failures` consecutive failures (≥ 1):
+/// exponential from [`SYNC_BACKOFF_MIN`] to [`SYNC_BACKOFF_MAX`], reduced by
+/// up to [`BACKOFF_JITTER_SHARE`] according to `jitter` (in `[0, 1)`), and
+/// at least what a rate limit asked for (capped at
+/// [`SYNC_RETRY_AFTER_CAP`]).
+fn retry_delay(failures: u32, kind: RetryKind, jitter: f64) -> Duration {
+    let backoff = backoff_delay(failures, jitter);
+    match kind {
+        RetryKind::Transient {
+            retry_after: Some(asked),
+        } => backoff.max(asked.min(SYNC_RETRY_AFTER_CAP)),
+        _ => backoff,
+    }
+}
+
+/// Exponential backoff with jitter, see [`retry_delay`].
+pub(crate) fn backoff_delay(failures: u32, jitter: f64) -> Duration {
+    let exponent = failures.saturating_sub(1).min(31);
+    let base = SYNC_BACKOFF_MIN
+        .saturating_mul(1u32 << exponent)
+        .min(SYNC_BACKOFF_MAX);
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    base.mul_f64(1.0 - BACKOFF_JITTER_SHARE * jitter)
+        .max(SYNC_BACKOFF_MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let cases = [
+            (1, 250),
+            (2, 500),
+            (3, 1_000),
+            (4, 2_000),
+            (7, 16_000),
+            (8, 30_000),
+            (20, 30_000),
+            (u32::MAX, 30_000),
+        ];
+        for (failures, ms) in cases {
+            assert_eq!(
+                backoff_delay(failures, 0.0),
+                Duration::from_millis(ms),
+                "failures {failures}"
+            );
+        }
+        // Zero failures is treated like one.
+        assert_eq!(backoff_delay(0, 0.0), SYNC_BACKOFF_MIN);
+    }
+
+    #[test]
+    fn jitter_stays_in_bounds() {
+        for failures in 1..40 {
+            for jitter in [0.0, 0.25, 0.5, 0.999, 1.0, -3.0, 7.0, f64::NAN] {
+                let delay = backoff_delay(failures, jitter);
+                assert!(delay >= SYNC_BACKOFF_MIN, "{failures} {jitter} {delay:?}");
+                assert!(delay <= SYNC_BACKOFF_MAX, "{failures} {jitter} {delay:?}");
+                assert!(delay <= backoff_delay(failures, 0.0));
+            }
+        }
+        assert_eq!(backoff_delay(8, 1.0), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn rate_limit_is_honoured_but_capped() {
+        let asked = |secs| RetryKind::Transient {
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        assert_eq!(retry_delay(1, asked(5), 0.0), Duration::from_secs(5));
+        assert_eq!(retry_delay(1, asked(3_600), 0.0), SYNC_RETRY_AFTER_CAP);
+        // A short request does not shorten the backoff.
+        assert_eq!(retry_delay(9, asked(1), 0.0), SYNC_BACKOFF_MAX);
+        assert_eq!(
+            retry_delay(2, RetryKind::Network, 0.0),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn health_tracks_success_and_failures() {
+        let health = SyncHealth::new();
+        assert_eq!(health.last_success(), None);
+        assert!(!health.is_recent(Duration::from_secs(60)));
+        assert_eq!(health.record_failure(), 1);
+        assert_eq!(health.record_failure(), 2);
+        assert_eq!(health.consecutive_failures(), 2);
+        health.record_success();
+        assert_eq!(health.consecutive_failures(), 0);
+        assert_eq!(health.successes(), 1);
+        assert!(health.last_success().is_some());
+        assert!(health.is_recent(Duration::from_secs(60)));
+    }
+
+    #[tokio::test]
+    async fn loop_stops_on_shutdown_even_without_a_server() {
+        // Nothing listens on this port: every sync fails with a network
+        // error; the loop must back off and still stop promptly.
+        let client = Client::builder()
+            .homeserver_url("http://127.0.0.1:9")
+            .build()
+            .await
+            .unwrap();
+        client
+            .restore_session(matrix_sdk::authentication::matrix::MatrixSession {
+                meta: matrix_sdk::SessionMeta {
+                    user_id: "@bot:example.org".try_into().unwrap(),
+                    device_id: "DEV".into(),
+                },
+                tokens: matrix_sdk::SessionTokens {
+                    access_token: "t".into(),
+                    refresh_token: None,
+                },
+            })
+            .await
+            .unwrap();
+        let health = SyncHealth::new();
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let settings = SyncLoopSettings {
+            timeout: Duration::from_millis(10),
+        };
+        let stopper = async {
+            // Let it fail at least once.
+            while health.consecutive_failures() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = tx.send(true);
+        };
+        let run = run_sync_loop(&client, None, &settings, &health, |_| {}, shutdown);
+        let (result, ()) = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(run, stopper)
+        })
+        .await
+        .expect("the loop did not stop");
+        assert!(result.is_ok(), "{result:?}");
+        assert!(health.consecutive_failures() >= 1);
+        assert!(health.last_success().is_none());
+    }
+}

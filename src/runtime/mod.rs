@@ -1,0 +1,228 @@
+//! The runtime: builds the actor tree and runs it until shutdown.
+//!
+//! ```text
+//! root Supervisor
+//! ├── agent:<id>     AgentConn, one per configured agent
+//! ├── router         Router: agent routes, chat ids
+//! ├── provisioner    Provisioner: invites → Space + first chat room
+//! ├── room:<id>      RoomActor, one per managed room (dynamic)
+//! └── sync           SyncActor: our own sync_once loop
+//! ```
+//! Start-up: open the store, connect to Matrix (restoring the session), start the agents,
+//! the router and the provisioner, run a first sync (its timeline is history: not
+//! answered), start an actor for every managed room, go live, then keep syncing.
+//! SIGTERM / SIGINT: stop syncing, stop the actors (each drains its mailbox within its
+//! shutdown timeout), flush the store.
+
+pub mod agent_conn;
+pub mod directory;
+pub mod dispatch;
+pub mod provisioner;
+pub mod room;
+pub mod router;
+pub mod sync_actor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::{ActorId, ChildSpec, Registry, RestartConfig, Supervisor, SupervisorConfig};
+use anyhow::Context as _;
+use matrix_sdk::ruma::RoomId;
+use tokio::sync::watch;
+
+use self::agent_conn::{AgentConn, AgentStats};
+use self::directory::RoomDirectory;
+use self::dispatch::Dispatcher;
+use self::provisioner::{ProvisionDeps, Provisioner};
+use self::room::RoomDeps;
+use self::router::{AgentRoute, Router};
+use self::sync_actor::SyncActor;
+use crate::agent::AgentClient;
+use crate::config::{AgentKind, Config};
+use crate::matrix::{self, LoginParams, SyncHealth};
+use crate::store::Store;
+
+/// Attempts of the first sync before start-up gives up.
+pub const INITIAL_SYNC_ATTEMPTS: u32 = 10;
+/// Pause between first-sync attempts.
+pub const INITIAL_SYNC_RETRY: Duration = Duration::from_secs(2);
+/// Subdirectory of the data dir holding the sled store.
+pub const STORE_DIR: &str = "store";
+
+/// Runs the bot until SIGTERM / SIGINT (or a fatal error).
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!("cannot create the data dir {} (config data_dir)", config.data_dir.display())
+    })?;
+    let store = Store::open(&config.data_dir.join(STORE_DIR)).context("opening the store")?;
+    let params = LoginParams {
+        homeserver_url: config.matrix.homeserver_url.clone(),
+        user_id: config.matrix.user_id.clone(),
+        password: config.matrix.password.as_ref().map(|s| s.expose().to_owned()),
+        access_token: config.matrix.access_token.as_ref().map(|s| s.expose().to_owned()),
+        device_name: config.matrix.device_name.clone(),
+    };
+    let client = matrix::connect(&params, &config.data_dir)
+        .await
+        .context("connecting to the homeserver")?;
+    let bot = client
+        .user_id()
+        .map(ToOwned::to_owned)
+        .context("the Matrix session has no user id")?;
+    tracing::info!(user_id = %bot, "connected to the homeserver");
+
+    let registry = Registry::new();
+    let restart = RestartConfig {
+        backoff_min: config.supervision.backoff_min(),
+        backoff_max: config.supervision.backoff_max(),
+        max_restarts: config.supervision.max_restarts,
+        period: config.supervision.restart_period(),
+        ..RestartConfig::default()
+    };
+    let root = Supervisor::start_root(
+        SupervisorConfig {
+            restart,
+            ..Default::default()
+        },
+        registry.clone(),
+    );
+
+    // Agents.
+    let mut routes = Vec::new();
+    for agent in &config.agents {
+        let client = Arc::new(match agent.kind {
+            AgentKind::Echo => AgentClient::echo(),
+            AgentKind::Http => AgentClient::http(
+                agent.base_url.as_deref().unwrap_or_default(),
+                agent.token.as_ref().map(|t| t.expose().to_owned()),
+                agent.timeout(),
+            )
+            .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?,
+        });
+        let stats = Arc::new(AgentStats::default());
+        let max = agent.max_concurrent_turns;
+        let conn = root
+            .start_child(ChildSpec::new(ActorId::new("agent", &agent.id), move |_| {
+                AgentConn::new(client.clone(), max, stats.clone())
+            }))
+            .await?;
+        routes.push(AgentRoute {
+            id: agent.id.clone(),
+            name: agent.name.clone(),
+            conn,
+        });
+    }
+    let default_agent = config
+        .default_agent()
+        .map(|a| a.id.clone())
+        .context("no default agent (config agents)")?;
+    let router_store = store.clone();
+    let router = root
+        .start_child(ChildSpec::new(ActorId::singleton("router"), move |_| {
+            Router::new(routes.clone(), default_agent.clone(), router_store.clone())
+        }))
+        .await?;
+
+    let rooms = RoomDirectory::new(
+        root.clone(),
+        RoomDeps {
+            client: client.clone(),
+            store: store.clone(),
+            router: router.clone(),
+        },
+    );
+    let provision = ProvisionDeps {
+        client: client.clone(),
+        store: store.clone(),
+        access: config.access_policy(),
+        router: router.clone(),
+        rooms: rooms.clone(),
+        encrypt_rooms: config.matrix.encrypt_rooms,
+    };
+    let provisioner = root
+        .start_child(ChildSpec::new(ActorId::singleton("provisioner"), move |ctx| {
+            Provisioner::new(provision.clone(), ctx)
+        }))
+        .await?;
+
+    let dispatcher = Dispatcher::new(
+        bot.clone(),
+        rooms.clone(),
+        provisioner,
+        store.clone(),
+        config.access_policy(),
+    );
+    dispatcher.register(&client);
+
+    // First sync: its timeline is history.
+    let health = SyncHealth::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match matrix::initial_sync(&client, &health).await {
+            Ok(_) => break,
+            Err(error) if error.is_retryable() && attempt < INITIAL_SYNC_ATTEMPTS => {
+                tracing::warn!(%error, attempt, "first sync failed; retrying");
+                tokio::time::sleep(INITIAL_SYNC_RETRY).await;
+            }
+            Err(error) => return Err(error).context("the first sync"),
+        }
+    }
+    for record in store.rooms()? {
+        if record.archived {
+            continue;
+        }
+        match RoomId::parse(&record.room_id) {
+            Ok(room_id) => {
+                rooms.start(&room_id).await?;
+            }
+            Err(error) => tracing::warn!(room_id = %record.room_id, %error, "bad room id in the store"),
+        }
+    }
+    tracing::info!(rooms = rooms.len(), "managed rooms started");
+    dispatcher.go_live();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sync_client = client.clone();
+    let sync_health = health.clone();
+    root.start_child(ChildSpec::new(ActorId::singleton("sync"), move |ctx| {
+        SyncActor::new(sync_client.clone(), sync_health.clone(), stop_rx.clone(), ctx)
+    }))
+    .await?;
+    tracing::info!("surfaces is running");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let grace = config.shutdown.grace();
+    if tokio::time::timeout(grace, root.shutdown()).await.is_err() {
+        tracing::warn!(?grace, "actors did not stop within the grace period (config shutdown.grace_secs)");
+    }
+    store.flush().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the bot");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

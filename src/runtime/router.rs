@@ -1,0 +1,97 @@
+//! The router: which agent connection serves a room, and fresh platform chat ids.
+//!
+//! Rooms name their agent by id (from their state event); the router maps that id to the
+//! live connection actor, and says when the agent is no longer configured. It mints
+//! platform chat ids from the store's sequence, which is flushed before an id is used and
+//! never reused, across restarts too.
+
+use std::collections::HashMap;
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use actors::ChildHandle;
+
+use super::agent_conn::AgentConn;
+use crate::store::{Store, StoreError};
+
+/// The prefix of platform chat ids: `sfc-<sequence>`.
+pub const CHAT_ID_PREFIX: &str = "sfc-";
+
+/// A configured agent as rooms see it.
+#[derive(Clone)]
+pub struct AgentRoute {
+    /// The agent's id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Its connection actor.
+    pub conn: ChildHandle<AgentConn>,
+}
+
+/// The router actor.
+pub struct Router {
+    agents: HashMap<String, AgentRoute>,
+    default_agent: String,
+    store: Store,
+}
+
+impl Router {
+    /// A router over `agents`, `default_agent` being one of them.
+    pub fn new(agents: Vec<AgentRoute>, default_agent: String, store: Store) -> Self {
+        Self {
+            agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            default_agent,
+            store,
+        }
+    }
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+}
+actors::supervised_actor!(Router);
+
+/// The route to an agent by id; `None` when it is not configured (a stale room).
+#[derive(Message)]
+#[rtype(result = "Option<AgentRoute>")]
+pub struct ResolveAgent {
+    /// The agent's id.
+    pub agent_id: String,
+}
+
+impl Handler<ResolveAgent> for Router {
+    type Result = Option<AgentRoute>;
+
+    fn handle(&mut self, msg: ResolveAgent, _: &mut Context<Self>) -> Self::Result {
+        self.agents.get(&msg.agent_id).cloned()
+    }
+}
+
+/// The default agent's route.
+#[derive(Message)]
+#[rtype(result = "Option<AgentRoute>")]
+pub struct DefaultAgent;
+
+impl Handler<DefaultAgent> for Router {
+    type Result = Option<AgentRoute>;
+
+    fn handle(&mut self, _: DefaultAgent, _: &mut Context<Self>) -> Self::Result {
+        self.agents.get(&self.default_agent).cloned()
+    }
+}
+
+/// Mints a new platform chat id (durable before it is returned).
+#[derive(Message)]
+#[rtype(result = "Result<String, StoreError>")]
+pub struct MintChatId;
+
+impl Handler<MintChatId> for Router {
+    type Result = ResponseFuture<Result<String, StoreError>>;
+
+    fn handle(&mut self, _: MintChatId, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let seq = store.next_chat_seq().await?;
+            Ok(format!("{CHAT_ID_PREFIX}{seq}"))
+        })
+    }
+}

@@ -1,0 +1,570 @@
+//! Local cache of what Matrix holds, plus the counters Matrix cannot hold.
+//!
+//! Why this module exists: Matrix is the source of truth (each chat room carries an
+//! `org.surfaces.room` state event, each Space an `org.surfaces.space` one), but asking the
+//! homeserver on every message is slow. sled keeps a cache of users and rooms so routing is a
+//! local lookup. Everything in the `users` and `rooms` trees can be rebuilt from Matrix; the
+//! counters in `meta` (the platform chat sequence, the "unmanaged room already told" marks)
+//! cannot, so they are never reset and never go backwards.
+//!
+//! sled writes are durable only after a flush, so every write method here is `async` and
+//! awaits `flush_async()` before returning: once a method returns `Ok`, the write survives a
+//! crash. In particular a chat sequence number is flushed before it is handed out, so an id
+//! is never reused, even across restarts.
+//!
+//! Layout: trees `users` (key: user id), `rooms` (key: room id), `meta` (key `chat_seq`: u64
+//! big-endian; keys `unmanaged_notified/<room id>`). Records are JSON.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+const USERS_TREE: &str = "users";
+const ROOMS_TREE: &str = "rooms";
+const META_TREE: &str = "meta";
+/// Key of the platform chat sequence in `meta`: the last value handed out.
+const CHAT_SEQ_KEY: &str = "chat_seq";
+/// Prefix of the per-room "explanation already sent" marks in `meta`.
+const UNMANAGED_NOTIFIED_PREFIX: &str = "unmanaged_notified/";
+/// Value of a set mark.
+const MARK: &[u8] = b"1";
+/// The first chat index of a new user ("Chat 1").
+pub const FIRST_CHAT_INDEX: u32 = 1;
+
+/// Whether retrying an operation may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// I/O trouble (disk full, lock held by another process...): retry later.
+    Transient,
+    /// Corrupt data or a bug: retrying will not help; rebuild the record from Matrix.
+    Permanent,
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("cannot open the store at {}: {source}", path.display())]
+    Open {
+        /// The store directory.
+        path: PathBuf,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// sled failed (I/O, on-disk corruption, bug).
+    #[error("store error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record could not be decoded.
+    #[error("corrupt record {tree}/{key}: {message}")]
+    Corrupt {
+        /// The tree holding the record.
+        tree: &'static str,
+        /// The record's key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A record could not be encoded (a bug).
+    #[error("cannot encode record {tree}/{key}: {message}")]
+    Encode {
+        /// The tree the record was meant for.
+        tree: &'static str,
+        /// The record's key.
+        key: String,
+        /// The encoder's message.
+        message: String,
+    },
+}
+
+fn sled_kind(e: &sled::Error) -> StoreErrorKind {
+    match e {
+        sled::Error::Io(_) => StoreErrorKind::Transient,
+        _ => StoreErrorKind::Permanent,
+    }
+}
+
+impl StoreError {
+    /// Transient (I/O) or permanent (corruption, bug).
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Open { source, .. } => sled_kind(source),
+            StoreError::Sled(e) => sled_kind(e),
+            StoreError::Corrupt { .. } | StoreError::Encode { .. } => StoreErrorKind::Permanent,
+        }
+    }
+
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind() == StoreErrorKind::Transient
+    }
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What we know about a user of the bot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The user's Matrix id.
+    pub user_id: String,
+    /// The user's Space, once made.
+    #[serde(default)]
+    pub space_id: Option<String>,
+    /// The direct chat with the bot.
+    #[serde(default)]
+    pub dm_room_id: Option<String>,
+    /// The agent new chats go to (None: the default agent).
+    #[serde(default)]
+    pub selected_agent: Option<String>,
+    /// The index the user's next chat room gets ("Chat 3").
+    #[serde(default = "first_chat_index")]
+    pub next_chat_index: u32,
+}
+
+fn first_chat_index() -> u32 {
+    FIRST_CHAT_INDEX
+}
+
+impl UserRecord {
+    /// A user we have not seen before.
+    pub fn new(user_id: impl Into<String>) -> Self {
+        UserRecord {
+            user_id: user_id.into(),
+            space_id: None,
+            dm_room_id: None,
+            selected_agent: None,
+            next_chat_index: FIRST_CHAT_INDEX,
+        }
+    }
+}
+
+/// A chat room managed by the bot (mirror of its `org.surfaces.room` state event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// The room's Matrix id.
+    pub room_id: String,
+    /// The user the room belongs to.
+    pub owner: String,
+    /// The agent the room talks to.
+    pub agent_id: String,
+    /// The conversation id on the agent platform (`sfc-<n>`).
+    pub platform_chat_id: String,
+    /// The room's number among the owner's chats.
+    pub chat_index: u32,
+    /// Whether the room was archived (no longer answered).
+    #[serde(default)]
+    pub archived: bool,
+    /// The room's name, when known.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The sled cache. Cheap to clone (sled's handles are reference-counted).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    users: sled::Tree,
+    rooms: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn encode<T: Serialize>(tree: &'static str, key: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Encode {
+        tree,
+        key: key.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn decode_seq(bytes: &[u8]) -> Result<u64> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        tree: META_TREE,
+        key: CHAT_SEQ_KEY.to_owned(),
+        message: format!("expected 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let open_err = |source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new().path(dir).open().map_err(open_err)?;
+        let users = db.open_tree(USERS_TREE).map_err(open_err)?;
+        let rooms = db.open_tree(ROOMS_TREE).map_err(open_err)?;
+        let meta = db.open_tree(META_TREE).map_err(open_err)?;
+        Ok(Store {
+            db,
+            users,
+            rooms,
+            meta,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>> {
+        match tree.get(key.as_bytes())? {
+            Some(bytes) => decode(name, key.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn all<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str) -> Result<Vec<T>> {
+        tree.iter()
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(name, &key, &bytes)
+            })
+            .collect()
+    }
+
+    /// The user's record, if cached.
+    pub fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
+        let record: Option<UserRecord> = Self::get(&self.users, USERS_TREE, user_id)?;
+        match record {
+            Some(r) if r.user_id != user_id => Err(StoreError::Corrupt {
+                tree: USERS_TREE,
+                key: user_id.to_owned(),
+                message: format!("record is for {}", r.user_id),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Stores the user's record (keyed by its `user_id`); durable when this returns.
+    pub async fn put_user(&self, record: &UserRecord) -> Result<()> {
+        let bytes = encode(USERS_TREE, &record.user_id, record)?;
+        self.users.insert(record.user_id.as_bytes(), bytes)?;
+        self.flush().await
+    }
+
+    /// Every cached user.
+    pub fn users(&self) -> Result<Vec<UserRecord>> {
+        Self::all(&self.users, USERS_TREE)
+    }
+
+    /// The room's record, if cached.
+    pub fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
+        let record: Option<RoomRecord> = Self::get(&self.rooms, ROOMS_TREE, room_id)?;
+        match record {
+            Some(r) if r.room_id != room_id => Err(StoreError::Corrupt {
+                tree: ROOMS_TREE,
+                key: room_id.to_owned(),
+                message: format!("record is for {}", r.room_id),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Stores the room's record (keyed by its `room_id`); durable when this returns.
+    pub async fn put_room(&self, record: &RoomRecord) -> Result<()> {
+        let bytes = encode(ROOMS_TREE, &record.room_id, record)?;
+        self.rooms.insert(record.room_id.as_bytes(), bytes)?;
+        self.flush().await
+    }
+
+    /// Forgets the room; returns whether it was cached. Durable when this returns.
+    pub async fn remove_room(&self, room_id: &str) -> Result<bool> {
+        let existed = self.rooms.remove(room_id.as_bytes())?.is_some();
+        self.flush().await?;
+        Ok(existed)
+    }
+
+    /// Every cached room.
+    pub fn rooms(&self) -> Result<Vec<RoomRecord>> {
+        Self::all(&self.rooms, ROOMS_TREE)
+    }
+
+    /// The cached rooms of one owner, ordered by chat index.
+    pub fn rooms_of(&self, owner: &str) -> Result<Vec<RoomRecord>> {
+        let mut rooms: Vec<RoomRecord> = self
+            .rooms()?
+            .into_iter()
+            .filter(|r| r.owner == owner)
+            .collect();
+        rooms.sort_by_key(|r| r.chat_index);
+        Ok(rooms)
+    }
+
+    /// Atomically applies `step` to the chat sequence (missing = 0) and flushes; returns
+    /// the new value. A corrupt stored value is left untouched and reported.
+    async fn update_seq(&self, step: impl Fn(u64) -> Option<u64>) -> Result<u64> {
+        let mut problem: Option<StoreError> = None;
+        let updated = self.meta.update_and_fetch(CHAT_SEQ_KEY, |old| {
+            problem = None;
+            let current = match old.map(decode_seq).transpose() {
+                Ok(value) => value.unwrap_or(0),
+                Err(e) => {
+                    problem = Some(e);
+                    return old.map(<[u8]>::to_vec);
+                }
+            };
+            match step(current) {
+                Some(next) => Some(next.to_be_bytes().to_vec()),
+                None => {
+                    problem = Some(StoreError::Corrupt {
+                        tree: META_TREE,
+                        key: CHAT_SEQ_KEY.to_owned(),
+                        message: "the chat sequence is exhausted".to_owned(),
+                    });
+                    old.map(<[u8]>::to_vec)
+                }
+            }
+        })?;
+        if let Some(e) = problem {
+            return Err(e);
+        }
+        let value = match updated {
+            Some(bytes) => decode_seq(&bytes)?,
+            None => 0,
+        };
+        self.flush().await?;
+        Ok(value)
+    }
+
+    /// The next platform chat sequence number: starts at 1, strictly increasing, flushed
+    /// before it is returned, so never handed out twice, even across restarts.
+    pub async fn next_chat_seq(&self) -> Result<u64> {
+        self.update_seq(|current| current.checked_add(1)).await
+    }
+
+    /// Records that sequence numbers up to `n` are taken (e.g. `sfc-<n>` ids found in Matrix
+    /// during a rebuild): the next [`Store::next_chat_seq`] returns more than `n`. Never
+    /// moves the counter backwards. Returns the counter's value afterwards.
+    pub async fn ensure_chat_seq_at_least(&self, n: u64) -> Result<u64> {
+        self.update_seq(move |current| Some(current.max(n))).await
+    }
+
+    /// Marks the unmanaged room as told; `true` the first time for this room (the caller
+    /// then sends its one explanatory message), `false` afterwards. Durable when this
+    /// returns, so the explanation is sent at most once per room.
+    pub async fn mark_unmanaged_notified(&self, room_id: &str) -> Result<bool> {
+        let key = format!("{UNMANAGED_NOTIFIED_PREFIX}{room_id}");
+        let first = self
+            .meta
+            .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(MARK))?
+            .is_ok();
+        if first {
+            self.flush().await?;
+        }
+        Ok(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(id: &str, owner: &str, index: u32) -> RoomRecord {
+        RoomRecord {
+            room_id: id.to_owned(),
+            owner: owner.to_owned(),
+            agent_id: "echo".to_owned(),
+            platform_chat_id: format!("sfc-{index}"),
+            chat_index: index,
+            archived: false,
+            name: Some(format!("Chat {index}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn users_and_rooms_round_trip_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut alice = UserRecord::new("@alice:example.org");
+        alice.space_id = Some("!space:example.org".into());
+        alice.dm_room_id = Some("!dm:example.org".into());
+        alice.selected_agent = Some("coder".into());
+        alice.next_chat_index = 3;
+        let r1 = room("!r1:example.org", "@alice:example.org", 2);
+        let r2 = room("!r2:example.org", "@alice:example.org", 1);
+        let r3 = room("!r3:example.org", "@bob:example.org", 1);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.user("@alice:example.org").unwrap(), None);
+            store.put_user(&alice).await.unwrap();
+            for r in [&r1, &r2, &r3] {
+                store.put_room(r).await.unwrap();
+            }
+            assert_eq!(store.user("@alice:example.org").unwrap(), Some(alice.clone()));
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.user("@alice:example.org").unwrap(), Some(alice.clone()));
+        assert_eq!(store.users().unwrap(), vec![alice]);
+        assert_eq!(store.room("!r1:example.org").unwrap(), Some(r1.clone()));
+        assert_eq!(store.rooms().unwrap().len(), 3);
+        assert_eq!(
+            store.rooms_of("@alice:example.org").unwrap(),
+            vec![r2.clone(), r1.clone()]
+        );
+
+        // Overwrite.
+        let mut archived = r1.clone();
+        archived.archived = true;
+        store.put_room(&archived).await.unwrap();
+        assert!(store.room("!r1:example.org").unwrap().unwrap().archived);
+    }
+
+    #[tokio::test]
+    async fn remove_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let r = room("!r:example.org", "@a:example.org", 1);
+        store.put_room(&r).await.unwrap();
+        assert!(store.remove_room("!r:example.org").await.unwrap());
+        assert!(!store.remove_room("!r:example.org").await.unwrap());
+        assert_eq!(store.room("!r:example.org").unwrap(), None);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.room("!r:example.org").unwrap(), None);
+        assert!(store.rooms().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn chat_seq_starts_at_one_and_never_repeats_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = Vec::new();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for _ in 0..3 {
+                seen.push(store.next_chat_seq().await.unwrap());
+            }
+        }
+        assert_eq!(seen, vec![1, 2, 3]);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            seen.push(store.next_chat_seq().await.unwrap());
+            // A rebuild found sfc-10 in Matrix.
+            assert_eq!(store.ensure_chat_seq_at_least(10).await.unwrap(), 10);
+            // Never backwards.
+            assert_eq!(store.ensure_chat_seq_at_least(5).await.unwrap(), 10);
+            seen.push(store.next_chat_seq().await.unwrap());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        seen.push(store.next_chat_seq().await.unwrap());
+        assert_eq!(seen, vec![1, 2, 3, 4, 11, 12]);
+    }
+
+    #[tokio::test]
+    async fn chat_seq_is_unique_under_concurrency() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for _ in 0..10 {
+                    got.push(store.next_chat_seq().await.unwrap());
+                }
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=80).collect::<Vec<u64>>());
+    }
+
+    #[tokio::test]
+    async fn unmanaged_notice_is_marked_once_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(store.mark_unmanaged_notified("!x:example.org").await.unwrap());
+            assert!(!store.mark_unmanaged_notified("!x:example.org").await.unwrap());
+            assert!(store.mark_unmanaged_notified("!y:example.org").await.unwrap());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.mark_unmanaged_notified("!x:example.org").await.unwrap());
+        assert!(!store.mark_unmanaged_notified("!y:example.org").await.unwrap());
+        // The marks are not mistaken for the counter.
+        assert_eq!(store.next_chat_seq().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn corrupt_records_are_permanent_errors_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .users
+            .insert("@broken:example.org", &b"not json"[..])
+            .unwrap();
+        let err = store.user("@broken:example.org").unwrap_err();
+        assert!(!err.is_transient());
+        assert_eq!(err.kind(), StoreErrorKind::Permanent);
+        assert!(err.to_string().contains("users/@broken:example.org"), "{err}");
+        assert!(store.users().is_err());
+
+        // A record stored under another key.
+        let other = serde_json::to_vec(&room("!other:e.org", "@a:e.org", 1)).unwrap();
+        store.rooms.insert("!r:e.org", other).unwrap();
+        let err = store.room("!r:e.org").unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+
+        // A corrupt counter is reported and left alone.
+        store.meta.insert(CHAT_SEQ_KEY, &b"xyz"[..]).unwrap();
+        let err = store.next_chat_seq().await.unwrap_err();
+        assert!(err.to_string().contains("meta/chat_seq"), "{err}");
+        assert!(!err.is_transient());
+        assert_eq!(&store.meta.get(CHAT_SEQ_KEY).unwrap().unwrap()[..], b"xyz");
+    }
+
+    #[tokio::test]
+    async fn missing_optional_fields_take_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .users
+            .insert("@old:e.org", &br#"{"user_id":"@old:e.org"}"#[..])
+            .unwrap();
+        let user = store.user("@old:e.org").unwrap().unwrap();
+        assert_eq!(user, UserRecord::new("@old:e.org"));
+    }
+
+    #[test]
+    fn io_errors_are_transient() {
+        let io = sled::Error::Io(std::io::Error::other("disk full"));
+        assert!(StoreError::Sled(io).is_transient());
+        let bug = sled::Error::ReportableBug("x".into());
+        assert!(!StoreError::Sled(bug).is_transient());
+    }
+
+    #[test]
+    fn opening_a_file_as_a_store_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Store::open(&file).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    }
+}

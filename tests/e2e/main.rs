@@ -1,0 +1,13 @@
+//! End-to-end tests against a real Synapse (installed by `ops/synapse/install`).
+//!
+//! One test binary: every scenario is a module here, sharing `support`.
+//! Each test starts its own Synapse (fresh tempdir, free loopback port), its
+//! own simulated humans and, when needed, the real `surfaces` binary; every
+//! process is stopped by pid when the owning value is dropped.
+
+mod support;
+
+mod agent_http;
+mod harness_smoke;
+mod matrix_glue;
+mod spine;
