@@ -904,9 +904,7 @@ impl Config {
         base_dir: &Path,
         env: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = figment
-            .extract_lossy()
-            .map_err(ConfigError::from_figment)?;
+        let raw: RawConfig = figment.extract_lossy().map_err(ConfigError::from_figment)?;
         let mut problems = Vec::new();
 
         let agents_file = match raw.agents_file {
@@ -1216,7 +1214,10 @@ impl Config {
 }
 
 fn resolve_agent(index: usize, raw: RawAgent, problems: &mut Vec<ConfigError>) -> AgentConfig {
-    let has_url = raw.base_url.as_deref().is_some_and(|u| !u.trim().is_empty());
+    let has_url = raw
+        .base_url
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty());
     let kind = match raw.kind {
         Some(kind) => kind,
         None if has_url => AgentKind::Http,
@@ -1416,7 +1417,8 @@ impl AccessPolicy {
 }
 
 fn user_pattern_matches(pattern: &str, user_id: &str) -> bool {
-    let (Some(pattern), Some((local, server))) = (pattern.strip_prefix('@'), split_user_id(user_id))
+    let (Some(pattern), Some((local, server))) =
+        (pattern.strip_prefix('@'), split_user_id(user_id))
     else {
         return false;
     };
@@ -1535,10 +1537,7 @@ password = "file-password"
         let c = load_ok(
             "",
             &[
-                (
-                    "SURFACES__MATRIX__HOMESERVER_URL",
-                    "http://localhost:8008",
-                ),
+                ("SURFACES__MATRIX__HOMESERVER_URL", "http://localhost:8008"),
                 ("SURFACES__MATRIX__USER_ID", "@bot:localhost"),
                 ("SURFACES__MATRIX__PASSWORD", "0012345"),
             ],
@@ -1793,7 +1792,10 @@ password = "file-password"
         }
         assert!(matches!(err, ConfigError::Many(_)));
         let text = err.to_string();
-        assert!(text.starts_with("3 problems in the configuration:"), "{text}");
+        assert!(
+            text.starts_with("3 problems in the configuration:"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1859,7 +1861,10 @@ password = "file-password"
         assert_eq!(ids, ["coder", "2", "writer"]);
         assert_eq!(c.agents[0].description, "Writes code");
         assert_eq!(c.agents[0].workspace, Some(PathBuf::from("/agents/1")));
-        assert_eq!(c.agents[1].base_url.as_deref(), Some("http://researcher:8000"));
+        assert_eq!(
+            c.agents[1].base_url.as_deref(),
+            Some("http://researcher:8000")
+        );
         assert_eq!(
             c.agents[2].base_url.as_deref(),
             Some("https://writer.example.org")
@@ -1937,7 +1942,10 @@ password = "file-password"
         let c = load_ok(&toml, &[]);
         assert_eq!(c.agents[0].kind, AgentKind::Http);
         assert_eq!(c.agents[0].name, "first");
-        assert!(c.agents[0].default, "the first is the default when none is marked");
+        assert!(
+            c.agents[0].default,
+            "the first is the default when none is marked"
+        );
         assert!(!c.agents[1].default);
         assert_eq!(c.agents[1].timeout(), Duration::from_secs(5));
         assert_eq!(c.agent("second").unwrap().name, "Second");
@@ -1978,7 +1986,10 @@ password = "file-password"
             env_var_for("access.allowed_users[0]"),
             "SURFACES__ACCESS__ALLOWED_USERS"
         );
-        assert_eq!(env_key("SURFACES__MATRIX__USER_ID").as_deref(), Some("matrix.user_id"));
+        assert_eq!(
+            env_key("SURFACES__MATRIX__USER_ID").as_deref(),
+            Some("matrix.user_id")
+        );
         assert_eq!(env_key("surfaces__data_dir").as_deref(), Some("data_dir"));
         assert_eq!(env_key("SURFACES__"), None);
         assert_eq!(env_key("SURFACES__A____B"), None);
@@ -2049,7 +2060,12 @@ password = "file-password"
     #[test]
     fn access_patterns_table() {
         let p = policy(
-            &["@*:friends.org", "@bob:other.org", "@team-*:corp.org", "@*x*:ab.org"],
+            &[
+                "@*:friends.org",
+                "@bob:other.org",
+                "@team-*:corp.org",
+                "@*x*:ab.org",
+            ],
             &["partner.net", "*.campus.edu"],
             &["@root:example.org", "@ops-*:example.org"],
         );
@@ -2120,10 +2136,7 @@ password = "file-password"
             split_user_id("@surfaces:example.org"),
             Some(("surfaces", "example.org"))
         );
-        assert_eq!(
-            split_user_id("@a:[::1]:8448"),
-            Some(("a", "[::1]:8448"))
-        );
+        assert_eq!(split_user_id("@a:[::1]:8448"), Some(("a", "[::1]:8448")));
         assert_eq!(split_user_id(&format!("@{}:e.org", "a".repeat(300))), None);
     }
 }

@@ -25,7 +25,11 @@ fn main() -> ExitCode {
         }
     };
     surfaces::telemetry::init(&config.log);
-    let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     let system = match runtime() {
         Ok(_) => actix::System::with_tokio_rt(|| match runtime() {
             Ok(rt) => rt,

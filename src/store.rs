@@ -413,10 +413,16 @@ mod tests {
             for r in [&r1, &r2, &r3] {
                 store.put_room(r).await.unwrap();
             }
-            assert_eq!(store.user("@alice:example.org").unwrap(), Some(alice.clone()));
+            assert_eq!(
+                store.user("@alice:example.org").unwrap(),
+                Some(alice.clone())
+            );
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.user("@alice:example.org").unwrap(), Some(alice.clone()));
+        assert_eq!(
+            store.user("@alice:example.org").unwrap(),
+            Some(alice.clone())
+        );
         assert_eq!(store.users().unwrap(), vec![alice]);
         assert_eq!(store.room("!r1:example.org").unwrap(), Some(r1.clone()));
         assert_eq!(store.rooms().unwrap().len(), 3);
@@ -500,13 +506,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            assert!(store.mark_unmanaged_notified("!x:example.org").await.unwrap());
-            assert!(!store.mark_unmanaged_notified("!x:example.org").await.unwrap());
-            assert!(store.mark_unmanaged_notified("!y:example.org").await.unwrap());
+            assert!(store
+                .mark_unmanaged_notified("!x:example.org")
+                .await
+                .unwrap());
+            assert!(!store
+                .mark_unmanaged_notified("!x:example.org")
+                .await
+                .unwrap());
+            assert!(store
+                .mark_unmanaged_notified("!y:example.org")
+                .await
+                .unwrap());
         }
         let store = Store::open(dir.path()).unwrap();
-        assert!(!store.mark_unmanaged_notified("!x:example.org").await.unwrap());
-        assert!(!store.mark_unmanaged_notified("!y:example.org").await.unwrap());
+        assert!(!store
+            .mark_unmanaged_notified("!x:example.org")
+            .await
+            .unwrap());
+        assert!(!store
+            .mark_unmanaged_notified("!y:example.org")
+            .await
+            .unwrap());
         // The marks are not mistaken for the counter.
         assert_eq!(store.next_chat_seq().await.unwrap(), 1);
     }
@@ -522,7 +543,10 @@ mod tests {
         let err = store.user("@broken:example.org").unwrap_err();
         assert!(!err.is_transient());
         assert_eq!(err.kind(), StoreErrorKind::Permanent);
-        assert!(err.to_string().contains("users/@broken:example.org"), "{err}");
+        assert!(
+            err.to_string().contains("users/@broken:example.org"),
+            "{err}"
+        );
         assert!(store.users().is_err());
 
         // A record stored under another key.

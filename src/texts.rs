@@ -157,7 +157,10 @@ fn percent_encode(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         if b.is_ascii_alphanumeric()
-            || matches!(b, b'!' | b'@' | b'#' | b'$' | b'+' | b':' | b'.' | b'-' | b'_' | b'~' | b'=')
+            || matches!(
+                b,
+                b'!' | b'@' | b'#' | b'$' | b'+' | b':' | b'.' | b'-' | b'_' | b'~' | b'='
+            )
         {
             out.push(b as char);
         } else {
@@ -199,7 +202,10 @@ mod tests {
     #[test]
     fn space_pointer_links_space_and_first_chat() {
         let t = space_pointer("Alice's agents", "!space:example.org", "!chat:example.org");
-        assert!(t.starts_with("I made you a Space: [Alice's agents]("), "{t}");
+        assert!(
+            t.starts_with("I made you a Space: [Alice's agents]("),
+            "{t}"
+        );
         assert!(t.contains("(https://matrix.to/#/!space:example.org?via=example.org)"));
         assert!(t.contains("(https://matrix.to/#/!chat:example.org?via=example.org)"));
         assert!(t.contains("first chat"));
@@ -218,12 +224,18 @@ mod tests {
     #[test]
     fn agent_notices() {
         let t = agent_unreachable("Coder", "connection refused");
-        assert!(t.contains("Coder is not answering right now (connection refused)"), "{t}");
+        assert!(
+            t.contains("Coder is not answering right now (connection refused)"),
+            "{t}"
+        );
         assert!(t.contains("not lost"));
         assert!(t.contains("send it again"));
 
         let t = agent_error("Coder", "context too long");
-        assert!(t.contains("Coder could not handle that message (context too long)"), "{t}");
+        assert!(
+            t.contains("Coder could not handle that message (context too long)"),
+            "{t}"
+        );
 
         assert!(agent_timeout("Coder", 120).contains("2 minutes"));
         assert!(agent_timeout("Coder", 90).contains("1 minute 30 seconds"));
@@ -238,7 +250,11 @@ mod tests {
     fn reasons_are_short_single_lines() {
         let long = "error ".repeat(100);
         let r = short_reason(&long);
-        assert!(r.chars().count() <= MAX_REASON_CHARS, "{}", r.chars().count());
+        assert!(
+            r.chars().count() <= MAX_REASON_CHARS,
+            "{}",
+            r.chars().count()
+        );
         assert!(r.ends_with('…'));
         assert_eq!(short_reason("a\n  b\tc"), "a b c");
         assert_eq!(short_reason("   "), "no details");
@@ -270,5 +286,8 @@ pub fn agent_gone(agent_id: &str) -> String {
 
 /// The agent finished its turn without any text.
 pub fn empty_reply(agent_name: &str) -> String {
-    format!("{} finished without saying anything.", escape_markdown(agent_name))
+    format!(
+        "{} finished without saying anything.",
+        escape_markdown(agent_name)
+    )
 }

@@ -12,7 +12,9 @@ use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
-use crate::agent::{turn_with_retry, AgentClient, AgentError, RetryPolicy, TurnOutcome, TurnRequest};
+use crate::agent::{
+    turn_with_retry, AgentClient, AgentError, RetryPolicy, TurnOutcome, TurnRequest,
+};
 
 /// What operators see of an agent connection.
 #[derive(Debug, Default)]

@@ -57,10 +57,14 @@ impl RoomDirectory {
         let owned = room_id.to_owned();
         let deps = self.deps.clone();
         // Replies and turns are idempotent (ids derived from the event id): safe to redeliver.
-        let spec = ChildSpec::new(id, move |ctx| RoomActor::new(owned.clone(), deps.clone(), ctx))
-            .redeliver(true);
+        let spec = ChildSpec::new(id, move |ctx| {
+            RoomActor::new(owned.clone(), deps.clone(), ctx)
+        })
+        .redeliver(true);
         let handle = self.supervisor.start_child(spec).await?;
-        self.rooms.write().insert(room_id.to_owned(), handle.clone());
+        self.rooms
+            .write()
+            .insert(room_id.to_owned(), handle.clone());
         Ok(handle)
     }
 }

@@ -52,14 +52,25 @@ pub const STORE_DIR: &str = "store";
 /// Runs the bot until SIGTERM / SIGINT (or a fatal error).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!("cannot create the data dir {} (config data_dir)", config.data_dir.display())
+        format!(
+            "cannot create the data dir {} (config data_dir)",
+            config.data_dir.display()
+        )
     })?;
     let store = Store::open(&config.data_dir.join(STORE_DIR)).context("opening the store")?;
     let params = LoginParams {
         homeserver_url: config.matrix.homeserver_url.clone(),
         user_id: config.matrix.user_id.clone(),
-        password: config.matrix.password.as_ref().map(|s| s.expose().to_owned()),
-        access_token: config.matrix.access_token.as_ref().map(|s| s.expose().to_owned()),
+        password: config
+            .matrix
+            .password
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        access_token: config
+            .matrix
+            .access_token
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
         device_name: config.matrix.device_name.clone(),
     };
     let client = matrix::connect(&params, &config.data_dir)
@@ -102,9 +113,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let stats = Arc::new(AgentStats::default());
         let max = agent.max_concurrent_turns;
         let conn = root
-            .start_child(ChildSpec::new(ActorId::new("agent", &agent.id), move |_| {
-                AgentConn::new(client.clone(), max, stats.clone())
-            }))
+            .start_child(ChildSpec::new(
+                ActorId::new("agent", &agent.id),
+                move |_| AgentConn::new(client.clone(), max, stats.clone()),
+            ))
             .await?;
         routes.push(AgentRoute {
             id: agent.id.clone(),
@@ -140,9 +152,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         encrypt_rooms: config.matrix.encrypt_rooms,
     };
     let provisioner = root
-        .start_child(ChildSpec::new(ActorId::singleton("provisioner"), move |ctx| {
-            Provisioner::new(provision.clone(), ctx)
-        }))
+        .start_child(ChildSpec::new(
+            ActorId::singleton("provisioner"),
+            move |ctx| Provisioner::new(provision.clone(), ctx),
+        ))
         .await?;
 
     let dispatcher = Dispatcher::new(
@@ -176,7 +189,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Ok(room_id) => {
                 rooms.start(&room_id).await?;
             }
-            Err(error) => tracing::warn!(room_id = %record.room_id, %error, "bad room id in the store"),
+            Err(error) => {
+                tracing::warn!(room_id = %record.room_id, %error, "bad room id in the store")
+            }
         }
     }
     tracing::info!(rooms = rooms.len(), "managed rooms started");
@@ -186,7 +201,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sync_client = client.clone();
     let sync_health = health.clone();
     root.start_child(ChildSpec::new(ActorId::singleton("sync"), move |ctx| {
-        SyncActor::new(sync_client.clone(), sync_health.clone(), stop_rx.clone(), ctx)
+        SyncActor::new(
+            sync_client.clone(),
+            sync_health.clone(),
+            stop_rx.clone(),
+            ctx,
+        )
     }))
     .await?;
     tracing::info!("surfaces is running");
@@ -196,7 +216,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let grace = config.shutdown.grace();
     if tokio::time::timeout(grace, root.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "actors did not stop within the grace period (config shutdown.grace_secs)");
+        tracing::warn!(
+            ?grace,
+            "actors did not stop within the grace period (config shutdown.grace_secs)"
+        );
     }
     store.flush().await?;
     tracing::info!("stopped");

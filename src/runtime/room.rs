@@ -94,7 +94,12 @@ impl Handler<UserMessage> for RoomActor {
 /// The turn id of the turn answering `event_id` (stable across retries and restarts).
 pub fn turn_id_for(event_id: &matrix_sdk::ruma::EventId) -> String {
     let txn = txn_id_for(event_id, REPLY_PART);
-    format!("turn-{}", txn.as_str().trim_start_matches("sfc-").trim_end_matches("-0"))
+    format!(
+        "turn-{}",
+        txn.as_str()
+            .trim_start_matches("sfc-")
+            .trim_end_matches("-0")
+    )
 }
 
 async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
@@ -188,7 +193,12 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
         }
         Err(error) => {
             tracing::error!(%error, agent = %route.id, "agent connection unavailable");
-            notice(&room, &msg, &texts::agent_unreachable(&route.name, "restarting")).await;
+            notice(
+                &room,
+                &msg,
+                &texts::agent_unreachable(&route.name, "restarting"),
+            )
+            .await;
         }
     }
 }

@@ -29,7 +29,12 @@ pub struct SyncActor {
 
 impl SyncActor {
     /// A fresh incarnation; it continues from the sync token stored by matrix-sdk.
-    pub fn new(client: Client, health: Arc<SyncHealth>, shutdown: watch::Receiver<bool>, ctx: ChildCtx) -> Self {
+    pub fn new(
+        client: Client,
+        health: Arc<SyncHealth>,
+        shutdown: watch::Receiver<bool>,
+        ctx: ChildCtx,
+    ) -> Self {
         Self {
             client,
             health,
@@ -51,7 +56,15 @@ impl Actor for SyncActor {
             let stop = async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             };
-            run_sync_loop(&client, None, &SyncLoopSettings::default(), &health, |_| {}, stop).await
+            run_sync_loop(
+                &client,
+                None,
+                &SyncLoopSettings::default(),
+                &health,
+                |_| {},
+                stop,
+            )
+            .await
         });
         self.task = Some(task.abort_handle());
         ctx.spawn(task.into_actor(self).map(|result, act, ctx| match result {

@@ -76,7 +76,10 @@ impl Stack {
     }
 
     pub async fn person(&self, localpart: &str) -> anyhow::Result<Person> {
-        let creds = self.synapse.register(localpart, "person-password", false).await?;
+        let creds = self
+            .synapse
+            .register(localpart, "person-password", false)
+            .await?;
         Person::login(&self.synapse, &creds).await
     }
 }
@@ -100,7 +103,9 @@ pub async fn onboard(stack: &Stack, person: &Person) -> anyhow::Result<Onboarded
         .wait_for_invite(|i| !i.is_space && i.inviter.as_deref() == Some(bot), WAIT)
         .await?;
     person.join(&chat).await?;
-    person.wait_for_text_from(&chat, bot, "This chat is with", WAIT).await?;
+    person
+        .wait_for_text_from(&chat, bot, "This chat is with", WAIT)
+        .await?;
     person.wait_for_text_from(&dm, bot, "Space", WAIT).await?;
     Ok(Onboarded { dm, space, chat })
 }
@@ -110,11 +115,20 @@ fn field<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// Sends a message and waits for the bot's reply to it.
-async fn ask(stack: &Stack, person: &Person, room: &OwnedRoomId, text: &str) -> anyhow::Result<crate::support::person::ReceivedMessage> {
+async fn ask(
+    stack: &Stack,
+    person: &Person,
+    room: &OwnedRoomId,
+    text: &str,
+) -> anyhow::Result<crate::support::person::ReceivedMessage> {
     let event = person.send_text(room, text).await?;
     let bot = stack.bot_id().to_owned();
     person
-        .wait_for_message(room, |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&event), WAIT)
+        .wait_for_message(
+            room,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&event),
+            WAIT,
+        )
         .await
 }
 
@@ -129,7 +143,9 @@ async fn invite_builds_space_and_room_once_and_answers_encrypted() -> anyhow::Re
         .wait_for_state_event(&ob.space, SPACE_EVENT, "", |_| true, WAIT)
         .await?;
     assert_eq!(field(&space_state, "owner"), alice.user_id().as_str());
-    let binding = alice.wait_for_state_event(&ob.chat, ROOM_EVENT, "", |_| true, WAIT).await?;
+    let binding = alice
+        .wait_for_state_event(&ob.chat, ROOM_EVENT, "", |_| true, WAIT)
+        .await?;
     assert_eq!(field(&binding, "agent_id"), "ref");
     assert_eq!(field(&binding, "owner"), alice.user_id().as_str());
     assert_eq!(field(&binding, "platform_chat_id"), "sfc-1");
@@ -141,14 +157,21 @@ async fn invite_builds_space_and_room_once_and_answers_encrypted() -> anyhow::Re
         .room_state_event(&ob.chat, "m.space.parent", ob.space.as_str())
         .await?
         .is_some());
-    assert!(alice.is_encrypted(&ob.chat).await?, "chat rooms are encrypted by default");
+    assert!(
+        alice.is_encrypted(&ob.chat).await?,
+        "chat rooms are encrypted by default"
+    );
 
     // A message gets a reply: to that message, markdown rendered, decrypted on our side.
     let reply = ask(&stack, &alice, &ob.chat, "hello **agent**").await?;
     assert!(reply.was_encrypted);
     assert!(reply.body.contains("hello **agent**"), "{}", reply.body);
     assert!(
-        reply.formatted_body.as_deref().unwrap_or_default().contains("<strong>agent</strong>"),
+        reply
+            .formatted_body
+            .as_deref()
+            .unwrap_or_default()
+            .contains("<strong>agent</strong>"),
         "{:?}",
         reply.formatted_body
     );
@@ -164,7 +187,10 @@ async fn invite_builds_space_and_room_once_and_answers_encrypted() -> anyhow::Re
         .wait_for_text_from(&dm2, stack.bot_id(), "Space", WAIT)
         .await?;
     assert!(pointer.body.contains(ob.space.as_str()), "{}", pointer.body);
-    assert!(alice.invites().await.is_empty(), "no new Space or room was made");
+    assert!(
+        alice.invites().await.is_empty(),
+        "no new Space or room was made"
+    );
     Ok(())
 }
 
@@ -182,7 +208,11 @@ async fn two_people_stay_isolated() -> anyhow::Result<()> {
     let chats: Vec<String> = stack.agent.turns().iter().map(|t| t.chat.clone()).collect();
     assert_eq!(chats.len(), 2);
     assert_ne!(chats[0], chats[1], "each room has its own platform chat");
-    assert!(bob.joined_rooms().await?.iter().all(|r| r != &a.chat && r != &a.space));
+    assert!(bob
+        .joined_rooms()
+        .await?
+        .iter()
+        .all(|r| r != &a.chat && r != &a.space));
     assert!(bob
         .messages(&b.chat)
         .await
@@ -239,7 +269,10 @@ async fn unmanaged_room_is_not_registered() -> anyhow::Result<()> {
         .filter(|m| m.body.contains("I only answer"))
         .count();
     assert_eq!(explanations, 1);
-    assert!(stack.agent.turns().is_empty(), "no agent turn for an unmanaged room");
+    assert!(
+        stack.agent.turns().is_empty(),
+        "no agent turn for an unmanaged room"
+    );
     Ok(())
 }
 
@@ -260,7 +293,9 @@ async fn restart_keeps_space_rooms_and_chat_sequence() -> anyhow::Result<()> {
     // A new person's room continues the chat sequence.
     let bob = stack.person("bob").await?;
     let b = onboard(&stack, &bob).await?;
-    let binding = bob.wait_for_state_event(&b.chat, ROOM_EVENT, "", |_| true, WAIT).await?;
+    let binding = bob
+        .wait_for_state_event(&b.chat, ROOM_EVENT, "", |_| true, WAIT)
+        .await?;
     assert_eq!(field(&binding, "platform_chat_id"), "sfc-2");
     // And alice's second invite still points at her one Space.
     alice.leave(&a.dm).await?;
