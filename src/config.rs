@@ -297,10 +297,16 @@ impl ConfigError {
         use figment::error::Kind;
 
         let mut path = err.path.clone();
-        match &err.kind {
-            Kind::UnknownField(field, _) => path.push(field.clone()),
-            Kind::MissingField(field) => path.push(field.to_string()),
-            _ => {}
+        let field = match &err.kind {
+            Kind::UnknownField(field, _) => Some(field.clone()),
+            Kind::MissingField(field) => Some(field.to_string()),
+            _ => None,
+        };
+        // figment sometimes already ends the path with the field: name it once.
+        if let Some(field) = field {
+            if path.last() != Some(&field) {
+                path.push(field);
+            }
         }
         if path.is_empty() {
             return ConfigError::Parse {
@@ -1726,7 +1732,7 @@ password = "file-password"
                 "SURFACES__SUPERVISION__RESTART_PERIOD_SECS",
             ),
             (
-                format!("{base}agents_file = \"missing.yaml\"\n"),
+                format!("agents_file = \"missing.yaml\"\n{base}"),
                 "agents_file",
                 "SURFACES__AGENTS_FILE",
             ),

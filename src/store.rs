@@ -8,7 +8,7 @@
 //! cannot, so they are never reset and never go backwards.
 //!
 //! sled writes are durable only after a flush, so every write method here is `async` and
-//! awaits `flush_async()` before returning: once a method returns `Ok`, the write survives a
+//! awaits a flush before returning: once a method returns `Ok`, the write survives a
 //! crash. In particular a chat sequence number is flushed before it is handed out, so an id
 //! is never reused, even across restarts.
 //!
@@ -56,6 +56,9 @@ pub enum StoreError {
     /// sled failed (I/O, on-disk corruption, bug).
     #[error("store error: {0}")]
     Sled(#[from] sled::Error),
+    /// The flush task did not complete (the runtime is shutting down).
+    #[error("the store flush did not complete: {0}")]
+    Flush(String),
     /// A record could not be decoded.
     #[error("corrupt record {tree}/{key}: {message}")]
     Corrupt {
@@ -91,6 +94,7 @@ impl StoreError {
         match self {
             StoreError::Open { source, .. } => sled_kind(source),
             StoreError::Sled(e) => sled_kind(e),
+            StoreError::Flush(_) => StoreErrorKind::Transient,
             StoreError::Corrupt { .. } | StoreError::Encode { .. } => StoreErrorKind::Permanent,
         }
     }
@@ -221,9 +225,18 @@ impl Store {
     }
 
     /// Makes every write so far durable.
+    ///
+    /// A blocking `flush` on tokio's blocking pool, not sled's `flush_async`: concurrent
+    /// `flush_async` calls were seen to hang forever (several tests flushing at once).
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(flushed) => {
+                flushed?;
+                Ok(())
+            }
+            Err(join) => Err(StoreError::Flush(join.to_string())),
+        }
     }
 
     fn get<T: DeserializeOwned>(

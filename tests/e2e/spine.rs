@@ -1,6 +1,8 @@
 //! The spine, end to end: invite → Space + chat room; message → agent → reply; failures
 //! end in notices; unmanaged rooms are not registered; restarts keep everything.
 
+use std::time::Duration;
+
 use matrix_sdk::ruma::{OwnedRoomId, UserId};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -23,9 +25,12 @@ pub struct Stack {
     pub data: TempDir,
 }
 
+/// The agent's timeout in the bot's config (short, so timeouts are quick to test).
+pub const AGENT_TIMEOUT_SECS: u64 = 2;
+
 pub fn agents_toml(agent: &ReferenceAgent) -> String {
     format!(
-        "[[agents]]\nid = \"ref\"\nname = \"Reference\"\nbase_url = \"{}\"\ntimeout_secs = 5\ndefault = true\n",
+        "[[agents]]\nid = \"ref\"\nname = \"Reference\"\nbase_url = \"{}\"\ntimeout_secs = {AGENT_TIMEOUT_SECS}\ndefault = true\n",
         agent.base_url()
     )
 }
@@ -242,6 +247,64 @@ async fn agent_down_gives_a_notice_then_recovers() -> anyhow::Result<()> {
     assert!(reply.body.contains("after a glitch"), "{}", reply.body);
     let last = stack.agent.turns().last().cloned().expect("a turn");
     assert_eq!(stack.agent.executions_of(&last.turn_id), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_slow_agents_end_in_notices_and_other_rooms_keep_going() -> anyhow::Result<()> {
+    use crate::support::reference_agent::Fault;
+    let stack = Stack::start().await?;
+    let alice = stack.person("alice").await?;
+    let bob = stack.person("bob").await?;
+    let a = onboard(&stack, &alice).await?;
+    let b = onboard(&stack, &bob).await?;
+
+    // Garbage every time: retried, then a clear notice.
+    for _ in 0..3 {
+        stack.agent.push_fault(Fault::InvalidJson);
+    }
+    let notice = ask(&stack, &alice, &a.chat, "say something").await?;
+    assert_eq!(notice.msgtype, "m.notice");
+    assert!(notice.body.contains("garbled answer"), "{}", notice.body);
+    stack.agent.clear_faults();
+
+    // Slower than the timeout: the person hears about it; meanwhile bob's room answers.
+    let a_chat = field(
+        &alice
+            .wait_for_state_event(&a.chat, ROOM_EVENT, "", |_| true, WAIT)
+            .await?,
+        "platform_chat_id",
+    )
+    .to_owned();
+    stack
+        .agent
+        .set_chat_delay(&a_chat, Duration::from_secs(AGENT_TIMEOUT_SECS * 10));
+    let slow = alice.send_text(&a.chat, "take your time").await?;
+    assert!(
+        stack
+            .agent
+            .wait_until(WAIT, |agent| agent
+                .turns()
+                .iter()
+                .any(|t| t.text == "take your time"))
+            .await
+    );
+    let quick = ask(&stack, &bob, &b.chat, "quick one").await?;
+    assert!(quick.body.contains("quick one"));
+    let bot = stack.bot_id().to_owned();
+    let timeout_notice = alice
+        .wait_for_message(
+            &a.chat,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&slow),
+            WAIT,
+        )
+        .await?;
+    assert_eq!(timeout_notice.msgtype, "m.notice");
+    assert!(
+        timeout_notice.body.contains("took too long"),
+        "{}",
+        timeout_notice.body
+    );
     Ok(())
 }
 

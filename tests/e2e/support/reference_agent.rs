@@ -231,6 +231,8 @@ struct PendingConfirm {
 #[derive(Default)]
 struct AgentState {
     delay: Duration,
+    /// Per-chat delays, overriding `delay` for those chats.
+    chat_delays: HashMap<String, Duration>,
     interval: Duration,
     required_token: Option<String>,
     faults: VecDeque<Fault>,
@@ -504,7 +506,11 @@ fn stream_response(shared: &Arc<Shared>, plan: StreamPlan) -> Response {
     };
     let (delay, interval) = {
         let st = shared.state.lock();
-        (st.delay, st.interval)
+        let chat_delay = turn
+            .as_ref()
+            .and_then(|(chat, _)| st.chat_delays.get(chat))
+            .copied();
+        (chat_delay.unwrap_or(st.delay), st.interval)
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     let task_shared = Arc::clone(shared);
@@ -1018,6 +1024,15 @@ impl ReferenceAgent {
     /// Delay before the first event of every stream (replays and confirmations included).
     pub fn set_delay(&self, delay: Duration) {
         self.shared.state.lock().delay = delay;
+    }
+
+    /// Delays turns of one chat only (the other chats keep the general delay).
+    pub fn set_chat_delay(&self, chat: &str, delay: Duration) {
+        self.shared
+            .state
+            .lock()
+            .chat_delays
+            .insert(chat.to_owned(), delay);
     }
 
     /// Delay between two events of a stream.
