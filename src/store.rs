@@ -16,6 +16,7 @@
 //! big-endian; keys `unmanaged_notified/<room id>`). Records are JSON.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,10 @@ const CHAT_SEQ_KEY: &str = "chat_seq";
 const UNMANAGED_NOTIFIED_PREFIX: &str = "unmanaged_notified/";
 /// Value of a set mark.
 const MARK: &[u8] = b"1";
+/// How long [`Store::open`] waits for a file lock held by a just-dropped store.
+pub const OPEN_LOCK_WAIT: Duration = Duration::from_secs(3);
+/// Pause between two attempts to take the lock.
+const OPEN_LOCK_RETRY: Duration = Duration::from_millis(20);
 /// The first chat index of a new user ("Chat 1").
 pub const FIRST_CHAT_INDEX: u32 = 1;
 
@@ -196,6 +201,17 @@ fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> 
     })
 }
 
+/// Whether sled failed to open because another handle holds the file lock.
+fn is_lock_error(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 fn decode_seq(bytes: &[u8]) -> Result<u64> {
     let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
         tree: META_TREE,
@@ -207,12 +223,26 @@ fn decode_seq(bytes: &[u8]) -> Result<u64> {
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
+    ///
+    /// sled locks its files; a store of this process that was just dropped releases the
+    /// lock from a background thread a moment later. So a lock held elsewhere is retried
+    /// for up to [`OPEN_LOCK_WAIT`] (blocking the calling thread: open at start-up, or from
+    /// a blocking task) before giving up with a transient error.
     pub fn open(dir: &Path) -> Result<Store> {
         let open_err = |source| StoreError::Open {
             path: dir.to_path_buf(),
             source,
         };
-        let db = sled::Config::new().path(dir).open().map_err(open_err)?;
+        let started = Instant::now();
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_error(&e) && started.elapsed() < OPEN_LOCK_WAIT => {
+                    std::thread::sleep(OPEN_LOCK_RETRY);
+                }
+                Err(e) => return Err(open_err(e)),
+            }
+        };
         let users = db.open_tree(USERS_TREE).map_err(open_err)?;
         let rooms = db.open_tree(ROOMS_TREE).map_err(open_err)?;
         let meta = db.open_tree(META_TREE).map_err(open_err)?;
@@ -594,6 +624,17 @@ mod tests {
         assert!(StoreError::Sled(io).is_transient());
         let bug = sled::Error::ReportableBug("x".into());
         assert!(!StoreError::Sled(bug).is_transient());
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_is_a_transient_open_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = Store::open(dir.path()).unwrap();
+        let started = Instant::now();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(started.elapsed() >= OPEN_LOCK_WAIT);
+        assert!(matches!(err, StoreError::Open { .. }), "{err}");
+        assert!(err.is_transient(), "{err}");
     }
 
     #[test]

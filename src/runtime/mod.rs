@@ -22,6 +22,7 @@ pub mod room;
 pub mod router;
 pub mod sync_actor;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,38 @@ pub const INITIAL_SYNC_ATTEMPTS: u32 = 10;
 pub const INITIAL_SYNC_RETRY: Duration = Duration::from_secs(2);
 /// Subdirectory of the data dir holding the sled store.
 pub const STORE_DIR: &str = "store";
+
+/// An agent connection as operators see it.
+#[derive(Clone)]
+pub struct AgentView {
+    /// The agent's id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Its connection actor (state, restarts: see the registry).
+    pub conn: actors::ChildHandle<AgentConn>,
+    /// In-flight turns and last error.
+    pub stats: Arc<AgentStats>,
+}
+
+/// Everything the ops endpoint reads from a running bot (cheap to clone).
+#[derive(Clone)]
+pub struct RuntimeView {
+    /// Health of every supervised actor.
+    pub registry: Registry,
+    /// The store (room records: names, owners, agents).
+    pub store: Store,
+    /// The sync loop's health.
+    pub sync: Arc<SyncHealth>,
+    /// The agent connections.
+    pub agents: Vec<AgentView>,
+    /// The managed rooms.
+    pub rooms: RoomDirectory,
+    /// The Matrix client (room names).
+    pub client: matrix_sdk::Client,
+    /// Start-up is complete (first sync done, rooms started) and live events are handled.
+    pub live: Arc<AtomicBool>,
+}
 
 /// Runs the bot until SIGTERM / SIGINT (or a fatal error).
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -100,6 +133,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // Agents.
     let mut routes = Vec::new();
+    let mut agent_views = Vec::new();
     for agent in &config.agents {
         let client = Arc::new(match agent.kind {
             AgentKind::Echo => AgentClient::echo(),
@@ -111,6 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?,
         });
         let stats = Arc::new(AgentStats::default());
+        let stats_view = stats.clone();
         let max = agent.max_concurrent_turns;
         let conn = root
             .start_child(ChildSpec::new(
@@ -118,6 +153,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 move |_| AgentConn::new(client.clone(), max, stats.clone()),
             ))
             .await?;
+        agent_views.push(AgentView {
+            id: agent.id.clone(),
+            name: agent.name.clone(),
+            conn: conn.clone(),
+            stats: stats_view,
+        });
         routes.push(AgentRoute {
             id: agent.id.clone(),
             name: agent.name.clone(),
@@ -167,8 +208,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     dispatcher.register(&client);
 
-    // First sync: its timeline is history.
     let health = SyncHealth::new();
+    let view = RuntimeView {
+        registry: registry.clone(),
+        store: store.clone(),
+        sync: health.clone(),
+        agents: agent_views,
+        rooms: rooms.clone(),
+        client: client.clone(),
+        live: Arc::new(AtomicBool::new(false)),
+    };
+
+    // First sync: its timeline is history.
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -196,6 +247,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(rooms = rooms.len(), "managed rooms started");
     dispatcher.go_live();
+    view.live.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let sync_client = client.clone();
