@@ -502,12 +502,16 @@ pub enum AgentsSource {
 pub struct OpsConfig {
     /// Address the ops HTTP endpoint listens on.
     pub bind: SocketAddr,
+    /// Bearer token of the fault-injection endpoint (builds with the `fault-injection`
+    /// feature only); the endpoint refuses every request while it is unset.
+    pub fault_token: Option<Secret>,
 }
 
 impl Default for OpsConfig {
     fn default() -> Self {
         OpsConfig {
             bind: DEFAULT_OPS_BIND,
+            fault_token: None,
         }
     }
 }
@@ -735,6 +739,9 @@ impl EnvProvider {
     }
 }
 
+/// Keys whose environment values are always taken verbatim (a password may look like a list).
+const SECRET_KEYS: &[&str] = &["password", "access_token", "token", "fault_token"];
+
 /// `SURFACES__MATRIX__USER_ID` → `matrix.user_id`; `None` for other variables.
 fn env_key(name: &str) -> Option<String> {
     let name = name.trim();
@@ -777,9 +784,12 @@ impl Provider for EnvProvider {
         let mut dict = Dict::new();
         for (name, raw) in &self.vars {
             let Some(key) = env_key(name) else { continue };
+            let is_secret = SECRET_KEYS
+                .iter()
+                .any(|s| key.rsplit('.').next() == Some(*s));
             let Ok(parsed) = raw.parse::<Value>();
             let value = match parsed {
-                Value::Dict(..) | Value::Array(..) => parsed,
+                Value::Dict(..) | Value::Array(..) if !is_secret => parsed,
                 _ => Value::from(raw.clone()),
             };
             if let Some(nested) = figment::util::nest(&key, value).into_dict() {
@@ -1546,9 +1556,14 @@ password = "file-password"
                 ("SURFACES__MATRIX__HOMESERVER_URL", "http://localhost:8008"),
                 ("SURFACES__MATRIX__USER_ID", "@bot:localhost"),
                 ("SURFACES__MATRIX__PASSWORD", "0012345"),
+                ("SURFACES__MATRIX__ACCESS_TOKEN", "[not-a-list]"),
             ],
         );
         assert_eq!(c.matrix.password.as_ref().unwrap().expose(), "0012345");
+        assert_eq!(
+            c.matrix.access_token.as_ref().unwrap().expose(),
+            "[not-a-list]"
+        );
     }
 
     #[test]

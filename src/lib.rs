@@ -5,9 +5,12 @@
 //! is a tree of supervised actors (the `actors` crate); see `docs/ARCHITECTURE.md`.
 
 pub mod agent;
+pub mod commands;
 pub mod config;
+pub mod crash;
 pub mod matrix;
 pub mod runtime;
+pub mod journal;
 pub mod store;
 pub mod telemetry;
 pub mod texts;

@@ -254,6 +254,11 @@ impl Store {
         })
     }
 
+    /// The underlying database, for modules keeping trees of their own (the journal).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Makes every write so far durable.
     ///
     /// A blocking `flush` on tokio's blocking pool, not sled's `flush_async`: concurrent

@@ -170,6 +170,38 @@ fn percent_encode(id: &str) -> String {
     out
 }
 
+/// The name of a person's Space.
+pub fn space_name(localpart: &str) -> String {
+    format!("Surfaces · {localpart}")
+}
+
+/// The default name of a person's chat room number `index`.
+pub fn chat_room_name(index: u32) -> String {
+    format!("Chat {index}")
+}
+
+/// The room is bound to an agent that is no longer configured (a stale room).
+pub fn agent_gone(agent_id: &str) -> String {
+    format!(
+        "This chat is bound to the agent `{}`, which is no longer available here, so I did not \
+         forward your message. Pick an agent with `!agent`, then start a new chat with `!new`.",
+        code_span(agent_id)
+    )
+}
+
+/// The agent finished its turn without any text.
+pub fn empty_reply(agent_name: &str) -> String {
+    format!(
+        "{} finished without saying anything.",
+        escape_markdown(agent_name)
+    )
+}
+
+/// Text shown inside a markdown code span (escapes do not work there: backticks are dropped).
+fn code_span(text: &str) -> String {
+    text.replace('`', "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +279,16 @@ mod tests {
     }
 
     #[test]
+    fn names_and_stale_rooms() {
+        assert_eq!(chat_room_name(3), "Chat 3");
+        assert!(space_name("alice").contains("alice"));
+        let t = agent_gone("old_agent");
+        assert!(t.contains("`old_agent`"), "{t}");
+        assert!(t.contains("`!new`"));
+        assert!(empty_reply("Coder").starts_with("Coder "));
+    }
+
+    #[test]
     fn reasons_are_short_single_lines() {
         let long = "error ".repeat(100);
         let r = short_reason(&long);
@@ -263,31 +305,4 @@ mod tests {
         let r = short_reason(&"é".repeat(500));
         assert_eq!(r.chars().count(), MAX_REASON_CHARS);
     }
-}
-
-/// The name of a person's Space.
-pub fn space_name(localpart: &str) -> String {
-    format!("Surfaces · {localpart}")
-}
-
-/// The default name of a person's chat room number `index`.
-pub fn chat_room_name(index: u32) -> String {
-    format!("Chat {index}")
-}
-
-/// The room is bound to an agent that is no longer configured (a stale room).
-pub fn agent_gone(agent_id: &str) -> String {
-    format!(
-        "This chat is bound to the agent `{}`, which is no longer available here, so I did not \
-         forward your message. Pick an agent with `!agent`, then start a new chat with `!new`.",
-        escape_markdown(agent_id)
-    )
-}
-
-/// The agent finished its turn without any text.
-pub fn empty_reply(agent_name: &str) -> String {
-    format!(
-        "{} finished without saying anything.",
-        escape_markdown(agent_name)
-    )
 }

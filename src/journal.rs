@@ -1,0 +1,232 @@
+//! The inbound journal: nothing accepted is lost, nothing is answered twice.
+//!
+//! Every message accepted for processing is written here and flushed before its room
+//! actor sees it, and marked done (flushed) once its reply or notice is sent. On restart
+//! the pending entries are handed to their rooms again, in order per room. Done event
+//! ids are remembered, so an event seen again (a replayed sync, a reset sync token) is
+//! not answered twice. Unlike the rest of sled, the journal cannot be rebuilt from Matrix.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError};
+
+/// Tree of pending entries, keyed by a big-endian sequence number (so iteration is in order).
+const PENDING_TREE: &str = "journal_pending";
+/// Tree of event ids → pending sequence number (duplicate check).
+const INDEX_TREE: &str = "journal_index";
+/// Tree of done event ids → when they were done (ms since the epoch).
+const DONE_TREE: &str = "journal_done";
+/// How long done event ids are remembered (a replay older than this is not expected).
+pub const DONE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One accepted message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Position in the journal (global order; per-room order follows from it).
+    pub seq: u64,
+    /// The room.
+    pub room_id: String,
+    /// The Matrix event id.
+    pub event_id: String,
+    /// Who sent it.
+    pub sender: String,
+    /// The text.
+    pub body: String,
+}
+
+/// What `accept` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// New: journaled, to be processed.
+    New,
+    /// Already pending (being processed, or resumed at start-up).
+    Pending,
+    /// Already answered.
+    Done,
+}
+
+/// The journal. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    db: sled::Db,
+    pending: sled::Tree,
+    index: sled::Tree,
+    done: sled::Tree,
+    store: Store,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn corrupt(tree: &'static str, key: &[u8], message: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: message.to_string(),
+    }
+}
+
+impl Journal {
+    /// Opens the journal's trees in the store's database.
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
+        let db = store.db().clone();
+        Ok(Self {
+            pending: db.open_tree(PENDING_TREE)?,
+            index: db.open_tree(INDEX_TREE)?,
+            done: db.open_tree(DONE_TREE)?,
+            db,
+            store: store.clone(),
+        })
+    }
+
+    /// Journals a message (durably) unless it is already pending or done.
+    pub async fn accept(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        sender: &str,
+        body: &str,
+    ) -> Result<(Accepted, u64), StoreError> {
+        if self.done.contains_key(event_id.as_bytes())? {
+            return Ok((Accepted::Done, 0));
+        }
+        if let Some(seq) = self.index.get(event_id.as_bytes())? {
+            let seq = decode_seq(INDEX_TREE, event_id.as_bytes(), &seq)?;
+            return Ok((Accepted::Pending, seq));
+        }
+        let seq = self.db.generate_id()?;
+        let entry = JournalEntry {
+            seq,
+            room_id: room_id.to_owned(),
+            event_id: event_id.to_owned(),
+            sender: sender.to_owned(),
+            body: body.to_owned(),
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
+            tree: PENDING_TREE,
+            key: event_id.to_owned(),
+            message: e.to_string(),
+        })?;
+        self.pending.insert(seq.to_be_bytes(), bytes)?;
+        self.index.insert(event_id.as_bytes(), &seq.to_be_bytes())?;
+        self.store.flush().await?;
+        Ok((Accepted::New, seq))
+    }
+
+    /// Marks a message answered (durably).
+    pub async fn complete(&self, event_id: &str) -> Result<(), StoreError> {
+        if let Some(seq) = self.index.remove(event_id.as_bytes())? {
+            self.pending.remove(seq)?;
+        }
+        self.done
+            .insert(event_id.as_bytes(), &now_ms().to_be_bytes())?;
+        self.store.flush().await
+    }
+
+    /// True if the event was answered.
+    pub fn is_done(&self, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self.done.contains_key(event_id.as_bytes())?)
+    }
+
+    /// Pending entries in journal order.
+    pub fn pending(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        self.pending
+            .iter()
+            .map(|item| {
+                let (key, bytes) = item?;
+                serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &key, e))
+            })
+            .collect()
+    }
+
+    /// Number of pending entries.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets done event ids older than `retention`; returns how many.
+    pub async fn prune_done(&self, retention: Duration) -> Result<usize, StoreError> {
+        let cutoff = now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        let mut old = Vec::new();
+        for item in self.done.iter() {
+            let (key, value) = item?;
+            if decode_seq(DONE_TREE, &key, &value)? <= cutoff {
+                old.push(key);
+            }
+        }
+        for key in &old {
+            self.done.remove(key)?;
+        }
+        if !old.is_empty() {
+            self.store.flush().await?;
+        }
+        Ok(old.len())
+    }
+}
+
+fn decode_seq(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| corrupt(tree, key, format!("expected 8 bytes, found {}", bytes.len())))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn journal() -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let journal = Journal::open(&store).unwrap();
+        (dir, journal)
+    }
+
+    #[tokio::test]
+    async fn accept_complete_and_duplicates() {
+        let (_dir, j) = journal().await;
+        assert_eq!(j.accept("!r", "$a", "@u", "hi").await.unwrap().0, Accepted::New);
+        assert_eq!(j.accept("!r", "$a", "@u", "hi").await.unwrap().0, Accepted::Pending);
+        assert_eq!(j.accept("!r", "$b", "@u", "yo").await.unwrap().0, Accepted::New);
+        let pending: Vec<String> = j.pending().unwrap().into_iter().map(|e| e.event_id).collect();
+        assert_eq!(pending, vec!["$a", "$b"]);
+        j.complete("$a").await.unwrap();
+        assert_eq!(j.accept("!r", "$a", "@u", "hi").await.unwrap().0, Accepted::Done);
+        assert_eq!(j.pending_count(), 1);
+        assert!(j.is_done("$a").unwrap());
+    }
+
+    #[tokio::test]
+    async fn pending_survives_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let j = Journal::open(&store).unwrap();
+            for i in 0..20 {
+                j.accept("!r", &format!("$e{i}"), "@u", "x").await.unwrap();
+            }
+            j.complete("$e3").await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let j = Journal::open(&store).unwrap();
+        let ids: Vec<String> = j.pending().unwrap().into_iter().map(|e| e.event_id).collect();
+        let want: Vec<String> = (0..20).filter(|i| *i != 3).map(|i| format!("$e{i}")).collect();
+        assert_eq!(ids, want);
+        assert!(j.is_done("$e3").unwrap());
+    }
+
+    #[tokio::test]
+    async fn prune_forgets_only_old_done_ids() {
+        let (_dir, j) = journal().await;
+        j.complete("$old").await.unwrap();
+        assert_eq!(j.prune_done(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(j.prune_done(Duration::ZERO).await.unwrap(), 1);
+        assert!(!j.is_done("$old").unwrap());
+    }
+}

@@ -1,0 +1,490 @@
+//! The status page for people: the `/status` document as one self-contained HTML page.
+//!
+//! Why this file exists: an operator at 3 a.m. wants a page, not JSON. The page has no
+//! external assets (inline CSS and JS: it works on an air-gapped network and under a
+//! strict Content-Security-Policy), lists failing actors first, sorts any table by a click
+//! on a column header, and reloads itself every [`REFRESH_SECS`] seconds (pausable; the
+//! sort and the pause survive reloads). Everything shown is escaped: room names, error
+//! messages and ids are user input.
+
+use std::fmt::Write as _;
+
+use super::status::{Status, ABSENT_STATE};
+
+/// Seconds between automatic reloads.
+pub const REFRESH_SECS: u32 = 5;
+/// Content-Security-Policy of the page: nothing external, inline style and script only.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'";
+
+const MS_PER_SEC: u64 = 1_000;
+const SECS_PER_MIN: u64 = 60;
+const SECS_PER_HOUR: u64 = 3_600;
+const SECS_PER_DAY: u64 = 86_400;
+
+const STYLE: &str = r#"
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d1d1f;background:#fafafa}
+h1{font-size:1.4em;margin:0 0 .2em} h2{font-size:1.1em;margin:1.6em 0 .4em}
+.meta{color:#666} .badge{display:inline-block;padding:.15em .6em;border-radius:1em;font-weight:600}
+.ok{background:#d8f5dc;color:#0a5d1a} .bad{background:#fde0e0;color:#8a1010}
+table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 0 0 1px #ddd}
+th,td{padding:.35em .6em;text-align:left;border-bottom:1px solid #eee;vertical-align:top}
+th{background:#f0f0f3;cursor:pointer;user-select:none;white-space:nowrap}
+th[aria-sort=ascending]::after{content:" \25B2"} th[aria-sort=descending]::after{content:" \25BC"}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+code{font-size:.92em;word-break:break-all}
+tr.state-failed td{background:#fde0e0} tr.state-backing-off td{background:#fff2cc}
+tr.state-stopped td,tr.state-absent td,tr.state-stopping td{background:#eee}
+.err{color:#8a1010;max-width:40em;word-break:break-word} .none{color:#888}
+"#;
+
+const SCRIPT: &str = r#"
+(function(){
+  var store = window.sessionStorage;
+  function cell(row, i){ var c=row.cells[i]; return c ? (c.getAttribute('data-sort') ?? c.textContent.trim()) : ''; }
+  function sortTable(table, col, dir){
+    var body=table.tBodies[0]; if(!body) return;
+    var rows=Array.prototype.slice.call(body.rows);
+    rows.sort(function(a,b){
+      var x=cell(a,col), y=cell(b,col), nx=parseFloat(x), ny=parseFloat(y);
+      var r = (!isNaN(nx) && !isNaN(ny) && String(nx)===x && String(ny)===y) ? nx-ny : x.localeCompare(y);
+      return dir==='descending' ? -r : r;
+    });
+    rows.forEach(function(r){ body.appendChild(r); });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function(th,i){
+      if(i===col) th.setAttribute('aria-sort', dir); else th.removeAttribute('aria-sort');
+    });
+  }
+  document.querySelectorAll('table.sortable').forEach(function(table){
+    var key='sort:'+table.id, saved=store && store.getItem(key);
+    if(saved){ var p=saved.split(':'); sortTable(table, parseInt(p[0],10), p[1]); }
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function(th,i){
+      th.addEventListener('click', function(){
+        var dir = th.getAttribute('aria-sort')==='ascending' ? 'descending' : 'ascending';
+        sortTable(table, i, dir); if(store) store.setItem(key, i+':'+dir);
+      });
+    });
+  });
+  var pause=document.getElementById('pause');
+  if(store && store.getItem('paused')==='1') pause.checked=true;
+  pause.addEventListener('change', function(){ if(store) store.setItem('paused', pause.checked?'1':'0'); });
+  setInterval(function(){ if(!pause.checked) window.location.reload(); }, REFRESH_MS);
+})();
+"#;
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// "12 s ago", "5 min ago", "3 h ago", "2 d ago" (from Unix milliseconds).
+pub fn ago(now_ms: u64, at_ms: u64) -> String {
+    let secs = now_ms.saturating_sub(at_ms) / MS_PER_SEC;
+    if secs < SECS_PER_MIN {
+        format!("{secs} s ago")
+    } else if secs < SECS_PER_HOUR {
+        format!("{} min ago", secs / SECS_PER_MIN)
+    } else if secs < SECS_PER_DAY {
+        format!("{} h ago", secs / SECS_PER_HOUR)
+    } else {
+        format!("{} d ago", secs / SECS_PER_DAY)
+    }
+}
+
+fn opt_text(value: Option<&str>) -> String {
+    match value {
+        Some(v) if !v.is_empty() => escape(v),
+        _ => "<span class=\"none\">–</span>".to_owned(),
+    }
+}
+
+fn time_cell(now_ms: u64, at_ms: Option<u64>) -> String {
+    match at_ms {
+        Some(at) => format!("<td data-sort=\"{at}\">{}</td>", escape(&ago(now_ms, at))),
+        None => "<td data-sort=\"0\"><span class=\"none\">never</span></td>".to_owned(),
+    }
+}
+
+fn error_cell(error: Option<&str>) -> String {
+    match error {
+        Some(e) => format!("<td class=\"err\">{}</td>", escape(e)),
+        None => "<td><span class=\"none\">–</span></td>".to_owned(),
+    }
+}
+
+fn num_cell(value: impl std::fmt::Display) -> String {
+    format!("<td class=\"num\">{value}</td>")
+}
+
+fn header(out: &mut String, id: &str, columns: &[&str]) {
+    let _ = write!(
+        out,
+        "<table class=\"sortable\" id=\"{id}\"><thead><tr>"
+    );
+    for column in columns {
+        let _ = write!(out, "<th scope=\"col\">{}</th>", escape(column));
+    }
+    out.push_str("</tr></thead><tbody>");
+}
+
+fn row_start(out: &mut String, actor_id: &str, state: &str) {
+    let state = escape(state);
+    let _ = write!(
+        out,
+        "<tr class=\"state-{state}\" data-state=\"{state}\" data-actor-id=\"{}\">",
+        escape(actor_id)
+    );
+}
+
+fn empty_row(out: &mut String, columns: usize, text: &str) {
+    let _ = write!(
+        out,
+        "<tr><td colspan=\"{columns}\" class=\"none\">{}</td></tr>",
+        escape(text)
+    );
+}
+
+/// The page.
+pub fn render(status: &Status) -> String {
+    let now = status.generated_at_ms;
+    let mut out = String::new();
+    let failing_rooms = status
+        .rooms
+        .iter()
+        .filter(|r| r.state == "failed")
+        .count();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Surfaces status</title>\
+         <noscript><meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\"></noscript>\
+         <style>{STYLE}</style></head><body>"
+    );
+    let (badge, label) = if status.readiness.ready {
+        ("ok", "ready")
+    } else {
+        ("bad", "not ready")
+    };
+    let _ = write!(
+        out,
+        "<h1>Surfaces status <span id=\"readiness\" class=\"badge {badge}\">{label}</span></h1>\
+         <p class=\"meta\">version {} · {} rooms ({failing_rooms} failed) · {} agents · \
+         generated <span id=\"generated\" data-ms=\"{now}\">{}</span> · \
+         <label><input type=\"checkbox\" id=\"pause\"> pause auto-refresh \
+         (every {REFRESH_SECS} s)</label></p>",
+        escape(&status.version),
+        status.rooms.len(),
+        status.agents.len(),
+        unix_ms_text(now),
+    );
+
+    out.push_str("<h2>Readiness</h2>");
+    header(&mut out, "checks", &["Check", "OK", "Detail"]);
+    for check in &status.readiness.checks {
+        let state = if check.ok { "running" } else { "failed" };
+        row_start(&mut out, &check.name, state);
+        let _ = write!(
+            out,
+            "<td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            escape(&check.name),
+            if check.ok { "yes" } else { "no" },
+            escape(&check.detail)
+        );
+    }
+    out.push_str("</tbody></table>");
+
+    out.push_str("<h2>Rooms</h2>");
+    let room_columns = [
+        "Room",
+        "Room id",
+        "Owner",
+        "Agent",
+        "State",
+        "Restarts",
+        "Mailbox",
+        "Handled",
+        "Last error",
+        "Last activity",
+    ];
+    header(&mut out, "rooms", &room_columns);
+    if status.rooms.is_empty() {
+        empty_row(&mut out, room_columns.len(), "no managed room");
+    }
+    for room in &status.rooms {
+        row_start(&mut out, &room.actor_id, &room.state);
+        let _ = write!(
+            out,
+            "<td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>{}{}{}{}{}</tr>",
+            opt_text(room.name.as_deref()),
+            escape(&room.room_id),
+            opt_text(room.owner.as_deref()),
+            opt_text(room.agent.as_deref()),
+            escape(&room.state),
+            num_cell(room.restarts),
+            num_cell(room.mailbox_depth),
+            num_cell(room.handled),
+            error_cell(room.last_error.as_deref()),
+            time_cell(now, room.last_activity_ms),
+        );
+    }
+    out.push_str("</tbody></table>");
+
+    out.push_str("<h2>Agent connections</h2>");
+    let agent_columns = [
+        "Agent",
+        "Id",
+        "State",
+        "In flight",
+        "Restarts",
+        "Last turn error",
+        "Last failure",
+        "Last activity",
+    ];
+    header(&mut out, "agents", &agent_columns);
+    if status.agents.is_empty() {
+        empty_row(&mut out, agent_columns.len(), "no agent");
+    }
+    for agent in &status.agents {
+        row_start(&mut out, &agent.actor_id, &agent.state);
+        let _ = write!(
+            out,
+            "<td>{}</td><td><code>{}</code></td><td>{}</td>{}{}{}{}{}</tr>",
+            escape(&agent.name),
+            escape(&agent.id),
+            escape(&agent.state),
+            num_cell(agent.in_flight),
+            num_cell(agent.restarts),
+            error_cell(agent.last_error.as_deref()),
+            error_cell(agent.last_failure.as_deref()),
+            time_cell(now, agent.last_activity_ms),
+        );
+    }
+    out.push_str("</tbody></table>");
+
+    out.push_str("<h2>Sync</h2>");
+    let sync = &status.sync;
+    header(
+        &mut out,
+        "sync",
+        &[
+            "State",
+            "Last success",
+            "Recent",
+            "Failures in a row",
+            "Syncs",
+            "Restarts",
+            "Last error",
+        ],
+    );
+    let sync_state = if sync.state == "running" && !sync.recent {
+        "backing-off"
+    } else {
+        sync.state.as_str()
+    };
+    row_start(&mut out, "sync", sync_state);
+    let last = match sync.last_success_secs_ago {
+        Some(secs) => format!("<td data-sort=\"{secs:.3}\">{secs:.1} s ago</td>"),
+        None => "<td><span class=\"none\">never</span></td>".to_owned(),
+    };
+    let _ = write!(
+        out,
+        "<td>{}</td>{last}<td>{}</td>{}{}{}{}</tr></tbody></table>",
+        escape(&sync.state),
+        if sync.recent { "yes" } else { "no" },
+        num_cell(sync.consecutive_failures),
+        num_cell(sync.successes),
+        num_cell(sync.restarts),
+        error_cell(sync.last_error.as_deref()),
+    );
+
+    out.push_str("<h2>Other actors</h2>");
+    let actor_columns = [
+        "Actor",
+        "State",
+        "Restarts",
+        "Mailbox",
+        "Last error",
+        "Last activity",
+    ];
+    header(&mut out, "actors", &actor_columns);
+    if status.actors.is_empty() {
+        empty_row(&mut out, actor_columns.len(), "none");
+    }
+    for actor in &status.actors {
+        row_start(&mut out, &actor.id, &actor.state);
+        let _ = write!(
+            out,
+            "<td><code>{}</code></td><td>{}</td>{}{}{}{}</tr>",
+            escape(&actor.id),
+            escape(&actor.state),
+            num_cell(actor.restarts),
+            num_cell(actor.mailbox_depth),
+            error_cell(actor.last_error.as_deref()),
+            time_cell(now, actor.last_activity_ms),
+        );
+    }
+    out.push_str("</tbody></table>");
+
+    out.push_str("<h2>Reconciliation</h2>");
+    let _ = write!(
+        out,
+        "<p>Start-up reconciliation: {}.</p>",
+        if status.reconciliation.done {
+            "done"
+        } else {
+            "in progress"
+        }
+    );
+    header(&mut out, "conflicts", &["Room id", "Conflict"]);
+    if status.reconciliation.conflicts.is_empty() {
+        empty_row(&mut out, 2, "no conflict");
+    }
+    for conflict in &status.reconciliation.conflicts {
+        row_start(&mut out, &conflict.room_id, ABSENT_STATE);
+        let _ = write!(
+            out,
+            "<td><code>{}</code></td><td>{}</td></tr>",
+            escape(&conflict.room_id),
+            escape(&conflict.description)
+        );
+    }
+    out.push_str("</tbody></table>");
+
+    let script = SCRIPT.replace(
+        "REFRESH_MS",
+        &(u64::from(REFRESH_SECS) * MS_PER_SEC).to_string(),
+    );
+    let _ = write!(out, "<script>{script}</script></body></html>");
+    out
+}
+
+/// `2026-11-24 23:13:08 UTC` from Unix milliseconds (proleptic Gregorian calendar).
+pub fn unix_ms_text(ms: u64) -> String {
+    let secs = ms / MS_PER_SEC;
+    let days = i64::try_from(secs / SECS_PER_DAY).unwrap_or(0);
+    let rem = secs % SECS_PER_DAY;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / SECS_PER_HOUR,
+        (rem % SECS_PER_HOUR) / SECS_PER_MIN,
+        rem % SECS_PER_MIN
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::status::{
+        AgentStatus, Check, Readiness, Reconciliation, RoomStatus, SyncStatus,
+    };
+
+    fn room(id: &str, name: &str, state: &str) -> RoomStatus {
+        RoomStatus {
+            actor_id: format!("room:{id}"),
+            room_id: id.to_owned(),
+            name: Some(name.to_owned()),
+            owner: Some("@alice:hs".into()),
+            agent: Some("ref".into()),
+            state: state.to_owned(),
+            restarts: 2,
+            mailbox_depth: 0,
+            handled: 3,
+            lost: 0,
+            last_error: Some("panic: <boom> & \"quotes\"".into()),
+            last_error_at_ms: Some(1_000),
+            last_activity_ms: Some(1_000),
+        }
+    }
+
+    fn status() -> Status {
+        Status {
+            generated_at_ms: 61_000,
+            version: "0.1.0".into(),
+            readiness: Readiness {
+                ready: false,
+                checks: vec![Check {
+                    name: "sync".into(),
+                    ok: false,
+                    detail: "no successful sync yet".into(),
+                }],
+            },
+            sync: SyncStatus {
+                state: "running".into(),
+                restarts: 0,
+                last_success_secs_ago: Some(1.5),
+                recent: true,
+                consecutive_failures: 0,
+                successes: 4,
+                last_error: None,
+            },
+            reconciliation: Reconciliation {
+                done: true,
+                conflicts: Vec::new(),
+            },
+            rooms: vec![
+                room("!a:hs", "<script>alert('x')</script>", "failed"),
+                room("!b:hs", "Chat 2", "running"),
+            ],
+            agents: vec![AgentStatus {
+                id: "ref".into(),
+                name: "Ref <agent>".into(),
+                actor_id: "agent:ref".into(),
+                state: "running".into(),
+                restarts: 0,
+                in_flight: 1,
+                last_error: None,
+                last_failure: None,
+                last_activity_ms: None,
+            }],
+            actors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn user_input_is_escaped() {
+        let page = render(&status());
+        assert!(!page.contains("<script>alert"), "room names are escaped");
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+        assert!(page.contains("panic: &lt;boom&gt; &amp; &quot;quotes&quot;"));
+        assert!(page.contains("Ref &lt;agent&gt;"));
+        assert_eq!(page.matches("<script>").count(), 1, "only our own script");
+        assert!(page.contains("data-state=\"failed\" data-actor-id=\"room:!a:hs\""));
+        assert!(page.contains("not ready"));
+        assert!(page.contains("1 min ago"));
+        assert!(!page.contains("src=") && !page.contains("href="), "no external assets");
+    }
+
+    #[test]
+    fn escaping_and_times() {
+        assert_eq!(escape("a<b>&\"'c"), "a&lt;b&gt;&amp;&quot;&#39;c");
+        assert_eq!(ago(10_000, 4_000), "6 s ago");
+        assert_eq!(ago(4_000, 10_000), "0 s ago");
+        assert_eq!(ago(3 * 3_600_000, 0), "3 h ago");
+        assert_eq!(ago(3 * 86_400_000, 0), "3 d ago");
+        assert_eq!(unix_ms_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(unix_ms_text(1_798_154_388_000), "2026-12-24 23:19:48 UTC");
+        assert_eq!(unix_ms_text(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+}

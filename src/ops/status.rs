@@ -1,0 +1,468 @@
+//! What the ops endpoint reports: readiness checks (`/readyz`) and the status document
+//! (`/status`), built from a [`RuntimeView`] of the running bot.
+//!
+//! Why this file exists: the HTTP handlers, the HTML page and the `surfaces status` table
+//! all show the same facts; they are gathered here once, as plain serde types, so the
+//! JSON is the contract (the CLI deserializes it) and the page is only a rendering of it.
+//! Lists are ordered failing first (failed, then backing off, ..., then running), so the
+//! actor that needs a person is at the top.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actors::{ActorHealth, ActorId, ActorState, SupervisorHandle};
+use matrix_sdk::ruma::RoomId;
+use serde::{Deserialize, Serialize};
+
+use crate::matrix::sync::DEFAULT_SYNC_TIMEOUT;
+use crate::runtime::directory::ROOM_KIND;
+use crate::runtime::RuntimeView;
+use crate::store::RoomRecord;
+
+/// The sync loop counts as stale when no sync succeeded for this long: a long poll lasts
+/// at most [`DEFAULT_SYNC_TIMEOUT`], so two of them plus slack.
+pub const SYNC_STALE_AFTER: Duration = Duration::from_secs(DEFAULT_SYNC_TIMEOUT.as_secs() * 3);
+/// Actor id of the sync actor.
+pub const SYNC_ACTOR: &str = "sync";
+/// Actor kind of the agent connections.
+pub const AGENT_KIND: &str = "agent";
+/// A key no room has: reading it proves the store answers.
+const STORE_PROBE_KEY: &str = "!ops-readiness-probe";
+/// The state shown for an actor the registry does not know (not started yet, or gone).
+pub const ABSENT_STATE: &str = "absent";
+
+/// One readiness check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What is checked: `supervisor`, `store`, `startup`, `sync`, `agent:<id>`.
+    pub name: String,
+    /// Whether it passes.
+    pub ok: bool,
+    /// Why, in a few words.
+    pub detail: String,
+}
+
+/// The result of every readiness check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// All checks pass.
+    pub ready: bool,
+    /// Each check.
+    pub checks: Vec<Check>,
+}
+
+impl Readiness {
+    /// The text `/readyz` answers: `ready` or `not ready: a, b`, then with `verbose` one
+    /// line per check (`[+] name: detail` / `[-] name: detail`).
+    pub fn render(&self, verbose: bool) -> String {
+        let mut out = if self.ready {
+            "ready\n".to_owned()
+        } else {
+            let failing: Vec<&str> = self
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.name.as_str())
+                .collect();
+            format!("not ready: {}\n", failing.join(", "))
+        };
+        if verbose {
+            for check in &self.checks {
+                let mark = if check.ok { '+' } else { '-' };
+                out.push_str(&format!("[{mark}] {}: {}\n", check.name, check.detail));
+            }
+        }
+        out
+    }
+}
+
+/// The sync loop, as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// The sync actor's state (`absent` before start-up completes).
+    pub state: String,
+    /// Its restarts.
+    pub restarts: u32,
+    /// Seconds since the last successful sync (`null`: none yet).
+    pub last_success_secs_ago: Option<f64>,
+    /// A sync succeeded within [`SYNC_STALE_AFTER`].
+    pub recent: bool,
+    /// Failed syncs since the last success.
+    pub consecutive_failures: u32,
+    /// Successful syncs since start-up.
+    pub successes: u64,
+    /// The sync actor's last abnormal exit.
+    pub last_error: Option<String>,
+}
+
+/// A conflict found while reconciling the store with Matrix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The room concerned.
+    pub room_id: String,
+    /// What disagrees.
+    pub description: String,
+}
+
+/// Start-up reconciliation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// Start-up (first sync, rooms started) is complete.
+    pub done: bool,
+    /// Conflicts found. No reconciliation detects conflicts yet: always empty.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// One room actor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomStatus {
+    /// The actor id (`room:<room id>`).
+    pub actor_id: String,
+    /// The Matrix room id.
+    pub room_id: String,
+    /// The room's name (user input: escape it before showing it).
+    pub name: Option<String>,
+    /// Who the room belongs to.
+    pub owner: Option<String>,
+    /// The agent it talks to.
+    pub agent: Option<String>,
+    /// The actor's state (`running`, `backing-off`, `failed`, ...).
+    pub state: String,
+    /// Restarts since the room was started.
+    pub restarts: u32,
+    /// Messages queued and not handled yet.
+    pub mailbox_depth: u64,
+    /// Messages handled.
+    pub handled: u64,
+    /// Messages lost with a mailbox that died.
+    pub lost: u64,
+    /// The last abnormal exit (`panic: ...`, `error: ...`).
+    pub last_error: Option<String>,
+    /// When it happened (Unix milliseconds).
+    pub last_error_at_ms: Option<u64>,
+    /// When the actor last handled a message (Unix milliseconds).
+    pub last_activity_ms: Option<u64>,
+}
+
+/// One agent connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The agent's id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// The connection actor's id (`agent:<id>`).
+    pub actor_id: String,
+    /// The connection actor's state.
+    pub state: String,
+    /// Its restarts.
+    pub restarts: u32,
+    /// Turns running now.
+    pub in_flight: usize,
+    /// The last turn's error, if the last turn failed.
+    pub last_error: Option<String>,
+    /// The connection actor's last abnormal exit.
+    pub last_failure: Option<String>,
+    /// When the actor last handled a message (Unix milliseconds).
+    pub last_activity_ms: Option<u64>,
+}
+
+/// Any other supervised actor (router, provisioner, sync).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActorStatus {
+    /// The actor id.
+    pub id: String,
+    /// Its state.
+    pub state: String,
+    /// Its restarts.
+    pub restarts: u32,
+    /// Messages queued and not handled yet.
+    pub mailbox_depth: u64,
+    /// The last abnormal exit.
+    pub last_error: Option<String>,
+    /// When it last handled a message (Unix milliseconds).
+    pub last_activity_ms: Option<u64>,
+}
+
+/// The whole `/status` document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// When this document was made (Unix milliseconds).
+    pub generated_at_ms: u64,
+    /// The version of the running binary.
+    pub version: String,
+    /// Readiness, with every check.
+    pub readiness: Readiness,
+    /// The sync loop.
+    pub sync: SyncStatus,
+    /// Start-up reconciliation.
+    pub reconciliation: Reconciliation,
+    /// Every room actor, failing first.
+    pub rooms: Vec<RoomStatus>,
+    /// Every agent connection, failing first.
+    pub agents: Vec<AgentStatus>,
+    /// The other actors, failing first.
+    pub actors: Vec<ActorStatus>,
+}
+
+/// Unix milliseconds of a time (0 before the epoch).
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Sort key putting the states that need a person first.
+pub fn state_rank(state: &str) -> u8 {
+    match state {
+        "failed" => 0,
+        "backing-off" => 1,
+        "stopped" | ABSENT_STATE => 2,
+        "stopping" => 3,
+        "starting" => 4,
+        _ => 5,
+    }
+}
+
+fn failure_text(health: &ActorHealth) -> Option<String> {
+    health.last_failure.as_ref().map(|f| f.reason.to_string())
+}
+
+/// Whether the process's root supervisor runs (what `/livez` reports).
+pub fn live(root: &SupervisorHandle) -> bool {
+    root.is_alive()
+}
+
+/// Every readiness check, against the running bot.
+pub fn readiness(view: &RuntimeView, root: &SupervisorHandle) -> Readiness {
+    let mut checks = Vec::new();
+    let mut check = |name: &str, ok: bool, detail: String| {
+        checks.push(Check {
+            name: name.to_owned(),
+            ok,
+            detail,
+        })
+    };
+    let alive = root.is_alive();
+    check(
+        "supervisor",
+        alive,
+        if alive { "running" } else { "stopped" }.to_owned(),
+    );
+    match view.store.room(STORE_PROBE_KEY) {
+        Ok(_) => check("store", true, "open".to_owned()),
+        Err(error) => check("store", false, format!("cannot read: {error}")),
+    }
+    let started = view.live.load(Ordering::Acquire);
+    check(
+        "startup",
+        started,
+        if started {
+            "complete: first sync done, rooms started"
+        } else {
+            "in progress: first sync, starting rooms"
+        }
+        .to_owned(),
+    );
+    let sync_actor = view.registry.get(&ActorId::singleton(SYNC_ACTOR));
+    let recent = view.sync.is_recent(SYNC_STALE_AFTER);
+    let since = view.sync.since_last_success();
+    let (ok, detail) = match (&sync_actor, started) {
+        (_, false) => (false, "not started yet".to_owned()),
+        (None, true) => (false, "the sync actor is absent".to_owned()),
+        (Some(actor), true) if actor.state != ActorState::Running => {
+            (false, format!("the sync actor is {}", actor.state.label()))
+        }
+        (Some(_), true) if !recent => (
+            false,
+            match since {
+                Some(age) => format!("last successful sync {} s ago", age.as_secs()),
+                None => "no successful sync yet".to_owned(),
+            },
+        ),
+        (Some(_), true) => (
+            true,
+            format!(
+                "running, last successful sync {:.1} s ago",
+                since.map(|d| d.as_secs_f64()).unwrap_or_default()
+            ),
+        ),
+    };
+    check("sync", ok, detail);
+    for agent in &view.agents {
+        let state = agent.conn.state();
+        let ok = state == ActorState::Running;
+        check(
+            &format!("{AGENT_KIND}:{}", agent.id),
+            ok,
+            format!("connection {}", state.label()),
+        );
+    }
+    let ready = checks.iter().all(|c| c.ok);
+    Readiness { ready, checks }
+}
+
+/// The status document of the running bot.
+pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
+    let now = SystemTime::now();
+    let readiness = readiness(view, root);
+    let snapshot = view.registry.snapshot();
+    let records: std::collections::HashMap<String, RoomRecord> = match view.store.rooms() {
+        Ok(records) => records.into_iter().map(|r| (r.room_id.clone(), r)).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "status: cannot read the room records");
+            Default::default()
+        }
+    };
+
+    let mut rooms = Vec::new();
+    let mut actors = Vec::new();
+    let mut sync = SyncStatus {
+        state: ABSENT_STATE.to_owned(),
+        restarts: 0,
+        last_success_secs_ago: view.sync.since_last_success().map(|d| d.as_secs_f64()),
+        recent: view.sync.is_recent(SYNC_STALE_AFTER),
+        consecutive_failures: view.sync.consecutive_failures(),
+        successes: view.sync.successes(),
+        last_error: None,
+    };
+    for health in &snapshot {
+        match health.id.kind() {
+            ROOM_KIND => rooms.push(room_status(view, health, &records)),
+            AGENT_KIND => {}
+            kind => {
+                if kind == SYNC_ACTOR {
+                    sync.state = health.state.label().to_owned();
+                    sync.restarts = health.restarts;
+                    sync.last_error = failure_text(health);
+                }
+                actors.push(ActorStatus {
+                    id: health.id.to_string(),
+                    state: health.state.label().to_owned(),
+                    restarts: health.restarts,
+                    mailbox_depth: health.mailbox_depth,
+                    last_error: failure_text(health),
+                    last_activity_ms: health.last_activity.map(unix_ms),
+                });
+            }
+        }
+    }
+    let mut agents: Vec<AgentStatus> = view
+        .agents
+        .iter()
+        .map(|agent| {
+            let health = agent.conn.health();
+            AgentStatus {
+                id: agent.id.clone(),
+                name: agent.name.clone(),
+                actor_id: health.id.to_string(),
+                state: health.state.label().to_owned(),
+                restarts: health.restarts,
+                in_flight: agent.stats.in_flight.load(Ordering::Relaxed),
+                last_error: agent.stats.last_error.lock().clone(),
+                last_failure: failure_text(&health),
+                last_activity_ms: health.last_activity.map(unix_ms),
+            }
+        })
+        .collect();
+    rooms.sort_by(|a, b| {
+        (state_rank(&a.state), std::cmp::Reverse(a.restarts), &a.room_id).cmp(&(
+            state_rank(&b.state),
+            std::cmp::Reverse(b.restarts),
+            &b.room_id,
+        ))
+    });
+    agents.sort_by(|a, b| {
+        (state_rank(&a.state), a.last_error.is_none(), &a.id).cmp(&(
+            state_rank(&b.state),
+            b.last_error.is_none(),
+            &b.id,
+        ))
+    });
+    actors.sort_by(|a, b| (state_rank(&a.state), &a.id).cmp(&(state_rank(&b.state), &b.id)));
+    Status {
+        generated_at_ms: unix_ms(now),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        readiness,
+        sync,
+        reconciliation: Reconciliation {
+            done: view.live.load(Ordering::Acquire),
+            conflicts: Vec::new(),
+        },
+        rooms,
+        agents,
+        actors,
+    }
+}
+
+fn room_status(
+    view: &RuntimeView,
+    health: &ActorHealth,
+    records: &std::collections::HashMap<String, RoomRecord>,
+) -> RoomStatus {
+    let room_id = health.id.key().unwrap_or_default().to_owned();
+    let record = records.get(&room_id);
+    let matrix_name = RoomId::parse(&room_id)
+        .ok()
+        .and_then(|id| view.client.get_room(&id))
+        .and_then(|room| room.name());
+    RoomStatus {
+        actor_id: health.id.to_string(),
+        name: matrix_name.or_else(|| record.and_then(|r| r.name.clone())),
+        owner: record.map(|r| r.owner.clone()),
+        agent: record.map(|r| r.agent_id.clone()),
+        room_id,
+        state: health.state.label().to_owned(),
+        restarts: health.restarts,
+        mailbox_depth: health.mailbox_depth,
+        handled: health.handled,
+        lost: health.lost,
+        last_error: failure_text(health),
+        last_error_at_ms: health.last_failure.as_ref().map(|f| unix_ms(f.at)),
+        last_activity_ms: health.last_activity.map(unix_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_text() {
+        let r = Readiness {
+            ready: false,
+            checks: vec![
+                Check {
+                    name: "store".into(),
+                    ok: true,
+                    detail: "open".into(),
+                },
+                Check {
+                    name: "sync".into(),
+                    ok: false,
+                    detail: "no successful sync yet".into(),
+                },
+            ],
+        };
+        assert_eq!(r.render(false), "not ready: sync\n");
+        assert_eq!(
+            r.render(true),
+            "not ready: sync\n[+] store: open\n[-] sync: no successful sync yet\n"
+        );
+        let ok = Readiness {
+            ready: true,
+            checks: Vec::new(),
+        };
+        assert_eq!(ok.render(false), "ready\n");
+    }
+
+    #[test]
+    fn failing_states_sort_first() {
+        let mut states = vec!["running", "failed", "starting", "backing-off", "stopped"];
+        states.sort_by_key(|s| state_rank(s));
+        assert_eq!(
+            states,
+            vec!["failed", "backing-off", "stopped", "starting", "running"]
+        );
+    }
+}
