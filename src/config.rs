@@ -78,6 +78,8 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
 pub const DEFAULT_MAX_RESTARTS: u32 = 10;
 /// Default `supervision.restart_period_secs`.
 pub const DEFAULT_RESTART_PERIOD_SECS: u64 = 60;
+/// Default `files.max_bytes`: 20 MiB.
+pub const DEFAULT_FILES_MAX_BYTES: u64 = 20 * 1024 * 1024;
 
 /// The longest Matrix user id the spec allows.
 const MAX_USER_ID_LEN: usize = 255;
@@ -569,6 +571,31 @@ impl ShutdownConfig {
     }
 }
 
+/// `[reconcile]`: how start-up rebuilds the store from Matrix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// Walk every joined room at start-up even when the store was reconciled before
+    /// (default false: only rooms the store does not know are walked).
+    pub full: bool,
+}
+
+/// `[files]`: files exchanged between rooms and the agents' workspaces.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Largest file passed either way, in bytes (bigger ones are refused with a notice).
+    pub max_bytes: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_bytes: DEFAULT_FILES_MAX_BYTES,
+        }
+    }
+}
+
 /// `[supervision]`: restart policy of the actors.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -627,6 +654,8 @@ struct RawConfig {
     log: LogConfig,
     shutdown: ShutdownConfig,
     supervision: SupervisionConfig,
+    reconcile: ReconcileConfig,
+    files: FilesConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -844,6 +873,10 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// `[supervision]`.
     pub supervision: SupervisionConfig,
+    /// `[reconcile]`.
+    pub reconcile: ReconcileConfig,
+    /// `[files]`.
+    pub files: FilesConfig,
 }
 
 impl Config {
@@ -1001,6 +1034,8 @@ impl Config {
             log: raw.log,
             shutdown: raw.shutdown,
             supervision: raw.supervision,
+            reconcile: raw.reconcile,
+            files: raw.files,
         };
         if let Err(e) = config.check() {
             problems.push(e);
@@ -1045,6 +1080,12 @@ impl Config {
         if sup.restart_period_secs == 0 {
             problems.push(ConfigError::invalid(
                 "supervision.restart_period_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.files.max_bytes == 0 {
+            problems.push(ConfigError::invalid(
+                "files.max_bytes",
                 "must be at least 1",
             ));
         }
@@ -1512,6 +1553,17 @@ password = "file-password"
         assert_eq!(c.supervision.backoff_max_ms, 30_000);
         assert_eq!(c.supervision.max_restarts, 10);
         assert_eq!(c.supervision.restart_period_secs, 60);
+    }
+
+    #[test]
+    fn files_max_bytes_default_file_env_and_check() {
+        assert_eq!(load_ok(MINIMAL, &[]).files.max_bytes, 20 * 1024 * 1024);
+        let toml = format!("{MINIMAL}[files]\nmax_bytes = 4096\n");
+        assert_eq!(load_ok(&toml, &[]).files.max_bytes, 4096);
+        let c = load_ok(&toml, &[("SURFACES__FILES__MAX_BYTES", "1000")]);
+        assert_eq!(c.files.max_bytes, 1000);
+        let e = load_err(&toml, &[("SURFACES__FILES__MAX_BYTES", "0")]);
+        assert!(e.keys().contains(&"files.max_bytes"), "{e}");
     }
 
     #[test]

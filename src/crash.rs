@@ -36,9 +36,14 @@ pub const CRASH_ENV: &str = "SURFACES_CRASH_AT";
 #[cfg(feature = "fault-injection")]
 pub fn point(at: CrashPoint) {
     if std::env::var(CRASH_ENV).ok().as_deref() == Some(at.name()) {
-        tracing::error!(point = at.name(), "crash point reached: killing the process (SIGKILL)");
+        tracing::error!(
+            point = at.name(),
+            "crash point reached: killing the process (SIGKILL)"
+        );
         let pid = std::process::id().to_string();
-        let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
         // If `kill` is missing, abort is the next closest thing (no destructors either).
         std::process::abort();
     }

@@ -152,7 +152,8 @@ impl Journal {
 
     /// Forgets done event ids older than `retention`; returns how many.
     pub async fn prune_done(&self, retention: Duration) -> Result<usize, StoreError> {
-        let cutoff = now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        let cutoff =
+            now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
         let mut old = Vec::new();
         for item in self.done.iter() {
             let (key, value) = item?;
@@ -171,9 +172,13 @@ impl Journal {
 }
 
 fn decode_seq(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
-    let array: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| corrupt(tree, key, format!("expected 8 bytes, found {}", bytes.len())))?;
+    let array: [u8; 8] = bytes.try_into().map_err(|_| {
+        corrupt(
+            tree,
+            key,
+            format!("expected 8 bytes, found {}", bytes.len()),
+        )
+    })?;
     Ok(u64::from_be_bytes(array))
 }
 
@@ -191,13 +196,30 @@ mod tests {
     #[tokio::test]
     async fn accept_complete_and_duplicates() {
         let (_dir, j) = journal().await;
-        assert_eq!(j.accept("!r", "$a", "@u", "hi").await.unwrap().0, Accepted::New);
-        assert_eq!(j.accept("!r", "$a", "@u", "hi").await.unwrap().0, Accepted::Pending);
-        assert_eq!(j.accept("!r", "$b", "@u", "yo").await.unwrap().0, Accepted::New);
-        let pending: Vec<String> = j.pending().unwrap().into_iter().map(|e| e.event_id).collect();
+        assert_eq!(
+            j.accept("!r", "$a", "@u", "hi").await.unwrap().0,
+            Accepted::New
+        );
+        assert_eq!(
+            j.accept("!r", "$a", "@u", "hi").await.unwrap().0,
+            Accepted::Pending
+        );
+        assert_eq!(
+            j.accept("!r", "$b", "@u", "yo").await.unwrap().0,
+            Accepted::New
+        );
+        let pending: Vec<String> = j
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
         assert_eq!(pending, vec!["$a", "$b"]);
         j.complete("$a").await.unwrap();
-        assert_eq!(j.accept("!r", "$a", "@u", "hi").await.unwrap().0, Accepted::Done);
+        assert_eq!(
+            j.accept("!r", "$a", "@u", "hi").await.unwrap().0,
+            Accepted::Done
+        );
         assert_eq!(j.pending_count(), 1);
         assert!(j.is_done("$a").unwrap());
     }
@@ -215,8 +237,16 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         let j = Journal::open(&store).unwrap();
-        let ids: Vec<String> = j.pending().unwrap().into_iter().map(|e| e.event_id).collect();
-        let want: Vec<String> = (0..20).filter(|i| *i != 3).map(|i| format!("$e{i}")).collect();
+        let ids: Vec<String> = j
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        let want: Vec<String> = (0..20)
+            .filter(|i| *i != 3)
+            .map(|i| format!("$e{i}"))
+            .collect();
         assert_eq!(ids, want);
         assert!(j.is_done("$e3").unwrap());
     }

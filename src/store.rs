@@ -425,7 +425,46 @@ impl Store {
         }
         Ok(first)
     }
+
+    /// Whether a named flag (a marker in the meta tree) is set.
+    pub fn flag(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .meta
+            .contains_key(format!("{FLAG_PREFIX}{name}").as_bytes())?)
+    }
+
+    /// Sets a named flag, durably.
+    pub async fn set_flag(&self, name: &str) -> Result<()> {
+        self.meta
+            .insert(format!("{FLAG_PREFIX}{name}").as_bytes(), MARK)?;
+        self.flush().await
+    }
+
+    /// Writes many records and removes rooms with one flush at the end (reconciliation of
+    /// thousands of rooms would otherwise flush thousands of times).
+    pub async fn apply(
+        &self,
+        rooms: &[RoomRecord],
+        users: &[UserRecord],
+        remove: &[String],
+    ) -> Result<()> {
+        for record in rooms {
+            let bytes = encode(ROOMS_TREE, &record.room_id, record)?;
+            self.rooms.insert(record.room_id.as_bytes(), bytes)?;
+        }
+        for record in users {
+            let bytes = encode(USERS_TREE, &record.user_id, record)?;
+            self.users.insert(record.user_id.as_bytes(), bytes)?;
+        }
+        for room_id in remove {
+            self.rooms.remove(room_id.as_bytes())?;
+        }
+        self.flush().await
+    }
 }
+
+/// Prefix of named flags in the meta tree.
+const FLAG_PREFIX: &str = "flag:";
 
 #[cfg(test)]
 mod tests {

@@ -1014,7 +1014,8 @@ mod tests {
     #[test]
     fn very_long_inputs() {
         const MB: usize = 1 << 20;
-        let cases: Vec<(String, fn(&Parsed) -> bool)> = vec![
+        type Check = fn(&Parsed) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             (
                 format!("!new {}", "a".repeat(MB)),
                 |p| matches!(p, Parsed::Invalid(CommandError::NameTooLong { chars, .. }) if *chars == MB),

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use tokio::sync::Semaphore;
 use crate::agent::{
     turn_with_retry, AgentClient, AgentError, RetryPolicy, TurnOutcome, TurnRequest,
 };
+use crate::ops::Metrics;
 
 /// What operators see of an agent connection.
 #[derive(Debug, Default)]
@@ -27,6 +29,8 @@ pub struct AgentStats {
 
 /// The actor.
 pub struct AgentConn {
+    agent_id: String,
+    metrics: Arc<Metrics>,
     client: Arc<AgentClient>,
     permits: Arc<Semaphore>,
     retry: RetryPolicy,
@@ -34,9 +38,18 @@ pub struct AgentConn {
 }
 
 impl AgentConn {
-    /// A connection using `client`, at most `max_concurrent` turns at once.
-    pub fn new(client: Arc<AgentClient>, max_concurrent: usize, stats: Arc<AgentStats>) -> Self {
+    /// The connection to agent `agent_id` using `client`, at most `max_concurrent` turns
+    /// at once; turn durations go to `metrics`.
+    pub fn new(
+        agent_id: String,
+        client: Arc<AgentClient>,
+        max_concurrent: usize,
+        stats: Arc<AgentStats>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
+            agent_id,
+            metrics,
             client,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             retry: RetryPolicy::DEFAULT,
@@ -68,12 +81,21 @@ impl Handler<RunTurn> for AgentConn {
         let permits = self.permits.clone();
         let retry = self.retry;
         let stats = self.stats.clone();
+        let (agent_id, metrics) = (self.agent_id.clone(), self.metrics.clone());
         Box::pin(async move {
             // The semaphore is never closed; a closed one would mean no limit to apply.
             let _permit = permits.acquire_owned().await.ok();
             stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let mut first_event = true;
+            let mut on_event = |_: &crate::agent::AgentEvent| {
+                if std::mem::take(&mut first_event) {
+                    crate::crash::point(crate::crash::CrashPoint::DuringTurn);
+                }
+            };
             let result =
-                turn_with_retry(&client, &msg.chat_id, &msg.request, retry, &mut |_| {}).await;
+                turn_with_retry(&client, &msg.chat_id, &msg.request, retry, &mut on_event).await;
+            metrics.turn_finished(&agent_id, started.elapsed());
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             *stats.last_error.lock() = result.as_ref().err().map(ToString::to_string);
             result

@@ -1,32 +1,32 @@
 //! From Matrix events to actor messages.
 //!
 //! matrix-sdk calls the handlers registered here while it processes a sync response; they
-//! never wait on an agent: a message is queued to its room's actor and the handler
-//! returns. Messages from before the bot's first sync of this run are history and are not
-//! answered. Messages in rooms the bot does not manage are not registered: a warning in
-//! the log and, once per room, an explanation.
+//! never wait on an agent: a message is journaled (flushed), queued to its room's actor,
+//! and the handler returns. Messages the first sync brings wait until start-up is done
+//! (see [`Dispatcher::go_live`]). Messages in rooms the bot does not manage are not
+//! registered: a warning in the log and, once per room, an explanation.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actors::ChildHandle;
 use matrix_sdk::event_handler::EventHandlerHandle;
 use matrix_sdk::ruma::events::room::member::{MembershipState, StrippedRoomMemberEvent};
-use matrix_sdk::ruma::events::room::message::{MessageType, OriginalSyncRoomMessageEvent};
+use matrix_sdk::ruma::events::room::message::{
+    MessageType, OriginalSyncRoomMessageEvent, Relation,
+};
 use matrix_sdk::ruma::OwnedUserId;
 use matrix_sdk::{Client, Room, RoomState};
+use parking_lot::Mutex;
 
 use super::directory::RoomDirectory;
 use super::provisioner::{Invited, Provisioner};
 use super::room::UserMessage;
 use crate::config::AccessPolicy;
+use crate::crash::{self, CrashPoint};
+use crate::journal::{Accepted, Journal};
 use crate::matrix;
 use crate::store::Store;
 use crate::texts;
-
-/// How long a message waits for its room actor to come back from a restart.
-pub const REDELIVERY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Routes Matrix events to actors. Cloning shares it.
 #[derive(Clone)]
@@ -40,8 +40,9 @@ struct Inner {
     provisioner: ChildHandle<Provisioner>,
     store: Store,
     access: AccessPolicy,
-    /// Set once the first sync of this run is processed: earlier timeline events are history.
-    live: AtomicBool,
+    journal: Journal,
+    /// Messages seen before start-up finished (first sync), handled by `go_live`.
+    startup: Mutex<Option<Vec<(OriginalSyncRoomMessageEvent, Room)>>>,
 }
 
 impl Dispatcher {
@@ -52,6 +53,7 @@ impl Dispatcher {
         provisioner: ChildHandle<Provisioner>,
         store: Store,
         access: AccessPolicy,
+        journal: Journal,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -60,14 +62,39 @@ impl Dispatcher {
                 provisioner,
                 store,
                 access,
-                live: AtomicBool::new(false),
+                journal,
+                startup: Mutex::new(Some(Vec::new())),
             }),
         }
     }
 
-    /// From now on, timeline messages are live and answered.
-    pub fn go_live(&self) {
-        self.inner.live.store(true, Ordering::Release);
+    /// Start-up is done (rooms reconciled, their actors running): handle the messages the
+    /// first sync brought, then every message as it comes.
+    ///
+    /// The first sync's timelines are read with care: a message the bot already replied
+    /// to (its reply is in the same timeline) counts as done, so a lost sync token or a
+    /// deleted store replays nothing; any other message after the bot joined is answered,
+    /// so messages sent while the bot was down get their reply.
+    pub async fn go_live(&self) {
+        let buffered = self.inner.startup.lock().take().unwrap_or_default();
+        for (ev, _) in buffered
+            .iter()
+            .filter(|(ev, _)| ev.sender == self.inner.bot)
+        {
+            if let Some(Relation::Reply(reply)) = &ev.content.relates_to {
+                let answered = reply.in_reply_to.event_id.as_str();
+                if let Err(error) = self.inner.journal.complete(answered).await {
+                    tracing::warn!(%error, "cannot record an answered message");
+                }
+            }
+        }
+        tracing::info!(
+            messages = buffered.len(),
+            "handling the first sync's messages"
+        );
+        for (ev, room) in buffered {
+            self.handle_message(ev, room).await;
+        }
     }
 
     /// Registers the event handlers on `client`.
@@ -81,7 +108,7 @@ impl Dispatcher {
             }),
             client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
                 let this = on_message.clone();
-                async move { this.message(ev, room) }
+                async move { this.message(ev, room).await }
             }),
         ]
     }
@@ -102,12 +129,20 @@ impl Dispatcher {
         }
     }
 
-    fn message(&self, ev: OriginalSyncRoomMessageEvent, room: Room) {
+    async fn message(&self, ev: OriginalSyncRoomMessageEvent, room: Room) {
+        {
+            let mut startup = self.inner.startup.lock();
+            if let Some(buffer) = startup.as_mut() {
+                buffer.push((ev, room));
+                return;
+            }
+        }
+        self.handle_message(ev, room).await;
+    }
+
+    async fn handle_message(&self, ev: OriginalSyncRoomMessageEvent, room: Room) {
         if ev.sender == self.inner.bot || room.state() != RoomState::Joined {
             return;
-        }
-        if !self.inner.live.load(Ordering::Acquire) {
-            return; // history from before this run
         }
         let body = match &ev.content.msgtype {
             MessageType::Text(text) => text.body.clone(),
@@ -128,19 +163,37 @@ impl Dispatcher {
                 "ignoring a message from a user the access policy does not allow");
             return;
         }
+        match self
+            .inner
+            .journal
+            .accept(
+                room.room_id().as_str(),
+                ev.event_id.as_str(),
+                ev.sender.as_str(),
+                &body,
+            )
+            .await
+        {
+            Ok((Accepted::New, _)) => {}
+            Ok((seen, _)) => {
+                tracing::debug!(event_id = %ev.event_id, ?seen, "message already journaled");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, event_id = %ev.event_id,
+                    "cannot journal a message; handling it without crash safety");
+            }
+        }
+        crash::point(CrashPoint::AfterJournal);
         let msg = UserMessage {
             event_id: ev.event_id,
             sender: ev.sender,
             display_name: None,
             body,
         };
-        if actor.tell(msg.clone()).is_err() {
-            // The room actor is restarting: hand the message over when it is back.
-            tokio::spawn(async move {
-                if let Err(error) = actor.send_redelivering(msg, REDELIVERY_DEADLINE).await {
-                    tracing::error!(%error, "a message could not reach its room actor");
-                }
-            });
+        if let Err(error) = actor.tell(msg) {
+            // Journaled: the room's next incarnation resumes it when it starts.
+            tracing::info!(%error, "room actor not running; its next incarnation resumes the message");
         }
     }
 

@@ -18,6 +18,7 @@ pub mod agent_conn;
 pub mod directory;
 pub mod dispatch;
 pub mod provisioner;
+pub mod reconcile;
 pub mod room;
 pub mod router;
 pub mod sync_actor;
@@ -40,6 +41,7 @@ use self::router::{AgentRoute, Router};
 use self::sync_actor::SyncActor;
 use crate::agent::AgentClient;
 use crate::config::{AgentKind, Config};
+use crate::journal::Journal;
 use crate::matrix::{self, LoginParams, SyncHealth};
 use crate::store::Store;
 
@@ -80,6 +82,12 @@ pub struct RuntimeView {
     pub client: matrix_sdk::Client,
     /// Start-up is complete (first sync done, rooms started) and live events are handled.
     pub live: Arc<AtomicBool>,
+    /// The start-up reconciliation's report (conflicts included), once it ran.
+    pub reconciliation: Arc<parking_lot::Mutex<Option<reconcile::Report>>>,
+    /// The metrics (`/metrics`).
+    pub metrics: Arc<crate::ops::Metrics>,
+    /// The inbound journal (pending messages, for `/metrics`).
+    pub journal: Journal,
 }
 
 /// Runs the bot until SIGTERM / SIGINT (or a fatal error).
@@ -91,6 +99,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
     })?;
     let store = Store::open(&config.data_dir.join(STORE_DIR)).context("opening the store")?;
+    let journal = Journal::open(&store).context("opening the journal")?;
+    let pruned = journal.prune_done(crate::journal::DONE_RETENTION).await?;
+    tracing::info!(pending = journal.pending_count(), pruned, "journal open");
     let params = LoginParams {
         homeserver_url: config.matrix.homeserver_url.clone(),
         user_id: config.matrix.user_id.clone(),
@@ -116,6 +127,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(user_id = %bot, "connected to the homeserver");
 
     let registry = Registry::new();
+    let metrics = crate::ops::Metrics::start(&registry);
     let restart = RestartConfig {
         backoff_min: config.supervision.backoff_min(),
         backoff_max: config.supervision.backoff_max(),
@@ -147,10 +159,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let stats = Arc::new(AgentStats::default());
         let stats_view = stats.clone();
         let max = agent.max_concurrent_turns;
+        let (agent_id, agent_metrics) = (agent.id.clone(), metrics.clone());
         let conn = root
             .start_child(ChildSpec::new(
                 ActorId::new("agent", &agent.id),
-                move |_| AgentConn::new(client.clone(), max, stats.clone()),
+                move |_| {
+                    let (id, metrics) = (agent_id.clone(), agent_metrics.clone());
+                    AgentConn::new(id, client.clone(), max, stats.clone(), metrics)
+                },
             ))
             .await?;
         agent_views.push(AgentView {
@@ -182,6 +198,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             client: client.clone(),
             store: store.clone(),
             router: router.clone(),
+            metrics: metrics.clone(),
+            journal: journal.clone(),
+            resumes: Arc::default(),
         },
     );
     let provision = ProvisionDeps {
@@ -205,6 +224,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         provisioner,
         store.clone(),
         config.access_policy(),
+        journal.clone(),
     );
     dispatcher.register(&client);
 
@@ -217,9 +237,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rooms: rooms.clone(),
         client: client.clone(),
         live: Arc::new(AtomicBool::new(false)),
+        reconciliation: Arc::default(),
+        metrics,
+        journal: journal.clone(),
     };
+    crate::ops::spawn(&config.ops, view.clone(), root.clone())
+        .await
+        .context("starting the ops endpoint")?;
 
-    // First sync: its timeline is history.
+    // First sync (its messages wait in the dispatcher until start-up is done).
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -232,6 +258,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Err(error) => return Err(error).context("the first sync"),
         }
     }
+    let default_agent = config
+        .default_agent()
+        .map(|a| a.id.clone())
+        .unwrap_or_default();
+    let report = reconcile::reconcile(&client, &store, &default_agent, config.reconcile.full)
+        .await
+        .context("reconciling the store with Matrix")?;
+    tracing::info!(
+        joined = report.joined,
+        walked = report.walked,
+        rooms_written = report.rooms_written,
+        users_written = report.users_written,
+        removed = report.removed,
+        written_back = report.written_back,
+        conflicts = report.conflicts.len(),
+        elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        "reconciliation done"
+    );
+    *view.reconciliation.lock() = Some(report);
     for record in store.rooms()? {
         if record.archived {
             continue;
@@ -246,7 +291,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!(rooms = rooms.len(), "managed rooms started");
-    dispatcher.go_live();
+    dispatcher.go_live().await;
     view.live.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -6,6 +6,8 @@
 //! meanwhile, and answers as a reply to the person's message. Every failure ends in a
 //! notice in the room: a person never waits in silence.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
@@ -13,11 +15,16 @@ use actors::{ChildCtx, ChildHandle};
 use matrix_sdk::ruma::events::room::message::ReplyMetadata;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use matrix_sdk::{Client, Room};
+use parking_lot::Mutex;
+use tracing::Instrument;
 
 use super::agent_conn::RunTurn;
 use super::router::{ResolveAgent, Router};
 use crate::agent::{AgentError, RetryKind, TurnRequest, TurnSender};
+use crate::crash::{self, CrashPoint};
+use crate::journal::Journal;
 use crate::matrix::{self, txn_id_for};
+use crate::ops::{MessageOutcome, Metrics};
 use crate::store::Store;
 use crate::texts;
 
@@ -42,7 +49,18 @@ pub struct RoomDeps {
     pub store: Store,
     /// The router.
     pub router: ChildHandle<Router>,
+    /// The inbound journal (resume, completion).
+    pub journal: Journal,
+    /// Resumes per event in this process, across incarnations (a message that keeps
+    /// killing its room actor is given up after [`MAX_RESUMES`]).
+    pub resumes: Arc<Mutex<HashMap<String, u32>>>,
+    /// Message outcomes are counted here.
+    pub metrics: Arc<Metrics>,
 }
+
+/// Times a journaled message is resumed by restarting incarnations of its room actor
+/// before it is answered with an error notice instead (a poison message).
+pub const MAX_RESUMES: u32 = 3;
 
 /// The room actor.
 pub struct RoomActor {
@@ -64,6 +82,14 @@ impl RoomActor {
 
 impl Actor for RoomActor {
     type Context = Context<Self>;
+
+    /// Every incarnation first finishes what its room left pending in the journal
+    /// (after a crash of the process or of a previous incarnation), in journal order.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let room_id = self.room_id.clone();
+        let deps = self.deps.clone();
+        ctx.wait(resume_pending(room_id, deps).into_actor(self));
+    }
 }
 actors::supervised_actor!(RoomActor);
 
@@ -85,9 +111,80 @@ impl Handler<UserMessage> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: UserMessage, ctx: &mut Context<Self>) {
-        let work = answer(self.room_id.clone(), self.deps.clone(), msg);
+        let work = process(self.room_id.clone(), self.deps.clone(), msg);
         // Strict order: the next message of this room waits for this one.
         ctx.wait(work.into_actor(self));
+    }
+}
+
+/// Answers the room's pending journal entries, oldest first.
+async fn resume_pending(room_id: OwnedRoomId, deps: RoomDeps) {
+    let entries = match deps.journal.pending() {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::error!(room_id = %room_id, %error, "cannot read the journal to resume");
+            return;
+        }
+    };
+    for entry in entries
+        .into_iter()
+        .filter(|e| e.room_id == room_id.as_str())
+    {
+        let (Ok(event_id), Ok(sender)) = (
+            OwnedEventId::try_from(entry.event_id.as_str()),
+            OwnedUserId::try_from(entry.sender.as_str()),
+        ) else {
+            tracing::error!(event_id = %entry.event_id, "unreadable journal entry; dropping it");
+            let _ = deps.journal.complete(&entry.event_id).await;
+            continue;
+        };
+        let msg = UserMessage {
+            event_id,
+            sender,
+            display_name: None,
+            body: entry.body,
+        };
+        let resumes = {
+            let mut map = deps.resumes.lock();
+            let n = map.entry(entry.event_id.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        tracing::info!(room_id = %room_id, event_id = %msg.event_id, resumes, "resuming a journaled message");
+        if resumes > MAX_RESUMES {
+            tracing::error!(room_id = %room_id, event_id = %msg.event_id,
+                "giving up on a message that keeps failing its room");
+            if let Some(room) = deps.client.get_room(&room_id) {
+                notice(&room, &msg, texts::internal_error()).await;
+            }
+            finish(&deps, &msg).await;
+            continue;
+        }
+        process(room_id.clone(), deps.clone(), msg).await;
+    }
+}
+
+/// Answers one message unless it was answered already, then marks it done.
+async fn process(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
+    match deps.journal.is_done(msg.event_id.as_str()) {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the journal; answering anyway"),
+    }
+    let span = tracing::info_span!("message", room_id = %room_id, event_id = %msg.event_id);
+    if answer(room_id, deps.clone(), msg.clone())
+        .instrument(span)
+        .await
+    {
+        crash::point(CrashPoint::AfterSend);
+        finish(&deps, &msg).await;
+    }
+}
+
+/// Marks a message answered in the journal.
+async fn finish(deps: &RoomDeps, msg: &UserMessage) {
+    if let Err(error) = deps.journal.complete(msg.event_id.as_str()).await {
+        tracing::error!(%error, event_id = %msg.event_id, "cannot mark a message answered");
     }
 }
 
@@ -102,24 +199,25 @@ pub fn turn_id_for(event_id: &matrix_sdk::ruma::EventId) -> String {
     )
 }
 
-async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
+/// Runs the turn and answers; true once the person got a reply or a notice (false if
+/// even the notice could not be sent: the message stays pending in the journal).
+async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) -> bool {
     let Some(room) = deps.client.get_room(&room_id) else {
         tracing::warn!(room_id = %room_id, "message for a room the client does not know");
-        return;
+        deps.metrics.message(MessageOutcome::InternalError);
+        return false;
     };
-    let span = tracing::info_span!("turn", room_id = %room_id, event_id = %msg.event_id);
-    let _entered = span.enter();
     let record = match deps.store.room(room_id.as_str()) {
         Ok(Some(record)) => record,
         Ok(None) => {
             tracing::error!("managed room without a record in the store");
-            notice(&room, &msg, texts::internal_error()).await;
-            return;
+            deps.metrics.message(MessageOutcome::InternalError);
+            return notice(&room, &msg, texts::internal_error()).await;
         }
         Err(error) => {
             tracing::error!(%error, "cannot read the room's record");
-            notice(&room, &msg, texts::internal_error()).await;
-            return;
+            deps.metrics.message(MessageOutcome::InternalError);
+            return notice(&room, &msg, texts::internal_error()).await;
         }
     };
     let route = match deps
@@ -132,13 +230,13 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
         Ok(Some(route)) => route,
         Ok(None) => {
             tracing::warn!(agent_id = %record.agent_id, "room bound to an agent that is not configured");
-            notice(&room, &msg, &texts::agent_gone(&record.agent_id)).await;
-            return;
+            deps.metrics.message(MessageOutcome::StaleAgent);
+            return notice(&room, &msg, &texts::agent_gone(&record.agent_id)).await;
         }
         Err(error) => {
             tracing::error!(%error, "router unavailable");
-            notice(&room, &msg, texts::internal_error()).await;
-            return;
+            deps.metrics.message(MessageOutcome::InternalError);
+            return notice(&room, &msg, texts::internal_error()).await;
         }
     };
 
@@ -164,6 +262,7 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
 
     match result {
         Ok(Ok(outcome)) => {
+            crash::point(CrashPoint::AfterAgent);
             let reply = ReplyMetadata::new(&msg.event_id, &msg.sender, None);
             let txn = txn_id_for(&msg.event_id, REPLY_PART);
             let text = if outcome.reply.trim().is_empty() {
@@ -175,30 +274,32 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
             loop {
                 attempt += 1;
                 match matrix::send_reply(&room, reply, &text, &txn).await {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        deps.metrics.message(MessageOutcome::Replied);
+                        return true;
+                    }
                     Err(error) if attempt < SEND_ATTEMPTS && error.is_retryable() => {
                         tracing::warn!(%error, attempt, "sending the reply failed; retrying");
                         tokio::time::sleep(SEND_RETRY_BASE * 2u32.pow(attempt - 1)).await;
                     }
                     Err(error) => {
-                        tracing::error!(%error, "cannot send the reply");
-                        break;
+                        tracing::error!(%error, "cannot send the reply; the message stays pending");
+                        deps.metrics.message(MessageOutcome::InternalError);
+                        return false;
                     }
                 }
             }
         }
         Ok(Err(error)) => {
             tracing::warn!(%error, agent = %route.id, "agent turn failed");
-            notice(&room, &msg, &agent_failure_text(&route.name, &error)).await;
+            deps.metrics.message(MessageOutcome::AgentError);
+            notice(&room, &msg, &agent_failure_text(&route.name, &error)).await
         }
         Err(error) => {
             tracing::error!(%error, agent = %route.id, "agent connection unavailable");
-            notice(
-                &room,
-                &msg,
-                &texts::agent_unreachable(&route.name, "restarting"),
-            )
-            .await;
+            deps.metrics.message(MessageOutcome::AgentUnavailable);
+            let text = texts::agent_unreachable(&route.name, "restarting");
+            notice(&room, &msg, &text).await
         }
     }
 }
@@ -236,11 +337,15 @@ fn spawn_typing(room: Room) -> tokio::task::JoinHandle<()> {
 }
 
 /// A notice answering `msg`, as a reply to it (deduplicated by its transaction id);
-/// failures are logged.
-async fn notice(room: &Room, msg: &UserMessage, text: &str) {
+/// true if it was sent (failures are logged).
+async fn notice(room: &Room, msg: &UserMessage, text: &str) -> bool {
     let txn = txn_id_for(&msg.event_id, NOTICE_PART);
     let reply = ReplyMetadata::new(&msg.event_id, &msg.sender, None);
-    if let Err(error) = matrix::send_notice_reply(room, reply, text, &txn).await {
-        tracing::error!(%error, "cannot send a notice to the room");
+    match matrix::send_notice_reply(room, reply, text, &txn).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::error!(%error, "cannot send a notice to the room");
+            false
+        }
     }
 }

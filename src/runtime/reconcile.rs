@@ -1,0 +1,528 @@
+//! Start-up reconciliation: Matrix is the source of truth; the store is rebuilt from it.
+//!
+//! After the first sync and before any live event is handled, the reconciler reads the
+//! bot's joined rooms from the client's local state (no extra requests): chat rooms carry
+//! `org.surfaces.room` (agent, platform chat id, owner, chat index, archived), Spaces carry
+//! `org.surfaces.space` (owner). [`plan`] (pure, table-tested) turns those facts and the
+//! store's records into a plan: records to write, rooms to drop (the bot left them),
+//! bindings to write back (legacy rooms without a chat id get one minted
+//! deterministically: the same room always gets the same id), counters to raise so no id
+//! is ever minted twice, and the conflicts where the store disagreed (Matrix wins; each is
+//! logged and counted). Bindings are written to Matrix first, then to the store.
+//!
+//! With an intact store that was reconciled before, only rooms the store does not know
+//! are walked (config `reconcile.full` walks them all).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use matrix_sdk::Client;
+use sha2::{Digest, Sha256};
+
+use super::router::CHAT_ID_PREFIX;
+use crate::matrix::{self, SurfacesRoomEventContent};
+use crate::store::{RoomRecord, Store, UserRecord};
+
+/// Prefix of the deterministic chat ids minted for legacy rooms (`sfc-r<hash>`).
+pub const LEGACY_CHAT_ID_PREFIX: &str = "sfc-r";
+/// Hex digits of the room id's hash in a legacy chat id.
+const LEGACY_HASH_HEX: usize = 16;
+
+/// What Matrix says about one joined room.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoomFacts {
+    /// The room.
+    pub room_id: String,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// Its `org.surfaces.room` binding, if any.
+    pub binding: Option<SurfacesRoomEventContent>,
+    /// Its `org.surfaces.space` owner, if it is a Space the bot made.
+    pub space_owner: Option<String>,
+    /// Its `m.space.parent`, if any.
+    pub parent: Option<String>,
+}
+
+/// A disagreement between the store and Matrix (Matrix won).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    /// The room or user concerned.
+    pub subject: String,
+    /// The field.
+    pub field: &'static str,
+    /// What the store had.
+    pub store: String,
+    /// What Matrix has (now also in the store).
+    pub matrix: String,
+}
+
+/// What reconciliation will do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Room records to write.
+    pub rooms: Vec<RoomRecord>,
+    /// User records to write.
+    pub users: Vec<UserRecord>,
+    /// Rooms to drop from the store (the bot is no longer in them).
+    pub remove: Vec<String>,
+    /// Bindings to write to the rooms' state first (minted ids, legacy rooms).
+    pub write_back: Vec<(String, SurfacesRoomEventContent)>,
+    /// Disagreements found.
+    pub conflicts: Vec<Conflict>,
+    /// The chat sequence must be at least this.
+    pub chat_seq_at_least: u64,
+}
+
+/// The deterministic chat id of a legacy room: the same room always gets the same id.
+pub fn legacy_chat_id(room_id: &str) -> String {
+    let digest = Sha256::digest(room_id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{LEGACY_CHAT_ID_PREFIX}{}", &hex[..LEGACY_HASH_HEX])
+}
+
+/// The sequence number inside a minted chat id (`sfc-<n>`), if it is one.
+fn chat_seq_of(chat_id: &str) -> Option<u64> {
+    chat_id.strip_prefix(CHAT_ID_PREFIX)?.parse().ok()
+}
+
+/// Plans the reconciliation of `facts` (the joined rooms walked) with the store's records.
+/// `walked_all` says whether `facts` covers every joined room (then rooms missing from it
+/// are dropped); `joined` is the set of every joined room id either way.
+pub fn plan(
+    facts: &[RoomFacts],
+    joined: &HashSet<String>,
+    known_rooms: &[RoomRecord],
+    known_users: &[UserRecord],
+    default_agent: &str,
+) -> Plan {
+    let mut out = Plan::default();
+    let rooms_by_id: HashMap<&str, &RoomRecord> = known_rooms
+        .iter()
+        .map(|r| (r.room_id.as_str(), r))
+        .collect();
+    let mut users: BTreeMap<String, UserRecord> = known_users
+        .iter()
+        .map(|u| (u.user_id.clone(), u.clone()))
+        .collect();
+
+    // Spaces first: they name owners of legacy rooms.
+    let mut space_owner: HashMap<&str, &str> = HashMap::new();
+    let mut spaces: Vec<&RoomFacts> = facts.iter().filter(|f| f.space_owner.is_some()).collect();
+    spaces.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+    for fact in spaces {
+        let Some(owner) = fact.space_owner.as_deref() else {
+            continue;
+        };
+        space_owner.insert(fact.room_id.as_str(), owner);
+        let user = users
+            .entry(owner.to_owned())
+            .or_insert_with(|| UserRecord::new(owner));
+        match &user.space_id {
+            Some(existing) if existing == &fact.room_id => {}
+            Some(existing) if joined.contains(existing) => {
+                // Two Spaces for one owner: keep the one the store knew, report the other.
+                out.conflicts.push(Conflict {
+                    subject: owner.to_owned(),
+                    field: "space_id",
+                    store: existing.clone(),
+                    matrix: fact.room_id.clone(),
+                });
+            }
+            other => {
+                if let Some(old) = other {
+                    out.conflicts.push(Conflict {
+                        subject: owner.to_owned(),
+                        field: "space_id",
+                        store: old.clone(),
+                        matrix: fact.room_id.clone(),
+                    });
+                }
+                user.space_id = Some(fact.room_id.clone());
+            }
+        }
+    }
+
+    // Chat rooms: bound ones, then legacy ones (a child of a managed Space, no binding).
+    let mut max_index: HashMap<String, u32> = HashMap::new();
+    let mut legacy: Vec<(&RoomFacts, &str)> = Vec::new();
+    let mut chat_rooms: Vec<RoomRecord> = Vec::new();
+    for fact in facts {
+        match (
+            &fact.binding,
+            fact.parent.as_deref().and_then(|p| space_owner.get(p)),
+        ) {
+            (Some(binding), _) => {
+                let mut binding = binding.clone();
+                if binding.platform_chat_id.trim().is_empty() {
+                    binding.platform_chat_id = legacy_chat_id(&fact.room_id);
+                    out.write_back.push((fact.room_id.clone(), binding.clone()));
+                }
+                let idx = max_index.entry(binding.owner.clone()).or_insert(0);
+                *idx = (*idx).max(binding.chat_index);
+                chat_rooms.push(record_from(
+                    fact,
+                    &binding,
+                    rooms_by_id.get(fact.room_id.as_str()),
+                ));
+            }
+            (None, Some(owner)) if fact.space_owner.is_none() => legacy.push((fact, owner)),
+            _ => {}
+        }
+    }
+    legacy.sort_by(|a, b| a.0.room_id.cmp(&b.0.room_id));
+    for (fact, owner) in legacy {
+        let known = rooms_by_id.get(fact.room_id.as_str());
+        let idx = max_index.entry(owner.to_owned()).or_insert(0);
+        *idx += 1;
+        let binding = SurfacesRoomEventContent {
+            agent_id: known.map_or_else(|| default_agent.to_owned(), |r| r.agent_id.clone()),
+            platform_chat_id: legacy_chat_id(&fact.room_id),
+            owner: owner.to_owned(),
+            chat_index: *idx,
+            archived: false,
+        };
+        out.write_back.push((fact.room_id.clone(), binding.clone()));
+        chat_rooms.push(record_from(fact, &binding, known));
+    }
+
+    for record in chat_rooms {
+        if let Some(known) = rooms_by_id.get(record.room_id.as_str()) {
+            let fields: [(&'static str, String, String); 5] = [
+                ("agent_id", known.agent_id.clone(), record.agent_id.clone()),
+                (
+                    "platform_chat_id",
+                    known.platform_chat_id.clone(),
+                    record.platform_chat_id.clone(),
+                ),
+                ("owner", known.owner.clone(), record.owner.clone()),
+                (
+                    "chat_index",
+                    known.chat_index.to_string(),
+                    record.chat_index.to_string(),
+                ),
+                (
+                    "archived",
+                    known.archived.to_string(),
+                    record.archived.to_string(),
+                ),
+            ];
+            for (field, store, matrix) in fields {
+                if store != matrix {
+                    out.conflicts.push(Conflict {
+                        subject: record.room_id.clone(),
+                        field,
+                        store,
+                        matrix,
+                    });
+                }
+            }
+            if *known == &record {
+                continue;
+            }
+        }
+        if let Some(seq) = chat_seq_of(&record.platform_chat_id) {
+            out.chat_seq_at_least = out.chat_seq_at_least.max(seq);
+        }
+        out.rooms.push(record);
+    }
+    for known in known_rooms {
+        if let Some(seq) = chat_seq_of(&known.platform_chat_id) {
+            out.chat_seq_at_least = out.chat_seq_at_least.max(seq);
+        }
+        if !joined.contains(&known.room_id) {
+            out.remove.push(known.room_id.clone());
+        }
+    }
+
+    for (owner, idx) in max_index {
+        let user = users
+            .entry(owner.clone())
+            .or_insert_with(|| UserRecord::new(&owner));
+        if user.next_chat_index <= idx {
+            user.next_chat_index = idx + 1;
+        }
+    }
+    for user in users.into_values() {
+        if known_users.iter().all(|k| k != &user) {
+            out.users.push(user);
+        }
+    }
+    out
+}
+
+fn record_from(
+    fact: &RoomFacts,
+    binding: &SurfacesRoomEventContent,
+    known: Option<&&RoomRecord>,
+) -> RoomRecord {
+    RoomRecord {
+        room_id: fact.room_id.clone(),
+        owner: binding.owner.clone(),
+        agent_id: binding.agent_id.clone(),
+        platform_chat_id: binding.platform_chat_id.clone(),
+        chat_index: binding.chat_index,
+        archived: binding.archived,
+        name: fact
+            .name
+            .clone()
+            .or_else(|| known.and_then(|k| k.name.clone())),
+    }
+}
+
+/// What a reconciliation did, for the log and operators.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// Joined rooms in all.
+    pub joined: usize,
+    /// Rooms walked (read from Matrix state).
+    pub walked: usize,
+    /// Room records written.
+    pub rooms_written: usize,
+    /// User records written.
+    pub users_written: usize,
+    /// Rooms dropped from the store.
+    pub removed: usize,
+    /// Bindings written back to Matrix.
+    pub written_back: usize,
+    /// Disagreements found (Matrix won).
+    pub conflicts: Vec<Conflict>,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Store key marking that a full reconciliation completed once.
+const RECONCILED_MARK: &str = "reconciled";
+
+/// Reconciles the store with the client's view of Matrix (after the first sync).
+pub async fn reconcile(
+    client: &Client,
+    store: &Store,
+    default_agent: &str,
+    full: bool,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let known_rooms = store.rooms()?;
+    let known_users = store.users()?;
+    let joined_rooms = client.joined_rooms();
+    let joined: HashSet<String> = joined_rooms
+        .iter()
+        .map(|r| r.room_id().to_string())
+        .collect();
+    let walk_all = full || !store.flag(RECONCILED_MARK)? || known_rooms.is_empty();
+    let known_ids: HashSet<&str> = known_rooms.iter().map(|r| r.room_id.as_str()).collect();
+    let known_spaces: HashSet<&str> = known_users
+        .iter()
+        .filter_map(|u| u.space_id.as_deref())
+        .collect();
+    let mut facts = Vec::new();
+    for room in &joined_rooms {
+        let id = room.room_id().as_str();
+        // Known Spaces are walked too when a room is: legacy rooms need their owners.
+        if !walk_all && (known_ids.contains(id) || known_spaces.contains(id)) {
+            continue;
+        }
+        facts.push(RoomFacts {
+            room_id: id.to_owned(),
+            name: room.name(),
+            binding: matrix::room_binding(room).await?,
+            space_owner: matrix::space_owner(room).await?.map(|o| o.to_string()),
+            parent: matrix::space_parent_of(room).await?.map(|p| p.to_string()),
+        });
+    }
+    if !walk_all && facts.iter().any(|f| f.parent.is_some()) {
+        // A new room may be a legacy child of a known Space: include the Spaces' facts.
+        for room in &joined_rooms {
+            if known_spaces.contains(room.room_id().as_str()) {
+                facts.push(RoomFacts {
+                    room_id: room.room_id().to_string(),
+                    name: room.name(),
+                    binding: None,
+                    space_owner: matrix::space_owner(room).await?.map(|o| o.to_string()),
+                    parent: None,
+                });
+            }
+        }
+    }
+    let plan = plan(&facts, &joined, &known_rooms, &known_users, default_agent);
+
+    // Matrix first, then the store: a crash in between is repaired by the next run.
+    for (room_id, binding) in &plan.write_back {
+        let Some(room) = joined_rooms
+            .iter()
+            .find(|r| r.room_id().as_str() == room_id)
+        else {
+            continue;
+        };
+        matrix::set_room_binding(room, binding.clone()).await?;
+        tracing::info!(room_id = %room_id, chat_id = %binding.platform_chat_id,
+            "wrote a binding back to a legacy room");
+    }
+    for conflict in &plan.conflicts {
+        tracing::warn!(subject = %conflict.subject, field = conflict.field,
+            store = %conflict.store, matrix = %conflict.matrix,
+            "store and Matrix disagree; Matrix wins");
+    }
+    store.apply(&plan.rooms, &plan.users, &plan.remove).await?;
+    store
+        .ensure_chat_seq_at_least(plan.chat_seq_at_least)
+        .await?;
+    if walk_all {
+        store.set_flag(RECONCILED_MARK).await?;
+    }
+    Ok(Report {
+        joined: joined.len(),
+        walked: facts.len(),
+        rooms_written: plan.rooms.len(),
+        users_written: plan.users.len(),
+        removed: plan.remove.len(),
+        written_back: plan.write_back.len(),
+        conflicts: plan.conflicts,
+        elapsed: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(owner: &str, chat: &str, index: u32) -> SurfacesRoomEventContent {
+        SurfacesRoomEventContent {
+            agent_id: "echo".into(),
+            platform_chat_id: chat.into(),
+            owner: owner.into(),
+            chat_index: index,
+            archived: false,
+        }
+    }
+
+    fn chat(room: &str, b: SurfacesRoomEventContent, parent: Option<&str>) -> RoomFacts {
+        RoomFacts {
+            room_id: room.into(),
+            name: Some(format!("name of {room}")),
+            binding: Some(b),
+            space_owner: None,
+            parent: parent.map(Into::into),
+        }
+    }
+
+    fn space(room: &str, owner: &str) -> RoomFacts {
+        RoomFacts {
+            room_id: room.into(),
+            space_owner: Some(owner.into()),
+            ..RoomFacts::default()
+        }
+    }
+
+    fn record(room: &str, b: &SurfacesRoomEventContent) -> RoomRecord {
+        RoomRecord {
+            room_id: room.into(),
+            owner: b.owner.clone(),
+            agent_id: b.agent_id.clone(),
+            platform_chat_id: b.platform_chat_id.clone(),
+            chat_index: b.chat_index,
+            archived: b.archived,
+            name: Some(format!("name of {room}")),
+        }
+    }
+
+    fn joined(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn empty_store_is_rebuilt_from_matrix() {
+        let facts = vec![
+            space("!s", "@a:x"),
+            chat("!c1", binding("@a:x", "sfc-3", 1), Some("!s")),
+            chat("!c2", binding("@a:x", "sfc-7", 2), Some("!s")),
+        ];
+        let p = plan(&facts, &joined(&["!s", "!c1", "!c2"]), &[], &[], "echo");
+        assert_eq!(p.rooms.len(), 2);
+        assert_eq!(p.users.len(), 1);
+        assert_eq!(p.users[0].space_id.as_deref(), Some("!s"));
+        assert_eq!(p.users[0].next_chat_index, 3);
+        assert_eq!(p.chat_seq_at_least, 7, "no id is minted twice");
+        assert!(p.conflicts.is_empty() && p.remove.is_empty() && p.write_back.is_empty());
+    }
+
+    #[test]
+    fn matrix_wins_conflicts_and_left_rooms_are_dropped() {
+        let truth = binding("@a:x", "sfc-9", 1);
+        let mut stale = truth.clone();
+        stale.platform_chat_id = "sfc-2".into();
+        stale.agent_id = "old".into();
+        let known = vec![
+            record("!c1", &stale),
+            record("!gone", &binding("@a:x", "sfc-4", 2)),
+        ];
+        let facts = vec![space("!s", "@a:x"), chat("!c1", truth.clone(), Some("!s"))];
+        let p = plan(&facts, &joined(&["!s", "!c1"]), &known, &[], "echo");
+        assert_eq!(p.rooms, vec![record("!c1", &truth)]);
+        let fields: Vec<&str> = p.conflicts.iter().map(|c| c.field).collect();
+        assert_eq!(fields, vec!["agent_id", "platform_chat_id"]);
+        assert_eq!(p.remove, vec!["!gone".to_owned()]);
+        assert_eq!(p.chat_seq_at_least, 9);
+    }
+
+    #[test]
+    fn agreeing_records_are_not_rewritten() {
+        let b = binding("@a:x", "sfc-1", 1);
+        let mut user = UserRecord::new("@a:x");
+        user.space_id = Some("!s".into());
+        user.next_chat_index = 2;
+        let p = plan(
+            &[space("!s", "@a:x"), chat("!c", b.clone(), Some("!s"))],
+            &joined(&["!s", "!c"]),
+            &[record("!c", &b)],
+            &[user],
+            "echo",
+        );
+        assert!(p.rooms.is_empty() && p.users.is_empty() && p.conflicts.is_empty());
+    }
+
+    #[test]
+    fn legacy_rooms_get_deterministic_ids_written_back() {
+        // A binding without a chat id, and a Space child without any binding.
+        let facts = vec![
+            space("!s", "@a:x"),
+            chat("!old", binding("@a:x", "", 1), Some("!s")),
+            RoomFacts {
+                room_id: "!older".into(),
+                parent: Some("!s".into()),
+                ..RoomFacts::default()
+            },
+        ];
+        let p1 = plan(&facts, &joined(&["!s", "!old", "!older"]), &[], &[], "echo");
+        let p2 = plan(&facts, &joined(&["!s", "!old", "!older"]), &[], &[], "echo");
+        assert_eq!(p1.write_back, p2.write_back, "same rooms, same ids");
+        assert_eq!(p1.write_back.len(), 2);
+        let ids: Vec<&str> = p1
+            .write_back
+            .iter()
+            .map(|(_, b)| b.platform_chat_id.as_str())
+            .collect();
+        assert_eq!(ids, vec![legacy_chat_id("!old"), legacy_chat_id("!older")]);
+        assert_ne!(ids[0], ids[1]);
+        assert!(ids.iter().all(|id| id.starts_with(LEGACY_CHAT_ID_PREFIX)));
+        let older = p1.write_back.iter().find(|(r, _)| r == "!older").unwrap();
+        assert_eq!(older.1.owner, "@a:x");
+        assert_eq!(older.1.chat_index, 2, "after the owner's highest index");
+        assert_eq!(older.1.agent_id, "echo");
+        // Legacy ids are not sequence numbers: the counter is untouched by them.
+        assert_eq!(p1.chat_seq_at_least, 0);
+    }
+
+    #[test]
+    fn other_rooms_are_ignored_and_chat_seq_parsing_is_strict() {
+        let facts = vec![RoomFacts {
+            room_id: "!dm".into(),
+            ..RoomFacts::default()
+        }];
+        let p = plan(&facts, &joined(&["!dm"]), &[], &[], "echo");
+        assert_eq!(p, Plan::default());
+        assert_eq!(chat_seq_of("sfc-12"), Some(12));
+        assert_eq!(chat_seq_of("sfc-r12"), None);
+        assert_eq!(chat_seq_of("sfc-"), None);
+        assert_eq!(chat_seq_of("other-3"), None);
+    }
+}
