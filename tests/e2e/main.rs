@@ -8,6 +8,7 @@
 mod support;
 
 mod agent_http;
+mod delivery;
 mod harness_smoke;
 mod matrix_glue;
 mod spine;

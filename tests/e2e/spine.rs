@@ -76,6 +76,22 @@ impl Stack {
         Ok(())
     }
 
+    /// Starts a new bot process on the same data dir (the previous one must have ended,
+    /// or is killed when replaced), with extra environment.
+    pub async fn relaunch(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut bot = BotProcess::start(
+            &self.synapse,
+            &self.bot_creds,
+            &self.data.path().join("bot"),
+            env,
+            Some(&agents_toml(&self.agent)),
+        )
+        .await?;
+        bot.wait_for_log("surfaces is running", WAIT).await?;
+        self.bot = bot;
+        Ok(())
+    }
+
     pub fn bot_id(&self) -> &UserId {
         &self.bot_creds.user_id
     }
@@ -115,12 +131,12 @@ pub async fn onboard(stack: &Stack, person: &Person) -> anyhow::Result<Onboarded
     Ok(Onboarded { dm, space, chat })
 }
 
-fn field<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// Sends a message and waits for the bot's reply to it.
-async fn ask(
+pub(crate) async fn ask(
     stack: &Stack,
     person: &Person,
     room: &OwnedRoomId,
