@@ -571,6 +571,36 @@ impl ShutdownConfig {
     }
 }
 
+/// Default `commands.confirmation_ttl_secs`: ten minutes.
+pub const DEFAULT_CONFIRMATION_TTL_SECS: u64 = 600;
+
+/// `[commands]`: the chat commands.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// How long a pending confirmation (`!archive`, an agent's question) waits for
+    /// `!yes` / `!no` before it expires.
+    pub confirmation_ttl_secs: u64,
+    /// After `!clear`, also delete the old conversation upstream (`DELETE /v1/chats/{chat}`).
+    pub delete_old_chat_on_clear: bool,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        Self {
+            confirmation_ttl_secs: DEFAULT_CONFIRMATION_TTL_SECS,
+            delete_old_chat_on_clear: false,
+        }
+    }
+}
+
+impl CommandsConfig {
+    /// [`CommandsConfig::confirmation_ttl_secs`] as a duration.
+    pub fn confirmation_ttl(&self) -> Duration {
+        Duration::from_secs(self.confirmation_ttl_secs)
+    }
+}
+
 /// `[reconcile]`: how start-up rebuilds the store from Matrix.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -656,6 +686,7 @@ struct RawConfig {
     supervision: SupervisionConfig,
     reconcile: ReconcileConfig,
     files: FilesConfig,
+    commands: CommandsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -877,6 +908,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// `[files]`.
     pub files: FilesConfig,
+    /// `[commands]`.
+    pub commands: CommandsConfig,
 }
 
 impl Config {
@@ -1036,6 +1069,7 @@ impl Config {
             supervision: raw.supervision,
             reconcile: raw.reconcile,
             files: raw.files,
+            commands: raw.commands,
         };
         if let Err(e) = config.check() {
             problems.push(e);

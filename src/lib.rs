@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod commands;
 pub mod config;
+pub mod confirmations;
 pub mod crash;
 pub mod files;
 pub mod journal;

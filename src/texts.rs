@@ -202,6 +202,317 @@ fn code_span(text: &str) -> String {
     text.replace('`', "")
 }
 
+/// The room's agent has no workspace, so a file sent to it was not passed on.
+pub fn files_no_workspace(agent_name: &str, file_name: &str) -> String {
+    format!(
+        "📎 {} cannot take files here (no workspace is set up for it), so {} was not passed \
+         on. Paste the content as text instead, or ask the operator to give this agent a \
+         workspace.",
+        escape_markdown(agent_name),
+        escape_markdown(file_name)
+    )
+}
+
+/// A file over the size limit (`limit` already written for people, e.g. "20 MiB").
+pub fn file_too_large(file_name: &str, limit: &str) -> String {
+    format!(
+        "📎 {} is over the {} limit for files, so I did not pass it on. Send a smaller file, \
+         or a link to it.",
+        escape_markdown(file_name),
+        escape_markdown(limit)
+    )
+}
+
+/// A file could not be fetched from the homeserver or stored for the agent.
+pub fn file_receive_failed(file_name: &str, reason: &str) -> String {
+    format!(
+        "⚠️ I could not fetch {} ({}), so it was not passed on. Please send it again.",
+        escape_markdown(file_name),
+        short_reason(reason)
+    )
+}
+
+/// A file without a caption waits for the person's next message in the room.
+pub fn file_held(file_name: &str, agent_name: &str) -> String {
+    format!(
+        "📎 Got {}. It goes to {} with your next message: say what to do with it.",
+        escape_markdown(file_name),
+        escape_markdown(agent_name)
+    )
+}
+
+/// The agent's reply had no text, only files (they follow this message).
+pub fn files_only_reply(agent_name: &str, files: usize) -> String {
+    let files = if files == 1 {
+        "a file".to_owned()
+    } else {
+        format!("{files} files")
+    };
+    format!("📎 {} sent {files}.", escape_markdown(agent_name))
+}
+
+/// Files the agent wanted to post that were refused: `(path as given, reason)` pairs.
+pub fn files_refused(agent_name: &str, refused: &[(String, String)]) -> String {
+    let mut text = format!(
+        "⚠️ {} wanted to send {} I could not post:",
+        escape_markdown(agent_name),
+        if refused.len() == 1 {
+            "a file"
+        } else {
+            "files"
+        }
+    );
+    for (path, reason) in refused {
+        text.push_str(&format!(
+            "\n- {}: {}",
+            escape_markdown(&short_path(path)),
+            short_reason(reason)
+        ));
+    }
+    text
+}
+
+/// A path from elsewhere, cut short for a notice (one line, at most
+/// [`MAX_REASON_CHARS`] characters).
+fn short_path(path: &str) -> String {
+    let flat: String = path
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    if flat.chars().count() > MAX_REASON_CHARS {
+        let cut: String = flat.chars().take(MAX_REASON_CHARS - 1).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+// --- Chat commands -----------------------------------------------------------------
+
+/// A short form of a platform chat id for people (the last 8 characters).
+pub fn short_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    let start = chars.len().saturating_sub(8);
+    chars[start..].iter().collect()
+}
+
+/// `!new` made a room.
+pub fn new_chat_created(room_id: &str, agent_name: &str) -> String {
+    format!(
+        "New chat with {} ready: [open it]({}). I invited you.",
+        escape_markdown(agent_name),
+        matrix_to(room_id)
+    )
+}
+
+/// `!new` without a Space.
+pub const NEW_CHAT_NO_SPACE: &str =
+    "You don't have a Space yet: start a direct chat with me first and I'll make one.";
+
+/// `!new` with a selected agent that is gone.
+pub fn new_chat_agent_gone(agent_id: &str) -> String {
+    format!(
+        "Your selected agent `{}` is no longer available. Pick another with `!agent <id>`.",
+        agent_id.replace('`', "")
+    )
+}
+
+/// `!rename` done.
+pub fn renamed(name: &str) -> String {
+    format!("Renamed this chat to “{}”.", escape_markdown(name))
+}
+
+/// `!archive` asks.
+pub fn archive_ask(ttl_secs: u64) -> String {
+    format!(
+        "Archive this chat? It leaves your Space and I will stop answering here. \
+         Answer `!yes` or `!no` (within {}).",
+        human_duration(ttl_secs)
+    )
+}
+
+/// The chat was archived.
+pub const ARCHIVED_DONE: &str = "Archived. This chat left your Space; start a new one with `!new`.";
+
+/// A message in an archived room.
+pub const ROOM_ARCHIVED: &str =
+    "This chat is archived, so I don't answer here any more. Start a new chat with `!new`.";
+
+/// `!no` to an archive question.
+pub const ARCHIVE_KEPT: &str = "OK, this chat stays as it is.";
+
+/// `!yes`/`!no` with nothing pending for this person here.
+pub const NOTHING_TO_CONFIRM: &str = "There is nothing waiting for your answer here.";
+
+/// A confirmation expired.
+pub const CONFIRMATION_EXPIRED: &str =
+    "The question above expired without an answer, so nothing was done.";
+
+/// An agent asks for confirmation.
+pub fn agent_asks(agent_name: &str, prompt: &str, ttl_secs: u64) -> String {
+    format!(
+        "{} asks: {}\n\nAnswer `!yes` or `!no` (within {}).",
+        escape_markdown(agent_name),
+        prompt,
+        human_duration(ttl_secs)
+    )
+}
+
+/// The agent's question was declined.
+pub const AGENT_DECLINED: &str = "OK, I told the agent no.";
+
+/// One line of `!agent`.
+pub fn agent_line(
+    id: &str,
+    name: &str,
+    description: &str,
+    selected: bool,
+    this_room: bool,
+) -> String {
+    let mut marks = Vec::new();
+    if selected {
+        marks.push("selected for new chats");
+    }
+    if this_room {
+        marks.push("this chat");
+    }
+    let marks = if marks.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", marks.join(", "))
+    };
+    let description = if description.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", escape_markdown(description))
+    };
+    format!(
+        "- `{}` {}{}{}",
+        id.replace('`', ""),
+        escape_markdown(name),
+        description,
+        marks
+    )
+}
+
+/// The heading of `!agent`.
+pub const AGENT_LIST_HEADER: &str = "Agents (choose one for new chats with `!agent <id>`):";
+
+/// `!agent <id>` done.
+pub fn agent_selected(name: &str) -> String {
+    format!(
+        "New chats will use {}. This chat keeps its agent; start one with `!new`.",
+        escape_markdown(name)
+    )
+}
+
+/// `!agent <id>` with an unknown id.
+pub fn agent_unknown(id: &str) -> String {
+    format!(
+        "There is no agent `{}`. Send `!agent` to see the list.",
+        id.replace('`', "")
+    )
+}
+
+/// `!clear` done.
+pub fn cleared(old_chat: &str, new_chat: &str) -> String {
+    format!(
+        "Fresh start: this chat now talks to a new conversation (`…{}` → `…{}`). Other chats keep theirs.",
+        short_id(old_chat),
+        short_id(new_chat)
+    )
+}
+
+/// `!save` done.
+pub fn saved(name: &str, messages: u64) -> String {
+    format!(
+        "Saved snapshot “{}” ({messages} messages). Load it with `!load {}`.",
+        escape_markdown(name),
+        escape_markdown(name)
+    )
+}
+
+/// `!load` done.
+pub fn loaded(name: &str) -> String {
+    format!(
+        "Loaded snapshot “{}” into this chat.",
+        escape_markdown(name)
+    )
+}
+
+/// `!load` of an unknown snapshot.
+pub fn no_snapshot(name: &str) -> String {
+    format!(
+        "I found no snapshot called “{}” in your chats with this agent.",
+        escape_markdown(name)
+    )
+}
+
+/// `!context`.
+pub fn context_summary(
+    messages: u64,
+    tokens: u64,
+    summary: Option<&str>,
+    snapshots: &[String],
+) -> String {
+    let mut out = format!("This conversation: {messages} messages, about {tokens} tokens.");
+    if let Some(summary) = summary.filter(|s| !s.trim().is_empty()) {
+        out.push_str(&format!("\n\n{summary}"));
+    }
+    if !snapshots.is_empty() {
+        let names: Vec<String> = snapshots.iter().map(|s| escape_markdown(s)).collect();
+        out.push_str(&format!("\n\nSnapshots: {}", names.join(", ")));
+    }
+    out
+}
+
+/// A context call failed.
+pub fn context_call_failed(agent_name: &str, reason: &str) -> String {
+    format!(
+        "{} could not do that: {}.",
+        escape_markdown(agent_name),
+        short_reason(reason)
+    )
+}
+
+/// `!settings`.
+#[allow(clippy::too_many_arguments)]
+pub fn settings(
+    room_agent: &str,
+    chat_id: &str,
+    selected_agent: &str,
+    space_id: Option<&str>,
+    active: usize,
+    archived: usize,
+    pending: Option<&str>,
+) -> String {
+    let space = space_id.map_or_else(
+        || "none".to_owned(),
+        |s| format!("[your Space]({})", matrix_to(s)),
+    );
+    format!(
+        "**Settings**\n\n- This chat: agent {}, conversation `…{}`\n- New chats use: {}\n- Space: {}\n\
+         - Chats: {active} active, {archived} archived\n- Waiting for your answer: {}",
+        escape_markdown(room_agent),
+        short_id(chat_id),
+        escape_markdown(selected_agent),
+        space,
+        pending.unwrap_or("nothing"),
+    )
+}
+
+/// An admin-only command from someone else.
+pub const ADMIN_ONLY: &str = "Only the bot's administrators can use that command.";
+
+/// `!cancel` sent.
+pub const CANCELLING: &str = "Cancelling the answer in progress…";
+
+/// `!cancel` with nothing running.
+pub const NOTHING_TO_CANCEL: &str = "Nothing is running here right now.";
+
+/// A turn ended because it was cancelled.
+pub const TURN_CANCELLED: &str = "Cancelled.";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +597,29 @@ mod tests {
         assert!(t.contains("`old_agent`"), "{t}");
         assert!(t.contains("`!new`"));
         assert!(empty_reply("Coder").starts_with("Coder "));
+    }
+
+    #[test]
+    fn file_texts() {
+        let t = file_too_large("big_file.bin", "20 MiB");
+        assert!(t.contains("20 MiB") && t.contains("big\\_file.bin"), "{t}");
+        assert!(files_no_workspace("Coder", "a.pdf").contains("no workspace"));
+        assert!(file_held("a.pdf", "Coder").contains("next message"));
+        assert!(files_only_reply("Coder", 2).contains("2 files"));
+        assert!(files_only_reply("Coder", 1).contains("a file"));
+        assert!(file_receive_failed("a.pdf", "HTTP 500\nboom").contains("HTTP 500 boom"));
+        let t = files_refused(
+            "Coder",
+            &[
+                ("../x".into(), "climbs out".into()),
+                ("a\0b".into(), "contains control characters".into()),
+            ],
+        );
+        assert!(t.contains("send files"), "{t}");
+        assert_eq!(t.lines().count(), 3, "{t}");
+        assert!(t.contains("- ../x: climbs out"), "{t}");
+        assert!(files_refused("Coder", &[("x".into(), "r".into())]).contains("a file"));
+        assert!(short_path(&"p/".repeat(200)).chars().count() <= MAX_REASON_CHARS);
     }
 
     #[test]

@@ -82,7 +82,10 @@ impl Handler<RunTurn> for AgentConn {
         let retry = self.retry;
         let stats = self.stats.clone();
         let (agent_id, metrics) = (self.agent_id.clone(), self.metrics.clone());
-        Box::pin(async move {
+        // The turn id derives from the event id: it ties these logs to the room's.
+        let span = tracing::info_span!("agent_turn", agent = %agent_id,
+            chat_id = %msg.chat_id, turn_id = %msg.request.turn_id);
+        let turn = async move {
             // The semaphore is never closed; a closed one would mean no limit to apply.
             let _permit = permits.acquire_owned().await.ok();
             stats.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -99,6 +102,103 @@ impl Handler<RunTurn> for AgentConn {
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             *stats.last_error.lock() = result.as_ref().err().map(ToString::to_string);
             result
+        };
+        Box::pin(tracing::Instrument::instrument(turn, span))
+    }
+}
+
+/// A call to the agent other than a turn (context management, cancel, confirmations).
+#[derive(Message)]
+#[rtype(result = "Result<CallOutcome, AgentError>")]
+pub struct AgentCall {
+    /// The room's platform chat id.
+    pub chat_id: String,
+    /// The call.
+    pub call: Call,
+}
+
+/// The calls of `docs/agent-api.md` besides turns.
+#[derive(Clone, Debug)]
+pub enum Call {
+    /// `GET /v1/chats/{chat}/context`.
+    Context,
+    /// `POST /v1/chats/{chat}/snapshots`.
+    Save {
+        /// The snapshot's name.
+        name: String,
+    },
+    /// `POST /v1/chats/{chat}/restore`.
+    Restore {
+        /// The snapshot's name.
+        snapshot: String,
+        /// The chat it was saved in, when another room's.
+        from_chat: Option<String>,
+    },
+    /// `DELETE /v1/chats/{chat}`.
+    Delete,
+    /// `POST /v1/chats/{chat}/turns/{turn_id}/cancel`.
+    Cancel {
+        /// The turn.
+        turn_id: String,
+    },
+    /// `POST /v1/chats/{chat}/confirmations/{confirm_id}`: continues the turn.
+    Confirm {
+        /// The agent's confirmation id.
+        confirm_id: String,
+        /// The person's answer.
+        approved: bool,
+        /// The turn being continued.
+        turn_id: String,
+    },
+}
+
+/// What an [`AgentCall`] returned.
+#[derive(Debug)]
+pub enum CallOutcome {
+    /// The chat's context.
+    Context(crate::agent::ContextInfo),
+    /// The saved snapshot.
+    Saved(crate::agent::SnapshotInfo),
+    /// Done, nothing to show.
+    Done,
+    /// The rest of a confirmed turn.
+    Turn(TurnOutcome),
+}
+
+impl Handler<AgentCall> for AgentConn {
+    type Result = ResponseFuture<Result<CallOutcome, AgentError>>;
+
+    fn handle(&mut self, msg: AgentCall, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let chat = msg.chat_id.as_str();
+            match msg.call {
+                Call::Context => client.context(chat).await.map(CallOutcome::Context),
+                Call::Save { name } => client
+                    .save_snapshot(chat, &name)
+                    .await
+                    .map(CallOutcome::Saved),
+                Call::Restore {
+                    snapshot,
+                    from_chat,
+                } => client
+                    .restore(chat, &snapshot, from_chat.as_deref())
+                    .await
+                    .map(|()| CallOutcome::Done),
+                Call::Delete => client.delete_chat(chat).await.map(|()| CallOutcome::Done),
+                Call::Cancel { turn_id } => client
+                    .cancel(chat, &turn_id)
+                    .await
+                    .map(|()| CallOutcome::Done),
+                Call::Confirm {
+                    confirm_id,
+                    approved,
+                    turn_id,
+                } => client
+                    .confirm(chat, &confirm_id, approved, &turn_id)
+                    .await
+                    .map(CallOutcome::Turn),
+            }
         })
     }
 }

@@ -33,6 +33,11 @@ impl RoomDirectory {
         }
     }
 
+    /// What room actors share (the dispatcher uses it for `!cancel`).
+    pub fn deps(&self) -> &RoomDeps {
+        &self.deps
+    }
+
     /// The actor of a managed room.
     pub fn get(&self, room_id: &RoomId) -> Option<ChildHandle<RoomActor>> {
         self.rooms.read().get(room_id).cloned()

@@ -20,13 +20,17 @@ use parking_lot::Mutex;
 
 use super::directory::RoomDirectory;
 use super::provisioner::{Invited, Provisioner};
-use super::room::UserMessage;
+use super::room::{UserFile, UserMessage};
+use crate::commands::{Command, Parsed};
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
 use crate::journal::{Accepted, Journal};
 use crate::matrix;
 use crate::store::Store;
 use crate::texts;
+
+/// How long a file message waits for its room actor to come back from a restart.
+const FILE_REDELIVERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Routes Matrix events to actors. Cloning shares it.
 #[derive(Clone)]
@@ -140,7 +144,13 @@ impl Dispatcher {
         self.handle_message(ev, room).await;
     }
 
+    /// [`Self::handle_event`] in a span carrying the room id and the event id.
     async fn handle_message(&self, ev: OriginalSyncRoomMessageEvent, room: Room) {
+        let span = tracing::info_span!("event", room_id = %room.room_id(), event_id = %ev.event_id);
+        tracing::Instrument::instrument(self.handle_event(ev, room), span).await
+    }
+
+    async fn handle_event(&self, ev: OriginalSyncRoomMessageEvent, room: Room) {
         if ev.sender == self.inner.bot || room.state() != RoomState::Joined {
             return;
         }
@@ -148,6 +158,13 @@ impl Dispatcher {
             MessageType::Text(text) => text.body.clone(),
             MessageType::Emote(emote) => emote.body.clone(),
             MessageType::Notice(_) => return, // other bots' notices are not addressed to us
+            MessageType::File(_)
+            | MessageType::Image(_)
+            | MessageType::Audio(_)
+            | MessageType::Video(_) => {
+                self.file_message(ev, room);
+                return;
+            }
             other => {
                 tracing::info!(room_id = %room.room_id(), msgtype = other.msgtype(),
                     "ignoring a message type that is not supported yet");
@@ -161,6 +178,21 @@ impl Dispatcher {
         if !self.inner.access.allows(ev.sender.as_str()) {
             tracing::info!(room_id = %room.room_id(), sender = %ev.sender,
                 "ignoring a message from a user the access policy does not allow");
+            return;
+        }
+        if matches!(
+            crate::commands::parse(&body),
+            Parsed::Command(Command::Cancel)
+        ) {
+            // Not queued behind the turn it cancels: handled at once.
+            let msg = UserMessage {
+                event_id: ev.event_id,
+                sender: ev.sender,
+                display_name: None,
+                body,
+            };
+            let deps = self.inner.rooms.deps().clone();
+            tokio::spawn(async move { super::commands::cancel_now(&deps, &room, &msg).await });
             return;
         }
         match self
@@ -194,6 +226,37 @@ impl Dispatcher {
         if let Err(error) = actor.tell(msg) {
             // Journaled: the room's next incarnation resumes it when it starts.
             tracing::info!(%error, "room actor not running; its next incarnation resumes the message");
+        }
+    }
+
+    /// A file, image, audio or video message: to its room actor (not journaled; see
+    /// `runtime::room::attachments`).
+    fn file_message(&self, ev: OriginalSyncRoomMessageEvent, room: Room) {
+        let Some(file) = matrix::media::incoming_file(&ev.content.msgtype) else {
+            return;
+        };
+        let Some(actor) = self.inner.rooms.get(room.room_id()) else {
+            self.unmanaged(room, ev.sender);
+            return;
+        };
+        if !self.inner.access.allows(ev.sender.as_str()) {
+            tracing::info!(room_id = %room.room_id(), sender = %ev.sender,
+                "ignoring a file from a user the access policy does not allow");
+            return;
+        }
+        let msg = UserFile {
+            event_id: ev.event_id,
+            sender: ev.sender,
+            display_name: None,
+            file,
+        };
+        if actor.tell(msg.clone()).is_err() {
+            // The room actor is restarting: hand the file over when it is back.
+            tokio::spawn(async move {
+                if let Err(error) = actor.send_redelivering(msg, FILE_REDELIVERY_DEADLINE).await {
+                    tracing::error!(%error, "a file message could not reach its room actor");
+                }
+            });
         }
     }
 

@@ -15,6 +15,7 @@
 //! shutdown timeout), flush the store.
 
 pub mod agent_conn;
+pub mod commands;
 pub mod directory;
 pub mod dispatch;
 pub mod provisioner;
@@ -41,6 +42,7 @@ use self::router::{AgentRoute, Router};
 use self::sync_actor::SyncActor;
 use crate::agent::AgentClient;
 use crate::config::{AgentKind, Config};
+use crate::confirmations::Confirmations;
 use crate::journal::Journal;
 use crate::matrix::{self, LoginParams, SyncHealth};
 use crate::store::Store;
@@ -49,6 +51,8 @@ use crate::store::Store;
 pub const INITIAL_SYNC_ATTEMPTS: u32 = 10;
 /// Pause between first-sync attempts.
 pub const INITIAL_SYNC_RETRY: Duration = Duration::from_secs(2);
+/// How often expired confirmations are looked for (and announced).
+pub const CONFIRMATION_SWEEP: Duration = Duration::from_secs(2);
 /// Subdirectory of the data dir holding the sled store.
 pub const STORE_DIR: &str = "store";
 
@@ -100,6 +104,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     let store = Store::open(&config.data_dir.join(STORE_DIR)).context("opening the store")?;
     let journal = Journal::open(&store).context("opening the journal")?;
+    let confirmations = Confirmations::open(&store, config.commands.confirmation_ttl())
+        .context("opening the confirmations")?;
+    let late: Arc<std::sync::OnceLock<commands::Late>> = Arc::default();
     let pruned = journal.prune_done(crate::journal::DONE_RETENTION).await?;
     tracing::info!(pending = journal.pending_count(), pruned, "journal open");
     let params = LoginParams {
@@ -178,7 +185,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         routes.push(AgentRoute {
             id: agent.id.clone(),
             name: agent.name.clone(),
+            description: agent.description.clone(),
             conn,
+            workspace: agent.workspace.clone(),
         });
     }
     let default_agent = config
@@ -201,6 +210,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             journal: journal.clone(),
             resumes: Arc::default(),
+            files: room::FileDeps::new(config.files.max_bytes),
+            commands: commands::CommandDeps {
+                access: config.access_policy(),
+                confirmations: confirmations.clone(),
+                inflight: Arc::default(),
+                delete_old_chat_on_clear: config.commands.delete_old_chat_on_clear,
+                late: late.clone(),
+            },
         },
     );
     let provision = ProvisionDeps {
@@ -221,7 +238,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let dispatcher = Dispatcher::new(
         bot.clone(),
         rooms.clone(),
-        provisioner,
+        provisioner.clone(),
         store.clone(),
         config.access_policy(),
         journal.clone(),
@@ -244,6 +261,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::ops::spawn(&config.ops, view.clone(), root.clone())
         .await
         .context("starting the ops endpoint")?;
+    let _ = late.set(commands::Late {
+        provisioner,
+        view: view.clone(),
+    });
+    let sweeper = {
+        let confirmations = confirmations.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CONFIRMATION_SWEEP);
+            loop {
+                tick.tick().await;
+                commands::sweep_expired(&confirmations, &client).await;
+            }
+        })
+    };
 
     // First sync (its messages wait in the dispatcher until start-up is done).
     let mut attempt = 0;
@@ -311,6 +343,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    sweeper.abort();
     let grace = config.shutdown.grace();
     if tokio::time::timeout(grace, root.shutdown()).await.is_err() {
         tracing::warn!(

@@ -60,6 +60,80 @@ impl Actor for Provisioner {
 }
 actors::supervised_actor!(Provisioner);
 
+/// `!new`: a new chat room in the person's Space, bound to their selected agent.
+#[derive(Message)]
+#[rtype(result = "Result<String, NewChatError>")]
+pub struct NewChat {
+    /// The person.
+    pub person: OwnedUserId,
+    /// The room's name, if they gave one.
+    pub name: Option<String>,
+}
+
+/// Why `!new` could not make a room (shown to the person).
+#[derive(Debug, thiserror::Error)]
+pub enum NewChatError {
+    /// The person has no Space yet.
+    #[error("no space")]
+    NoSpace,
+    /// Their selected agent is not configured any more.
+    #[error("agent {0} is gone")]
+    AgentGone(String),
+    /// Anything else (logged).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Handler<NewChat> for Provisioner {
+    type Result = actix::ResponseActFuture<Self, Result<String, NewChatError>>;
+
+    fn handle(&mut self, msg: NewChat, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        // Through the same serialized path as onboarding (ResponseActFuture waits its turn).
+        Box::pin(async move { new_chat(&deps, &msg.person, msg.name).await }.into_actor(self))
+    }
+}
+
+async fn new_chat(
+    deps: &ProvisionDeps,
+    person: &UserId,
+    name: Option<String>,
+) -> Result<String, NewChatError> {
+    let failed = |e: &dyn std::fmt::Display| NewChatError::Failed(e.to_string());
+    let mut user = deps
+        .store
+        .user(person.as_str())
+        .map_err(|e| failed(&e))?
+        .ok_or(NewChatError::NoSpace)?;
+    let space_id = user
+        .space_id
+        .as_deref()
+        .and_then(|s| RoomId::parse(s).ok())
+        .ok_or(NewChatError::NoSpace)?;
+    let route = match &user.selected_agent {
+        Some(agent_id) => deps
+            .router
+            .send(super::router::ResolveAgent {
+                agent_id: agent_id.clone(),
+            })
+            .await
+            .map_err(|e| failed(&e))?
+            .ok_or_else(|| NewChatError::AgentGone(agent_id.clone()))?,
+        None => deps
+            .router
+            .send(DefaultAgent)
+            .await
+            .map_err(|e| failed(&e))?
+            .ok_or_else(|| NewChatError::Failed("no default agent".into()))?,
+    };
+    create_room(deps, &mut user, &space_id, person, &route, name)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, person = %person, "!new failed");
+            NewChatError::Failed(e.to_string())
+        })
+}
+
 /// The bot was invited to a room.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
@@ -139,6 +213,19 @@ async fn create_first_room(
         .send(DefaultAgent)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no default agent is configured"))?;
+    create_room(deps, user, space_id, person, &route, None).await
+}
+
+/// Creates a chat room in the person's Space bound to `route`'s agent and a fresh
+/// platform chat id, records it, starts its actor and welcomes the person.
+async fn create_room(
+    deps: &ProvisionDeps,
+    user: &mut UserRecord,
+    space_id: &RoomId,
+    person: &UserId,
+    route: &super::router::AgentRoute,
+    name: Option<String>,
+) -> anyhow::Result<String> {
     let chat_id = deps.router.send(MintChatId).await??;
     let chat_index = user.next_chat_index;
     let binding = SurfacesRoomEventContent {
@@ -148,7 +235,7 @@ async fn create_first_room(
         chat_index,
         archived: false,
     };
-    let name = texts::chat_room_name(chat_index);
+    let name = name.unwrap_or_else(|| texts::chat_room_name(chat_index));
     let room_id = matrix::create_chat_room(
         &deps.client,
         space_id,

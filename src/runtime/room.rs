@@ -5,6 +5,12 @@
 //! runs the turn through the router and the agent's connection, shows a typing notice
 //! meanwhile, and answers as a reply to the person's message. Every failure ends in a
 //! notice in the room: a person never waits in silence.
+//!
+//! Files ([`attachments`]): a file, image, audio or video message is downloaded into the
+//! agent's workspace (`inbox/`) in the same strict order. The caption rule: a file with a
+//! caption is a turn of its own (the caption is its text); a file without one waits,
+//! acknowledged by a notice, and goes with the same person's next message in the room. The
+//! files the agent posts (`file` events) follow its reply; refused ones get a notice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,9 +24,15 @@ use matrix_sdk::{Client, Room};
 use parking_lot::Mutex;
 use tracing::Instrument;
 
+pub mod attachments;
+
+pub use self::attachments::{FileDeps, UserFile};
+
 use super::agent_conn::RunTurn;
+use super::commands::InFlight;
 use super::router::{ResolveAgent, Router};
 use crate::agent::{AgentError, RetryKind, TurnRequest, TurnSender};
+use crate::commands::Parsed;
 use crate::crash::{self, CrashPoint};
 use crate::journal::Journal;
 use crate::matrix::{self, txn_id_for};
@@ -56,6 +68,10 @@ pub struct RoomDeps {
     pub resumes: Arc<Mutex<HashMap<String, u32>>>,
     /// Message outcomes are counted here.
     pub metrics: Arc<Metrics>,
+    /// Files: the size limit, and the files waiting for their sender's next message.
+    pub files: FileDeps,
+    /// What the chat commands need.
+    pub commands: super::commands::CommandDeps,
 }
 
 /// Times a journaled message is resumed by restarting incarnations of its room actor
@@ -172,7 +188,7 @@ async fn process(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
         Err(error) => tracing::warn!(%error, "cannot read the journal; answering anyway"),
     }
     let span = tracing::info_span!("message", room_id = %room_id, event_id = %msg.event_id);
-    if answer(room_id, deps.clone(), msg.clone())
+    if answer(room_id, deps.clone(), msg.clone(), Vec::new())
         .instrument(span)
         .await
     {
@@ -201,7 +217,13 @@ pub fn turn_id_for(event_id: &matrix_sdk::ruma::EventId) -> String {
 
 /// Runs the turn and answers; true once the person got a reply or a notice (false if
 /// even the notice could not be sent: the message stays pending in the journal).
-async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) -> bool {
+/// The turn's attachments are the files waiting for the sender, then `extra`.
+async fn answer(
+    room_id: OwnedRoomId,
+    deps: RoomDeps,
+    msg: UserMessage,
+    extra: Vec<crate::agent::Attachment>,
+) -> bool {
     let Some(room) = deps.client.get_room(&room_id) else {
         tracing::warn!(room_id = %room_id, "message for a room the client does not know");
         deps.metrics.message(MessageOutcome::InternalError);
@@ -220,6 +242,16 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) -> bool 
             return notice(&room, &msg, texts::internal_error()).await;
         }
     };
+    if record.archived {
+        return notice(&room, &msg, texts::ROOM_ARCHIVED).await;
+    }
+    match crate::commands::parse(&msg.body) {
+        Parsed::Command(command) => {
+            return super::commands::execute(&room, &record, &deps, &msg, command).await;
+        }
+        Parsed::Invalid(error) => return notice(&room, &msg, &error.to_string()).await,
+        Parsed::NotACommand => {}
+    }
     let route = match deps
         .router
         .send(ResolveAgent {
@@ -248,8 +280,18 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) -> bool 
             display_name: msg.display_name.clone(),
         },
         text: msg.body.clone(),
-        attachments: Vec::new(),
+        attachments: deps.files.take(&room_id, &msg.sender, extra),
     };
+    let attachments = request.attachments.clone();
+    let in_flight = InFlight {
+        turn_id: request.turn_id.clone(),
+        chat_id: record.platform_chat_id.clone(),
+        agent_id: route.id.clone(),
+    };
+    deps.commands
+        .inflight
+        .lock()
+        .insert(room_id.clone(), in_flight.clone());
     let result = route
         .conn
         .send(RunTurn {
@@ -257,15 +299,30 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) -> bool 
             request,
         })
         .await;
+    deps.commands.inflight.lock().remove(&room_id);
     typing.abort();
     matrix::typing(&room, false).await;
 
     match result {
-        Ok(Ok(outcome)) => {
+        Ok(Ok(mut outcome)) => {
             crash::point(CrashPoint::AfterAgent);
             let reply = ReplyMetadata::new(&msg.event_id, &msg.sender, None);
             let txn = txn_id_for(&msg.event_id, REPLY_PART);
-            let text = if outcome.reply.trim().is_empty() {
+            let files = std::mem::take(&mut outcome.files);
+            if let Some(confirm) = outcome.confirm.take() {
+                let question = super::commands::ask_for_agent(
+                    &deps, &room_id, &msg, &in_flight, &route, confirm,
+                )
+                .await;
+                outcome.reply = if outcome.reply.trim().is_empty() {
+                    question
+                } else {
+                    format!("{}\n\n{question}", outcome.reply)
+                };
+            }
+            let text = if outcome.reply.trim().is_empty() && !files.is_empty() {
+                texts::files_only_reply(&route.name, files.len())
+            } else if outcome.reply.trim().is_empty() {
                 texts::empty_reply(&route.name)
             } else {
                 outcome.reply
@@ -276,6 +333,7 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) -> bool 
                 match matrix::send_reply(&room, reply, &text, &txn).await {
                     Ok(_) => {
                         deps.metrics.message(MessageOutcome::Replied);
+                        attachments::post_turn_files(&room, &deps, &route, &msg, &files).await;
                         return true;
                     }
                     Err(error) if attempt < SEND_ATTEMPTS && error.is_retryable() => {
@@ -290,13 +348,20 @@ async fn answer(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) -> bool 
                 }
             }
         }
+        Ok(Err(error)) if error.is_cancelled() => {
+            tracing::info!(agent = %route.id, "turn cancelled");
+            deps.files.put_back(&room_id, &msg.sender, attachments);
+            notice(&room, &msg, texts::TURN_CANCELLED).await
+        }
         Ok(Err(error)) => {
             tracing::warn!(%error, agent = %route.id, "agent turn failed");
+            deps.files.put_back(&room_id, &msg.sender, attachments);
             deps.metrics.message(MessageOutcome::AgentError);
             notice(&room, &msg, &agent_failure_text(&route.name, &error)).await
         }
         Err(error) => {
             tracing::error!(%error, agent = %route.id, "agent connection unavailable");
+            deps.files.put_back(&room_id, &msg.sender, attachments);
             deps.metrics.message(MessageOutcome::AgentUnavailable);
             let text = texts::agent_unreachable(&route.name, "restarting");
             notice(&room, &msg, &text).await
@@ -338,7 +403,7 @@ fn spawn_typing(room: Room) -> tokio::task::JoinHandle<()> {
 
 /// A notice answering `msg`, as a reply to it (deduplicated by its transaction id);
 /// true if it was sent (failures are logged).
-async fn notice(room: &Room, msg: &UserMessage, text: &str) -> bool {
+pub(super) async fn notice(room: &Room, msg: &UserMessage, text: &str) -> bool {
     let txn = txn_id_for(&msg.event_id, NOTICE_PART);
     let reply = ReplyMetadata::new(&msg.event_id, &msg.sender, None);
     match matrix::send_notice_reply(room, reply, text, &txn).await {

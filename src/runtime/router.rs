@@ -23,13 +23,19 @@ pub struct AgentRoute {
     pub id: String,
     /// Its display name.
     pub name: String,
+    /// What it is for (shown by `!agent`).
+    pub description: String,
     /// Its connection actor.
     pub conn: ChildHandle<AgentConn>,
+    /// Its workspace root on the shared volume (files in and out); `None`: no files.
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 /// The router actor.
 pub struct Router {
     agents: HashMap<String, AgentRoute>,
+    /// Agent ids in configuration order.
+    order: Vec<String>,
     default_agent: String,
     store: Store,
 }
@@ -38,6 +44,7 @@ impl Router {
     /// A router over `agents`, `default_agent` being one of them.
     pub fn new(agents: Vec<AgentRoute>, default_agent: String, store: Store) -> Self {
         Self {
+            order: agents.iter().map(|a| a.id.clone()).collect(),
             agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
             default_agent,
             store,
@@ -76,6 +83,25 @@ impl Handler<DefaultAgent> for Router {
 
     fn handle(&mut self, _: DefaultAgent, _: &mut Context<Self>) -> Self::Result {
         self.agents.get(&self.default_agent).cloned()
+    }
+}
+
+/// Every configured agent, in configuration order, and the default one's id.
+#[derive(Message)]
+#[rtype(result = "(Vec<AgentRoute>, String)")]
+pub struct ListAgents;
+
+impl Handler<ListAgents> for Router {
+    type Result = actix::MessageResult<ListAgents>;
+
+    fn handle(&mut self, _: ListAgents, _: &mut Context<Self>) -> Self::Result {
+        let mut agents: Vec<AgentRoute> = self
+            .order
+            .iter()
+            .filter_map(|id| self.agents.get(id).cloned())
+            .collect();
+        agents.dedup_by(|a, b| a.id == b.id);
+        actix::MessageResult((agents, self.default_agent.clone()))
     }
 }
 
