@@ -12,11 +12,15 @@ pub fn image_dimensions(data: &[u8]) -> Option<(u32, u32)> {
 }
 
 fn be16(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_be_bytes(d.get(at..at + 2)?.try_into().ok()?)))
+    Some(u32::from(u16::from_be_bytes(
+        d.get(at..at + 2)?.try_into().ok()?,
+    )))
 }
 
 fn le16(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_le_bytes(d.get(at..at + 2)?.try_into().ok()?)))
+    Some(u32::from(u16::from_le_bytes(
+        d.get(at..at + 2)?.try_into().ok()?,
+    )))
 }
 
 fn le24(d: &[u8], at: usize) -> Option<u32> {
@@ -160,7 +164,8 @@ mod tests {
             d.extend([0x57, 0x02, 0x00]); // 600 - 1
             d
         };
-        let cases: Vec<(&str, Vec<u8>, Option<(u32, u32)>)> = vec![
+        type Case = (&'static str, Vec<u8>, Option<(u32, u32)>);
+        let cases: Vec<Case> = vec![
             ("png", png_header(1920, 1080), Some((1920, 1080))),
             ("png truncated", png_header(1, 1)[..20].to_vec(), None),
             ("png zero", png_header(0, 5), None),

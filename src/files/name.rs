@@ -225,8 +225,19 @@ mod tests {
     #[test]
     fn sanitized_names_are_always_safe() {
         let nasty = [
-            "../../x", "..\\..\\x", ".", "..", "/", "\\", "a/b\\c", "\0", ".\u{202E}.",
-            "\u{85}..", " ../ ", "x/..", "..\u{200B}.",
+            "../../x",
+            "..\\..\\x",
+            ".",
+            "..",
+            "/",
+            "\\",
+            "a/b\\c",
+            "\0",
+            ".\u{202E}.",
+            "\u{85}..",
+            " ../ ",
+            "x/..",
+            "..\u{200B}.",
         ];
         for input in nasty {
             let s = sanitize_file_name(input);
@@ -250,7 +261,10 @@ mod tests {
         assert_eq!(parts[0], INBOX_DIR);
         assert_eq!(parts[1].len(), 2 * ROOM_HASH_BYTES);
         assert_eq!(parts[1], inbox_dir(room).file_name());
-        assert_eq!(parts[2].len(), 2 * EVENT_HASH_BYTES + 1 + "report.pdf".len());
+        assert_eq!(
+            parts[2].len(),
+            2 * EVENT_HASH_BYTES + 1 + "report.pdf".len()
+        );
         assert!(parts[2].ends_with("-report.pdf"));
         assert!(parts[1].chars().all(|c| c.is_ascii_hexdigit()));
 
@@ -264,7 +278,11 @@ mod tests {
             }
         }
         let paths: HashSet<_> = seen.iter().map(|(_, _, p)| p.clone()).collect();
-        assert_eq!(paths.len(), 6, "names that sanitize alike share a path only within one event");
+        assert_eq!(
+            paths.len(),
+            6,
+            "names that sanitize alike share a path only within one event"
+        );
     }
 
     #[test]

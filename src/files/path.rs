@@ -196,8 +196,8 @@ pub fn resolve_in_root(root: &Path, rel: &RelPath) -> Result<PathBuf, PathRefusa
     if !resolved.starts_with(&root) {
         return Err(PathRefusal::SymlinkEscape);
     }
-    let meta = std::fs::metadata(&resolved)
-        .map_err(|e| PathRefusal::Unreadable(e.kind().to_string()))?;
+    let meta =
+        std::fs::metadata(&resolved).map_err(|e| PathRefusal::Unreadable(e.kind().to_string()))?;
     if !meta.is_file() {
         return Err(PathRefusal::NotAFile);
     }
@@ -308,10 +308,7 @@ mod tests {
     #[test]
     fn too_long_is_refused() {
         let long = "a/".repeat(MAX_PATH_BYTES);
-        assert_eq!(
-            normalize_agent_path(&long, "3"),
-            Err(PathRefusal::TooLong)
-        );
+        assert_eq!(normalize_agent_path(&long, "3"), Err(PathRefusal::TooLong));
         let fits = "a".repeat(MAX_PATH_BYTES);
         assert!(normalize_agent_path(&fits, "3").is_ok());
     }
@@ -338,7 +335,12 @@ mod tests {
     fn results_never_escape() {
         // Whatever the input, an accepted path is relative and clean.
         let inputs = [
-            "a/b/../c", "/workspace/./a", "x\\y", "/agents/3/q/../r", "./././z", "a/b/c/../..",
+            "a/b/../c",
+            "/workspace/./a",
+            "x\\y",
+            "/agents/3/q/../r",
+            "./././z",
+            "a/b/c/../..",
         ];
         for raw in inputs {
             let rel = normalize_agent_path(raw, "3").unwrap();
@@ -409,7 +411,10 @@ mod tests {
         let cases: &[(&str, Result<PathBuf, PathRefusal>)] = &[
             ("out/chart.png", Ok(canon.join("out/chart.png"))),
             ("/workspace/out/chart.png", Ok(canon.join("out/chart.png"))),
-            ("/agents/3/out/sub/deep.txt", Ok(canon.join("out/sub/deep.txt"))),
+            (
+                "/agents/3/out/sub/deep.txt",
+                Ok(canon.join("out/sub/deep.txt")),
+            ),
             ("out/inside_link", Ok(canon.join("out/chart.png"))),
             ("out/dir_link/deep.txt", Ok(canon.join("out/sub/deep.txt"))),
             ("out/to_other_file", Err(SymlinkEscape)),

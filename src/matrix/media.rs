@@ -38,7 +38,7 @@ pub const DOWNLOAD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A file a person sent, as read from their message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct IncomingFile {
     /// Where the content is (plain `mxc://`, or encrypted with its keys).
     pub source: MediaSource,
@@ -332,23 +332,23 @@ mod tests {
 
     #[test]
     fn incoming_file_reads_every_media_type() {
-        let mut file = FileMessageEventContent::plain("report.pdf".into(), owned_mxc_uri!("mxc://example.org/abc"));
+        let mut file = FileMessageEventContent::plain(
+            "report.pdf".into(),
+            owned_mxc_uri!("mxc://example.org/abc"),
+        );
         let mut info = FileInfo::new();
         info.mimetype = Some("application/pdf".into());
         info.size = Some(UInt::from(48213u32));
         file.info = Some(Box::new(info));
         let got = incoming_file(&MessageType::File(file.clone())).unwrap();
-        assert_eq!(
-            got,
-            IncomingFile {
-                source: plain(),
-                name: "report.pdf".into(),
-                mime: Some("application/pdf".into()),
-                size: Some(48213),
-                caption: None,
-                msgtype: "m.file",
-            }
+        assert!(
+            matches!(&got.source, MediaSource::Plain(uri) if uri.as_str() == "mxc://example.org/abc")
         );
+        assert_eq!(got.name, "report.pdf");
+        assert_eq!(got.mime.as_deref(), Some("application/pdf"));
+        assert_eq!(got.size, Some(48213));
+        assert_eq!(got.caption, None);
+        assert_eq!(got.msgtype, "m.file");
 
         // A caption: `body` differs from `filename`.
         file.body = "  summarise this  ".into();
@@ -358,17 +358,28 @@ mod tests {
         assert_eq!(got.caption.as_deref(), Some("summarise this"));
         // Same `filename` as `body`: no caption.
         file.body = "report.pdf".into();
-        assert_eq!(incoming_file(&MessageType::File(file.clone())).unwrap().caption, None);
+        assert_eq!(
+            incoming_file(&MessageType::File(file.clone()))
+                .unwrap()
+                .caption,
+            None
+        );
         // A blank caption is none.
         file.body = "   ".into();
-        assert_eq!(incoming_file(&MessageType::File(file)).unwrap().caption, None);
+        assert_eq!(
+            incoming_file(&MessageType::File(file)).unwrap().caption,
+            None
+        );
 
         let mut image = ImageMessageEventContent::new("cat.png".into(), plain());
         let mut info = ImageInfo::new();
         info.mimetype = Some("image/png".into());
         image.info = Some(Box::new(info));
         let got = incoming_file(&MessageType::Image(image)).unwrap();
-        assert_eq!((got.msgtype, got.mime.as_deref(), got.size), ("m.image", Some("image/png"), None));
+        assert_eq!(
+            (got.msgtype, got.mime.as_deref(), got.size),
+            ("m.image", Some("image/png"), None)
+        );
 
         let mut audio = AudioMessageEventContent::new("a.ogg".into(), plain());
         let mut info = AudioInfo::new();
@@ -376,7 +387,10 @@ mod tests {
         info.mimetype = Some(String::new());
         audio.info = Some(Box::new(info));
         let got = incoming_file(&MessageType::Audio(audio)).unwrap();
-        assert_eq!((got.msgtype, got.mime, got.size), ("m.audio", None, Some(7)));
+        assert_eq!(
+            (got.msgtype, got.mime, got.size),
+            ("m.audio", None, Some(7))
+        );
 
         let video = VideoMessageEventContent::new("v.mp4".into(), plain());
         let got = incoming_file(&MessageType::Video(video)).unwrap();
@@ -400,7 +414,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match attachment_info(&mime::IMAGE_JPEG, b"not really") {
-            AttachmentInfo::Image(i) => assert_eq!((i.width, i.size), (None, Some(UInt::from(10u32)))),
+            AttachmentInfo::Image(i) => {
+                assert_eq!((i.width, i.size), (None, Some(UInt::from(10u32))))
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
@@ -408,9 +424,15 @@ mod tests {
             AttachmentInfo::File(BaseFileInfo { size: Some(s) }) if s == UInt::from(4u32)
         ));
         let ogg: Mime = "audio/ogg".parse().unwrap();
-        assert!(matches!(attachment_info(&ogg, b"x"), AttachmentInfo::Audio(_)));
+        assert!(matches!(
+            attachment_info(&ogg, b"x"),
+            AttachmentInfo::Audio(_)
+        ));
         let mp4: Mime = "video/mp4".parse().unwrap();
-        assert!(matches!(attachment_info(&mp4, b"x"), AttachmentInfo::Video(_)));
+        assert!(matches!(
+            attachment_info(&mp4, b"x"),
+            AttachmentInfo::Video(_)
+        ));
     }
 
     #[test]
@@ -445,8 +467,14 @@ mod tests {
         encryptor.read_to_end(&mut ciphertext).unwrap();
         let info = encryptor.finish();
         assert_eq!(ciphertext.len(), data.len());
-        assert_eq!(decrypt(ciphertext.clone(), info.clone()).unwrap(), data);
+        let copy = |i: &matrix_sdk_crypto::MediaEncryptionInfo| {
+            serde_json::from_value(serde_json::to_value(i).unwrap()).unwrap()
+        };
+        assert_eq!(decrypt(ciphertext.clone(), copy(&info)).unwrap(), data);
         ciphertext[0] ^= 1;
-        assert!(matches!(decrypt(ciphertext, info), Err(DownloadError::Decrypt(_))));
+        assert!(matches!(
+            decrypt(ciphertext, info),
+            Err(DownloadError::Decrypt(_))
+        ));
     }
 }

@@ -4,8 +4,9 @@
 //! the delicate parts: logging in once and restoring that same device
 //! afterwards ([`session`]), a sync loop that does not pause between syncs
 //! ([`sync`]), the namespaced state events that make Matrix the source of
-//! truth ([`state`]), Space and chat-room provisioning ([`provision`]) and
-//! replies with deduplicating transaction ids ([`send`]).
+//! truth ([`state`]), Space and chat-room provisioning ([`provision`]),
+//! replies with deduplicating transaction ids ([`send`]) and media in and out
+//! of rooms, encrypted or not ([`media`]).
 //!
 //! It holds no actor code and does not read the configuration: callers pass
 //! plain parameters. Every fallible function returns [`MatrixError`], whose
@@ -14,6 +15,7 @@
 //! whose [`MatrixError::InvalidToken`] variant means the bot's access token
 //! was rejected and the bot must stop cleanly for the operator to act.
 
+pub mod media;
 pub mod provision;
 pub mod send;
 pub mod session;

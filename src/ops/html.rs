@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::status::{Status, ABSENT_STATE};
+use super::status::Status;
 
 /// Seconds between automatic reloads.
 pub const REFRESH_SECS: u32 = 5;
@@ -17,6 +17,8 @@ pub const REFRESH_SECS: u32 = 5;
 pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'";
 
+/// Row state of a reconciliation conflict (shown like a backing-off actor: a warning).
+const CONFLICT_STATE: &str = "backing-off";
 const MS_PER_SEC: u64 = 1_000;
 const SECS_PER_MIN: u64 = 60;
 const SECS_PER_HOUR: u64 = 3_600;
@@ -128,10 +130,7 @@ fn num_cell(value: impl std::fmt::Display) -> String {
 }
 
 fn header(out: &mut String, id: &str, columns: &[&str]) {
-    let _ = write!(
-        out,
-        "<table class=\"sortable\" id=\"{id}\"><thead><tr>"
-    );
+    let _ = write!(out, "<table class=\"sortable\" id=\"{id}\"><thead><tr>");
     for column in columns {
         let _ = write!(out, "<th scope=\"col\">{}</th>", escape(column));
     }
@@ -159,11 +158,7 @@ fn empty_row(out: &mut String, columns: usize, text: &str) {
 pub fn render(status: &Status) -> String {
     let now = status.generated_at_ms;
     let mut out = String::new();
-    let failing_rooms = status
-        .rooms
-        .iter()
-        .filter(|r| r.state == "failed")
-        .count();
+    let failing_rooms = status.rooms.iter().filter(|r| r.state == "failed").count();
     let _ = write!(
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -347,17 +342,23 @@ pub fn render(status: &Status) -> String {
             "in progress"
         }
     );
-    header(&mut out, "conflicts", &["Room id", "Conflict"]);
+    header(
+        &mut out,
+        "conflicts",
+        &["Room or user", "Field", "Store had", "Matrix has (kept)"],
+    );
     if status.reconciliation.conflicts.is_empty() {
-        empty_row(&mut out, 2, "no conflict");
+        empty_row(&mut out, 4, "no conflict");
     }
     for conflict in &status.reconciliation.conflicts {
-        row_start(&mut out, &conflict.room_id, ABSENT_STATE);
+        row_start(&mut out, &conflict.subject, CONFLICT_STATE);
         let _ = write!(
             out,
-            "<td><code>{}</code></td><td>{}</td></tr>",
-            escape(&conflict.room_id),
-            escape(&conflict.description)
+            "<td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&conflict.subject),
+            escape(&conflict.field),
+            escape(&conflict.store),
+            escape(&conflict.matrix)
         );
     }
     out.push_str("</tbody></table>");
@@ -441,6 +442,7 @@ mod tests {
             },
             reconciliation: Reconciliation {
                 done: true,
+                elapsed_ms: Some(12),
                 conflicts: Vec::new(),
             },
             rooms: vec![
@@ -473,7 +475,10 @@ mod tests {
         assert!(page.contains("data-state=\"failed\" data-actor-id=\"room:!a:hs\""));
         assert!(page.contains("not ready"));
         assert!(page.contains("1 min ago"));
-        assert!(!page.contains("src=") && !page.contains("href="), "no external assets");
+        assert!(
+            !page.contains("src=") && !page.contains("href="),
+            "no external assets"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   agent turn durations (agent connections, [`Metrics::turn_finished`]), restarts and
 //!   give-ups (a task following the supervision events, [`Metrics::follow`]);
 //! - read at scrape time from the running bot ([`Observed`]): actors by kind and state,
-//!   mailbox depth by kind, turns in flight, sync lag and failures, readiness.
+//!   mailbox depth by kind, turns in flight, sync lag and failures, readiness, messages
+//!   pending in the inbound journal.
 //!
 //! The exposition is OpenMetrics when the scraper asks for it (`Accept:
 //! application/openmetrics-text`, as Prometheus does), else the classic Prometheus text
@@ -127,6 +128,8 @@ pub struct Observed {
     pub sync_failures: u32,
     /// Whether `/readyz` would answer 200.
     pub ready: bool,
+    /// Messages accepted in the inbound journal and not answered yet.
+    pub journal_pending: usize,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -265,12 +268,12 @@ impl Metrics {
         );
         registry.register(
             "journal_pending",
-            "Entries of the outbound journal waiting to be sent. The journal is not \
-             implemented yet: always 0",
+            "Messages accepted in the inbound journal and not answered yet",
             journal_pending.clone(),
         );
         for outcome in MessageOutcome::ALL {
-            messages.get_or_create(&OutcomeLabels {
+            // Created now so every outcome is exported from the start, at 0.
+            let _ = messages.get_or_create(&OutcomeLabels {
                 outcome: outcome.label(),
             });
         }
@@ -363,7 +366,11 @@ impl Metrics {
     }
 
     /// The exposition of every metric, with the scrape-time gauges set from `observed`.
-    pub fn encode(&self, observed: &Observed, format: Exposition) -> Result<String, std::fmt::Error> {
+    pub fn encode(
+        &self,
+        observed: &Observed,
+        format: Exposition,
+    ) -> Result<String, std::fmt::Error> {
         let _one_at_a_time = self.scrape.lock();
         self.refresh(observed);
         let mut text = String::new();
@@ -417,7 +424,8 @@ impl Metrics {
         self.sync_lag.set(lag.as_secs_f64());
         self.sync_failures.set(i64::from(observed.sync_failures));
         self.ready.set(i64::from(observed.ready));
-        self.journal_pending.set(0);
+        self.journal_pending
+            .set(i64::try_from(observed.journal_pending).unwrap_or(i64::MAX));
     }
 }
 
@@ -546,7 +554,13 @@ mod tests {
                 restarts_in_period: 3,
             },
         ] {
-            tracker.on_event(&m, &SupervisionEvent { id: id.clone(), kind });
+            tracker.on_event(
+                &m,
+                &SupervisionEvent {
+                    id: id.clone(),
+                    kind,
+                },
+            );
         }
         let observed = Observed {
             actors: vec![
@@ -558,10 +572,14 @@ mod tests {
             since_last_sync: Some(Duration::from_millis(1500)),
             sync_failures: 2,
             ready: true,
+            journal_pending: 4,
         };
         let text = m.encode(&observed, Exposition::Prometheus).unwrap();
         assert!(!text.contains("# EOF"));
-        assert!(text.contains("# TYPE surfaces_messages_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE surfaces_messages_total counter"),
+            "{text}"
+        );
         assert!(!text.contains("!a:hs"), "no per-room labels:\n{text}");
         let scrape = parse(&text);
         let types: HashMap<&str, &prometheus_parse::Value> = scrape
@@ -577,9 +595,20 @@ mod tests {
             types["surfaces_agent_turn_duration_seconds"],
             prometheus_parse::Value::Histogram(_)
         ));
-        assert_eq!(value(&scrape, "surfaces_messages_total", &[("outcome", "replied")]), 2.0);
         assert_eq!(
-            value(&scrape, "surfaces_messages_total", &[("outcome", "stale_agent")]),
+            value(
+                &scrape,
+                "surfaces_messages_total",
+                &[("outcome", "replied")]
+            ),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &scrape,
+                "surfaces_messages_total",
+                &[("outcome", "stale_agent")]
+            ),
             0.0
         );
         assert_eq!(
@@ -590,20 +619,44 @@ mod tests {
             ),
             1.0
         );
-        assert_eq!(value(&scrape, "surfaces_actor_gave_up_total", &[("kind", "room")]), 1.0);
         assert_eq!(
-            value(&scrape, "surfaces_actors", &[("kind", "room"), ("state", "failed")]),
+            value(&scrape, "surfaces_actor_gave_up_total", &[("kind", "room")]),
             1.0
         );
         assert_eq!(
-            value(&scrape, "surfaces_actors", &[("kind", "router"), ("state", "failed")]),
+            value(
+                &scrape,
+                "surfaces_actors",
+                &[("kind", "room"), ("state", "failed")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &scrape,
+                "surfaces_actors",
+                &[("kind", "router"), ("state", "failed")]
+            ),
             0.0
         );
-        assert_eq!(value(&scrape, "surfaces_mailbox_depth", &[("kind", "room")]), 3.0);
-        assert_eq!(value(&scrape, "surfaces_agent_turns_in_flight", &[("agent", "ref")]), 1.0);
+        assert_eq!(
+            value(&scrape, "surfaces_mailbox_depth", &[("kind", "room")]),
+            3.0
+        );
+        assert_eq!(
+            value(
+                &scrape,
+                "surfaces_agent_turns_in_flight",
+                &[("agent", "ref")]
+            ),
+            1.0
+        );
         assert_eq!(value(&scrape, "surfaces_sync_lag_seconds", &[]), 1.5);
-        assert_eq!(value(&scrape, "surfaces_sync_consecutive_failures", &[]), 2.0);
-        assert_eq!(value(&scrape, "surfaces_journal_pending", &[]), 0.0);
+        assert_eq!(
+            value(&scrape, "surfaces_sync_consecutive_failures", &[]),
+            2.0
+        );
+        assert_eq!(value(&scrape, "surfaces_journal_pending", &[]), 4.0);
         assert_eq!(value(&scrape, "surfaces_ready", &[]), 1.0);
         let histogram = scrape
             .samples
@@ -632,7 +685,9 @@ mod tests {
             .encode(&with, Exposition::Prometheus)
             .unwrap()
             .contains("kind=\"provisioner\""));
-        let text = m.encode(&Observed::default(), Exposition::Prometheus).unwrap();
+        let text = m
+            .encode(&Observed::default(), Exposition::Prometheus)
+            .unwrap();
         assert!(!text.contains("provisioner"), "{text}");
         assert_eq!(
             Exposition::from_accept(Some(

@@ -95,21 +95,28 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
 }
 
-/// A conflict found while reconciling the store with Matrix.
+/// A disagreement between the store and Matrix found by the start-up reconciliation
+/// (Matrix won: the store now has the Matrix value).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
-    /// The room concerned.
-    pub room_id: String,
-    /// What disagrees.
-    pub description: String,
+    /// The room or user concerned.
+    pub subject: String,
+    /// The field.
+    pub field: String,
+    /// What the store had.
+    pub store: String,
+    /// What Matrix has.
+    pub matrix: String,
 }
 
 /// Start-up reconciliation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciliation {
-    /// Start-up (first sync, rooms started) is complete.
+    /// The reconciliation ran.
     pub done: bool,
-    /// Conflicts found. No reconciliation detects conflicts yet: always empty.
+    /// How long it took (milliseconds), once done.
+    pub elapsed_ms: Option<u64>,
+    /// The conflicts it found.
     pub conflicts: Vec<Conflict>,
 }
 
@@ -253,14 +260,17 @@ pub fn readiness(view: &RuntimeView, root: &SupervisorHandle) -> Readiness {
         Ok(_) => check("store", true, "open".to_owned()),
         Err(error) => check("store", false, format!("cannot read: {error}")),
     }
-    let started = view.live.load(Ordering::Acquire);
+    let reconciled = view.reconciliation.lock().is_some();
+    let started = view.live.load(Ordering::Acquire) && reconciled;
     check(
         "startup",
         started,
         if started {
-            "complete: first sync done, rooms started"
+            "complete: first sync, reconciliation, rooms started"
+        } else if reconciled {
+            "in progress: starting rooms"
         } else {
-            "in progress: first sync, starting rooms"
+            "in progress: first sync and reconciliation"
         }
         .to_owned(),
     );
@@ -308,7 +318,10 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
     let readiness = readiness(view, root);
     let snapshot = view.registry.snapshot();
     let records: std::collections::HashMap<String, RoomRecord> = match view.store.rooms() {
-        Ok(records) => records.into_iter().map(|r| (r.room_id.clone(), r)).collect(),
+        Ok(records) => records
+            .into_iter()
+            .map(|r| (r.room_id.clone(), r))
+            .collect(),
         Err(error) => {
             tracing::warn!(%error, "status: cannot read the room records");
             Default::default()
@@ -366,11 +379,16 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         })
         .collect();
     rooms.sort_by(|a, b| {
-        (state_rank(&a.state), std::cmp::Reverse(a.restarts), &a.room_id).cmp(&(
-            state_rank(&b.state),
-            std::cmp::Reverse(b.restarts),
-            &b.room_id,
-        ))
+        (
+            state_rank(&a.state),
+            std::cmp::Reverse(a.restarts),
+            &a.room_id,
+        )
+            .cmp(&(
+                state_rank(&b.state),
+                std::cmp::Reverse(b.restarts),
+                &b.room_id,
+            ))
     });
     agents.sort_by(|a, b| {
         (state_rank(&a.state), a.last_error.is_none(), &a.id).cmp(&(
@@ -385,13 +403,34 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         readiness,
         sync,
-        reconciliation: Reconciliation {
-            done: view.live.load(Ordering::Acquire),
-            conflicts: Vec::new(),
-        },
+        reconciliation: reconciliation(view),
         rooms,
         agents,
         actors,
+    }
+}
+
+fn reconciliation(view: &RuntimeView) -> Reconciliation {
+    match view.reconciliation.lock().as_ref() {
+        Some(report) => Reconciliation {
+            done: true,
+            elapsed_ms: Some(u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX)),
+            conflicts: report
+                .conflicts
+                .iter()
+                .map(|c| Conflict {
+                    subject: c.subject.clone(),
+                    field: c.field.to_owned(),
+                    store: c.store.clone(),
+                    matrix: c.matrix.clone(),
+                })
+                .collect(),
+        },
+        None => Reconciliation {
+            done: false,
+            elapsed_ms: None,
+            conflicts: Vec::new(),
+        },
     }
 }
 

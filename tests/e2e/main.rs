@@ -8,7 +8,10 @@
 mod support;
 
 mod agent_http;
+mod commands;
 mod delivery;
+mod files;
 mod harness_smoke;
 mod matrix_glue;
+mod ops;
 mod spine;

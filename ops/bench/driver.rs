@@ -1,0 +1,767 @@
+//! The people of `ops/bench` (parts 1, 2 and 5), and the bench's agent server.
+//!
+//! ```text
+//! bench_driver roundtrip --hs URL --secret FILE --state DIR --bot USER --floor USER [--n 200] [--warmup 5]
+//! bench_driver burst     --hs URL --secret FILE --state DIR --bot USER [--m 10] [--k 20]
+//! bench_driver isolation --hs URL --secret FILE --state DIR --bot USER [--p 4] [--secs 30] [--slow slow]
+//! bench_driver agent     --port PORT [--slow-sender USER] [--delay-secs 30]
+//! ```
+//! Every person is a matrix-sdk client with its own sqlite store (end-to-end encryption on),
+//! registered through Synapse's shared-secret admin API, syncing back to back in its own
+//! `sync_once` loop. A message's latency runs from just before `room.send` until the
+//! person's sync hands over the bot's reply to it (a rich reply naming the message).
+//! Figures are printed as they come; lines `FIGURE <key> <value>` are for `ops/bench/run`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use hmac::{Hmac, Mac};
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::ruma::api::client::room::create_room::v3::{
+    Request as CreateRoomRequest, RoomPreset,
+};
+use matrix_sdk::ruma::events::room::encrypted::OriginalSyncRoomEncryptedEvent;
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
+use matrix_sdk::ruma::events::room::message::{
+    OriginalSyncRoomMessageEvent, Relation, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use matrix_sdk::{Client, Room, RoomState};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+/// Longest wait for one reply (the isolation run's slow reply has its own).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for onboarding (Space and chat room made, joined, welcome seen).
+const ONBOARD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Long-poll timeout of the people's syncs.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the last reply of a burst: how long to watch for duplicates.
+const SETTLE: Duration = Duration::from_secs(3);
+
+// ---------------------------------------------------------------------------------------
+// Arguments
+
+struct Args {
+    mode: String,
+    kv: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Args> {
+        let mut it = std::env::args().skip(1);
+        let mode = it.next().context("missing mode")?;
+        let mut kv = HashMap::new();
+        while let Some(k) = it.next() {
+            let key = k
+                .strip_prefix("--")
+                .ok_or_else(|| anyhow!("expected --key, got {k}"))?;
+            let v = it.next().ok_or_else(|| anyhow!("--{key} needs a value"))?;
+            kv.insert(key.to_owned(), v);
+        }
+        Ok(Args { mode, kv })
+    }
+    fn get(&self, key: &str) -> anyhow::Result<String> {
+        self.kv
+            .get(key)
+            .cloned()
+            .ok_or_else(|| anyhow!("missing --{key}"))
+    }
+    fn num(&self, key: &str, default: u64) -> anyhow::Result<u64> {
+        match self.kv.get(key) {
+            Some(v) => v.parse().with_context(|| format!("--{key} {v}")),
+            None => Ok(default),
+        }
+    }
+    fn or(&self, key: &str, default: &str) -> String {
+        self.kv
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Figures
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+struct Summary {
+    n: usize,
+    p50: Duration,
+    p90: Duration,
+    p99: Duration,
+    max: Duration,
+    mean: Duration,
+}
+
+fn summarize(samples: &[Duration]) -> Summary {
+    let mut s = samples.to_vec();
+    s.sort();
+    let total: Duration = s.iter().sum();
+    Summary {
+        n: s.len(),
+        p50: pct(&s, 50.0),
+        p90: pct(&s, 90.0),
+        p99: pct(&s, 99.0),
+        max: s.last().copied().unwrap_or_default(),
+        mean: if s.is_empty() {
+            Duration::ZERO
+        } else {
+            total / s.len() as u32
+        },
+    }
+}
+
+fn print_summary(label: &str, key: &str, s: &Summary) {
+    println!(
+        "{label}: n={} p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  mean {:.1} ms",
+        s.n,
+        ms(s.p50),
+        ms(s.p90),
+        ms(s.p99),
+        ms(s.max),
+        ms(s.mean)
+    );
+    println!("FIGURE {key}_n {}", s.n);
+    println!("FIGURE {key}_p50_ms {:.1}", ms(s.p50));
+    println!("FIGURE {key}_p90_ms {:.1}", ms(s.p90));
+    println!("FIGURE {key}_p99_ms {:.1}", ms(s.p99));
+    println!("FIGURE {key}_max_ms {:.1}", ms(s.max));
+    println!("FIGURE {key}_mean_ms {:.1}", ms(s.mean));
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration (Synapse shared-secret admin API)
+
+async fn register(hs: &str, secret: &str, localpart: &str, password: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let url = format!("{hs}/_synapse/admin/v1/register");
+    let nonce: Value = http
+        .get(&url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let nonce = nonce["nonce"].as_str().context("no nonce")?.to_owned();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("any key length");
+    for (i, part) in [nonce.as_str(), localpart, password, "notadmin"]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            mac.update(b"\0");
+        }
+        mac.update(part.as_bytes());
+    }
+    let mac = hex::encode(mac.finalize().into_bytes());
+    let response = http
+        .post(&url)
+        .json(
+            &json!({"nonce": nonce, "username": localpart, "password": password,
+                      "admin": false, "mac": mac}),
+        )
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() && body["errcode"] != "M_USER_IN_USE" {
+        bail!("registering {localpart}: {status} {body}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// A person
+
+#[derive(Default)]
+struct Inbox {
+    /// Event replied to → (arrival, reply body), in arrival order.
+    replies: Mutex<HashMap<OwnedEventId, Vec<(Instant, String)>>>,
+    /// Every message seen: (room, sender, body).
+    messages: Mutex<Vec<(OwnedRoomId, OwnedUserId, String)>>,
+    /// Encrypted events that could not be decrypted.
+    undecrypted: AtomicUsize,
+    notify: Notify,
+}
+
+struct Person {
+    client: Client,
+    id: OwnedUserId,
+    inbox: Arc<Inbox>,
+    sync: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Person {
+    fn drop(&mut self) {
+        self.sync.abort();
+    }
+}
+
+struct Ctx {
+    hs: String,
+    secret: String,
+    state: PathBuf,
+}
+
+impl Ctx {
+    fn from(args: &Args) -> anyhow::Result<Ctx> {
+        let secret_file = args.get("secret")?;
+        let secret = std::fs::read_to_string(&secret_file)
+            .with_context(|| format!("reading {secret_file}"))?
+            .trim()
+            .to_owned();
+        Ok(Ctx {
+            hs: args.get("hs")?,
+            secret,
+            state: PathBuf::from(args.get("state")?),
+        })
+    }
+}
+
+impl Person {
+    async fn new(ctx: &Ctx, localpart: &str) -> anyhow::Result<Person> {
+        let password = format!("{localpart}-bench-password");
+        register(&ctx.hs, &ctx.secret, localpart, &password).await?;
+        let store = ctx.state.join(format!("person-{localpart}"));
+        let _ = std::fs::remove_dir_all(&store);
+        let client = Client::builder()
+            .homeserver_url(&ctx.hs)
+            .sqlite_store(&store, None)
+            .build()
+            .await?;
+        client
+            .matrix_auth()
+            .login_username(localpart, &password)
+            .initial_device_display_name("bench person")
+            .await
+            .with_context(|| format!("logging in as {localpart}"))?;
+        let inbox = Arc::new(Inbox::default());
+        {
+            let inbox = inbox.clone();
+            client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
+                let inbox = inbox.clone();
+                async move {
+                    let now = Instant::now();
+                    let body = ev.content.body().to_owned();
+                    if let Some(Relation::Reply(reply)) = &ev.content.relates_to {
+                        inbox
+                            .replies
+                            .lock()
+                            .entry(reply.in_reply_to.event_id.clone())
+                            .or_default()
+                            .push((now, body.clone()));
+                    }
+                    inbox.messages.lock().push((
+                        room.room_id().to_owned(),
+                        ev.sender.clone(),
+                        body,
+                    ));
+                    inbox.notify.notify_waiters();
+                }
+            });
+        }
+        {
+            let inbox = inbox.clone();
+            client.add_event_handler(move |_: OriginalSyncRoomEncryptedEvent| {
+                let inbox = inbox.clone();
+                async move {
+                    inbox.undecrypted.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let first = client
+            .sync_once(SyncSettings::default().timeout(Duration::ZERO))
+            .await?;
+        let id = client.user_id().context("no user id")?.to_owned();
+        let syncer = client.clone();
+        let sync = tokio::spawn(async move {
+            let mut token = first.next_batch;
+            loop {
+                let settings = SyncSettings::default()
+                    .timeout(SYNC_TIMEOUT)
+                    .token(token.clone());
+                match syncer.sync_once(settings).await {
+                    Ok(r) => token = r.next_batch,
+                    Err(error) => {
+                        eprintln!("person sync failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        Ok(Person {
+            client,
+            id,
+            inbox,
+            sync,
+        })
+    }
+
+    /// Waits until `f` finds something in the inbox.
+    async fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Inbox) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inbox.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = f(&self.inbox) {
+                return Ok(v);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                bail!(
+                    "{}: timed out waiting for {what} ({} undecryptable events seen)",
+                    self.id,
+                    self.inbox.undecrypted.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+
+    /// The first reply to `event` (its arrival).
+    async fn reply_to(&self, event: &OwnedEventId, timeout: Duration) -> anyhow::Result<Instant> {
+        self.wait(&format!("the reply to {event}"), timeout, |inbox| {
+            inbox.replies.lock().get(event).map(|v| v[0].0)
+        })
+        .await
+    }
+
+    async fn send(&self, room: &Room, text: &str) -> anyhow::Result<OwnedEventId> {
+        Ok(room
+            .send(RoomMessageEventContent::text_plain(text))
+            .await?
+            .response
+            .event_id)
+    }
+
+    /// Sends `text` and waits for the reply: the round trip.
+    async fn round_trip(&self, room: &Room, text: &str) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        let event = self.send(room, text).await?;
+        let arrival = self.reply_to(&event, REPLY_TIMEOUT).await?;
+        Ok(arrival.saturating_duration_since(t0))
+    }
+
+    fn room(&self, id: &RoomId) -> anyhow::Result<Room> {
+        self.client
+            .get_room(id)
+            .ok_or_else(|| anyhow!("{} does not know {id}", self.id))
+    }
+
+    /// The person invites the bot to a direct chat, joins the Space and the chat room the
+    /// bot makes, and waits for the welcome; returns the chat room.
+    async fn onboard(&self, bot: &UserId) -> anyhow::Result<Room> {
+        let mut request = CreateRoomRequest::new();
+        request.invite = vec![bot.to_owned()];
+        request.is_direct = true;
+        let dm = self.client.create_room(request).await?.room_id().to_owned();
+        let deadline = tokio::time::Instant::now() + ONBOARD_TIMEOUT;
+        loop {
+            for room in self.client.invited_rooms() {
+                let _ = room.join().await;
+            }
+            let found = self
+                .inbox
+                .messages
+                .lock()
+                .iter()
+                .find(|(room, sender, _)| sender == bot && room != &dm)
+                .map(|(room, _, _)| room.clone());
+            if let Some(chat) = found {
+                let room = self.room(&chat)?;
+                if room.state() == RoomState::Joined {
+                    return Ok(room);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "{}: onboarding with {bot} timed out ({} undecryptable events)",
+                    self.id,
+                    self.inbox.undecrypted.load(Ordering::Relaxed)
+                );
+            }
+            let notified = self.inbox.notify.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        }
+    }
+
+    /// An encrypted room with `bot` (invited), once the bot has joined.
+    async fn room_with(&self, bot: &UserId) -> anyhow::Result<Room> {
+        let mut request = CreateRoomRequest::new();
+        request.invite = vec![bot.to_owned()];
+        request.is_direct = true;
+        request.preset = Some(RoomPreset::PrivateChat);
+        request.initial_state = vec![InitialStateEvent::with_empty_state_key(
+            RoomEncryptionEventContent::with_recommended_defaults(),
+        )
+        .to_raw_any()];
+        let room = self.client.create_room(request).await?;
+        let deadline = tokio::time::Instant::now() + ONBOARD_TIMEOUT;
+        loop {
+            if room.joined_members_count() >= 2 {
+                return Ok(room);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{bot} did not join {}", room.room_id());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Starts `n` people named `<prefix><i>` at once.
+async fn people(ctx: &Arc<Ctx>, prefix: &str, n: usize) -> anyhow::Result<Vec<Person>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let ctx = ctx.clone();
+            let name = format!("{prefix}{i}");
+            tokio::spawn(async move { Person::new(&ctx, &name).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await??);
+    }
+    Ok(out)
+}
+
+/// Onboards everyone at once; returns their chat rooms.
+async fn onboard_all(people: &[Arc<Person>], bot: &UserId) -> anyhow::Result<Vec<Room>> {
+    let tasks: Vec<_> = people
+        .iter()
+        .map(|p| {
+            let (p, bot) = (p.clone(), bot.to_owned());
+            tokio::spawn(async move { p.onboard(&bot).await })
+        })
+        .collect();
+    let mut rooms = Vec::new();
+    for t in tasks {
+        rooms.push(t.await??);
+    }
+    Ok(rooms)
+}
+
+// ---------------------------------------------------------------------------------------
+// Part 1: reply round trip, Surfaces vs the floor, interleaved
+
+async fn roundtrip(args: &Args) -> anyhow::Result<()> {
+    let ctx = Arc::new(Ctx::from(args)?);
+    let bot: OwnedUserId = args.get("bot")?.parse()?;
+    let floor: OwnedUserId = args.get("floor")?.parse()?;
+    let n = args.num("n", 200)? as usize;
+    let warmup = args.num("warmup", 5)? as usize;
+    let person = Person::new(&ctx, "rtt").await?;
+    let t = Instant::now();
+    let chat = person.onboard(&bot).await?;
+    println!(
+        "roundtrip: onboarded with Surfaces in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let floor_room = person.room_with(&floor).await?;
+    println!(
+        "roundtrip: encrypted rooms: surfaces {}, floor {}",
+        chat.latest_encryption_state().await?.is_encrypted(),
+        floor_room.latest_encryption_state().await?.is_encrypted()
+    );
+    for i in 0..warmup {
+        person.round_trip(&chat, &format!("warm-up {i}")).await?;
+        person
+            .round_trip(&floor_room, &format!("warm-up {i}"))
+            .await?;
+    }
+    // Interleaved, one at a time: machine noise hits both alike.
+    let mut surfaces = Vec::with_capacity(n);
+    let mut floor_rtt = Vec::with_capacity(n);
+    for i in 0..n {
+        let text = format!("round trip message number {i}");
+        if i % 2 == 0 {
+            surfaces.push(person.round_trip(&chat, &text).await?);
+            floor_rtt.push(person.round_trip(&floor_room, &text).await?);
+        } else {
+            floor_rtt.push(person.round_trip(&floor_room, &text).await?);
+            surfaces.push(person.round_trip(&chat, &text).await?);
+        }
+    }
+    let (s, f) = (summarize(&surfaces), summarize(&floor_rtt));
+    print_summary("roundtrip surfaces", "rtt_surfaces", &s);
+    print_summary("roundtrip floor   ", "rtt_floor", &f);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "roundtrip: surfaces / floor: p50 {:.3}  p90 {:.3}  p99 {:.3}  (target <= 1.05)",
+        ratio(s.p50, f.p50),
+        ratio(s.p90, f.p90),
+        ratio(s.p99, f.p99)
+    );
+    println!("FIGURE rtt_ratio_p50 {:.3}", ratio(s.p50, f.p50));
+    println!("FIGURE rtt_ratio_p90 {:.3}", ratio(s.p90, f.p90));
+    println!("FIGURE rtt_ratio_p99 {:.3}", ratio(s.p99, f.p99));
+    println!(
+        "FIGURE rtt_undecryptable {}",
+        person.inbox.undecrypted.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Part 2: burst
+
+async fn burst(args: &Args) -> anyhow::Result<()> {
+    let ctx = Arc::new(Ctx::from(args)?);
+    let bot: OwnedUserId = args.get("bot")?.parse()?;
+    let m = args.num("m", 10)? as usize;
+    let k = args.num("k", 20)? as usize;
+    let t = Instant::now();
+    let persons: Vec<Arc<Person>> = people(&ctx, "burst", m)
+        .await?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let rooms = onboard_all(&persons, &bot).await?;
+    println!(
+        "burst: {m} people onboarded in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // One warm-up round trip each (room keys shared both ways), not counted.
+    for (p, r) in persons.iter().zip(&rooms) {
+        p.round_trip(r, "warm-up").await?;
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(m));
+    let t0 = Instant::now();
+    let senders: Vec<_> = persons
+        .iter()
+        .zip(rooms.iter().cloned())
+        .map(|(p, room)| {
+            let (p, start) = (p.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut sent = Vec::with_capacity(k);
+                for i in 0..k {
+                    let text = format!("burst message {i} of {}", p.id);
+                    let t = Instant::now();
+                    let event = p.send(&room, &text).await?;
+                    sent.push((event, t, text));
+                }
+                anyhow::Ok(sent)
+            })
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for (i, s) in senders.into_iter().enumerate() {
+        for (event, t, text) in s.await?? {
+            sent.push((i, event, t, text));
+        }
+    }
+    let sends_done = t0.elapsed();
+    let mut latencies = Vec::with_capacity(sent.len());
+    let mut last = t0;
+    for (i, event, t, _) in &sent {
+        let arrival = persons[*i].reply_to(event, REPLY_TIMEOUT).await?;
+        latencies.push(arrival.saturating_duration_since(*t));
+        last = last.max(arrival);
+    }
+    let elapsed = last.saturating_duration_since(t0);
+    tokio::time::sleep(SETTLE).await;
+    let (mut once, mut twice, mut wrong) = (0, 0, 0);
+    for (i, event, _, text) in &sent {
+        let replies = persons[*i].inbox.replies.lock();
+        let got = replies.get(event).map(Vec::as_slice).unwrap_or_default();
+        match got.len() {
+            1 => once += 1,
+            0 => {}
+            _ => twice += 1,
+        }
+        if got.iter().any(|(_, body)| body != &format!("echo: {text}")) {
+            wrong += 1;
+        }
+    }
+    let total = m * k;
+    let rate = total as f64 / elapsed.as_secs_f64();
+    println!(
+        "burst: {m} people x {k} messages = {total}: all sent in {:.2} s, all answered in {:.2} s",
+        sends_done.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "burst: answered once {once}/{total}, more than once {twice}, wrong text {wrong}; {rate:.1} messages/s"
+    );
+    print_summary("burst latency", "burst", &summarize(&latencies));
+    println!("FIGURE burst_total {total}");
+    println!("FIGURE burst_once {once}");
+    println!("FIGURE burst_dupes {twice}");
+    println!("FIGURE burst_wrong {wrong}");
+    println!("FIGURE burst_msgs_per_s {rate:.1}");
+    println!("FIGURE burst_elapsed_s {:.2}", elapsed.as_secs_f64());
+    if once != total || twice != 0 || wrong != 0 {
+        bail!("burst: not every message was answered exactly once");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Part 5: isolation
+
+/// Every person sends one message at a time (waiting for its reply) for `secs`.
+async fn phase(
+    persons: &[Arc<Person>],
+    rooms: &[Room],
+    secs: u64,
+    tag: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let tasks: Vec<_> = persons
+        .iter()
+        .zip(rooms.iter().cloned())
+        .map(|(p, room)| {
+            let (p, tag) = (p.clone(), tag.to_owned());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let mut i = 0;
+                while Instant::now() < until {
+                    out.push(p.round_trip(&room, &format!("{tag} {i}")).await?);
+                    i += 1;
+                }
+                anyhow::Ok(out)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+async fn isolation(args: &Args) -> anyhow::Result<()> {
+    let ctx = Arc::new(Ctx::from(args)?);
+    let bot: OwnedUserId = args.get("bot")?.parse()?;
+    let p = args.num("p", 4)? as usize;
+    let secs = args.num("secs", 30)?;
+    let slow_name = args.or("slow", "slow");
+    let mut persons: Vec<Arc<Person>> = people(&ctx, "iso", p)
+        .await?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    persons.push(Arc::new(Person::new(&ctx, &slow_name).await?));
+    let mut rooms = onboard_all(&persons, &bot).await?;
+    let (slow, slow_room) = (persons.pop().context("slow")?, rooms.pop().context("room")?);
+    for (p, r) in persons.iter().zip(&rooms) {
+        p.round_trip(r, "warm-up").await?;
+    }
+    println!(
+        "isolation: {p} people, {secs} s per phase; the agent is slow only for {}",
+        slow.id
+    );
+
+    let a = phase(&persons, &rooms, secs, "baseline").await?;
+    let sa = summarize(&a);
+    print_summary("isolation baseline       ", "iso_base", &sa);
+
+    let t_slow = Instant::now();
+    let slow_event = slow
+        .send(&slow_room, "a question that takes the agent long")
+        .await?;
+    let b = phase(&persons, &rooms, secs, "beside-slow").await?;
+    let sb = summarize(&b);
+    print_summary("isolation beside the slow", "iso_slow", &sb);
+    let slow_arrival = slow
+        .reply_to(&slow_event, Duration::from_secs(secs + 120))
+        .await?;
+    let slow_latency = slow_arrival.saturating_duration_since(t_slow);
+    println!(
+        "isolation: the slow room's reply came after {:.1} s",
+        slow_latency.as_secs_f64()
+    );
+    println!("FIGURE iso_slow_reply_s {:.1}", slow_latency.as_secs_f64());
+
+    let c = phase(&persons, &rooms, secs, "after").await?;
+    let sc = summarize(&c);
+    print_summary("isolation baseline again ", "iso_after", &sc);
+    let r = sb.p99.as_secs_f64() / sa.p99.as_secs_f64();
+    println!("isolation: p99 beside the slow room / baseline p99 = {r:.3} (target <= 1.10)");
+    println!("FIGURE iso_ratio_p99 {r:.3}");
+    println!(
+        "FIGURE iso_ratio_p50 {:.3}",
+        sb.p50.as_secs_f64() / sa.p50.as_secs_f64()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The bench's agent server (`docs/agent-api.md`, turns only): echoes, slow for one sender.
+
+async fn agent(args: &Args) -> anyhow::Result<()> {
+    use axum::extract::{Json, State};
+    use axum::http::header::CONTENT_TYPE;
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+
+    struct Cfg {
+        slow_sender: String,
+        delay: Duration,
+    }
+    async fn turn(
+        State(cfg): State<Arc<Cfg>>,
+        Json(body): Json<Value>,
+    ) -> axum::response::Response {
+        let sender = body["sender"]["id"].as_str().unwrap_or_default();
+        let text = body["text"].as_str().unwrap_or_default();
+        if sender == cfg.slow_sender {
+            tokio::time::sleep(cfg.delay).await;
+        }
+        let data = json!({ "text": format!("echo: {text}") }).to_string();
+        let sse = format!("event: delta\ndata: {data}\n\nevent: done\ndata: {data}\n\n");
+        ([(CONTENT_TYPE, "text/event-stream")], sse).into_response()
+    }
+    let port = args.num("port", 0)?;
+    let cfg = Arc::new(Cfg {
+        slow_sender: args.or("slow-sender", ""),
+        delay: Duration::from_secs(args.num("delay-secs", 30)?),
+    });
+    let app = axum::Router::new()
+        .route(
+            "/v1/health",
+            get(|| async { axum::Json(json!({"status": "ok", "agent": "bench", "version": "1"})) }),
+        )
+        .route("/v1/chats/{chat}/turns", post(turn))
+        .with_state(cfg);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port as u16)).await?;
+    println!("agent ready on {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse()?;
+    match args.mode.as_str() {
+        "roundtrip" => roundtrip(&args).await,
+        "burst" => burst(&args).await,
+        "isolation" => isolation(&args).await,
+        "agent" => agent(&args).await,
+        other => bail!("unknown mode {other}: roundtrip | burst | isolation | agent"),
+    }
+}
