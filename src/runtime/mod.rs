@@ -309,10 +309,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "reconciliation done"
     );
     *view.reconciliation.lock() = Some(report);
+    // Archived rooms too: their actor answers with the archived notice (without one, a
+    // message there would get the explanation meant for rooms the bot does not manage).
     for record in store.rooms()? {
-        if record.archived {
-            continue;
-        }
         match RoomId::parse(&record.room_id) {
             Ok(room_id) => {
                 rooms.start(&room_id).await?;
