@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use actors::ChildHandle;
+use matrix_sdk::ruma::events::room::message::ReplyMetadata;
 use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, RoomId};
 use matrix_sdk::Room;
 use parking_lot::Mutex;
@@ -483,16 +484,24 @@ async fn answer_confirmation(room: &Room, deps: &RoomDeps, msg: &UserMessage, ye
             };
             match call_chat(deps, &agent_id, &chat_id, call).await {
                 Ok((route, CallOutcome::Turn(outcome))) => {
-                    let text = if outcome.reply.trim().is_empty() {
-                        if approved {
+                    if outcome.reply.trim().is_empty() {
+                        let text = if approved {
                             texts::empty_reply(&route.name)
                         } else {
                             texts::AGENT_DECLINED.to_owned()
+                        };
+                        return notice(room, msg, &text).await;
+                    }
+                    // The rest of the turn is the agent speaking: a normal reply, like any turn's.
+                    let reply_to = ReplyMetadata::new(&msg.event_id, &msg.sender, None);
+                    let txn = matrix::txn_id_for(&msg.event_id, 0);
+                    match matrix::send_reply(room, reply_to, &outcome.reply, &txn).await {
+                        Ok(_) => true,
+                        Err(error) => {
+                            tracing::error!(%error, "cannot send the confirmed turn's reply");
+                            false
                         }
-                    } else {
-                        outcome.reply
-                    };
-                    notice(room, msg, &text).await
+                    }
                 }
                 Ok(_) => notice(room, msg, texts::internal_error()).await,
                 Err(text) => notice(room, msg, &text).await,

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 
 use super::directory::RoomDirectory;
 use super::provisioner::{Invited, Provisioner};
-use super::room::{UserFile, UserMessage};
+use super::room::{RoomActor, UserFile, UserMessage};
 use crate::commands::{Command, Parsed};
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
@@ -171,26 +171,20 @@ impl Dispatcher {
                 return;
             }
         };
-        let Some(actor) = self.inner.rooms.get(room.room_id()) else {
-            self.unmanaged(room, ev.sender);
+        let Some(actor) = self.route(&room, &ev.sender) else {
             return;
         };
-        if !self.inner.access.allows(ev.sender.as_str()) {
-            tracing::info!(room_id = %room.room_id(), sender = %ev.sender,
-                "ignoring a message from a user the access policy does not allow");
-            return;
-        }
+        let msg = UserMessage {
+            event_id: ev.event_id,
+            sender: ev.sender,
+            display_name: None,
+            body,
+        };
         if matches!(
-            crate::commands::parse(&body),
+            crate::commands::parse(&msg.body),
             Parsed::Command(Command::Cancel)
         ) {
             // Not queued behind the turn it cancels: handled at once.
-            let msg = UserMessage {
-                event_id: ev.event_id,
-                sender: ev.sender,
-                display_name: None,
-                body,
-            };
             let deps = self.inner.rooms.deps().clone();
             tokio::spawn(async move { super::commands::cancel_now(&deps, &room, &msg).await });
             return;
@@ -200,33 +194,41 @@ impl Dispatcher {
             .journal
             .accept(
                 room.room_id().as_str(),
-                ev.event_id.as_str(),
-                ev.sender.as_str(),
-                &body,
+                msg.event_id.as_str(),
+                msg.sender.as_str(),
+                &msg.body,
             )
             .await
         {
             Ok((Accepted::New, _)) => {}
             Ok((seen, _)) => {
-                tracing::debug!(event_id = %ev.event_id, ?seen, "message already journaled");
+                tracing::debug!(?seen, "message already journaled");
                 return;
             }
             Err(error) => {
-                tracing::error!(%error, event_id = %ev.event_id,
-                    "cannot journal a message; handling it without crash safety");
+                tracing::error!(%error, "cannot journal a message; handling it without crash safety");
             }
         }
         crash::point(CrashPoint::AfterJournal);
-        let msg = UserMessage {
-            event_id: ev.event_id,
-            sender: ev.sender,
-            display_name: None,
-            body,
-        };
         if let Err(error) = actor.tell(msg) {
             // Journaled: the room's next incarnation resumes it when it starts.
             tracing::info!(%error, "room actor not running; its next incarnation resumes the message");
         }
+    }
+
+    /// The actor of the room, if the bot manages it and the sender may use the bot; else
+    /// the message is dealt with here (unmanaged rooms get their one explanation).
+    fn route(&self, room: &Room, sender: &OwnedUserId) -> Option<ChildHandle<RoomActor>> {
+        let Some(actor) = self.inner.rooms.get(room.room_id()) else {
+            self.unmanaged(room.clone(), sender.clone());
+            return None;
+        };
+        if !self.inner.access.allows(sender.as_str()) {
+            tracing::info!(room_id = %room.room_id(), %sender,
+                "ignoring a message from a user the access policy does not allow");
+            return None;
+        }
+        Some(actor)
     }
 
     /// A file, image, audio or video message: to its room actor (not journaled; see
@@ -235,15 +237,9 @@ impl Dispatcher {
         let Some(file) = matrix::media::incoming_file(&ev.content.msgtype) else {
             return;
         };
-        let Some(actor) = self.inner.rooms.get(room.room_id()) else {
-            self.unmanaged(room, ev.sender);
+        let Some(actor) = self.route(&room, &ev.sender) else {
             return;
         };
-        if !self.inner.access.allows(ev.sender.as_str()) {
-            tracing::info!(room_id = %room.room_id(), sender = %ev.sender,
-                "ignoring a file from a user the access policy does not allow");
-            return;
-        }
         let msg = UserFile {
             event_id: ev.event_id,
             sender: ev.sender,

@@ -562,8 +562,10 @@ async fn cancel_and_the_agents_questions() -> anyhow::Result<()> {
     expect(&question.body, "Answer `!yes` or `!no`");
     let settings = command(stack, &alice, &a.chat, "!settings").await?;
     expect(&settings, "Waiting for your answer: Delete 3 files?");
-    let done = command(stack, &alice, &a.chat, "!yes").await?;
-    assert_eq!(done, "ref-agent ref did: delete the files");
+    // The agent's answer is the rest of its turn: a normal reply, not a bot notice.
+    let done = ask(stack, &alice, &a.chat, "!yes").await?;
+    assert_eq!(done.body, "ref-agent ref did: delete the files");
+    assert_eq!(done.msgtype, "m.text");
     let confirms = requests_to(&stack.agent, Endpoint::Confirm, &c1);
     assert_eq!(confirms.len(), 1, "{confirms:?}");
     assert_eq!(confirms[0].body["approved"], true);
@@ -581,7 +583,7 @@ async fn cancel_and_the_agents_questions() -> anyhow::Result<()> {
     stack.agent.confirm_next("Drop the table?");
     let question = ask(stack, &alice, &a.chat, "drop the table").await?;
     expect(&question.body, "Reference asks: Drop the table?");
-    let declined = command(stack, &alice, &a.chat, "!no").await?;
+    let declined = ask(stack, &alice, &a.chat, "!no").await?.body;
     assert_eq!(declined, "ref-agent ref did not: drop the table");
     let confirms = requests_to(&stack.agent, Endpoint::Confirm, &c1);
     assert_eq!(confirms.len(), 2, "{confirms:?}");
