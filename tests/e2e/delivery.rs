@@ -207,3 +207,68 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_turn_in_flight_finish_then_exits_cleanly() -> anyhow::Result<()> {
+    let mut stack = Stack::start().await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    // A turn that takes a while (but less than the agent timeout and the shutdown grace).
+    stack
+        .agent
+        .set_delay(std::time::Duration::from_millis(1500));
+    let event = alice.send_text(&ob.chat, "finish me before you go").await?;
+    assert!(
+        stack
+            .agent
+            .wait_until(WAIT, |agent| agent
+                .turns()
+                .iter()
+                .any(|t| t.text == "finish me before you go"))
+            .await
+    );
+    let status = stack.bot.stop().await?;
+    assert!(status.success(), "exit 0 on SIGTERM: {status:?}");
+    // The reply went out before the exit: it is there without the bot running.
+    let bot = stack.bot_id().to_owned();
+    let reply = alice
+        .wait_for_message(
+            &ob.chat,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&event),
+            WAIT,
+        )
+        .await?;
+    assert!(reply.body.contains("finish me"));
+    // And nothing is left pending: after a restart it is not answered again.
+    stack.agent.set_delay(std::time::Duration::ZERO);
+    stack.relaunch(&[]).await?;
+    ask(&stack, &alice, &ob.chat, "next").await?;
+    assert_eq!(answers_to(&stack, &alice, &ob.chat, &event).await, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_sync_token_and_store_replay_nothing() -> anyhow::Result<()> {
+    let mut stack = Stack::start().await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    let first = ask(&stack, &alice, &ob.chat, "answered once").await?;
+    let first_event = first.in_reply_to.clone().expect("a reply");
+    stack.bot.stop().await?;
+    // Everything the bot kept is gone: sled, the Matrix store with its sync token, the session.
+    std::fs::remove_dir_all(stack.data.path().join("bot"))?;
+    stack.relaunch(&[]).await?;
+    ask(&stack, &alice, &ob.chat, "after the loss").await?;
+    assert_eq!(
+        answers_to(&stack, &alice, &ob.chat, &first_event).await,
+        1,
+        "no replay"
+    );
+    let turns = stack.agent.turns();
+    assert_eq!(
+        turns.iter().filter(|t| t.text == "answered once").count(),
+        1,
+        "{turns:?}"
+    );
+    Ok(())
+}
