@@ -108,8 +108,27 @@ async fn wait_running(
     }
 }
 
+/// Removes terminal colour codes (the pretty log format has them).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn field(line: &str, key: &str) -> String {
-    line.split_whitespace()
+    plain(line)
+        .split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .unwrap_or("?")
         .trim_matches('"')
