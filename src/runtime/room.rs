@@ -81,13 +81,13 @@ pub const MAX_RESUMES: u32 = 3;
 /// The room actor.
 pub struct RoomActor {
     room_id: OwnedRoomId,
-    deps: RoomDeps,
+    deps: Arc<RoomDeps>,
     _ctx: ChildCtx,
 }
 
 impl RoomActor {
     /// A fresh incarnation for `room_id`.
-    pub fn new(room_id: OwnedRoomId, deps: RoomDeps, ctx: ChildCtx) -> Self {
+    pub fn new(room_id: OwnedRoomId, deps: Arc<RoomDeps>, ctx: ChildCtx) -> Self {
         Self {
             room_id,
             deps,
@@ -134,7 +134,7 @@ impl Handler<UserMessage> for RoomActor {
 }
 
 /// Answers the room's pending journal entries, oldest first.
-async fn resume_pending(room_id: OwnedRoomId, deps: RoomDeps) {
+async fn resume_pending(room_id: OwnedRoomId, deps: Arc<RoomDeps>) {
     let entries = match deps.journal.pending() {
         Ok(entries) => entries,
         Err(error) => {
@@ -181,7 +181,7 @@ async fn resume_pending(room_id: OwnedRoomId, deps: RoomDeps) {
 }
 
 /// Answers one message unless it was answered already, then marks it done.
-async fn process(room_id: OwnedRoomId, deps: RoomDeps, msg: UserMessage) {
+async fn process(room_id: OwnedRoomId, deps: Arc<RoomDeps>, msg: UserMessage) {
     match deps.journal.is_done(msg.event_id.as_str()) {
         Ok(true) => return,
         Ok(false) => {}
@@ -220,7 +220,7 @@ pub fn turn_id_for(event_id: &matrix_sdk::ruma::EventId) -> String {
 /// The turn's attachments are the files waiting for the sender, then `extra`.
 async fn answer(
     room_id: OwnedRoomId,
-    deps: RoomDeps,
+    deps: Arc<RoomDeps>,
     msg: UserMessage,
     extra: Vec<crate::agent::Attachment>,
 ) -> bool {
@@ -301,7 +301,9 @@ async fn answer(
         .await;
     deps.commands.inflight.lock().remove(&room_id);
     typing.abort();
-    matrix::typing(&room, false).await;
+    // Hide the typing notice without holding the answer back by a round trip.
+    let typing_room = room.clone();
+    tokio::spawn(async move { matrix::typing(&typing_room, false).await });
 
     match result {
         Ok(Ok(mut outcome)) => {

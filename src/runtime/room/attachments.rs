@@ -171,7 +171,11 @@ async fn route_of(deps: &RoomDeps, room_id: &RoomId) -> Result<AgentRoute, Strin
 
 /// Downloads the file into the agent's workspace, then runs its turn (with a caption) or
 /// holds it for the sender's next message (without).
-async fn receive(room_id: matrix_sdk::ruma::OwnedRoomId, deps: RoomDeps, msg: UserFile) {
+async fn receive(
+    room_id: matrix_sdk::ruma::OwnedRoomId,
+    deps: std::sync::Arc<RoomDeps>,
+    msg: UserFile,
+) {
     let Some(room) = deps.client.get_room(&room_id) else {
         tracing::warn!("file for a room the client does not know");
         return;
