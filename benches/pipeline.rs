@@ -231,6 +231,29 @@ impl Transport {
     }
 }
 
+/// A number from the environment (0 when unset or unreadable).
+fn env_number(name: &str) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) this process has used, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Diagnostics only (`BENCH_NO_TYPING=1`): leave the typing task out, to see its share.
+fn no_typing() -> bool {
+    static NO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NO.get_or_init(|| std::env::var_os("BENCH_NO_TYPING").is_some_and(|v| v == "1"))
+}
+
 // ---------------------------------------------------------------------------------------
 // The bench room actor: `runtime::room::RoomActor`'s text path, transport in memory.
 
@@ -314,14 +337,16 @@ async fn answer(index: usize, room_id: OwnedRoomId, deps: BenchDeps, msg: UserMe
             return false;
         }
     };
-    let typing = {
+    let typing = if no_typing() {
+        None
+    } else {
         let (transport, room_id) = (transport.clone(), room_id.clone());
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             loop {
                 transport.typing(&room_id, true);
                 tokio::time::sleep(TYPING_REFRESH).await;
             }
-        })
+        }))
     };
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.event_id),
@@ -346,7 +371,9 @@ async fn answer(index: usize, room_id: OwnedRoomId, deps: BenchDeps, msg: UserMe
         })
         .await;
     deps.inflight.lock().remove(&room_id);
-    typing.abort();
+    if let Some(typing) = typing {
+        typing.abort();
+    }
     transport.typing(&room_id, false);
     match result {
         Ok(Ok(outcome)) => {
@@ -437,11 +464,18 @@ impl Dispatch {
 const SYNC_BATCH: usize = 100;
 
 async fn pipeline(rooms: usize, per_room: usize, with_journal: bool) {
-    let label = if with_journal {
+    let mut label = if with_journal {
         "journal"
     } else {
         "throughput"
-    };
+    }
+    .to_owned();
+    if no_typing() {
+        label.push_str("_no_typing");
+    }
+    if env_number("BENCH_ARBITERS") > 0 {
+        label.push_str(&format!("_arbiters{}", env_number("BENCH_ARBITERS")));
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("store")).expect("store");
     let records: Vec<RoomRecord> = (0..rooms).map(record).collect();
@@ -480,18 +514,26 @@ async fn pipeline(rooms: usize, per_room: usize, with_journal: bool) {
         access: AccessPolicy::new(&AccessConfig::default(), BOT),
         journal,
     });
+    // Diagnostics only (`BENCH_ARBITERS=N`): the room actors on N arbiters of their own
+    // (threads) instead of the system arbiter that runs every actor in the product.
+    let arbiters: Vec<actix::Arbiter> = (0..env_number("BENCH_ARBITERS"))
+        .map(|_| actix::Arbiter::new())
+        .collect();
     let started = Instant::now();
     for i in 0..rooms {
         let id = room_id(i);
         let deps = deps.clone();
         let owned = id.clone();
-        let spec = ChildSpec::new(ActorId::new("room", id.as_str()), move |ctx| BenchRoom {
+        let mut spec = ChildSpec::new(ActorId::new("room", id.as_str()), move |ctx| BenchRoom {
             index: i,
             room_id: owned.clone(),
             deps: deps.clone(),
             _ctx: ctx,
         })
         .redeliver(true);
+        if !arbiters.is_empty() {
+            spec = spec.on_arbiter(arbiters[i % arbiters.len()].handle());
+        }
         let handle = root.start_child(spec).await.expect("room actor");
         dispatch.rooms.write().insert(id, handle);
     }
@@ -517,6 +559,7 @@ async fn pipeline(rooms: usize, per_room: usize, with_journal: bool) {
     tokio::pin!(done);
     done.as_mut().enable();
     let t0 = Instant::now();
+    let cpu0 = cpu_seconds();
     let feeder = {
         let dispatch = dispatch.clone();
         // The sync loop runs on the tokio pool (`tokio::spawn`), the actors on the arbiter.
@@ -544,6 +587,7 @@ async fn pipeline(rooms: usize, per_room: usize, with_journal: bool) {
         std::process::exit(1);
     }
     let elapsed = t0.elapsed();
+    let cpu = cpu_seconds() - cpu0;
     let _ = feeder.await;
     let replies = transport.replies.load(Ordering::Relaxed);
     let rate = replies as f64 / elapsed.as_secs_f64();
@@ -559,6 +603,15 @@ async fn pipeline(rooms: usize, per_room: usize, with_journal: bool) {
         fmt_int(replies as f64),
         transport.out_of_order.load(Ordering::Relaxed),
         fmt_int(transport.typing.load(Ordering::Relaxed) as f64)
+    );
+    println!(
+        "{label}: CPU {cpu:.2} s over {:.2} s: {:.2} cores busy on average",
+        elapsed.as_secs_f64(),
+        cpu / elapsed.as_secs_f64()
+    );
+    println!(
+        "FIGURE {label}_cores_busy {:.2}",
+        cpu / elapsed.as_secs_f64()
     );
     println!("FIGURE {label}_msgs_per_s {rate:.0}");
     println!(
@@ -664,9 +717,43 @@ async fn memory(counts: Vec<usize>) {
             rss as f64 / 1048576.0
         );
     }
+    // For comparison, in the same process: the supervision floor, a minimal supervised
+    // actor (one u64) with an id of the same length, no directory entry.
+    let n = started;
+    let (rss1, heap1) = (vm_rss(), heap_live());
+    let mut idle = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = ActorId::new("room", &format!("!idle{i:06}:{SERVER}"));
+        idle.push(
+            root.start_child(ChildSpec::new(id, |_| Idle(0)))
+                .await
+                .expect("idle"),
+        );
+    }
+    settle().await;
+    let floor_heap = (heap_live() - heap1) as f64 / n as f64;
+    let floor_rss = (vm_rss() as f64 - rss1 as f64) / n as f64;
+    println!(
+        "memory: for comparison, {} minimal supervised actors: {floor_rss:.0} B resident and {floor_heap:.0} B heap each",
+        fmt_int(n as f64)
+    );
+    println!(
+        "memory: size_of RoomActor {} B (RoomDeps {} B: one copy in the actor, one in the child spec's factory)",
+        std::mem::size_of::<surfaces::runtime::room::RoomActor>(),
+        std::mem::size_of::<RoomDeps>()
+    );
+    println!("FIGURE memory_heap_minimal_supervised {floor_heap:.0}");
     COUNT.store(false, Ordering::SeqCst);
     let _ = root.shutdown().await;
 }
+
+/// The minimal supervised actor of the comparison.
+struct Idle(#[allow(dead_code)] u64);
+
+impl Actor for Idle {
+    type Context = Context<Self>;
+}
+actors::supervised_actor!(Idle);
 
 async fn startup(n: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -722,7 +809,10 @@ async fn startup(n: usize) {
     let known_rooms = store.rooms().expect("rooms");
     let known_users = store.users().expect("users");
     let joined: HashSet<String> = known_rooms.iter().map(|r| r.room_id.clone()).collect();
+    let t_read = t1.elapsed();
+    let tp = Instant::now();
     let plan = surfaces::runtime::reconcile::plan(&[], &joined, &known_rooms, &known_users, AGENT);
+    let t_plan = tp.elapsed();
     store
         .apply(&plan.rooms, &plan.users, &plan.remove)
         .await
@@ -732,6 +822,16 @@ async fn startup(n: usize) {
         .await
         .expect("seq");
     let t_reconcile = t1.elapsed();
+    println!(
+        "startup: reconcile fast path = read records {:.0} ms + plan {:.0} ms + empty apply and chat-sequence check {:.0} ms",
+        t_read.as_secs_f64() * 1e3,
+        t_plan.as_secs_f64() * 1e3,
+        (t_reconcile - t_read - t_plan).as_secs_f64() * 1e3
+    );
+    println!(
+        "FIGURE startup_plan_ms_{n} {:.0}",
+        t_plan.as_secs_f64() * 1e3
+    );
     assert!(plan.rooms.is_empty() && plan.remove.is_empty() && plan.conflicts.is_empty());
 
     let t2 = Instant::now();
@@ -795,6 +895,17 @@ fn main() {
             .and_then(|s| s.replace(['_', ','], "").parse().ok())
             .unwrap_or(default)
     };
+    let (a1, a2) = (num(1, 0), num(2, 0));
+    let or = |v: usize, default: usize| if v == 0 { default } else { v };
+    let counts: Vec<usize> = args
+        .get(1)
+        .map(|s| {
+            s.split(',')
+                .filter_map(|n| n.replace('_', "").parse().ok())
+                .collect()
+        })
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![1_000, 10_000]);
     // As `main.rs`: actix on a multi-thread tokio runtime.
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -804,20 +915,10 @@ fn main() {
     });
     system.block_on(async move {
         match mode.as_str() {
-            "throughput" => pipeline(num(1, 10_000), num(2, 20), false).await,
-            "journal" => pipeline(num(1, 10_000), num(2, 1), true).await,
-            "memory" => {
-                let counts = args
-                    .get(1)
-                    .map(|s| {
-                        s.split(',')
-                            .filter_map(|n| n.replace('_', "").parse().ok())
-                            .collect()
-                    })
-                    .unwrap_or_else(|| vec![1_000, 10_000]);
-                memory(counts).await
-            }
-            "startup" => startup(num(1, 10_000)).await,
+            "throughput" => pipeline(or(a1, 10_000), or(a2, 20), false).await,
+            "journal" => pipeline(or(a1, 10_000), or(a2, 1), true).await,
+            "memory" => memory(counts).await,
+            "startup" => startup(or(a1, 10_000)).await,
             "all" => {
                 pipeline(10_000, 20, false).await;
                 pipeline(10_000, 1, true).await;

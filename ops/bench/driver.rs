@@ -26,9 +26,11 @@ use matrix_sdk::ruma::api::client::room::create_room::v3::{
 };
 use matrix_sdk::ruma::events::room::encrypted::OriginalSyncRoomEncryptedEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
+use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::room::message::{
     OriginalSyncRoomMessageEvent, Relation, RoomMessageEventContent,
 };
+use matrix_sdk::ruma::events::typing::SyncTypingEvent;
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use matrix_sdk::{Client, Room, RoomState};
@@ -148,6 +150,66 @@ fn print_summary(label: &str, key: &str, s: &Summary) {
     println!("FIGURE {key}_mean_ms {:.1}", ms(s.mean));
 }
 
+/// CPU time (user + system) this process has used, in seconds.
+fn cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
+}
+
+/// The CPU used by other processes (`--cpu name=pid,...`) over a window of the run.
+struct CpuWatch {
+    pids: Vec<(String, String, f64)>,
+    t0: Instant,
+}
+
+impl CpuWatch {
+    fn start(args: &Args) -> CpuWatch {
+        let mut pids: Vec<(String, String, f64)> = args
+            .kv
+            .get("cpu")
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(n, p)| (n.to_owned(), p.to_owned(), cpu_seconds_of(p)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        pids.push(("people".to_owned(), "self".to_owned(), cpu_seconds()));
+        CpuWatch {
+            pids,
+            t0: Instant::now(),
+        }
+    }
+
+    /// Prints what each used since `start`, and FIGURE lines `cpu_<key>_<name>`.
+    fn report(&self, key: &str) {
+        let wall = self.t0.elapsed().as_secs_f64();
+        let parts: Vec<String> = self
+            .pids
+            .iter()
+            .map(|(name, pid, before)| {
+                let used = cpu_seconds_of(pid) - before;
+                println!("FIGURE cpu_{key}_{name} {used:.1}");
+                format!(
+                    "{name} {used:.1} CPU-s ({:.0} % of a core)",
+                    used / wall * 100.0
+                )
+            })
+            .collect();
+        println!("FIGURE cpu_{key}_wall {wall:.1}");
+        println!("{key}: CPU over {wall:.1} s: {}", parts.join(", "));
+    }
+}
+
+/// CPU time (user + system) process `pid` (or `self`) has used, in seconds.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 // ---------------------------------------------------------------------------------------
 // Registration (Synapse shared-secret admin API)
 
@@ -200,6 +262,8 @@ struct Inbox {
     messages: Mutex<Vec<(OwnedRoomId, OwnedUserId, String)>>,
     /// Encrypted events that could not be decrypted.
     undecrypted: AtomicUsize,
+    /// Typing notifications naming someone typing, per room.
+    typing: Mutex<HashMap<OwnedRoomId, usize>>,
     notify: Notify,
 }
 
@@ -276,6 +340,21 @@ impl Person {
                         body,
                     ));
                     inbox.notify.notify_waiters();
+                }
+            });
+        }
+        {
+            let inbox = inbox.clone();
+            client.add_event_handler(move |ev: SyncTypingEvent, room: Room| {
+                let inbox = inbox.clone();
+                async move {
+                    if !ev.content.user_ids.is_empty() {
+                        *inbox
+                            .typing
+                            .lock()
+                            .entry(room.room_id().to_owned())
+                            .or_default() += 1;
+                    }
                 }
             });
         }
@@ -421,8 +500,10 @@ impl Person {
         let room = self.client.create_room(request).await?;
         let deadline = tokio::time::Instant::now() + ONBOARD_TIMEOUT;
         loop {
-            if room.joined_members_count() >= 2 {
-                return Ok(room);
+            if let Ok(Some(member)) = room.get_member_no_sync(bot).await {
+                if *member.membership() == MembershipState::Join {
+                    return Ok(room);
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("{bot} did not join {}", room.room_id());
@@ -486,29 +567,60 @@ async fn roundtrip(args: &Args) -> anyhow::Result<()> {
         chat.latest_encryption_state().await?.is_encrypted(),
         floor_room.latest_encryption_state().await?.is_encrypted()
     );
-    for i in 0..warmup {
-        person.round_trip(&chat, &format!("warm-up {i}")).await?;
-        person
-            .round_trip(&floor_room, &format!("warm-up {i}"))
-            .await?;
+    // Who is measured: Surfaces, the floor, and (diagnostic) the floor also awaiting a
+    // typing-off request before each reply.
+    let mut targets: Vec<(&str, Room, Vec<Duration>)> = vec![
+        ("surfaces", chat, Vec::with_capacity(n)),
+        ("floor", floor_room, Vec::with_capacity(n)),
+    ];
+    if let Some(typing) = args.kv.get("floor-typing") {
+        let typing: OwnedUserId = typing.parse()?;
+        targets.push((
+            "floor_typing",
+            person.room_with(&typing).await?,
+            Vec::with_capacity(n),
+        ));
     }
-    // Interleaved, one at a time: machine noise hits both alike.
-    let mut surfaces = Vec::with_capacity(n);
-    let mut floor_rtt = Vec::with_capacity(n);
-    for i in 0..n {
-        let text = format!("round trip message number {i}");
-        if i % 2 == 0 {
-            surfaces.push(person.round_trip(&chat, &text).await?);
-            floor_rtt.push(person.round_trip(&floor_room, &text).await?);
-        } else {
-            floor_rtt.push(person.round_trip(&floor_room, &text).await?);
-            surfaces.push(person.round_trip(&chat, &text).await?);
+    for i in 0..warmup {
+        for (_, room, _) in &targets {
+            person.round_trip(room, &format!("warm-up {i}")).await?;
         }
     }
-    let (s, f) = (summarize(&surfaces), summarize(&floor_rtt));
-    print_summary("roundtrip surfaces", "rtt_surfaces", &s);
-    print_summary("roundtrip floor   ", "rtt_floor", &f);
+    // Interleaved, one message at a time, the order rotating: machine noise hits all alike.
+    let cpu = CpuWatch::start(args);
+    for i in 0..n {
+        let text = format!("round trip message number {i}");
+        for j in 0..targets.len() {
+            let k = (i + j) % targets.len();
+            let d = person.round_trip(&targets[k].1, &text).await?;
+            targets[k].2.push(d);
+        }
+    }
+    cpu.report("rtt");
+    for (name, room, samples) in &targets {
+        let seen = person
+            .inbox
+            .typing
+            .lock()
+            .get(room.room_id())
+            .copied()
+            .unwrap_or(0);
+        println!(
+            "roundtrip {name}: {seen} typing notifications seen for {} messages (warm-up included)",
+            samples.len() + warmup
+        );
+        println!("FIGURE rtt_{name}_typing_seen {seen}");
+    }
+    let sums: Vec<Summary> = targets.iter().map(|t| summarize(&t.2)).collect();
+    for ((name, _, _), sum) in targets.iter().zip(&sums) {
+        print_summary(
+            &format!("roundtrip {name:<12}"),
+            &format!("rtt_{name}"),
+            sum,
+        );
+    }
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let (s, f) = (&sums[0], &sums[1]);
     println!(
         "roundtrip: surfaces / floor: p50 {:.3}  p90 {:.3}  p99 {:.3}  (target <= 1.05)",
         ratio(s.p50, f.p50),
@@ -518,6 +630,16 @@ async fn roundtrip(args: &Args) -> anyhow::Result<()> {
     println!("FIGURE rtt_ratio_p50 {:.3}", ratio(s.p50, f.p50));
     println!("FIGURE rtt_ratio_p90 {:.3}", ratio(s.p90, f.p90));
     println!("FIGURE rtt_ratio_p99 {:.3}", ratio(s.p99, f.p99));
+    if let Some(t) = sums.get(2) {
+        println!(
+            "roundtrip: surfaces / floor + typing-off: p50 {:.3}  p90 {:.3}  p99 {:.3}",
+            ratio(s.p50, t.p50),
+            ratio(s.p90, t.p90),
+            ratio(s.p99, t.p99)
+        );
+        println!("FIGURE rtt_ratio_typing_p50 {:.3}", ratio(s.p50, t.p50));
+        println!("FIGURE rtt_ratio_typing_p99 {:.3}", ratio(s.p99, t.p99));
+    }
     println!(
         "FIGURE rtt_undecryptable {}",
         person.inbox.undecrypted.load(Ordering::Relaxed)
@@ -549,6 +671,7 @@ async fn burst(args: &Args) -> anyhow::Result<()> {
         p.round_trip(r, "warm-up").await?;
     }
     let start = Arc::new(tokio::sync::Barrier::new(m));
+    let cpu = CpuWatch::start(args);
     let t0 = Instant::now();
     let senders: Vec<_> = persons
         .iter()
@@ -583,6 +706,7 @@ async fn burst(args: &Args) -> anyhow::Result<()> {
         last = last.max(arrival);
     }
     let elapsed = last.saturating_duration_since(t0);
+    cpu.report("burst");
     tokio::time::sleep(SETTLE).await;
     let (mut once, mut twice, mut wrong) = (0, 0, 0);
     for (i, event, _, text) in &sent {
@@ -623,24 +747,31 @@ async fn burst(args: &Args) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Part 5: isolation
 
+/// One round trip of a phase: when it started (since the phase began), how long it took,
+/// whose it was.
+type Sample = (Duration, Duration, usize);
+
 /// Every person sends one message at a time (waiting for its reply) for `secs`.
 async fn phase(
     persons: &[Arc<Person>],
     rooms: &[Room],
     secs: u64,
     tag: &str,
-) -> anyhow::Result<Vec<Duration>> {
-    let until = Instant::now() + Duration::from_secs(secs);
+) -> anyhow::Result<Vec<Sample>> {
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(secs);
     let tasks: Vec<_> = persons
         .iter()
         .zip(rooms.iter().cloned())
-        .map(|(p, room)| {
+        .enumerate()
+        .map(|(who, (p, room))| {
             let (p, tag) = (p.clone(), tag.to_owned());
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 let mut i = 0;
                 while Instant::now() < until {
-                    out.push(p.round_trip(&room, &format!("{tag} {i}")).await?);
+                    let at = t0.elapsed();
+                    out.push((at, p.round_trip(&room, &format!("{tag} {i}")).await?, who));
                     i += 1;
                 }
                 anyhow::Ok(out)
@@ -654,11 +785,34 @@ async fn phase(
     Ok(all)
 }
 
+fn latencies(samples: &[Sample]) -> Vec<Duration> {
+    samples.iter().map(|s| s.1).collect()
+}
+
+/// The slowest samples of a phase: when they were sent, how long they took.
+fn print_tail(label: &str, samples: &[Sample]) {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| b.1.cmp(&a.1));
+    let tail: Vec<String> = s
+        .iter()
+        .take(5)
+        .map(|(at, d, who)| {
+            format!(
+                "{:.0} ms at {:.1} s (person {who})",
+                ms(*d),
+                at.as_secs_f64()
+            )
+        })
+        .collect();
+    println!("{label}: slowest: {}", tail.join(", "));
+}
+
 async fn isolation(args: &Args) -> anyhow::Result<()> {
     let ctx = Arc::new(Ctx::from(args)?);
     let bot: OwnedUserId = args.get("bot")?.parse()?;
     let p = args.num("p", 4)? as usize;
     let secs = args.num("secs", 30)?;
+    let warm = args.num("warm-secs", 5)?;
     let slow_name = args.or("slow", "slow");
     let mut persons: Vec<Arc<Person>> = people(&ctx, "iso", p)
         .await?
@@ -668,25 +822,27 @@ async fn isolation(args: &Args) -> anyhow::Result<()> {
     persons.push(Arc::new(Person::new(&ctx, &slow_name).await?));
     let mut rooms = onboard_all(&persons, &bot).await?;
     let (slow, slow_room) = (persons.pop().context("slow")?, rooms.pop().context("room")?);
-    for (p, r) in persons.iter().zip(&rooms) {
-        p.round_trip(r, "warm-up").await?;
-    }
     println!(
-        "isolation: {p} people, {secs} s per phase; the agent is slow only for {}",
+        "isolation: {p} people, {secs} s per phase (after {warm} s of warm-up traffic); the agent is slow only for {}",
         slow.id
     );
+    phase(&persons, &rooms, warm, "warm-up").await?;
 
     let a = phase(&persons, &rooms, secs, "baseline").await?;
-    let sa = summarize(&a);
+    let sa = summarize(&latencies(&a));
     print_summary("isolation baseline       ", "iso_base", &sa);
+    print_tail("isolation baseline       ", &a);
 
     let t_slow = Instant::now();
     let slow_event = slow
         .send(&slow_room, "a question that takes the agent long")
         .await?;
+    let cpu = CpuWatch::start(args);
     let b = phase(&persons, &rooms, secs, "beside-slow").await?;
-    let sb = summarize(&b);
+    cpu.report("iso");
+    let sb = summarize(&latencies(&b));
     print_summary("isolation beside the slow", "iso_slow", &sb);
+    print_tail("isolation beside the slow", &b);
     let slow_arrival = slow
         .reply_to(&slow_event, Duration::from_secs(secs + 120))
         .await?;
@@ -698,11 +854,16 @@ async fn isolation(args: &Args) -> anyhow::Result<()> {
     println!("FIGURE iso_slow_reply_s {:.1}", slow_latency.as_secs_f64());
 
     let c = phase(&persons, &rooms, secs, "after").await?;
-    let sc = summarize(&c);
+    let sc = summarize(&latencies(&c));
     print_summary("isolation baseline again ", "iso_after", &sc);
+    print_tail("isolation baseline again ", &c);
     let r = sb.p99.as_secs_f64() / sa.p99.as_secs_f64();
-    println!("isolation: p99 beside the slow room / baseline p99 = {r:.3} (target <= 1.10)");
+    let r2 = sb.p99.as_secs_f64() / sc.p99.as_secs_f64();
+    println!(
+        "isolation: p99 beside the slow room / baseline p99 = {r:.3} (target <= 1.10); / second baseline p99 = {r2:.3}"
+    );
     println!("FIGURE iso_ratio_p99 {r:.3}");
+    println!("FIGURE iso_ratio_p99_second {r2:.3}");
     println!(
         "FIGURE iso_ratio_p50 {:.3}",
         sb.p50.as_secs_f64() / sa.p50.as_secs_f64()
