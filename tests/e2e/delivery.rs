@@ -119,6 +119,7 @@ async fn deleting_the_store_rebuilds_the_same_state_from_matrix() -> anyhow::Res
     let a = onboard(&stack, &alice).await?;
     ask(&stack, &alice, &a.chat, "remember me").await?;
     let chat_before = stack.agent.turns()[0].chat.clone();
+    let settings_before = ask(&stack, &alice, &a.chat, "!settings").await?.body;
     stack.bot.stop().await?;
     std::fs::remove_dir_all(stack.data.path().join("bot").join("store"))?;
     stack.relaunch(&[]).await?;
@@ -127,6 +128,9 @@ async fn deleting_the_store_rebuilds_the_same_state_from_matrix() -> anyhow::Res
         "{}",
         stack.bot.log_tail(30)
     );
+    // !settings shows the same: agent, conversation, Space, counts.
+    let settings_after = ask(&stack, &alice, &a.chat, "!settings").await?.body;
+    assert_eq!(settings_after, settings_before);
     // The room answers as before, on the same upstream chat.
     ask(&stack, &alice, &a.chat, "still me?").await?;
     let last = stack.agent.turns().last().cloned().expect("a turn");
