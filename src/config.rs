@@ -626,6 +626,83 @@ impl Default for FilesConfig {
     }
 }
 
+/// Default `sync.timeline_limit`: timeline events per room in one sync response.
+pub const DEFAULT_SYNC_TIMELINE_LIMIT: u32 = 50;
+/// Default `sync.catch_up_max_messages`: messages answered per room from one gap.
+pub const DEFAULT_CATCH_UP_MAX_MESSAGES: u32 = 1000;
+/// Default `sync.catch_up_max_age_secs`: two days, so a day's normal use is answered.
+pub const DEFAULT_CATCH_UP_MAX_AGE_SECS: u64 = 2 * 24 * 3600;
+/// Default `sync.backfill_page_size`: events per back-pagination request.
+pub const DEFAULT_BACKFILL_PAGE_SIZE: u32 = 100;
+/// Largest `sync.timeline_limit` and `sync.backfill_page_size` (Synapse caps both lower).
+pub const MAX_SYNC_PAGE: u32 = 1000;
+
+/// `[sync]`: how the bot reads rooms, and how it catches up on what a sync left out.
+///
+/// A sync carries at most `timeline_limit` events per room; when more arrived, the
+/// homeserver leaves a gap, which the bot fills by paging backwards (`backfill_page_size`
+/// events per request) so every message is answered in order. The same path catches up
+/// after down time, within the bounds below; where a bound cuts, the room is told how many
+/// older messages were not answered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Timeline events per room in one sync response.
+    pub timeline_limit: u32,
+    /// Events fetched per back-pagination request when filling a gap.
+    pub backfill_page_size: u32,
+    /// At most this many of a room's missed messages are answered after one gap (the
+    /// newest ones); older ones are counted and the room is told.
+    pub catch_up_max_messages: u32,
+    /// Missed messages older than this (seconds) are not answered after a gap (counted,
+    /// and the room is told).
+    pub catch_up_max_age_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            timeline_limit: DEFAULT_SYNC_TIMELINE_LIMIT,
+            backfill_page_size: DEFAULT_BACKFILL_PAGE_SIZE,
+            catch_up_max_messages: DEFAULT_CATCH_UP_MAX_MESSAGES,
+            catch_up_max_age_secs: DEFAULT_CATCH_UP_MAX_AGE_SECS,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// [`SyncConfig::catch_up_max_age_secs`] as a duration.
+    pub fn catch_up_max_age(&self) -> Duration {
+        Duration::from_secs(self.catch_up_max_age_secs)
+    }
+
+    fn check(&self, problems: &mut Vec<ConfigError>) {
+        for (key, value) in [
+            ("sync.timeline_limit", self.timeline_limit),
+            ("sync.backfill_page_size", self.backfill_page_size),
+        ] {
+            if value == 0 || value > MAX_SYNC_PAGE {
+                problems.push(ConfigError::invalid(
+                    key,
+                    format!("{value} is not between 1 and {MAX_SYNC_PAGE}"),
+                ));
+            }
+        }
+        if self.catch_up_max_messages == 0 {
+            problems.push(ConfigError::invalid(
+                "sync.catch_up_max_messages",
+                "must be at least 1",
+            ));
+        }
+        if self.catch_up_max_age_secs == 0 {
+            problems.push(ConfigError::invalid(
+                "sync.catch_up_max_age_secs",
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
 /// `[supervision]`: restart policy of the actors.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -687,6 +764,7 @@ struct RawConfig {
     reconcile: ReconcileConfig,
     files: FilesConfig,
     commands: CommandsConfig,
+    sync: SyncConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -910,6 +988,8 @@ pub struct Config {
     pub files: FilesConfig,
     /// `[commands]`.
     pub commands: CommandsConfig,
+    /// `[sync]`.
+    pub sync: SyncConfig,
 }
 
 impl Config {
@@ -1070,6 +1150,7 @@ impl Config {
             reconcile: raw.reconcile,
             files: raw.files,
             commands: raw.commands,
+            sync: raw.sync,
         };
         if let Err(e) = config.check() {
             problems.push(e);
@@ -1123,6 +1204,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        self.sync.check(&mut problems);
         ConfigError::from_problems(problems)
     }
 
@@ -1831,6 +1913,26 @@ password = "file-password"
                 format!("{base}[supervision]\nrestart_period_secs = 0\n"),
                 "supervision.restart_period_secs",
                 "SURFACES__SUPERVISION__RESTART_PERIOD_SECS",
+            ),
+            (
+                format!("{base}[sync]\ntimeline_limit = 0\n"),
+                "sync.timeline_limit",
+                "SURFACES__SYNC__TIMELINE_LIMIT",
+            ),
+            (
+                format!("{base}[sync]\nbackfill_page_size = 5000\n"),
+                "sync.backfill_page_size",
+                "SURFACES__SYNC__BACKFILL_PAGE_SIZE",
+            ),
+            (
+                format!("{base}[sync]\ncatch_up_max_messages = 0\n"),
+                "sync.catch_up_max_messages",
+                "SURFACES__SYNC__CATCH_UP_MAX_MESSAGES",
+            ),
+            (
+                format!("{base}[sync]\ncatch_up_max_age_secs = 0\n"),
+                "sync.catch_up_max_age_secs",
+                "SURFACES__SYNC__CATCH_UP_MAX_AGE_SECS",
             ),
             (
                 format!("agents_file = \"missing.yaml\"\n{base}"),

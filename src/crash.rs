@@ -53,3 +53,88 @@ pub fn point(at: CrashPoint) {
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn point(_at: CrashPoint) {}
+
+/// Operations a test may make fail, with `SURFACES_FAIL=<point>:<first>-<last>`: the calls
+/// numbered `first` to `last` (counting from 1, in this process) of that point report a
+/// failure, as a homeserver error would. Without the feature, [`fail`] is always false.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailPoint {
+    /// One back-pagination request while filling a gap in a room's timeline.
+    BackfillPage,
+}
+
+impl FailPoint {
+    /// The name of this point in `SURFACES_FAIL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailPoint::BackfillPage => "backfill-page",
+        }
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn calls(self) -> &'static std::sync::atomic::AtomicU64 {
+        static BACKFILL_PAGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        match self {
+            FailPoint::BackfillPage => &BACKFILL_PAGE,
+        }
+    }
+}
+
+/// The environment variable naming the failing calls.
+pub const FAIL_ENV: &str = "SURFACES_FAIL";
+
+/// Whether this call of `at` must fail (counts the call).
+#[cfg(feature = "fault-injection")]
+pub fn fail(at: FailPoint) -> bool {
+    let Ok(spec) = std::env::var(FAIL_ENV) else {
+        return false;
+    };
+    let call = at
+        .calls()
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let failing =
+        failing_calls(&spec, at.name()).is_some_and(|(first, last)| (first..=last).contains(&call));
+    if failing {
+        tracing::warn!(point = at.name(), call, "fail point: this call fails");
+    }
+    failing
+}
+
+/// Whether this call of `at` must fail (compiled out without `fault-injection`).
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn fail(_at: FailPoint) -> bool {
+    false
+}
+
+/// The range of failing calls that `spec` (`<point>:<first>-<last>`, or `<point>:<n>`)
+/// gives for `point`.
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+fn failing_calls(spec: &str, point: &str) -> Option<(u64, u64)> {
+    let (name, range) = spec.split_once(':')?;
+    if name != point {
+        return None;
+    }
+    let (first, last) = range.split_once('-').unwrap_or((range, range));
+    Some((first.trim().parse().ok()?, last.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_specs() {
+        let cases = [
+            ("backfill-page:2-5", Some((2, 5))),
+            ("backfill-page:3", Some((3, 3))),
+            ("backfill-page:x", None),
+            ("other:1-2", None),
+            ("backfill-page", None),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(failing_calls(spec, "backfill-page"), want, "{spec}");
+        }
+    }
+}

@@ -93,6 +93,24 @@ impl Journal {
         sender: &str,
         body: &str,
     ) -> Result<(Accepted, u64), StoreError> {
+        let staged = self.stage(room_id, event_id, sender, body)?;
+        if staged.0 == Accepted::New {
+            self.commit().await?;
+        }
+        Ok(staged)
+    }
+
+    /// Journals a message without making it durable yet, unless it is already pending or
+    /// done: [`Journal::commit`] makes every staged message durable with one flush, so many
+    /// messages (a whole sync response) share it. A staged message must not be processed
+    /// before that commit returns.
+    pub fn stage(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        sender: &str,
+        body: &str,
+    ) -> Result<(Accepted, u64), StoreError> {
         if self.done.contains_key(event_id.as_bytes())? {
             return Ok((Accepted::Done, 0));
         }
@@ -115,18 +133,34 @@ impl Journal {
         })?;
         self.pending.insert(seq.to_be_bytes(), bytes)?;
         self.index.insert(event_id.as_bytes(), &seq.to_be_bytes())?;
-        self.store.flush().await?;
         Ok((Accepted::New, seq))
+    }
+
+    /// Makes everything staged so far durable (one flush).
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.store.flush().await
+    }
+
+    /// True if the event is pending or answered: the bot has handled it.
+    pub fn is_known(&self, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self.done.contains_key(event_id.as_bytes())?
+            || self.index.contains_key(event_id.as_bytes())?)
     }
 
     /// Marks a message answered (durably).
     pub async fn complete(&self, event_id: &str) -> Result<(), StoreError> {
+        self.stage_done(event_id)?;
+        self.commit().await
+    }
+
+    /// Marks a message answered without flushing ([`Journal::commit`] makes it durable).
+    pub fn stage_done(&self, event_id: &str) -> Result<(), StoreError> {
         if let Some(seq) = self.index.remove(event_id.as_bytes())? {
             self.pending.remove(seq)?;
         }
         self.done
             .insert(event_id.as_bytes(), &now_ms().to_be_bytes())?;
-        self.store.flush().await
+        Ok(())
     }
 
     /// True if the event was answered.
@@ -222,6 +256,35 @@ mod tests {
         );
         assert_eq!(j.pending_count(), 1);
         assert!(j.is_done("$a").unwrap());
+        assert!(j.is_known("$a").unwrap() && j.is_known("$b").unwrap());
+        assert!(!j.is_known("$c").unwrap());
+    }
+
+    #[tokio::test]
+    async fn staged_messages_share_one_commit_and_survive_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let j = Journal::open(&store).unwrap();
+            for i in 0..5 {
+                let (accepted, _) = j.stage("!r", &format!("$s{i}"), "@u", "x").unwrap();
+                assert_eq!(accepted, Accepted::New);
+            }
+            assert_eq!(
+                j.stage("!r", "$s0", "@u", "x").unwrap().0,
+                Accepted::Pending
+            );
+            j.commit().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let j = Journal::open(&store).unwrap();
+        let ids: Vec<String> = j
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(ids, vec!["$s0", "$s1", "$s2", "$s3", "$s4"]);
     }
 
     #[tokio::test]

@@ -426,6 +426,33 @@ impl Store {
         Ok(first)
     }
 
+    /// Where the messenger `source` left off reading (its sync token or update offset),
+    /// as stored by [`Store::set_cursor`].
+    pub fn cursor(&self, source: &str) -> Result<Option<String>> {
+        let key = format!("{CURSOR_PREFIX}{source}");
+        match self.meta.get(key.as_bytes())? {
+            Some(bytes) => {
+                String::from_utf8(bytes.to_vec())
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        tree: META_TREE,
+                        key,
+                        message: e.to_string(),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Records where `source` left off, **without** flushing: the caller flushes it together
+    /// with the journal entries of what it read ([`crate::journal::Journal::commit`]), so the
+    /// cursor never moves past a message that is not durably journaled.
+    pub fn set_cursor(&self, source: &str, value: &str) -> Result<()> {
+        let key = format!("{CURSOR_PREFIX}{source}");
+        self.meta.insert(key.as_bytes(), value.as_bytes())?;
+        Ok(())
+    }
+
     /// Whether a named flag (a marker in the meta tree) is set.
     pub fn flag(&self, name: &str) -> Result<bool> {
         Ok(self
@@ -465,6 +492,8 @@ impl Store {
 
 /// Prefix of named flags in the meta tree.
 const FLAG_PREFIX: &str = "flag:";
+/// Prefix of the messengers' read cursors in the meta tree.
+const CURSOR_PREFIX: &str = "cursor:";
 
 #[cfg(test)]
 mod tests {
@@ -480,6 +509,22 @@ mod tests {
             archived: false,
             name: Some(format!("Chat {index}")),
         }
+    }
+
+    #[tokio::test]
+    async fn cursors_are_per_source_and_durable_after_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.cursor("matrix").unwrap(), None);
+            store.set_cursor("matrix", "s1_2_3").unwrap();
+            store.set_cursor("matrix", "s4_5_6").unwrap();
+            store.set_cursor("telegram", "17").unwrap();
+            store.flush().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.cursor("matrix").unwrap().as_deref(), Some("s4_5_6"));
+        assert_eq!(store.cursor("telegram").unwrap().as_deref(), Some("17"));
     }
 
     #[tokio::test]

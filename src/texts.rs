@@ -513,6 +513,36 @@ pub const NOTHING_TO_CANCEL: &str = "Nothing is running here right now.";
 /// A turn ended because it was cancelled.
 pub const TURN_CANCELLED: &str = "Cancelled.";
 
+/// After catching up on a gap: how many older messages the bounds left unanswered
+/// (`at_least` when more may exist than were counted).
+pub fn catch_up_skipped(
+    count: usize,
+    at_least: bool,
+    max_messages: u32,
+    max_age_hours: u64,
+) -> String {
+    let amount = if at_least {
+        format!("at least {count}")
+    } else {
+        count.to_string()
+    };
+    let messages = if count == 1 && !at_least {
+        "message"
+    } else {
+        "messages"
+    };
+    format!(
+        "I caught up on the messages sent here, but {amount} older {messages} went \
+         unanswered: after a gap I answer at most the newest {max_messages}, sent within the \
+         last {max_age_hours} hours. If one of them still matters, please send it again."
+    )
+}
+
+/// After giving up on fetching a gap: some messages may not have been answered.
+pub const CATCH_UP_UNREADABLE: &str = "I could not read some of the messages sent here while \
+     I was busy or away, so I may not have answered all of them. If you are waiting for an \
+     answer, please send that message again.";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,9 @@
 //! the delicate parts: logging in once and restoring that same device
 //! afterwards ([`session`]), a sync loop that does not pause between syncs
 //! ([`sync`]), the namespaced state events that make Matrix the source of
-//! truth ([`state`]), Space and chat-room provisioning ([`provision`]),
+//! truth ([`state`]), every message seen in order even when a sync leaves a
+//! gap ([`catch_up`] decides, [`backfill`] pages), Space and chat-room
+//! provisioning ([`provision`]),
 //! replies with deduplicating transaction ids ([`send`]) and media in and out
 //! of rooms, encrypted or not ([`media`]).
 //!
@@ -15,6 +17,8 @@
 //! whose [`MatrixError::InvalidToken`] variant means the bot's access token
 //! was rejected and the bot must stop cleanly for the operator to act.
 
+pub mod backfill;
+pub mod catch_up;
 pub mod media;
 pub mod provision;
 pub mod send;
@@ -41,7 +45,8 @@ pub use state::{
     SURFACES_SPACE_EVENT_TYPE,
 };
 pub use sync::{
-    initial_sync, run_sync_loop, InitialSync, SyncHealth, SyncLoopSettings, SyncOutcome,
+    bot_filter, initial_sync, run_sync_loop, CatchUpCounters, CatchUpSnapshot, InitialSync,
+    SyncHealth, SyncLoopSettings, SyncOutcome,
 };
 
 /// Boxed source error kept inside [`MatrixError`] for its `source()` chain.

@@ -25,6 +25,17 @@
 //! redeliver the response: callers that must not lose a message need their
 //! own record of what they handled.
 //!
+//! Our own cursor: matrix-sdk stores each response's token while it processes
+//! the response, before the caller has journaled its messages, so a crash in
+//! between would lose them. The loop therefore starts from a token the caller
+//! gives (its own durable cursor) and moves on to a response's `next_batch`
+//! only after the caller's handler succeeded for it; a failed handler gets
+//! the same range again after a pause.
+//!
+//! The filter ([`bot_filter`]): a timeline limit chosen for a bot, uploaded
+//! once and reused by name. Without it Synapse sends 10 events per room and
+//! leaves a gap behind them (see `catch_up`).
+//!
 //! Event handlers registered with `Client::add_event_handler` run inside
 //! `sync_once`, so they also see the initial sync's timeline: register them
 //! after [`initial_sync`] to avoid answering old history.
@@ -39,7 +50,12 @@ use std::{
 };
 
 use matrix_sdk::{
-    config::SyncSettings,
+    config::{SyncSettings, SyncToken},
+    ruma::api::client::{
+        filter::{FilterDefinition, RoomEventFilter},
+        sync::sync_events::v3::Filter,
+    },
+    ruma::UInt,
     store::{StateStoreDataKey, StateStoreDataValue},
     sync::SyncResponse,
     Client,
@@ -62,19 +78,61 @@ const INITIAL_SYNC_TIMEOUT: Duration = Duration::ZERO;
 /// between half and all of the exponential delay).
 const BACKOFF_JITTER_SHARE: f64 = 0.5;
 
+/// Name prefix of the bot's stored sync filter (the timeline limit is appended, so a new
+/// limit uploads a new filter).
+const FILTER_NAME_PREFIX: &str = "surfaces-bot-v1-timeline-";
+
 /// Parameters of the sync loop.
 #[derive(Clone, Debug)]
 pub struct SyncLoopSettings {
     /// Long-poll timeout of each `/sync`.
     pub timeout: Duration,
+    /// The filter of every `/sync` ([`bot_filter`]), if any.
+    pub filter: Option<Filter>,
 }
 
 impl Default for SyncLoopSettings {
     fn default() -> Self {
         Self {
             timeout: DEFAULT_SYNC_TIMEOUT,
+            filter: None,
         }
     }
+}
+
+impl SyncLoopSettings {
+    /// Settings of one `/sync` from `token` (`None`: a full sync from the start, never the
+    /// token matrix-sdk stored on its own, which may be ahead of what the caller handled).
+    fn sync_settings(&self, timeout: Duration, token: Option<&str>) -> SyncSettings {
+        let mut settings = SyncSettings::default()
+            .timeout(timeout)
+            .token(SyncToken::from_optional_token(token.map(str::to_owned)));
+        if let Some(filter) = &self.filter {
+            settings = settings.filter(filter.clone());
+        }
+        settings
+    }
+}
+
+/// The filter definition of the bot's syncs: at most `timeline_limit` timeline events per
+/// room (the rest is paged in by catch-up). Members are not lazy-loaded: end-to-end
+/// encryption needs every member's devices, and a bot's rooms are small.
+pub fn bot_filter_definition(timeline_limit: u32) -> FilterDefinition {
+    let mut timeline = RoomEventFilter::default();
+    timeline.limit = Some(UInt::from(timeline_limit));
+    let mut filter = FilterDefinition::default();
+    filter.room.timeline = timeline;
+    filter
+}
+
+/// The bot's sync filter, uploaded once (matrix-sdk keeps its id by name) and reused.
+pub async fn bot_filter(client: &Client, timeline_limit: u32) -> Result<Filter, MatrixError> {
+    let name = format!("{FILTER_NAME_PREFIX}{timeline_limit}");
+    let id = client
+        .get_or_upload_filter(&name, bot_filter_definition(timeline_limit))
+        .await
+        .map_err(|e| MatrixError::from_sdk("uploading the sync filter", e))?;
+    Ok(Filter::FilterId(id))
 }
 
 /// One successful sync, handed to the loop's callback.
@@ -90,8 +148,11 @@ pub struct SyncOutcome {
 /// The result of [`initial_sync`].
 #[derive(Debug)]
 pub struct InitialSync {
-    /// Token to start [`run_sync_loop`] from.
+    /// Token to start [`run_sync_loop`] from once this response is handled.
     pub next_batch: String,
+    /// The token this sync continued from (the caller's cursor, else the one
+    /// matrix-sdk stored); `None` for a first, full sync.
+    pub since: Option<String>,
     /// `true` when the sync continued from a token stored by a previous run,
     /// so its timeline holds only what arrived while the bot was down (a
     /// caller may choose to answer those); `false` for a first, full sync
@@ -113,6 +174,62 @@ pub struct SyncHealth {
     consecutive_failures: AtomicU32,
     /// Successful syncs since creation.
     successes: AtomicU64,
+    /// Catch-up: gaps seen, events back-filled, messages left out.
+    catch_up: CatchUpCounters,
+}
+
+/// What catch-up did since start-up (for `/metrics` and `/status`).
+#[derive(Debug, Default)]
+pub struct CatchUpCounters {
+    /// Limited timelines of managed rooms (gaps the homeserver left).
+    pub gaps: AtomicU64,
+    /// Messages found by paging back into gaps and handed to the dispatcher.
+    pub backfilled: AtomicU64,
+    /// Messages left out by the age bound (`sync.catch_up_max_age_secs`).
+    pub skipped_too_old: AtomicU64,
+    /// Messages left out by the count bound (`sync.catch_up_max_messages`).
+    pub skipped_too_many: AtomicU64,
+    /// Gaps given up on because they could not be fetched (their messages are unknown).
+    pub unreadable_gaps: AtomicU64,
+    /// Back-pagination rounds that failed (the range is read again after a pause).
+    pub failed_rounds: AtomicU64,
+}
+
+/// A snapshot of [`CatchUpCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CatchUpSnapshot {
+    /// See [`CatchUpCounters::gaps`].
+    pub gaps: u64,
+    /// See [`CatchUpCounters::backfilled`].
+    pub backfilled: u64,
+    /// See [`CatchUpCounters::skipped_too_old`].
+    pub skipped_too_old: u64,
+    /// See [`CatchUpCounters::skipped_too_many`].
+    pub skipped_too_many: u64,
+    /// See [`CatchUpCounters::unreadable_gaps`].
+    pub unreadable_gaps: u64,
+    /// See [`CatchUpCounters::failed_rounds`].
+    pub failed_rounds: u64,
+}
+
+impl CatchUpCounters {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> CatchUpSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CatchUpSnapshot {
+            gaps: get(&self.gaps),
+            backfilled: get(&self.backfilled),
+            skipped_too_old: get(&self.skipped_too_old),
+            skipped_too_many: get(&self.skipped_too_many),
+            unreadable_gaps: get(&self.unreadable_gaps),
+            failed_rounds: get(&self.failed_rounds),
+        }
+    }
 }
 
 impl Default for SyncHealth {
@@ -122,6 +239,7 @@ impl Default for SyncHealth {
             last_success_ms: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             successes: AtomicU64::new(0),
+            catch_up: CatchUpCounters::default(),
         }
     }
 }
@@ -161,6 +279,11 @@ impl SyncHealth {
         self.successes.load(Ordering::Acquire)
     }
 
+    /// What catch-up did so far.
+    pub fn catch_up(&self) -> &CatchUpCounters {
+        &self.catch_up
+    }
+
     /// Records a successful sync now.
     pub fn record_success(&self) {
         let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
@@ -179,23 +302,34 @@ impl SyncHealth {
 }
 
 /// The first sync of a run: catches up at once (no long poll) and returns
-/// the token to continue from. It continues from the sync token stored by a
-/// previous run if there is one (see [`InitialSync::resumed`]).
+/// the token to continue from. It continues from `cursor` (the caller's own
+/// durable record of what it handled), else from the sync token stored by
+/// matrix-sdk in a previous run, else it is a full initial sync (see
+/// [`InitialSync::resumed`]).
 ///
 /// One attempt: on a retryable error ([`MatrixError::is_retryable`]) the
 /// caller waits and calls again.
 pub async fn initial_sync(
     client: &Client,
     health: &SyncHealth,
+    cursor: Option<&str>,
+    settings: &SyncLoopSettings,
 ) -> Result<InitialSync, MatrixError> {
-    let resumed = has_stored_sync_token(client).await;
-    let settings = SyncSettings::default().timeout(INITIAL_SYNC_TIMEOUT);
-    match client.sync_once(settings).await {
+    let since = match cursor {
+        Some(cursor) => Some(cursor.to_owned()),
+        None => stored_sync_token(client).await,
+    };
+    let resumed = since.is_some();
+    match client
+        .sync_once(settings.sync_settings(INITIAL_SYNC_TIMEOUT, since.as_deref()))
+        .await
+    {
         Ok(response) => {
             health.record_success();
-            info!(resumed, "initial sync done");
+            info!(resumed, own_cursor = cursor.is_some(), "initial sync done");
             Ok(InitialSync {
                 next_batch: response.next_batch.clone(),
+                since,
                 resumed,
                 response,
             })
@@ -207,28 +341,31 @@ pub async fn initial_sync(
     }
 }
 
-async fn has_stored_sync_token(client: &Client) -> bool {
+async fn stored_sync_token(client: &Client) -> Option<String> {
     match client
         .state_store()
         .get_kv_data(StateStoreDataKey::SyncToken)
         .await
     {
-        Ok(Some(StateStoreDataValue::SyncToken(_))) => true,
-        Ok(_) => false,
+        Ok(Some(StateStoreDataValue::SyncToken(token))) => Some(token),
+        Ok(_) => None,
         Err(error) => {
             warn!(%error, "cannot read the stored sync token");
-            false
+            None
         }
     }
 }
 
 /// Syncs until `shutdown` completes (returns `Ok`) or the token is rejected
-/// (returns [`MatrixError::InvalidToken`]). Starts from `since` (normally
-/// [`InitialSync::next_batch`]; `None` continues from the stored token).
-/// Calls `on_synced` after every successful sync, with no pause before the
-/// next one. Other errors are logged, counted in `health` and retried after
-/// a backoff.
-pub async fn run_sync_loop<F, S>(
+/// (returns [`MatrixError::InvalidToken`]). Starts from `since` (normally the
+/// caller's cursor; `None`: a full sync).
+///
+/// Awaits `on_synced` after every successful sync, with no pause before the
+/// next one when it succeeds. When it fails, the same range is synced again
+/// after a backoff (the token does not move past what the caller could not
+/// handle). Sync errors are logged, counted in `health` and retried after a
+/// backoff too.
+pub async fn run_sync_loop<F, Fut, E, S>(
     client: &Client,
     since: Option<String>,
     settings: &SyncLoopSettings,
@@ -237,16 +374,16 @@ pub async fn run_sync_loop<F, S>(
     shutdown: S,
 ) -> Result<(), MatrixError>
 where
-    F: FnMut(SyncOutcome),
+    F: FnMut(SyncOutcome, Option<String>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
     S: Future<Output = ()>,
 {
     tokio::pin!(shutdown);
     let mut token = since;
+    let mut failed_rounds: u32 = 0;
     loop {
-        let mut sync_settings = SyncSettings::default().timeout(settings.timeout);
-        if let Some(token) = &token {
-            sync_settings = sync_settings.token(token.clone());
-        }
+        let sync_settings = settings.sync_settings(settings.timeout, token.as_deref());
         let started = Instant::now();
         let result = tokio::select! {
             biased;
@@ -256,14 +393,28 @@ where
             }
             result = client.sync_once(sync_settings) => result,
         };
-        match result {
+        let delay = match result {
             Ok(response) => {
                 health.record_success();
-                token = Some(response.next_batch.clone());
-                on_synced(SyncOutcome {
+                let next = response.next_batch.clone();
+                let outcome = SyncOutcome {
                     response,
                     elapsed: started.elapsed(),
-                });
+                };
+                match on_synced(outcome, token.clone()).await {
+                    Ok(()) => {
+                        token = Some(next);
+                        failed_rounds = 0;
+                        continue;
+                    }
+                    Err(error) => {
+                        failed_rounds = failed_rounds.saturating_add(1);
+                        let delay = backoff_delay(failed_rounds, fastrand::f64());
+                        warn!(%error, failed_rounds, delay_ms = delay.as_millis() as u64,
+                            "a sync response could not be handled in full; syncing the same range again after a pause");
+                        delay
+                    }
+                }
             }
             Err(error) => {
                 let error = MatrixError::from_sdk("syncing", error);
@@ -276,16 +427,17 @@ where
                 let delay = retry_delay(failures, error.retry_kind(), fastrand::f64());
                 warn!(%error, failures, delay_ms = delay.as_millis() as u64,
                     "sync failed; retrying after a pause");
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => {
-                        info!("sync loop stopping");
-                        return Ok(());
-                    }
-                    () = tokio::time::sleep(delay) => {
-                        debug!("retrying sync");
-                    }
-                }
+                delay
+            }
+        };
+        tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                info!("sync loop stopping");
+                return Ok(());
+            }
+            () = tokio::time::sleep(delay) => {
+                debug!("syncing again");
             }
         }
     }
@@ -377,6 +529,14 @@ mod tests {
     }
 
     #[test]
+    fn the_filter_limits_the_timeline() {
+        let filter = bot_filter_definition(50);
+        assert_eq!(filter.room.timeline.limit, Some(UInt::from(50u32)));
+        let json = serde_json::to_value(&filter).unwrap();
+        assert_eq!(json["room"]["timeline"]["limit"], 50, "{json}");
+    }
+
+    #[test]
     fn health_tracks_success_and_failures() {
         let health = SyncHealth::new();
         assert_eq!(health.last_success(), None);
@@ -420,6 +580,7 @@ mod tests {
         };
         let settings = SyncLoopSettings {
             timeout: Duration::from_millis(10),
+            filter: None,
         };
         let stopper = async {
             // Let it fail at least once.
@@ -428,7 +589,14 @@ mod tests {
             }
             let _ = tx.send(true);
         };
-        let run = run_sync_loop(&client, None, &settings, &health, |_| {}, shutdown);
+        let run = run_sync_loop(
+            &client,
+            None,
+            &settings,
+            &health,
+            |_, _| async { Ok::<(), String>(()) },
+            shutdown,
+        );
         let (result, ()) = tokio::time::timeout(Duration::from_secs(20), async {
             tokio::join!(run, stopper)
         })

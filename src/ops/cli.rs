@@ -346,7 +346,9 @@ pub fn render_table(status: &Status) -> String {
 
     let sync = &status.sync;
     out.push_str(&format!(
-        "\nSYNC: {}, last success {}, {} failures in a row, {} syncs, {} restarts{}\n",
+        "\nSYNC: {}, last success {}, {} failures in a row, {} syncs, {} restarts; \
+         catch-up: {} gaps, {} back-filled, {} left out (too old), {} left out (too many), \
+         {} unreadable gaps{}\n",
         cell(&sync.state),
         sync.last_success_secs_ago
             .map(|s| format!("{s:.1} s ago"))
@@ -354,6 +356,11 @@ pub fn render_table(status: &Status) -> String {
         sync.consecutive_failures,
         sync.successes,
         sync.restarts,
+        sync.catch_up.gaps,
+        sync.catch_up.backfilled,
+        sync.catch_up.skipped_too_old,
+        sync.catch_up.skipped_too_many,
+        sync.catch_up.unreadable_gaps,
         sync.last_error
             .as_deref()
             .map(|e| format!(", last error: {}", cell(e)))

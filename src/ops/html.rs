@@ -280,6 +280,9 @@ pub fn render(status: &Status) -> String {
             "Failures in a row",
             "Syncs",
             "Restarts",
+            "Gaps filled",
+            "Back-filled",
+            "Left out",
             "Last error",
         ],
     );
@@ -295,12 +298,19 @@ pub fn render(status: &Status) -> String {
     };
     let _ = write!(
         out,
-        "<td>{}</td>{last}<td>{}</td>{}{}{}{}</tr></tbody></table>",
+        "<td>{}</td>{last}<td>{}</td>{}{}{}{}{}{}{}</tr></tbody></table>",
         escape(&sync.state),
         if sync.recent { "yes" } else { "no" },
         num_cell(sync.consecutive_failures),
         num_cell(sync.successes),
         num_cell(sync.restarts),
+        num_cell(sync.catch_up.gaps),
+        num_cell(sync.catch_up.backfilled),
+        num_cell(
+            sync.catch_up.skipped_too_old
+                + sync.catch_up.skipped_too_many
+                + sync.catch_up.unreadable_gaps
+        ),
         error_cell(sync.last_error.as_deref()),
     );
 
@@ -439,6 +449,7 @@ mod tests {
                 consecutive_failures: 0,
                 successes: 4,
                 last_error: None,
+                catch_up: Default::default(),
             },
             reconciliation: Reconciliation {
                 done: true,

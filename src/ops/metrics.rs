@@ -130,6 +130,8 @@ pub struct Observed {
     pub ready: bool,
     /// Messages accepted in the inbound journal and not answered yet.
     pub journal_pending: usize,
+    /// What catch-up did since start-up (gaps, back-filled and skipped messages).
+    pub catch_up: crate::matrix::CatchUpSnapshot,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -151,6 +153,11 @@ struct KindLabels {
 struct KindStateLabels {
     kind: String,
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -180,6 +187,11 @@ pub struct Metrics {
     sync_failures: Gauge,
     ready: Gauge,
     journal_pending: Gauge,
+    sync_gaps: Counter,
+    sync_backfilled: Counter,
+    sync_skipped: Family<ReasonLabels, Counter>,
+    sync_unreadable_gaps: Counter,
+    sync_failed_rounds: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -212,6 +224,11 @@ impl Metrics {
         let sync_failures = Gauge::default();
         let ready = Gauge::default();
         let journal_pending = Gauge::default();
+        let sync_gaps = Counter::default();
+        let sync_backfilled = Counter::default();
+        let sync_skipped = Family::<ReasonLabels, Counter>::default();
+        let sync_unreadable_gaps = Counter::default();
+        let sync_failed_rounds = Counter::default();
 
         registry.register(
             "messages",
@@ -271,6 +288,37 @@ impl Metrics {
             "Messages accepted in the inbound journal and not answered yet",
             journal_pending.clone(),
         );
+        registry.register(
+            "sync_gaps",
+            "Timelines of managed rooms that a sync cut short (each gap is filled by paging \
+             back, so its messages are answered in order)",
+            sync_gaps.clone(),
+        );
+        registry.register(
+            "sync_backfilled_messages",
+            "Messages found by paging back into gaps and handed to the room actors",
+            sync_backfilled.clone(),
+        );
+        registry.register(
+            "sync_catch_up_skipped",
+            "Messages a catch-up left unanswered because of its bounds (too_old: \
+             sync.catch_up_max_age_secs, too_many: sync.catch_up_max_messages); the room is told",
+            sync_skipped.clone(),
+        );
+        registry.register(
+            "sync_unreadable_gaps",
+            "Gaps given up on because they could not be fetched (the room is told)",
+            sync_unreadable_gaps.clone(),
+        );
+        registry.register(
+            "sync_failed_rounds",
+            "Sync responses not handled in full (a gap could not be fetched): the same range \
+             is read again",
+            sync_failed_rounds.clone(),
+        );
+        for reason in SKIP_REASONS {
+            let _ = sync_skipped.get_or_create(&ReasonLabels { reason });
+        }
         for outcome in MessageOutcome::ALL {
             // Created now so every outcome is exported from the start, at 0.
             let _ = messages.get_or_create(&OutcomeLabels {
@@ -292,6 +340,11 @@ impl Metrics {
             sync_failures,
             ready,
             journal_pending,
+            sync_gaps,
+            sync_backfilled,
+            sync_skipped,
+            sync_unreadable_gaps,
+            sync_failed_rounds,
         }
     }
 
@@ -426,6 +479,31 @@ impl Metrics {
         self.ready.set(i64::from(observed.ready));
         self.journal_pending
             .set(i64::try_from(observed.journal_pending).unwrap_or(i64::MAX));
+        let catch_up = &observed.catch_up;
+        advance(&self.sync_gaps, catch_up.gaps);
+        advance(&self.sync_backfilled, catch_up.backfilled);
+        for (reason, value) in [
+            ("too_old", catch_up.skipped_too_old),
+            ("too_many", catch_up.skipped_too_many),
+        ] {
+            advance(
+                &self.sync_skipped.get_or_create(&ReasonLabels { reason }),
+                value,
+            );
+        }
+        advance(&self.sync_unreadable_gaps, catch_up.unreadable_gaps);
+        advance(&self.sync_failed_rounds, catch_up.failed_rounds);
+    }
+}
+
+/// Reasons of `surfaces_sync_catch_up_skipped_total` (each exported from the start, at 0).
+const SKIP_REASONS: [&str; 2] = ["too_old", "too_many"];
+
+/// Moves a counter kept elsewhere (read at scrape time) up to `value`.
+fn advance(counter: &Counter, value: u64) {
+    let now = counter.get();
+    if value > now {
+        counter.inc_by(value - now);
     }
 }
 
@@ -573,6 +651,14 @@ mod tests {
             sync_failures: 2,
             ready: true,
             journal_pending: 4,
+            catch_up: crate::matrix::CatchUpSnapshot {
+                gaps: 3,
+                backfilled: 40,
+                skipped_too_old: 1,
+                skipped_too_many: 2,
+                unreadable_gaps: 0,
+                failed_rounds: 1,
+            },
         };
         let text = m.encode(&observed, Exposition::Prometheus).unwrap();
         assert!(!text.contains("# EOF"));
@@ -622,6 +708,34 @@ mod tests {
         assert_eq!(
             value(&scrape, "surfaces_actor_gave_up_total", &[("kind", "room")]),
             1.0
+        );
+        let catch_up = [
+            ("surfaces_sync_gaps_total", vec![], 3.0),
+            ("surfaces_sync_backfilled_messages_total", vec![], 40.0),
+            (
+                "surfaces_sync_catch_up_skipped_total",
+                vec![("reason", "too_old")],
+                1.0,
+            ),
+            (
+                "surfaces_sync_catch_up_skipped_total",
+                vec![("reason", "too_many")],
+                2.0,
+            ),
+            ("surfaces_sync_unreadable_gaps_total", vec![], 0.0),
+            ("surfaces_sync_failed_rounds_total", vec![], 1.0),
+        ];
+        for (name, labels, want) in &catch_up {
+            assert_eq!(value(&scrape, name, labels), *want, "{name} {labels:?}");
+        }
+        // A second scrape with the same numbers adds nothing; a larger one moves them up.
+        let mut later = observed.clone();
+        later.catch_up.gaps = 5;
+        let again = parse(&m.encode(&later, Exposition::Prometheus).unwrap());
+        assert_eq!(value(&again, "surfaces_sync_gaps_total", &[]), 5.0);
+        assert_eq!(
+            value(&again, "surfaces_sync_backfilled_messages_total", &[]),
+            40.0
         );
         assert_eq!(
             value(

@@ -185,6 +185,7 @@ async fn metrics_handler(State(ops): State<Ops>, headers: HeaderMap) -> Response
         sync_failures: view.sync.consecutive_failures(),
         ready: status::readiness(view, &ops.root).ready,
         journal_pending: view.journal.pending_count(),
+        catch_up: view.sync.catch_up().snapshot(),
     };
     match view.metrics.encode(&observed, format) {
         Ok(body) => (

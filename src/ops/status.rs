@@ -93,6 +93,9 @@ pub struct SyncStatus {
     pub successes: u64,
     /// The sync actor's last abnormal exit.
     pub last_error: Option<String>,
+    /// Catch-up since start-up: gaps filled, messages back-filled and left out.
+    #[serde(default)]
+    pub catch_up: crate::matrix::CatchUpSnapshot,
 }
 
 /// A disagreement between the store and Matrix found by the start-up reconciliation
@@ -338,6 +341,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         consecutive_failures: view.sync.consecutive_failures(),
         successes: view.sync.successes(),
         last_error: None,
+        catch_up: view.sync.catch_up().snapshot(),
     };
     for health in &snapshot {
         match health.id.kind() {

@@ -39,12 +39,12 @@ use self::dispatch::Dispatcher;
 use self::provisioner::{ProvisionDeps, Provisioner};
 use self::room::RoomDeps;
 use self::router::{AgentRoute, Router};
-use self::sync_actor::SyncActor;
+use self::sync_actor::{SyncActor, SyncDeps};
 use crate::agent::AgentClient;
 use crate::config::{AgentKind, Config};
 use crate::confirmations::Confirmations;
 use crate::journal::Journal;
-use crate::matrix::{self, LoginParams, SyncHealth};
+use crate::matrix::{self, LoginParams, SyncHealth, SyncLoopSettings};
 use crate::store::Store;
 
 /// Attempts of the first sync before start-up gives up.
@@ -235,17 +235,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ))
         .await?;
 
-    let dispatcher = Dispatcher::new(
-        bot.clone(),
-        rooms.clone(),
-        provisioner.clone(),
-        store.clone(),
-        config.access_policy(),
-        journal.clone(),
-    );
+    let health = SyncHealth::new();
+    let dispatcher = Dispatcher::new(dispatch::DispatcherDeps {
+        bot: bot.clone(),
+        client: client.clone(),
+        rooms: rooms.clone(),
+        provisioner: provisioner.clone(),
+        store: store.clone(),
+        access: config.access_policy(),
+        journal: journal.clone(),
+        health: health.clone(),
+        sync: config.sync.clone(),
+    });
     dispatcher.register(&client);
 
-    let health = SyncHealth::new();
     let view = RuntimeView {
         registry: registry.clone(),
         store: store.clone(),
@@ -277,19 +280,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
     };
 
-    // First sync (its messages wait in the dispatcher until start-up is done).
+    // First sync (its messages are handled once start-up is done), from our own cursor.
+    let sync_settings = SyncLoopSettings {
+        filter: sync_filter(&client, config.sync.timeline_limit).await,
+        ..SyncLoopSettings::default()
+    };
+    let cursor = dispatcher.cursor().context("reading the sync cursor")?;
     let mut attempt = 0;
-    loop {
+    let initial = loop {
         attempt += 1;
-        match matrix::initial_sync(&client, &health).await {
-            Ok(_) => break,
+        match matrix::initial_sync(&client, &health, cursor.as_deref(), &sync_settings).await {
+            Ok(initial) => break initial,
             Err(error) if error.is_retryable() && attempt < INITIAL_SYNC_ATTEMPTS => {
                 tracing::warn!(%error, attempt, "first sync failed; retrying");
                 tokio::time::sleep(INITIAL_SYNC_RETRY).await;
             }
             Err(error) => return Err(error).context("the first sync"),
         }
-    }
+    };
     let default_agent = config
         .default_agent()
         .map(|a| a.id.clone())
@@ -322,19 +330,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!(rooms = rooms.len(), "managed rooms started");
-    dispatcher.go_live().await;
+    let next_batch = initial.next_batch.clone();
+    let since = initial.since.clone();
+    let start = match dispatcher
+        .handle_sync(initial.response, since.clone(), true)
+        .await
+    {
+        Ok(()) => Some(next_batch),
+        Err(error) => {
+            tracing::warn!(%error, "the first sync's messages were not all handled; the sync loop reads the same range again");
+            since
+        }
+    };
     view.live.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sync_client = client.clone();
-    let sync_health = health.clone();
+    let sync_deps = SyncDeps {
+        client: client.clone(),
+        health: health.clone(),
+        dispatcher: dispatcher.clone(),
+        settings: sync_settings,
+        start,
+        shutdown: stop_rx,
+    };
     root.start_child(ChildSpec::new(ActorId::singleton("sync"), move |ctx| {
-        SyncActor::new(
-            sync_client.clone(),
-            sync_health.clone(),
-            stop_rx.clone(),
-            ctx,
-        )
+        SyncActor::new(sync_deps.clone(), ctx)
     }))
     .await?;
     tracing::info!("surfaces is running");
@@ -353,6 +373,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     store.flush().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The bot's sync filter (timeline limit `sync.timeline_limit`), uploaded with a few
+/// retries; without it the homeserver's default limit applies (catch-up still fills the
+/// gaps, with more requests), which the log says.
+async fn sync_filter(
+    client: &matrix_sdk::Client,
+    timeline_limit: u32,
+) -> Option<matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match matrix::bot_filter(client, timeline_limit).await {
+            Ok(filter) => return Some(filter),
+            Err(error) if error.is_retryable() && attempt < INITIAL_SYNC_ATTEMPTS => {
+                tracing::warn!(%error, attempt, "cannot upload the sync filter; retrying");
+                tokio::time::sleep(INITIAL_SYNC_RETRY).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot upload the sync filter (sync.timeline_limit); \
+                    syncing with the homeserver's default timeline limit");
+                return None;
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

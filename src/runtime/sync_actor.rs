@@ -3,8 +3,9 @@
 //! It drives our own `sync_once` loop (see `matrix::sync`) in a task and watches it: if
 //! the loop fails, the actor fails and its supervisor restarts it with backoff; if the
 //! access token is rejected, it says so in the log and stops the whole process, since no
-//! restart can fix that. The loop never waits on an agent: matrix-sdk hands events to the
-//! dispatcher, which only queues them.
+//! restart can fix that. The loop never waits on an agent: each response goes to the
+//! dispatcher, which journals its messages and queues them. Every incarnation starts from
+//! the dispatcher's durable cursor (else the token start-up gave it).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use actors::ChildCtx;
 use matrix_sdk::Client;
 use tokio::sync::watch;
 
+use super::dispatch::Dispatcher;
 use crate::matrix::{run_sync_loop, SyncHealth, SyncLoopSettings};
 
 /// Exit code of the process when the homeserver rejects the bot's access token.
@@ -20,25 +22,33 @@ pub const EXIT_INVALID_TOKEN: i32 = 3;
 
 /// The sync actor.
 pub struct SyncActor {
-    client: Client,
-    health: Arc<SyncHealth>,
-    shutdown: watch::Receiver<bool>,
+    deps: SyncDeps,
     ctx: ChildCtx,
     task: Option<tokio::task::AbortHandle>,
 }
 
+/// What every incarnation of the sync actor is built from.
+#[derive(Clone)]
+pub struct SyncDeps {
+    /// The Matrix client.
+    pub client: Client,
+    /// Sync liveness, shared with the ops endpoint.
+    pub health: Arc<SyncHealth>,
+    /// Turns sync responses into actor messages.
+    pub dispatcher: Dispatcher,
+    /// Long-poll timeout and filter.
+    pub settings: SyncLoopSettings,
+    /// Where to start when the dispatcher has no cursor yet (`None`: a full sync).
+    pub start: Option<String>,
+    /// Becomes `true` at shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
 impl SyncActor {
-    /// A fresh incarnation; it continues from the sync token stored by matrix-sdk.
-    pub fn new(
-        client: Client,
-        health: Arc<SyncHealth>,
-        shutdown: watch::Receiver<bool>,
-        ctx: ChildCtx,
-    ) -> Self {
+    /// A fresh incarnation; it continues from the dispatcher's cursor.
+    pub fn new(deps: SyncDeps, ctx: ChildCtx) -> Self {
         Self {
-            client,
-            health,
-            shutdown,
+            deps,
             ctx,
             task: None,
         }
@@ -49,19 +59,30 @@ impl Actor for SyncActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let client = self.client.clone();
-        let health = self.health.clone();
-        let mut shutdown = self.shutdown.clone();
+        let deps = self.deps.clone();
         let task = tokio::spawn(async move {
+            let mut shutdown = deps.shutdown.clone();
             let stop = async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             };
+            let since = match deps.dispatcher.cursor() {
+                Ok(Some(cursor)) => Some(cursor),
+                Ok(None) => deps.start.clone(),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the sync cursor; starting where start-up left off");
+                    deps.start.clone()
+                }
+            };
+            let dispatcher = deps.dispatcher.clone();
             run_sync_loop(
-                &client,
-                None,
-                &SyncLoopSettings::default(),
-                &health,
-                |_| {},
+                &deps.client,
+                since,
+                &deps.settings,
+                &deps.health,
+                move |outcome, since| {
+                    let dispatcher = dispatcher.clone();
+                    async move { dispatcher.handle_sync(outcome.response, since, false).await }
+                },
                 stop,
             )
             .await

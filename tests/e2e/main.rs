@@ -8,6 +8,7 @@
 mod support;
 
 mod agent_http;
+mod catch_up;
 mod commands;
 mod delivery;
 mod files;

@@ -72,7 +72,7 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
         "a new device was created"
     );
     let health = SyncHealth::new();
-    let initial = initial_sync(&first, &health).await?;
+    let initial = initial_sync(&first, &health, None, &SyncLoopSettings::default()).await?;
     assert!(!initial.resumed, "fresh store: full initial sync");
     assert!(health.last_success().is_some());
     let devices_after_login = device_ids(&first).await?;
@@ -101,7 +101,7 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
         "no new device"
     );
     let health = SyncHealth::new();
-    let initial = initial_sync(&bot, &health).await?;
+    let initial = initial_sync(&bot, &health, None, &SyncLoopSettings::default()).await?;
     assert!(initial.resumed, "the stored sync token was reused");
 
     // --- The bot's own sync loop, in the background.
@@ -114,7 +114,7 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
         let health = health.clone();
         let since = initial.next_batch.clone();
         let seen = seen.clone();
-        let on_synced = move |outcome: SyncOutcome| {
+        let on_synced = move |outcome: SyncOutcome, _since: Option<String>| {
             let mut seen = seen.lock().unwrap();
             for room in outcome.response.rooms.joined.values() {
                 for event in &room.timeline.events {
@@ -124,10 +124,12 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
                     }
                 }
             }
+            std::future::ready(Ok::<(), String>(()))
         };
         tokio::spawn(async move {
             let settings = SyncLoopSettings {
                 timeout: BOT_SYNC_TIMEOUT,
+                filter: None,
             };
             let shutdown = async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -347,7 +349,7 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
             None,
             &SyncLoopSettings::default(),
             &health,
-            |_| {},
+            |_, _| std::future::ready(Ok::<(), String>(())),
             never,
         ),
     )

@@ -29,6 +29,10 @@ use super::{try_wait_until, wait_until, POLL, WAIT};
 
 /// Long-poll timeout of the background sync.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeline events per room in one sync of the person's client.
+const PERSON_TIMELINE_LIMIT: u32 = 1000;
+/// Events per `/messages` request of [`Person::history`].
+const HISTORY_PAGE: u32 = 500;
 
 /// An `m.room.message` as the person's client saw it (decrypted when it was
 /// encrypted).
@@ -229,7 +233,13 @@ impl Person {
             );
         }
 
-        let settings = SyncSettings::default().timeout(SYNC_TIMEOUT);
+        // A generous timeline limit, so what a test waits for is not left in a gap of the
+        // person's own syncs (the homeserver's default is 10 events per room).
+        let mut filter = matrix_sdk::ruma::api::client::filter::FilterDefinition::default();
+        filter.room.timeline.limit = Some(PERSON_TIMELINE_LIMIT.into());
+        let settings = SyncSettings::default().timeout(SYNC_TIMEOUT).filter(
+            matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter::FilterDefinition(filter),
+        );
         client
             .sync_once(settings.clone())
             .await
@@ -256,6 +266,12 @@ impl Person {
 
     pub fn user_id(&self) -> &UserId {
         &self.creds.user_id
+    }
+
+    /// The same person on another device (a second client logged in with the same
+    /// password, with its own keys and store), e.g. a phone beside a desktop.
+    pub async fn another_device(&self, synapse: &Synapse) -> anyhow::Result<Person> {
+        Person::login(synapse, &self.creds).await
     }
 
     /// The matrix-sdk client, for anything the helpers below do not cover.
@@ -498,6 +514,65 @@ impl Person {
             .filter(|m| m.room_id == room_id)
             .cloned()
             .collect()
+    }
+
+    /// The room's whole history of messages as the homeserver holds it, oldest first,
+    /// paged back through `/messages` and decrypted: the ground truth, independent of
+    /// what this person's own syncs happened to carry. Messages this device cannot decrypt
+    /// (yet) are left out; [`Person::history_ids`] has every event.
+    pub async fn history(&self, room_id: &RoomId) -> anyhow::Result<Vec<ReceivedMessage>> {
+        let mut messages = Vec::new();
+        for json in self.history_json(room_id).await? {
+            if json.get("type").and_then(Value::as_str) == Some("m.room.message") {
+                let was_encrypted = json.get("surfaces_was_encrypted") == Some(&Value::Bool(true));
+                messages.push(ReceivedMessage::from_event_json(
+                    room_id,
+                    &json,
+                    was_encrypted,
+                )?);
+            }
+        }
+        Ok(messages)
+    }
+
+    /// The ids of every event of the room's history, oldest first (decryptable or not).
+    pub async fn history_ids(&self, room_id: &RoomId) -> anyhow::Result<Vec<OwnedEventId>> {
+        Ok(self
+            .history_json(room_id)
+            .await?
+            .iter()
+            .filter_map(|json| json.get("event_id")?.as_str()?.parse().ok())
+            .collect())
+    }
+
+    /// Every event of the room's history as JSON (decrypted where this device can),
+    /// oldest first; decrypted ones carry `"surfaces_was_encrypted": true`.
+    async fn history_json(&self, room_id: &RoomId) -> anyhow::Result<Vec<Value>> {
+        let room = self.room(room_id).await?;
+        let mut newest_first = Vec::new();
+        let mut from: Option<String> = None;
+        loop {
+            let mut options = matrix_sdk::room::MessagesOptions::backward().from(from.as_deref());
+            options.limit = HISTORY_PAGE.into();
+            let page = room
+                .messages(options)
+                .await
+                .with_context(|| format!("paging back through {room_id}"))?;
+            let empty = page.chunk.is_empty();
+            for event in &page.chunk {
+                let mut json: Value = event.raw().deserialize_as()?;
+                if event.encryption_info().is_some() {
+                    json["surfaces_was_encrypted"] = Value::Bool(true);
+                }
+                newest_first.push(json);
+            }
+            match page.end {
+                Some(end) if !empty => from = Some(end),
+                _ => break,
+            }
+        }
+        newest_first.reverse();
+        Ok(newest_first)
     }
 
     /// The messages received in the room from `sender`, in arrival order.
