@@ -7,12 +7,8 @@
 //! spawned task so the sync goes on (like Surfaces' dispatcher, which only queues). Nothing
 //! else: no journal, no typing notice, no store, no actors, no agent.
 //!
-//! `bench_floor_bot HOMESERVER USER PASSWORD STORE_DIR [typing-off]` — prints `floor bot
-//! ready` when it syncs live. With `typing-off` (a diagnostic variant, not the floor) it also
-//! awaits `typing_notice(false)` before each reply, as Surfaces' room actor does after every
-//! turn, to tell that request's cost apart. (Surfaces' typing-on request, from a task aborted
-//! when the turn ends, rarely reaches the homeserver with the instant echo agent: the people
-//! count the typing notifications they see.)
+//! `bench_floor_bot HOMESERVER USER PASSWORD STORE_DIR` — prints `floor bot ready` when it
+//! syncs live.
 
 use std::time::Duration;
 
@@ -30,10 +26,8 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (homeserver, user, password, store, typing_off) = match args.as_slice() {
-        [h, u, p, s] => (h, u, p, s, false),
-        [h, u, p, s, t] if t == "typing-off" => (h, u, p, s, true),
-        _ => bail!("usage: bench_floor_bot HOMESERVER USER PASSWORD STORE_DIR [typing-off]"),
+    let [homeserver, user, password, store] = args.as_slice() else {
+        bail!("usage: bench_floor_bot HOMESERVER USER PASSWORD STORE_DIR");
     };
     let client = Client::builder()
         .homeserver_url(homeserver)
@@ -86,9 +80,6 @@ async fn main() -> anyhow::Result<()> {
                 AddMentions::Yes,
             );
             tokio::spawn(async move {
-                if typing_off {
-                    let _ = room.typing_notice(false).await;
-                }
                 if let Err(error) = room.send(content).await {
                     eprintln!("floor bot: cannot reply: {error}");
                 }
