@@ -13,6 +13,7 @@ pub mod files;
 pub mod journal;
 pub mod matrix;
 pub mod ops;
+pub mod retry;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;

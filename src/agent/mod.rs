@@ -22,13 +22,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::retry::{RetryKind, RetryPolicy};
 pub use echo::EchoAgent;
 pub use http::HttpAgent;
-
-/// The longest `Retry-After` the retry loop is willing to wait. An agent asking for more is
-/// treated as "not now": the error is returned to the caller instead of silently stalling a
-/// conversation for minutes.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Who wrote the message that starts a turn (a Matrix user).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -193,18 +189,6 @@ impl HealthInfo {
     }
 }
 
-/// How a failure should be handled by a caller that may retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryKind {
-    /// The agent could not be reached (connection refused, reset, DNS): retry with backoff.
-    Network,
-    /// The agent is there but the call failed for a reason that may go away: retry, after
-    /// `retry_after` when the agent said how long to wait.
-    Transient { retry_after: Option<Duration> },
-    /// Retrying the same call cannot succeed (bad request, auth, the turn itself failed).
-    Permanent,
-}
-
 /// Everything that can go wrong when talking to an agent.
 ///
 /// Classification ([`AgentError::retry_kind`]):
@@ -291,6 +275,12 @@ fn fmt_retry_after(retry_after: &Option<Duration>) -> String {
 
 /// The `error` event code an agent uses for a cancelled turn.
 pub const CANCELLED_CODE: &str = "cancelled";
+
+impl crate::retry::Retryable for AgentError {
+    fn retry_kind(&self) -> RetryKind {
+        AgentError::retry_kind(self)
+    }
+}
 
 impl AgentError {
     /// Whether and how a retry may help (see the table on [`AgentError`]).
@@ -530,81 +520,6 @@ impl AgentClient {
     }
 }
 
-/// How [`turn_with_retry`] retries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first one included (0 behaves like 1).
-    pub attempts: u32,
-    /// Backoff before the second attempt; doubles for each further one.
-    pub base: Duration,
-    /// Upper bound of the exponential backoff (a `Retry-After` may exceed it, up to
-    /// [`MAX_RETRY_AFTER`]).
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    /// 3 attempts, 500 ms then 1 s (each with jitter), capped at 8 s.
-    pub const DEFAULT: RetryPolicy = RetryPolicy {
-        attempts: 3,
-        base: Duration::from_millis(500),
-        max: Duration::from_secs(8),
-    };
-
-    /// A single attempt.
-    pub const NO_RETRY: RetryPolicy = RetryPolicy {
-        attempts: 1,
-        base: Duration::ZERO,
-        max: Duration::ZERO,
-    };
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy::DEFAULT
-    }
-}
-
-/// The pause before the next attempt, or `None` to give up.
-///
-/// `attempts_made` counts attempts so far (1 after the first failure). `jitter` is a number in
-/// `[0, 1]` (clamped) drawn by the caller; the backoff is "equal jitter": half the exponential
-/// delay plus `jitter` times the other half, so that clients that failed together do not all
-/// come back together. A `Retry-After` is honoured as a lower bound, unless it exceeds
-/// [`MAX_RETRY_AFTER`], in which case the call gives up.
-pub fn retry_delay(
-    policy: &RetryPolicy,
-    attempts_made: u32,
-    kind: RetryKind,
-    jitter: f64,
-) -> Option<Duration> {
-    if attempts_made >= policy.attempts.max(1) {
-        return None;
-    }
-    let retry_after = match kind {
-        RetryKind::Permanent => return None,
-        RetryKind::Network => None,
-        RetryKind::Transient { retry_after } => retry_after,
-    };
-    if retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
-        return None;
-    }
-    let factor = 1u32
-        .checked_shl(attempts_made.saturating_sub(1))
-        .unwrap_or(u32::MAX);
-    let exp = policy.base.saturating_mul(factor).min(policy.max);
-    let jitter = if jitter.is_nan() {
-        0.0
-    } else {
-        jitter.clamp(0.0, 1.0)
-    };
-    let half = exp / 2;
-    let backoff = half + (exp - half).mul_f64(jitter);
-    Some(match retry_after {
-        Some(after) => backoff.max(after),
-        None => backoff,
-    })
-}
-
 /// Runs a turn, retrying network and transient failures per `policy` with the same `turn_id`
 /// (the agent replays rather than re-runs a turn it has seen).
 ///
@@ -624,8 +539,7 @@ pub async fn turn_with_retry(
             Ok(outcome) => return Ok(outcome),
             Err(err) => err,
         };
-        let Some(delay) = retry_delay(&policy, attempts_made, err.retry_kind(), fastrand::f64())
-        else {
+        let Some(delay) = policy.delay(attempts_made, err.retry_kind(), fastrand::f64()) else {
             return Err(err);
         };
         tracing::warn!(
@@ -645,93 +559,6 @@ mod tests {
     use super::*;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
-
-    #[test]
-    fn retry_delay_table() {
-        let p = RetryPolicy {
-            attempts: 5,
-            base: MS(100),
-            max: MS(1000),
-        };
-        let t = RetryKind::Transient { retry_after: None };
-        let cases: &[(&str, u32, RetryKind, f64, Option<Duration>)] = &[
-            ("first retry, no jitter", 1, t, 0.0, Some(MS(50))),
-            ("first retry, full jitter", 1, t, 1.0, Some(MS(100))),
-            ("second retry doubles", 2, t, 1.0, Some(MS(200))),
-            ("third retry", 3, t, 0.5, Some(MS(300))),
-            ("capped at max", 4, t, 1.0, Some(MS(800))),
-            ("network retried", 1, RetryKind::Network, 1.0, Some(MS(100))),
-            ("permanent never", 1, RetryKind::Permanent, 1.0, None),
-            ("attempts exhausted", 5, t, 1.0, None),
-            (
-                "retry-after is a lower bound",
-                1,
-                RetryKind::Transient {
-                    retry_after: Some(Duration::from_secs(2)),
-                },
-                1.0,
-                Some(Duration::from_secs(2)),
-            ),
-            (
-                "retry-after zero uses backoff",
-                2,
-                RetryKind::Transient {
-                    retry_after: Some(Duration::ZERO),
-                },
-                0.0,
-                Some(MS(100)),
-            ),
-            (
-                "retry-after too long gives up",
-                1,
-                RetryKind::Transient {
-                    retry_after: Some(MAX_RETRY_AFTER + Duration::from_secs(1)),
-                },
-                1.0,
-                None,
-            ),
-            ("jitter clamped high", 1, t, 7.0, Some(MS(100))),
-            ("jitter clamped low", 1, t, -3.0, Some(MS(50))),
-            ("jitter NaN", 1, t, f64::NAN, Some(MS(50))),
-        ];
-        for (name, made, kind, jitter, want) in cases {
-            assert_eq!(retry_delay(&p, *made, *kind, *jitter), *want, "{name}");
-        }
-    }
-
-    #[test]
-    fn retry_delay_huge_attempt_counts_saturate() {
-        let p = RetryPolicy {
-            attempts: u32::MAX,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(8),
-        };
-        let t = RetryKind::Transient { retry_after: None };
-        assert_eq!(retry_delay(&p, 40, t, 1.0), Some(Duration::from_secs(8)));
-        assert_eq!(
-            retry_delay(&p, u32::MAX - 1, t, 1.0),
-            Some(Duration::from_secs(8))
-        );
-    }
-
-    #[test]
-    fn retry_delay_zero_attempts_means_one() {
-        let p = RetryPolicy {
-            attempts: 0,
-            ..RetryPolicy::DEFAULT
-        };
-        assert_eq!(retry_delay(&p, 1, RetryKind::Network, 0.5), None);
-        assert_eq!(
-            retry_delay(&RetryPolicy::NO_RETRY, 1, RetryKind::Network, 0.5),
-            None
-        );
-    }
-
-    #[test]
-    fn default_policy_values() {
-        assert_eq!(RetryPolicy::default(), RetryPolicy::DEFAULT);
-        assert_eq!(RetryPolicy::DEFAULT.attempts, 3);
-    }
 
     #[test]
     fn status_mapping_table() {
@@ -927,7 +754,7 @@ mod tests {
             attachments: vec![],
         };
         let mut on_event = |_: &AgentEvent| {};
-        let fut = turn_with_retry(&client, "c", &req, RetryPolicy::DEFAULT, &mut on_event);
+        let fut = turn_with_retry(&client, "c", &req, RetryPolicy::AGENT, &mut on_event);
         assert_send(&fut);
         drop(fut);
         let fut = client.context("c");

@@ -3,10 +3,10 @@
 //! Why this exists: see [`super::catch_up`], which decides; this module pages backwards
 //! through `/messages` from the timeline's `prev_batch` (up to the previous sync's token,
 //! when there is one) until the scan stops, decrypting as matrix-sdk does. A failed page is
-//! retried a few times with backoff; if it still fails the caller gets the error (nothing
-//! of the room is delivered then, so a later attempt keeps the room's order).
+//! retried ([`RetryPolicy::PAGE`]); if it still fails the caller gets the error (nothing of
+//! the room is delivered then, so a later attempt keeps the room's order).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use matrix_sdk::{
     deserialized_responses::TimelineEvent,
@@ -16,12 +16,9 @@ use matrix_sdk::{
 };
 
 use super::catch_up::{Bounds, EventFacts, Plan, Scan, Skipped, Stop};
-use super::sync::backoff_delay;
 use super::MatrixError;
 use crate::crash::{self, FailPoint};
-
-/// Attempts at one page before the gap counts as failed for this round.
-pub const BACKFILL_ATTEMPTS: u32 = 3;
+use crate::retry::{retry, RetryPolicy};
 
 /// How a room is caught up.
 #[derive(Clone, Debug)]
@@ -153,51 +150,29 @@ pub fn facts_of(event: &TimelineEvent, bot: &UserId) -> Option<EventFacts> {
     EventFacts::from_json(event.raw().json().get(), bot.as_str())
 }
 
-/// One backward page from `from` (towards `params.since`), retried with backoff.
+/// One backward page from `from` (towards `params.since`), retried per
+/// [`RetryPolicy::PAGE`].
 async fn fetch_page(
     room: &Room,
     from: &str,
     params: &CatchUpParams,
 ) -> Result<Messages, MatrixError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = if crash::fail(FailPoint::BackfillPage) {
-            Err(MatrixError::Transient {
+    retry(&RetryPolicy::PAGE, "back-pagination", || async {
+        if crash::fail(FailPoint::BackfillPage) {
+            return Err(MatrixError::Transient {
                 context: "paging back through a room (fail point)".to_owned(),
                 retry_after: None,
                 source: "injected failure".into(),
-            })
-        } else {
-            let mut options = MessagesOptions::backward().from(from);
-            options.to = params.since.clone();
-            options.limit = UInt::from(params.page_size);
-            room.messages(options)
-                .await
-                .map_err(|e| MatrixError::from_sdk("paging back through a room", e))
-        };
-        match result {
-            Ok(page) => return Ok(page),
-            Err(error) if error.is_retryable() && attempt < BACKFILL_ATTEMPTS => {
-                let delay = retry_after(&error).max(backoff_delay(attempt, fastrand::f64()));
-                tracing::warn!(room_id = %room.room_id(), %error, attempt,
-                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    "back-pagination failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-            Err(error) => return Err(error),
+            });
         }
-    }
-}
-
-/// The wait a rate limit asked for, if any.
-fn retry_after(error: &MatrixError) -> Duration {
-    match error.retry_kind() {
-        super::RetryKind::Transient {
-            retry_after: Some(after),
-        } => after.min(super::sync::SYNC_RETRY_AFTER_CAP),
-        _ => Duration::ZERO,
-    }
+        let mut options = MessagesOptions::backward().from(from);
+        options.to = params.since.clone();
+        options.limit = UInt::from(params.page_size);
+        room.messages(options)
+            .await
+            .map_err(|e| MatrixError::from_sdk("paging back through a room", e))
+    })
+    .await
 }
 
 fn now_ms() -> u64 {

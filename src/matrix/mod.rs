@@ -60,20 +60,7 @@ const HTTP_STATUS_TOO_MANY_REQUESTS: u16 = 429;
 /// HTTP status of "unauthorized": an unknown, expired or missing token.
 const HTTP_STATUS_UNAUTHORIZED: u16 = 401;
 
-/// How a caller should treat a failed Matrix operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryKind {
-    /// The homeserver could not be reached: retry with backoff.
-    Network,
-    /// The homeserver answered with a temporary failure (5xx, rate limit):
-    /// retry with backoff, waiting at least `retry_after` when given.
-    Transient {
-        /// The delay the homeserver asked for, if any.
-        retry_after: Option<Duration>,
-    },
-    /// Retrying the same request will fail the same way.
-    Permanent,
-}
+pub use crate::retry::RetryKind;
 
 /// Errors of the Matrix glue.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +139,12 @@ pub enum MatrixError {
         #[source]
         source: Box<MatrixError>,
     },
+}
+
+impl crate::retry::Retryable for MatrixError {
+    fn retry_kind(&self) -> RetryKind {
+        MatrixError::retry_kind(self)
+    }
 }
 
 impl MatrixError {

@@ -19,8 +19,6 @@
 //! [`MatrixError::Incomplete`] with the new room's id, so the caller can
 //! repair (e.g. [`link_space_child`]) instead of creating a duplicate.
 
-use std::time::Duration;
-
 use matrix_sdk::{
     ruma::{
         api::client::{
@@ -40,7 +38,7 @@ use matrix_sdk::{
     Client, Room,
 };
 use serde_json::{json, Map, Value};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{
     state::{
@@ -49,6 +47,7 @@ use super::{
     },
     MatrixError,
 };
+use crate::retry::{retry, RetryKind, RetryPolicy, Retryable};
 
 /// The owner's power level in their Space and rooms (moderator).
 pub const OWNER_POWER_LEVEL: i64 = 50;
@@ -65,10 +64,6 @@ const PROTECTED_EVENT_TYPES: &[&str] = &[
 const POST_CREATE_ATTEMPTS: u32 = 3;
 /// Attempts to join a room we were invited to.
 const JOIN_ATTEMPTS: u32 = 5;
-/// First wait between attempts; doubles each time.
-const RETRY_BASE_DELAY: Duration = Duration::from_millis(500);
-/// Longest wait between attempts.
-const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
 
 /// Creates `owner`'s private Space named `name`, with the
 /// `org.surfaces.space` marker, and invites the owner.
@@ -286,35 +281,44 @@ fn update_object(
     map.insert(key.to_owned(), Value::Object(inner));
 }
 
-/// Runs `attempt` up to `attempts` times, waiting (exponentially longer)
-/// between failures; stops at once on a rejected token.
+/// Runs `attempt` up to `attempts` times per [`RetryPolicy::PROVISION`]; stops at once on
+/// a rejected token. Other errors are all retried, including "permanent" ones: right after
+/// a room is created or an invite arrives, the homeserver may refuse a step (power levels,
+/// membership) that succeeds a moment later.
 async fn with_retries<T, F, Fut>(attempts: u32, mut attempt: F) -> Result<T, MatrixError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, MatrixError>>,
 {
-    let mut tried = 1;
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(error) if error.is_invalid_token() || tried >= attempts => return Err(error),
-            Err(error) => {
-                let delay = retry_delay(tried);
-                warn!(%error, attempt = tried, delay_ms = delay.as_millis() as u64,
-                    "Matrix request failed; retrying");
-                tokio::time::sleep(delay).await;
-                tried += 1;
-            }
-        }
+    let policy = RetryPolicy {
+        attempts,
+        ..RetryPolicy::PROVISION
+    };
+    retry(&policy, "a Matrix request", || {
+        let step = attempt();
+        async move { step.await.map_err(RetryAnyButToken) }
+    })
+    .await
+    .map_err(|RetryAnyButToken(error)| error)
+}
+
+/// A provisioning error, retried unless the token was rejected (see [`with_retries`]).
+struct RetryAnyButToken(MatrixError);
+
+impl std::fmt::Display for RetryAnyButToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
-/// The wait after failed attempt number `tried` (≥ 1).
-fn retry_delay(tried: u32) -> Duration {
-    let exponent = tried.saturating_sub(1).min(16);
-    RETRY_BASE_DELAY
-        .saturating_mul(1u32 << exponent)
-        .min(RETRY_MAX_DELAY)
+impl Retryable for RetryAnyButToken {
+    fn retry_kind(&self) -> RetryKind {
+        match self.0.retry_kind() {
+            _ if self.0.is_invalid_token() => RetryKind::Permanent,
+            RetryKind::Permanent => RetryKind::Transient { retry_after: None },
+            other => other,
+        }
+    }
 }
 
 fn incomplete(room_id: &RoomId, step: &'static str, error: MatrixError) -> MatrixError {
@@ -398,14 +402,6 @@ mod tests {
             adjusted_power_levels(json!({"events": {"org.surfaces.room": 150}}), owner, bot)
                 .unwrap();
         assert_eq!(adjusted["events"]["org.surfaces.room"], 150);
-    }
-
-    #[test]
-    fn retry_delays_grow_and_cap() {
-        let cases = [(1, 500), (2, 1_000), (3, 2_000), (5, 8_000), (40, 8_000)];
-        for (tried, ms) in cases {
-            assert_eq!(retry_delay(tried), Duration::from_millis(ms), "{tried}");
-        }
     }
 
     #[tokio::test(start_paused = true)]

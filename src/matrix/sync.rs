@@ -4,8 +4,8 @@
 //! that returned quickly, so a bot built on them answers about a second
 //! late. This loop calls [`Client::sync_once`] back to back with the
 //! returned `next_batch`, with **no delay between successful syncs**; it
-//! backs off (exponentially, with jitter, between [`SYNC_BACKOFF_MIN`] and
-//! [`SYNC_BACKOFF_MAX`]) only after errors, and resets on success. It stops
+//! backs off ([`RetryPolicy::SYNC`]: exponential, with jitter, honouring a
+//! rate limit) only after errors, and resets on success. It stops
 //! with `Ok` when the shutdown future completes and with
 //! [`MatrixError::InvalidToken`] when the homeserver rejects the token.
 //!
@@ -62,21 +62,13 @@ use matrix_sdk::{
 };
 use tracing::{debug, info, warn};
 
-use super::{MatrixError, RetryKind};
+use super::MatrixError;
+use crate::retry::RetryPolicy;
 
-/// Shortest wait after a failed sync.
-pub const SYNC_BACKOFF_MIN: Duration = Duration::from_millis(250);
-/// Longest wait after failed syncs.
-pub const SYNC_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Longest `retry_after` of a rate limit that we honour as given.
-pub const SYNC_RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 /// How long the homeserver may hold a `/sync` open when nothing happens.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// The initial sync returns at once: it only catches up.
 const INITIAL_SYNC_TIMEOUT: Duration = Duration::ZERO;
-/// Share of the backoff delay that jitter may remove (0.5 = the wait is
-/// between half and all of the exponential delay).
-const BACKOFF_JITTER_SHARE: f64 = 0.5;
 
 /// Name prefix of the bot's stored sync filter (the timeline limit is appended, so a new
 /// limit uploads a new filter).
@@ -409,7 +401,7 @@ where
                     }
                     Err(error) => {
                         failed_rounds = failed_rounds.saturating_add(1);
-                        let delay = backoff_delay(failed_rounds, fastrand::f64());
+                        let delay = sync_delay(failed_rounds, crate::retry::RetryKind::Network);
                         warn!(%error, failed_rounds, delay_ms = delay.as_millis() as u64,
                             "a sync response could not be handled in full; syncing the same range again after a pause");
                         delay
@@ -424,7 +416,7 @@ where
                     return Err(error);
                 }
                 let failures = health.record_failure();
-                let delay = retry_delay(failures, error.retry_kind(), fastrand::f64());
+                let delay = sync_delay(failures, error.retry_kind());
                 warn!(%error, failures, delay_ms = delay.as_millis() as u64,
                     "sync failed; retrying after a pause");
                 delay
@@ -443,34 +435,16 @@ where
     }
 }
 
-/// The wait before retrying after `failures` consecutive failures (≥ 1):
-/// exponential from [`SYNC_BACKOFF_MIN`] to [`SYNC_BACKOFF_MAX`], reduced by
-/// up to [`BACKOFF_JITTER_SHARE`] according to `jitter` (in `[0, 1)`), and
-/// at least what a rate limit asked for (capped at
-/// [`SYNC_RETRY_AFTER_CAP`]).
-fn retry_delay(failures: u32, kind: RetryKind, jitter: f64) -> Duration {
-    let backoff = backoff_delay(failures, jitter);
-    match kind {
-        RetryKind::Transient {
-            retry_after: Some(asked),
-        } => backoff.max(asked.min(SYNC_RETRY_AFTER_CAP)),
-        _ => backoff,
-    }
-}
-
-/// Exponential backoff with jitter, see [`retry_delay`].
-pub(crate) fn backoff_delay(failures: u32, jitter: f64) -> Duration {
-    let exponent = failures.saturating_sub(1).min(31);
-    let base = SYNC_BACKOFF_MIN
-        .saturating_mul(1u32 << exponent)
-        .min(SYNC_BACKOFF_MAX);
-    let jitter = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
-    } else {
-        0.0
+/// The wait before syncing again after `failures` failures in a row: the sync loop never
+/// gives up, so a permanent error is waited out like a network one.
+fn sync_delay(failures: u32, kind: crate::retry::RetryKind) -> Duration {
+    let kind = match kind {
+        crate::retry::RetryKind::Permanent => crate::retry::RetryKind::Network,
+        other => other,
     };
-    base.mul_f64(1.0 - BACKOFF_JITTER_SHARE * jitter)
-        .max(SYNC_BACKOFF_MIN)
+    RetryPolicy::SYNC
+        .delay(failures, kind, fastrand::f64())
+        .unwrap_or(RetryPolicy::SYNC.max)
 }
 
 #[cfg(test)]
@@ -478,53 +452,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_caps() {
-        let cases = [
-            (1, 250),
-            (2, 500),
-            (3, 1_000),
-            (4, 2_000),
-            (7, 16_000),
-            (8, 30_000),
-            (20, 30_000),
-            (u32::MAX, 30_000),
-        ];
-        for (failures, ms) in cases {
-            assert_eq!(
-                backoff_delay(failures, 0.0),
-                Duration::from_millis(ms),
-                "failures {failures}"
-            );
-        }
-        // Zero failures is treated like one.
-        assert_eq!(backoff_delay(0, 0.0), SYNC_BACKOFF_MIN);
-    }
-
-    #[test]
-    fn jitter_stays_in_bounds() {
-        for failures in 1..40 {
-            for jitter in [0.0, 0.25, 0.5, 0.999, 1.0, -3.0, 7.0, f64::NAN] {
-                let delay = backoff_delay(failures, jitter);
-                assert!(delay >= SYNC_BACKOFF_MIN, "{failures} {jitter} {delay:?}");
-                assert!(delay <= SYNC_BACKOFF_MAX, "{failures} {jitter} {delay:?}");
-                assert!(delay <= backoff_delay(failures, 0.0));
+    fn sync_delays_stay_within_the_policy_and_never_give_up() {
+        use crate::retry::RetryKind;
+        for failures in [1, 2, 8, 1_000, u32::MAX] {
+            for kind in [
+                RetryKind::Network,
+                RetryKind::Permanent,
+                RetryKind::Transient { retry_after: None },
+            ] {
+                let delay = sync_delay(failures, kind);
+                assert!(
+                    delay <= RetryPolicy::SYNC.max,
+                    "{failures} {kind:?} {delay:?}"
+                );
+                assert!(
+                    delay >= RetryPolicy::SYNC.base / 2,
+                    "{failures} {kind:?} {delay:?}"
+                );
             }
         }
-        assert_eq!(backoff_delay(8, 1.0), Duration::from_secs(15));
-    }
-
-    #[test]
-    fn rate_limit_is_honoured_but_capped() {
         let asked = |secs| RetryKind::Transient {
             retry_after: Some(Duration::from_secs(secs)),
         };
-        assert_eq!(retry_delay(1, asked(5), 0.0), Duration::from_secs(5));
-        assert_eq!(retry_delay(1, asked(3_600), 0.0), SYNC_RETRY_AFTER_CAP);
-        // A short request does not shorten the backoff.
-        assert_eq!(retry_delay(9, asked(1), 0.0), SYNC_BACKOFF_MAX);
+        assert_eq!(sync_delay(1, asked(5)), Duration::from_secs(5));
         assert_eq!(
-            retry_delay(2, RetryKind::Network, 0.0),
-            Duration::from_millis(500)
+            sync_delay(1, asked(3_600)),
+            RetryPolicy::SYNC.max_retry_after
         );
     }
 

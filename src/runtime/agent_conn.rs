@@ -52,7 +52,7 @@ impl AgentConn {
             metrics,
             client,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-            retry: RetryPolicy::DEFAULT,
+            retry: RetryPolicy::AGENT,
             stats,
         }
     }

@@ -45,12 +45,9 @@ use crate::config::{AgentKind, Config};
 use crate::confirmations::Confirmations;
 use crate::journal::Journal;
 use crate::matrix::{self, LoginParams, SyncHealth, SyncLoopSettings};
+use crate::retry::{retry, RetryPolicy};
 use crate::store::Store;
 
-/// Attempts of the first sync before start-up gives up.
-pub const INITIAL_SYNC_ATTEMPTS: u32 = 10;
-/// Pause between first-sync attempts.
-pub const INITIAL_SYNC_RETRY: Duration = Duration::from_secs(2);
 /// How often expired confirmations are looked for (and announced).
 pub const CONFIRMATION_SWEEP: Duration = Duration::from_secs(2);
 /// Subdirectory of the data dir holding the sled store.
@@ -286,18 +283,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ..SyncLoopSettings::default()
     };
     let cursor = dispatcher.cursor().context("reading the sync cursor")?;
-    let mut attempt = 0;
-    let initial = loop {
-        attempt += 1;
-        match matrix::initial_sync(&client, &health, cursor.as_deref(), &sync_settings).await {
-            Ok(initial) => break initial,
-            Err(error) if error.is_retryable() && attempt < INITIAL_SYNC_ATTEMPTS => {
-                tracing::warn!(%error, attempt, "first sync failed; retrying");
-                tokio::time::sleep(INITIAL_SYNC_RETRY).await;
-            }
-            Err(error) => return Err(error).context("the first sync"),
-        }
-    };
+    let initial = retry(&RetryPolicy::STARTUP, "the first sync", || {
+        matrix::initial_sync(&client, &health, cursor.as_deref(), &sync_settings)
+    })
+    .await
+    .context("the first sync")?;
     let default_agent = config
         .default_agent()
         .map(|a| a.id.clone())
@@ -382,20 +372,16 @@ async fn sync_filter(
     client: &matrix_sdk::Client,
     timeline_limit: u32,
 ) -> Option<matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match matrix::bot_filter(client, timeline_limit).await {
-            Ok(filter) => return Some(filter),
-            Err(error) if error.is_retryable() && attempt < INITIAL_SYNC_ATTEMPTS => {
-                tracing::warn!(%error, attempt, "cannot upload the sync filter; retrying");
-                tokio::time::sleep(INITIAL_SYNC_RETRY).await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot upload the sync filter (sync.timeline_limit); \
-                    syncing with the homeserver's default timeline limit");
-                return None;
-            }
+    match retry(&RetryPolicy::STARTUP, "uploading the sync filter", || {
+        matrix::bot_filter(client, timeline_limit)
+    })
+    .await
+    {
+        Ok(filter) => Some(filter),
+        Err(error) => {
+            tracing::error!(%error, "cannot upload the sync filter (sync.timeline_limit); \
+                syncing with the homeserver's default timeline limit");
+            None
         }
     }
 }

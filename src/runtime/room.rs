@@ -37,16 +37,13 @@ use crate::crash::{self, CrashPoint};
 use crate::journal::Journal;
 use crate::matrix::{self, txn_id_for};
 use crate::ops::{MessageOutcome, Metrics};
+use crate::retry::{retry, RetryPolicy};
 use crate::store::Store;
 use crate::texts;
 
 /// How often the typing notice is renewed while a turn runs (the homeserver drops it
 /// after a few seconds otherwise).
 pub const TYPING_REFRESH: Duration = Duration::from_secs(3);
-/// Attempts to send a reply before giving up (the transaction id makes retries safe).
-pub const SEND_ATTEMPTS: u32 = 4;
-/// First pause between send attempts; doubles each time.
-pub const SEND_RETRY_BASE: Duration = Duration::from_millis(300);
 /// Transaction-id part of the reply to a message.
 const REPLY_PART: u32 = 0;
 /// Transaction-id part of a notice answering a message (failure notices).
@@ -329,24 +326,20 @@ async fn answer(
             } else {
                 outcome.reply
             };
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match matrix::send_reply(&room, reply, &text, &txn).await {
-                    Ok(_) => {
-                        deps.metrics.message(MessageOutcome::Replied);
-                        attachments::post_turn_files(&room, &deps, &route, &msg, &files).await;
-                        return true;
-                    }
-                    Err(error) if attempt < SEND_ATTEMPTS && error.is_retryable() => {
-                        tracing::warn!(%error, attempt, "sending the reply failed; retrying");
-                        tokio::time::sleep(SEND_RETRY_BASE * 2u32.pow(attempt - 1)).await;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot send the reply; the message stays pending");
-                        deps.metrics.message(MessageOutcome::InternalError);
-                        return false;
-                    }
+            let sent = retry(&RetryPolicy::SEND, "sending the reply", || {
+                matrix::send_reply(&room, reply.clone(), &text, &txn)
+            })
+            .await;
+            match sent {
+                Ok(_) => {
+                    deps.metrics.message(MessageOutcome::Replied);
+                    attachments::post_turn_files(&room, &deps, &route, &msg, &files).await;
+                    true
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot send the reply; the message stays pending");
+                    deps.metrics.message(MessageOutcome::InternalError);
+                    false
                 }
             }
         }

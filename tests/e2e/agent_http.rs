@@ -20,6 +20,7 @@ const FAST_RETRY: RetryPolicy = RetryPolicy {
     attempts: 3,
     base: Duration::from_millis(10),
     max: Duration::from_millis(50),
+    ..RetryPolicy::AGENT
 };
 
 fn request(turn_id: &str, text: &str) -> TurnRequest {
