@@ -1,11 +1,14 @@
-//! The `surfaces` binary: parse arguments, load config, init tracing, start the runtime.
+//! The `surfaces` binary: parse arguments, load config, init tracing, wire the messengers,
+//! the runtime, the ops endpoint and the shutdown signal.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use surfaces::config::Config;
+use surfaces::matrix::connector::MatrixConnector;
 use surfaces::ops::cli;
+use surfaces::surface::EXIT_INVALID_CREDENTIALS;
 
 /// Talk to the AI agents of the Lambda platform from Matrix.
 #[derive(Parser)]
@@ -37,6 +40,11 @@ enum Command {
     },
 }
 
+/// Exit code of a configuration error.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code of any other failure before the runtime runs.
+const EXIT_FAILURE: u8 = 1;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
@@ -52,7 +60,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("surfaces: configuration error:\n{error}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     surfaces::telemetry::init(&config.log);
@@ -66,20 +74,70 @@ fn main() -> ExitCode {
             Ok(rt) => rt,
             Err(error) => {
                 eprintln!("surfaces: cannot start the tokio runtime: {error}");
-                std::process::exit(1);
+                std::process::exit(EXIT_FAILURE.into());
             }
         }),
         Err(error) => {
             eprintln!("surfaces: cannot start the tokio runtime: {error}");
-            return ExitCode::from(1);
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match system.block_on(surfaces::runtime::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    system.block_on(run(config))
+}
+
+/// Connects to Matrix, starts the runtime and the ops endpoint, runs until a signal.
+async fn run(config: Config) -> ExitCode {
+    let matrix = match MatrixConnector::connect(&config).await {
+        Ok(matrix) => matrix,
+        Err(error) => {
+            tracing::error!("fatal: connecting to the homeserver: {error}");
+            eprintln!("surfaces: connecting to the homeserver: {error}");
+            let code = if error.is_invalid_token() {
+                EXIT_INVALID_CREDENTIALS
+            } else {
+                EXIT_FAILURE
+            };
+            return ExitCode::from(code);
+        }
+    };
+    let running = match surfaces::runtime::start(config.clone(), vec![Box::new(matrix)]).await {
+        Ok(running) => running,
         Err(error) => {
             tracing::error!("fatal: {error:#}");
             eprintln!("surfaces: {error:#}");
-            ExitCode::FAILURE
+            return ExitCode::from(EXIT_FAILURE);
         }
+    };
+    if let Err(error) =
+        surfaces::ops::spawn(&config.ops, running.view(), running.supervisor()).await
+    {
+        tracing::error!("fatal: starting the ops endpoint: {error}");
+        eprintln!("surfaces: starting the ops endpoint: {error}");
+        return running.run_until(std::future::ready(())).await;
+    }
+    running.run_until(shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the bot");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -228,7 +228,16 @@ mod tests {
             long_retry_after: LongRetryAfter::Cap,
             ..P
         };
-        let cases: &[(&str, RetryPolicy, u32, RetryKind, f64, Option<Duration>)] = &[
+        /// name, policy, attempts made, kind, jitter, the delay wanted
+        type Case = (
+            &'static str,
+            RetryPolicy,
+            u32,
+            RetryKind,
+            f64,
+            Option<Duration>,
+        );
+        let cases: &[Case] = &[
             ("first retry, no jitter", P, 1, t, 0.0, Some(MS(50))),
             ("first retry, full jitter", P, 1, t, 1.0, Some(MS(100))),
             ("second retry doubles", P, 2, t, 1.0, Some(MS(200))),

@@ -136,6 +136,13 @@ fn first_chat_index() -> u32 {
     FIRST_CHAT_INDEX
 }
 
+/// The messenger of records from before there was more than one.
+pub const DEFAULT_SURFACE: &str = "matrix";
+
+fn default_surface() -> String {
+    DEFAULT_SURFACE.to_owned()
+}
+
 impl UserRecord {
     /// A user we have not seen before.
     pub fn new(user_id: impl Into<String>) -> Self {
@@ -149,11 +156,16 @@ impl UserRecord {
     }
 }
 
-/// A chat room managed by the bot (mirror of its `org.surfaces.room` state event).
+/// A chat managed by the bot (on Matrix, the mirror of its `org.surfaces.room` state event;
+/// on a messenger without chat state, the source of truth).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomRecord {
-    /// The room's Matrix id.
+    /// The chat's id on its messenger (a Matrix room id).
     pub room_id: String,
+    /// Its messenger (`crate::surface::Surface::name`); records written before there was more
+    /// than one are Matrix's.
+    #[serde(default = "default_surface")]
+    pub surface: String,
     /// The user the room belongs to.
     pub owner: String,
     /// The agent the room talks to.
@@ -502,6 +514,7 @@ mod tests {
     fn room(id: &str, owner: &str, index: u32) -> RoomRecord {
         RoomRecord {
             room_id: id.to_owned(),
+            surface: DEFAULT_SURFACE.to_owned(),
             owner: owner.to_owned(),
             agent_id: "echo".to_owned(),
             platform_chat_id: format!("sfc-{index}"),

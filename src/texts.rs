@@ -432,6 +432,16 @@ pub fn saved(name: &str, messages: u64) -> String {
     )
 }
 
+/// `!save` done, when the agent did not say how many messages the snapshot holds.
+pub fn saved_without_count(name: &str, agent_name: &str) -> String {
+    format!(
+        "Saved snapshot “{}” ({}). Load it with `!load {}`.",
+        escape_markdown(name),
+        escape_markdown(agent_name),
+        escape_markdown(name)
+    )
+}
+
 /// `!load` done.
 pub fn loaded(name: &str) -> String {
     format!(
@@ -499,6 +509,38 @@ pub fn settings(
         space,
         pending.unwrap_or("nothing"),
     )
+}
+
+/// `!settings`: an agent id a chat names that is not configured any more.
+pub fn agent_not_configured(agent_id: &str) -> String {
+    format!("{agent_id} (gone)")
+}
+
+/// `!settings`: an `!archive` waits for `!yes`.
+pub const PENDING_ARCHIVE: &str = "archive this chat";
+
+/// `!status`: the first line.
+pub const STATUS_HEADER: &str = "**Status**";
+
+/// `!status`: actors of one kind in one state.
+pub fn status_actors(kind: &str, count: usize, state: &str) -> String {
+    format!("- {kind}: {count} {state}")
+}
+
+/// `!status`: an agent connection.
+pub fn status_agent(agent_id: &str, in_flight: usize, last_error: Option<&str>) -> String {
+    format!(
+        "- agent {agent_id}: {in_flight} turns running, last error: {}",
+        last_error.map_or_else(|| "none".to_owned(), short_reason)
+    )
+}
+
+/// `!status`: how long ago a messenger's loop last heard from it.
+pub fn status_last_sync(ago: Option<std::time::Duration>) -> String {
+    match ago {
+        Some(ago) => format!("- last sync: {} ms ago", ago.as_millis()),
+        None => "- last sync: never".to_owned(),
+    }
 }
 
 /// An admin-only command from someone else.

@@ -441,7 +441,7 @@ impl Handler<StopAll> for Supervisor {
             .iter()
             .map(|(id, e)| (e.seq, id.clone()))
             .collect();
-        ids.sort_by(|a, b| b.0.cmp(&a.0));
+        ids.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         for (_, id) in ids {
             self.begin_stop(&id, ctx);
         }
@@ -469,7 +469,8 @@ impl Handler<StopAllQuiet> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, _: StopAllQuiet, ctx: &mut Context<Self>) {
-        let _ = <Self as Handler<StopAll>>::handle(self, StopAll, ctx);
+        // The reply future is not needed: the stop itself is started by the handler.
+        drop(<Self as Handler<StopAll>>::handle(self, StopAll, ctx));
     }
 }
 

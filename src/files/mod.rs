@@ -1,11 +1,12 @@
-//! Files between Matrix rooms and the agents' workspaces.
+//! Files between chats and the agents' workspaces.
 //!
 //! Agents and Surfaces share a volume. Each agent has a workspace root on it (config
 //! `agents[].workspace`, e.g. `/agents/3`; the agent's own container sees the same directory
 //! as `/workspace`). Files travel through that volume, never through the agent API itself:
 //!
-//! - **Inbound** ([`receive`]): a file, image, audio or video message is downloaded (and
-//!   decrypted in encrypted rooms) into `inbox/<room hash>/<event hash>-<sanitized name>`
+//! - **Inbound** ([`receive`]): a file, image, audio or video message is fetched by its
+//!   chat's messenger (on Matrix: downloaded, and decrypted in encrypted rooms) into
+//!   `inbox/<room hash>/<event hash>-<sanitized name>`
 //!   under the room's agent's root ([`name`]), and the agent gets it as an
 //!   [`Attachment`] with that *relative* path, the MIME type and the size. A file whose
 //!   announced size is over `files.max_bytes` is not downloaded at all; one that turns out
@@ -14,9 +15,9 @@
 //!   relative to the root or absolute under `/workspace/` or `/agents/<n>/`. They are
 //!   normalized ([`path::normalize_agent_path`]), resolved on disk without leaving the root
 //!   ([`path::resolve_in_root`]: no `..` escape, no symlink escape, not another agent's root),
-//!   size-checked, then uploaded and posted by [`crate::matrix::media::send_file`] (`m.image`
-//!   with size and dimensions, `m.file` and so on by MIME type; encrypted in encrypted rooms).
-//!   What is refused is listed in one notice in the room.
+//!   size-checked, then posted by the chat's messenger (on Matrix `m.image` with size and
+//!   dimensions, `m.file` and so on by MIME type; encrypted in encrypted rooms). What is
+//!   refused is listed in one notice in the chat.
 //!
 //! When a file goes to the agent (the caption rule) is the room actor's business; see
 //! `runtime::room`.
@@ -31,14 +32,12 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use matrix_sdk::ruma::{EventId, OwnedTransactionId, RoomId};
-use matrix_sdk::{Client, Room};
 use mime::Mime;
 
 pub use self::name::{guess_mime, inbox_path, sanitize_file_name};
 pub use self::path::{normalize_agent_path, resolve_in_root, PathRefusal, RelPath};
 use crate::agent::{Attachment, FileEvent};
-use crate::matrix::media::{self, DownloadError, IncomingFile};
+use crate::surface::{ChatId, FetchError, IncomingFile, MessageId, OutFile, SendKey, Surface};
 
 /// The name `/agents/<n>/` paths use for the agent whose root is `workspace`: its last
 /// component (`3` for `/agents/3`).
@@ -65,26 +64,29 @@ pub enum InboundRefusal {
     Failed(String),
 }
 
-/// Downloads the file of event `event_id` in room `room_id` into the agent's `workspace`
-/// (see the module docs) and describes it for the agent. Refuses without downloading when
-/// the announced size is over `max_bytes`.
+/// Fetches the file of message `message` in chat `chat` (through its messenger, `surface`)
+/// into the agent's `workspace` (see the module docs) and describes it for the agent.
+/// Refuses without fetching when the announced size is over `max_bytes`.
 pub async fn receive(
-    client: &Client,
+    surface: &dyn Surface,
     workspace: &Path,
-    room_id: &RoomId,
-    event_id: &EventId,
+    chat: &ChatId,
+    message: &MessageId,
     file: &IncomingFile,
     max_bytes: u64,
 ) -> Result<Attachment, InboundRefusal> {
     if file.size.is_some_and(|size| size > max_bytes) {
         return Err(InboundRefusal::TooLarge { limit: max_bytes });
     }
-    let data = match media::download(client, &file.source, max_bytes).await {
+    let data = match surface.fetch_file(file, max_bytes).await {
         Ok(data) => data,
-        Err(DownloadError::TooLarge { limit }) => return Err(InboundRefusal::TooLarge { limit }),
-        Err(error) => return Err(InboundRefusal::Failed(error.to_string())),
+        Err(FetchError::TooLarge { limit }) => return Err(InboundRefusal::TooLarge { limit }),
+        Err(FetchError::Failed(error)) => return Err(InboundRefusal::Failed(error)),
     };
-    let rel = inbox_path(room_id.as_str(), event_id.as_str(), &file.name);
+    if data.len() as u64 > max_bytes {
+        return Err(InboundRefusal::TooLarge { limit: max_bytes });
+    }
+    let rel = inbox_path(chat.as_str(), message.as_str(), &file.name);
     let size = data.len() as u64;
     let root = workspace.to_path_buf();
     let target = rel.clone();
@@ -301,14 +303,15 @@ pub struct Refused {
     pub reason: OutboundRefusal,
 }
 
-/// Posts the files of a turn to the room, in order, the `i`-th with transaction id
-/// `txn_for(i)`. Returns the ones that were refused or failed.
+/// Posts the files of a turn to the chat, in order, the `i`-th with key `key_for(i)`.
+/// Returns the ones that were refused or failed.
 pub async fn post_files(
-    room: &Room,
+    surface: &dyn Surface,
+    chat: &ChatId,
     workspace: &Path,
     files: &[FileEvent],
     max_bytes: u64,
-    txn_for: impl Fn(usize) -> OwnedTransactionId,
+    key_for: impl Fn(usize) -> SendKey,
 ) -> Vec<Refused> {
     let mut refused = Vec::new();
     for (index, file) in files.iter().enumerate() {
@@ -321,7 +324,13 @@ pub async fn post_files(
             Ok(out) => {
                 tracing::info!(path = %out.rel, mime = %out.mime, size = out.data.len(),
                     "posting a file from the agent");
-                media::send_file(room, &out.name, &out.mime, out.data, &txn_for(index))
+                let file = OutFile {
+                    name: out.name,
+                    mime: out.mime.to_string(),
+                    data: out.data,
+                };
+                surface
+                    .send_file(chat, file, key_for(index))
                     .await
                     .map(|_| ())
                     .map_err(|e| OutboundRefusal::Post(e.to_string()))

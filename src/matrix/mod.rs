@@ -1,7 +1,10 @@
-//! Matrix glue: everything Surfaces needs from matrix-sdk 0.18, and nothing else.
+//! The Matrix adapter: everything Surfaces needs from matrix-sdk 0.18, and the only place
+//! that knows Matrix.
 //!
-//! This module exists so that the actors never touch matrix-sdk directly for
-//! the delicate parts: logging in once and restoring that same device
+//! This module exists so that the core never touches matrix-sdk: it implements the core's
+//! seam ([`crate::surface`]) — [`surface::MatrixSurface`] (outbound), [`inbound`] (sync
+//! responses to the core's intake), [`connector::MatrixConnector`] (lifecycle) and the
+//! supervised [`sync_actor`] — on top of the delicate parts: logging in once and restoring that same device
 //! afterwards ([`session`]), a sync loop that does not pause between syncs
 //! ([`sync`]), the namespaced state events that make Matrix the source of
 //! truth ([`state`]), every message seen in order even when a sync leaves a
@@ -19,12 +22,16 @@
 
 pub mod backfill;
 pub mod catch_up;
+pub mod connector;
+pub mod inbound;
 pub mod media;
 pub mod provision;
 pub mod send;
 pub mod session;
 pub mod state;
+pub mod surface;
 pub mod sync;
+pub mod sync_actor;
 
 use std::{error::Error as StdError, path::PathBuf, time::Duration};
 
@@ -45,8 +52,8 @@ pub use state::{
     SURFACES_SPACE_EVENT_TYPE,
 };
 pub use sync::{
-    bot_filter, initial_sync, run_sync_loop, CatchUpCounters, CatchUpSnapshot, InitialSync,
-    SyncHealth, SyncLoopSettings, SyncOutcome,
+    bot_filter, initial_sync, run_sync_loop, CatchUpCounters, InitialSync, SyncHealth,
+    SyncLoopSettings, SyncOutcome,
 };
 
 /// Boxed source error kept inside [`MatrixError`] for its `source()` chain.

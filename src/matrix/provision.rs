@@ -74,6 +74,7 @@ pub async fn create_space(
 ) -> Result<OwnedRoomId, MatrixError> {
     let marker = SurfacesSpaceEventContent {
         owner: owner.to_string(),
+        selected_agent: None,
     };
     let mut creation = CreationContent::new();
     creation.room_type = Some(RoomType::Space);

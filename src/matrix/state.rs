@@ -57,6 +57,9 @@ pub struct SurfacesRoomEventContent {
 pub struct SurfacesSpaceEventContent {
     /// The Matrix user id of the person who owns the Space.
     pub owner: String,
+    /// The agent the owner's new chats start with (`!agent <id>`), if they chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_agent: Option<String>,
 }
 
 /// The chat-room binding of `room` from the local store, if it has a valid
@@ -228,6 +231,7 @@ mod tests {
         );
         let space = SurfacesSpaceEventContent {
             owner: "@alice:example.org".into(),
+            selected_agent: None,
         };
         assert_eq!(
             space.event_type(),
@@ -304,6 +308,7 @@ mod tests {
     fn initial_state_serialization() {
         let event = InitialStateEvent::with_empty_state_key(SurfacesSpaceEventContent {
             owner: "@alice:example.org".into(),
+            selected_agent: None,
         });
         let value = serde_json::to_value(&event).unwrap();
         assert_eq!(

@@ -42,10 +42,6 @@
 
 use std::{
     future::Future,
-    sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
@@ -64,6 +60,7 @@ use tracing::{debug, info, warn};
 
 use super::MatrixError;
 use crate::retry::RetryPolicy;
+pub use crate::surface::health::{CatchUpCounters, SyncHealth};
 
 /// How long the homeserver may hold a `/sync` open when nothing happens.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -152,145 +149,6 @@ pub struct InitialSync {
     pub resumed: bool,
     /// The response itself.
     pub response: SyncResponse,
-}
-
-/// Sync liveness shared between the loop and whoever reports health.
-#[derive(Debug)]
-pub struct SyncHealth {
-    /// Reference point of the stored offsets (monotonic clock).
-    origin: Instant,
-    /// Milliseconds since `origin` of the last successful sync, plus one;
-    /// 0 = never.
-    last_success_ms: AtomicU64,
-    /// Failures since the last success.
-    consecutive_failures: AtomicU32,
-    /// Successful syncs since creation.
-    successes: AtomicU64,
-    /// Catch-up: gaps seen, events back-filled, messages left out.
-    catch_up: CatchUpCounters,
-}
-
-/// What catch-up did since start-up (for `/metrics` and `/status`).
-#[derive(Debug, Default)]
-pub struct CatchUpCounters {
-    /// Limited timelines of managed rooms (gaps the homeserver left).
-    pub gaps: AtomicU64,
-    /// Messages found by paging back into gaps and handed to the dispatcher.
-    pub backfilled: AtomicU64,
-    /// Messages left out by the age bound (`sync.catch_up_max_age_secs`).
-    pub skipped_too_old: AtomicU64,
-    /// Messages left out by the count bound (`sync.catch_up_max_messages`).
-    pub skipped_too_many: AtomicU64,
-    /// Gaps given up on because they could not be fetched (their messages are unknown).
-    pub unreadable_gaps: AtomicU64,
-    /// Back-pagination rounds that failed (the range is read again after a pause).
-    pub failed_rounds: AtomicU64,
-}
-
-/// A snapshot of [`CatchUpCounters`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CatchUpSnapshot {
-    /// See [`CatchUpCounters::gaps`].
-    pub gaps: u64,
-    /// See [`CatchUpCounters::backfilled`].
-    pub backfilled: u64,
-    /// See [`CatchUpCounters::skipped_too_old`].
-    pub skipped_too_old: u64,
-    /// See [`CatchUpCounters::skipped_too_many`].
-    pub skipped_too_many: u64,
-    /// See [`CatchUpCounters::unreadable_gaps`].
-    pub unreadable_gaps: u64,
-    /// See [`CatchUpCounters::failed_rounds`].
-    pub failed_rounds: u64,
-}
-
-impl CatchUpCounters {
-    /// Adds `n` to a counter.
-    pub fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    /// The counters now.
-    pub fn snapshot(&self) -> CatchUpSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        CatchUpSnapshot {
-            gaps: get(&self.gaps),
-            backfilled: get(&self.backfilled),
-            skipped_too_old: get(&self.skipped_too_old),
-            skipped_too_many: get(&self.skipped_too_many),
-            unreadable_gaps: get(&self.unreadable_gaps),
-            failed_rounds: get(&self.failed_rounds),
-        }
-    }
-}
-
-impl Default for SyncHealth {
-    fn default() -> Self {
-        Self {
-            origin: Instant::now(),
-            last_success_ms: AtomicU64::new(0),
-            consecutive_failures: AtomicU32::new(0),
-            successes: AtomicU64::new(0),
-            catch_up: CatchUpCounters::default(),
-        }
-    }
-}
-
-impl SyncHealth {
-    /// A fresh, shareable health record.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// When the last sync succeeded, if ever.
-    pub fn last_success(&self) -> Option<Instant> {
-        match self.last_success_ms.load(Ordering::Acquire) {
-            0 => None,
-            stored => Some(self.origin + Duration::from_millis(stored - 1)),
-        }
-    }
-
-    /// How long ago the last sync succeeded, if ever.
-    pub fn since_last_success(&self) -> Option<Duration> {
-        self.last_success().map(|at| at.elapsed())
-    }
-
-    /// Whether a sync succeeded within `max_age` (e.g. twice the sync
-    /// timeout).
-    pub fn is_recent(&self, max_age: Duration) -> bool {
-        self.since_last_success().is_some_and(|age| age <= max_age)
-    }
-
-    /// Failed syncs since the last success.
-    pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive_failures.load(Ordering::Acquire)
-    }
-
-    /// Successful syncs so far.
-    pub fn successes(&self) -> u64 {
-        self.successes.load(Ordering::Acquire)
-    }
-
-    /// What catch-up did so far.
-    pub fn catch_up(&self) -> &CatchUpCounters {
-        &self.catch_up
-    }
-
-    /// Records a successful sync now.
-    pub fn record_success(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        self.last_success_ms
-            .store(ms.saturating_add(1), Ordering::Release);
-        self.consecutive_failures.store(0, Ordering::Release);
-        self.successes.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Records a failed sync; returns the new count of consecutive failures.
-    pub fn record_failure(&self) -> u32 {
-        self.consecutive_failures
-            .fetch_add(1, Ordering::AcqRel)
-            .saturating_add(1)
-    }
 }
 
 /// The first sync of a run: catches up at once (no long poll) and returns

@@ -22,7 +22,6 @@ pub mod cli;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod html;
-pub mod metrics;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -35,7 +34,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-pub use self::metrics::{MessageOutcome, Metrics};
 use crate::config::OpsConfig;
 use crate::runtime::RuntimeView;
 
@@ -171,10 +169,11 @@ async fn readyz(State(ops): State<Ops>, RawQuery(query): RawQuery) -> Response {
 }
 
 async fn metrics_handler(State(ops): State<Ops>, headers: HeaderMap) -> Response {
-    let format =
-        metrics::Exposition::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let format = crate::metrics::Exposition::from_accept(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
     let view = &ops.view;
-    let observed = metrics::Observed {
+    let observed = crate::metrics::Observed {
         actors: view.registry.snapshot(),
         turns_in_flight: view
             .agents

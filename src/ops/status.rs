@@ -11,21 +11,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actors::{ActorHealth, ActorId, ActorState, SupervisorHandle};
-use matrix_sdk::ruma::RoomId;
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::sync::DEFAULT_SYNC_TIMEOUT;
-use crate::runtime::directory::ROOM_KIND;
+pub use crate::runtime::ids::{AGENT_KIND, ROOM_KIND, SYNC_ACTOR};
 use crate::runtime::RuntimeView;
 use crate::store::RoomRecord;
 
 /// The sync loop counts as stale when no sync succeeded for this long: a long poll lasts
 /// at most [`DEFAULT_SYNC_TIMEOUT`], so two of them plus slack.
 pub const SYNC_STALE_AFTER: Duration = Duration::from_secs(DEFAULT_SYNC_TIMEOUT.as_secs() * 3);
-/// Actor id of the sync actor.
-pub const SYNC_ACTOR: &str = "sync";
-/// Actor kind of the agent connections.
-pub const AGENT_KIND: &str = "agent";
 /// A key no room has: reading it proves the store answers.
 const STORE_PROBE_KEY: &str = "!ops-readiness-probe";
 /// The state shown for an actor the registry does not know (not started yet, or gone).
@@ -95,7 +90,7 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// Catch-up since start-up: gaps filled, messages back-filled and left out.
     #[serde(default)]
-    pub catch_up: crate::matrix::CatchUpSnapshot,
+    pub catch_up: crate::metrics::CatchUpSnapshot,
 }
 
 /// A disagreement between the store and Matrix found by the start-up reconciliation
@@ -345,7 +340,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
     };
     for health in &snapshot {
         match health.id.kind() {
-            ROOM_KIND => rooms.push(room_status(view, health, &records)),
+            ROOM_KIND => rooms.push(room_status(health, &records)),
             AGENT_KIND => {}
             kind => {
                 if kind == SYNC_ACTOR {
@@ -439,19 +434,14 @@ fn reconciliation(view: &RuntimeView) -> Reconciliation {
 }
 
 fn room_status(
-    view: &RuntimeView,
     health: &ActorHealth,
     records: &std::collections::HashMap<String, RoomRecord>,
 ) -> RoomStatus {
     let room_id = health.id.key().unwrap_or_default().to_owned();
     let record = records.get(&room_id);
-    let matrix_name = RoomId::parse(&room_id)
-        .ok()
-        .and_then(|id| view.client.get_room(&id))
-        .and_then(|room| room.name());
     RoomStatus {
         actor_id: health.id.to_string(),
-        name: matrix_name.or_else(|| record.and_then(|r| r.name.clone())),
+        name: record.and_then(|r| r.name.clone()),
         owner: record.map(|r| r.owner.clone()),
         agent: record.map(|r| r.agent_id.clone()),
         room_id,

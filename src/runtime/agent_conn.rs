@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::agent::{
     turn_with_retry, AgentClient, AgentError, RetryPolicy, TurnOutcome, TurnRequest,
 };
-use crate::ops::Metrics;
+use crate::metrics::Metrics;
 
 /// What operators see of an agent connection.
 #[derive(Debug, Default)]

@@ -1,57 +1,67 @@
-//! The runtime: builds the actor tree and runs it until shutdown.
+//! The runtime: the core's actor tree, its start-up and its shutdown (the composition root).
 //!
 //! ```text
 //! root Supervisor
 //! ├── agent:<id>     AgentConn, one per configured agent
 //! ├── router         Router: agent routes, chat ids
-//! ├── provisioner    Provisioner: invites → Space + first chat room
-//! ├── room:<id>      RoomActor, one per managed room (dynamic)
-//! └── sync           SyncActor: our own sync_once loop
+//! ├── provisioner    Provisioner: invites → home + first chat; !new
+//! ├── room:<chat>    RoomActor, one per managed chat (dynamic)
+//! └── …              each messenger's inbound actors (Matrix: `sync`)
 //! ```
-//! Start-up: open the store, connect to Matrix (restoring the session), start the agents,
-//! the router and the provisioner, run a first sync (its timeline is history: not
-//! answered), start an actor for every managed room, go live, then keep syncing.
-//! SIGTERM / SIGINT: stop syncing, stop the actors (each drains its mailbox within its
-//! shutdown timeout), flush the store.
+//! [`start`] builds the core around the messengers' [`Connector`]s and returns a
+//! [`Running`] at once; start-up goes on in the background: each connector catches up with
+//! its messenger (Matrix: the first sync), the store is reconciled with what each holds, an
+//! actor starts for every managed chat, then each connector goes live. [`Running::run_until`]
+//! waits for the shutdown future (or a fatal stop), then stops reading, lets the actors
+//! drain within the grace period and flushes the store; it returns the process's exit code.
+//! No messenger type appears here: the core speaks to them through [`crate::surface`].
 
 pub mod agent_conn;
 pub mod commands;
 pub mod directory;
-pub mod dispatch;
+pub mod ids;
+pub mod intake;
 pub mod provisioner;
 pub mod reconcile;
 pub mod room;
 pub mod router;
-pub mod sync_actor;
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::{ActorId, ChildSpec, Registry, RestartConfig, Supervisor, SupervisorConfig};
+use actors::{
+    ActorId, ChildSpec, Registry, RestartConfig, Supervisor, SupervisorConfig, SupervisorHandle,
+};
 use anyhow::Context as _;
-use matrix_sdk::ruma::RoomId;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use self::agent_conn::{AgentConn, AgentStats};
-use self::directory::RoomDirectory;
-use self::dispatch::Dispatcher;
+use self::commands::{CommandDeps, StatusDeps};
+use self::directory::{RoomDirectory, RoomStarter, Surfaces};
+use self::intake::Intake;
 use self::provisioner::{ProvisionDeps, Provisioner};
 use self::room::RoomDeps;
 use self::router::{AgentRoute, Router};
-use self::sync_actor::{SyncActor, SyncDeps};
 use crate::agent::AgentClient;
 use crate::config::{AgentKind, Config};
 use crate::confirmations::Confirmations;
 use crate::journal::Journal;
-use crate::matrix::{self, LoginParams, SyncHealth, SyncLoopSettings};
-use crate::retry::{retry, RetryPolicy};
+use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::surface::health::SyncHealth;
+use crate::surface::{
+    ChatId, Connector, FatalStop, Inbound, Stopper, SurfaceError, EXIT_INVALID_CREDENTIALS,
+};
 
 /// How often expired confirmations are looked for (and announced).
 pub const CONFIRMATION_SWEEP: Duration = Duration::from_secs(2);
 /// Subdirectory of the data dir holding the sled store.
 pub const STORE_DIR: &str = "store";
+/// Exit code of a failed start-up or run.
+pub const EXIT_FAILURE: u8 = 1;
 
 /// An agent connection as operators see it.
 #[derive(Clone)]
@@ -73,26 +83,38 @@ pub struct RuntimeView {
     pub registry: Registry,
     /// The store (room records: names, owners, agents).
     pub store: Store,
-    /// The sync loop's health.
+    /// The first messenger's inbound loop (Matrix: the sync loop).
     pub sync: Arc<SyncHealth>,
+    /// Every messenger's inbound loop, by messenger.
+    pub inbound: Vec<(String, Arc<SyncHealth>)>,
     /// The agent connections.
     pub agents: Vec<AgentView>,
-    /// The managed rooms.
+    /// The managed chats.
     pub rooms: RoomDirectory,
-    /// The Matrix client (room names).
-    pub client: matrix_sdk::Client,
-    /// Start-up is complete (first sync done, rooms started) and live events are handled.
+    /// Start-up is complete (messengers caught up, chats started) and live events are handled.
     pub live: Arc<AtomicBool>,
     /// The start-up reconciliation's report (conflicts included), once it ran.
     pub reconciliation: Arc<parking_lot::Mutex<Option<reconcile::Report>>>,
     /// The metrics (`/metrics`).
-    pub metrics: Arc<crate::ops::Metrics>,
+    pub metrics: Arc<Metrics>,
     /// The inbound journal (pending messages, for `/metrics`).
     pub journal: Journal,
 }
 
-/// Runs the bot until SIGTERM / SIGINT (or a fatal error).
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// A running bot: the core is up, start-up goes on in the background.
+pub struct Running {
+    view: RuntimeView,
+    root: SupervisorHandle,
+    store: Store,
+    grace: Duration,
+    startup: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    fatal: mpsc::UnboundedReceiver<FatalStop>,
+    stop_reading: watch::Sender<bool>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the core around `connectors` and starts it (see the module docs).
+pub async fn start(config: Config, connectors: Vec<Box<dyn Connector>>) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data dir {} (config data_dir)",
@@ -103,35 +125,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let journal = Journal::open(&store).context("opening the journal")?;
     let confirmations = Confirmations::open(&store, config.commands.confirmation_ttl())
         .context("opening the confirmations")?;
-    let late: Arc<std::sync::OnceLock<commands::Late>> = Arc::default();
     let pruned = journal.prune_done(crate::journal::DONE_RETENTION).await?;
     tracing::info!(pending = journal.pending_count(), pruned, "journal open");
-    let params = LoginParams {
-        homeserver_url: config.matrix.homeserver_url.clone(),
-        user_id: config.matrix.user_id.clone(),
-        password: config
-            .matrix
-            .password
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        access_token: config
-            .matrix
-            .access_token
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        device_name: config.matrix.device_name.clone(),
-    };
-    let client = matrix::connect(&params, &config.data_dir)
-        .await
-        .context("connecting to the homeserver")?;
-    let bot = client
-        .user_id()
-        .map(ToOwned::to_owned)
-        .context("the Matrix session has no user id")?;
-    tracing::info!(user_id = %bot, "connected to the homeserver");
 
     let registry = Registry::new();
-    let metrics = crate::ops::Metrics::start(&registry);
+    let metrics = Metrics::start(&registry);
     let restart = RestartConfig {
         backoff_min: config.supervision.backoff_min(),
         backoff_max: config.supervision.backoff_max(),
@@ -147,9 +145,129 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry.clone(),
     );
 
-    // Agents.
+    let (routes, agent_views) = start_agents(&config, &root, &metrics).await?;
+    let default_agent = config
+        .default_agent()
+        .map(|a| a.id.clone())
+        .context("no default agent (config agents)")?;
+    let router_store = store.clone();
+    let router_default = default_agent.clone();
+    let router = root
+        .start_child(ChildSpec::new(ActorId::singleton(ids::ROUTER), move |_| {
+            Router::new(routes.clone(), router_default.clone(), router_store.clone())
+        }))
+        .await?;
+
+    let surfaces = Surfaces::new(connectors.iter().map(|c| c.surface()));
+    let inbound_health: Vec<(String, Arc<SyncHealth>)> = connectors
+        .iter()
+        .map(|c| (c.surface().name().to_owned(), c.health()))
+        .collect();
+    let (starter, start_requests) = RoomStarter::new();
+    let provision = ProvisionDeps {
+        store: store.clone(),
+        access: config.access_policy(),
+        router: router.clone(),
+        rooms: starter,
+    };
+    let provisioner = root
+        .start_child(ChildSpec::new(
+            ActorId::singleton(ids::PROVISIONER),
+            move |ctx| Provisioner::new(provision.clone(), ctx),
+        ))
+        .await?;
+    let rooms = RoomDirectory::new(
+        root.clone(),
+        RoomDeps {
+            store: store.clone(),
+            router: router.clone(),
+            metrics: metrics.clone(),
+            journal: journal.clone(),
+            resumes: Arc::default(),
+            files: room::FileDeps::new(config.files.max_bytes),
+            commands: CommandDeps {
+                access: config.access_policy(),
+                confirmations: confirmations.clone(),
+                inflight: Arc::default(),
+                delete_old_chat_on_clear: config.commands.delete_old_chat_on_clear,
+                provisioner: provisioner.clone(),
+                status: StatusDeps {
+                    registry: registry.clone(),
+                    agents: agent_views.clone(),
+                    inbound: inbound_health.iter().map(|(_, h)| h.clone()).collect(),
+                },
+            },
+        },
+    );
+    tokio::spawn(rooms.clone().serve(start_requests));
+    let intake = Intake::new(
+        rooms.clone(),
+        provisioner,
+        store.clone(),
+        config.access_policy(),
+        journal.clone(),
+    );
+
+    let view = RuntimeView {
+        registry,
+        store: store.clone(),
+        sync: inbound_health
+            .first()
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default(),
+        inbound: inbound_health,
+        agents: agent_views,
+        rooms: rooms.clone(),
+        live: Arc::new(AtomicBool::new(false)),
+        reconciliation: Arc::default(),
+        metrics,
+        journal,
+    };
+    let sweeper = {
+        let (confirmations, store, surfaces) = (confirmations, store.clone(), surfaces.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CONFIRMATION_SWEEP);
+            loop {
+                tick.tick().await;
+                commands::sweep_expired(&confirmations, &store, &surfaces).await;
+            }
+        })
+    };
+    let (stopper, fatal) = Stopper::new();
+    let (stop_reading, shutdown) = watch::channel(false);
+    let startup = tokio::spawn(start_up(StartUp {
+        connectors,
+        intake: Arc::new(intake),
+        rooms,
+        surfaces,
+        store: store.clone(),
+        view: view.clone(),
+        root: root.clone(),
+        stopper,
+        shutdown,
+        default_agent,
+        full: config.reconcile.full,
+    }));
+    Ok(Running {
+        view,
+        root,
+        store,
+        grace: config.shutdown.grace(),
+        startup: Some(startup),
+        fatal,
+        stop_reading,
+        sweeper,
+    })
+}
+
+/// Starts one connection actor per configured agent.
+async fn start_agents(
+    config: &Config,
+    root: &SupervisorHandle,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Vec<AgentRoute>, Vec<AgentView>)> {
     let mut routes = Vec::new();
-    let mut agent_views = Vec::new();
+    let mut views = Vec::new();
     for agent in &config.agents {
         let client = Arc::new(match agent.kind {
             AgentKind::Echo => AgentClient::echo(),
@@ -165,15 +283,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let max = agent.max_concurrent_turns;
         let (agent_id, agent_metrics) = (agent.id.clone(), metrics.clone());
         let conn = root
-            .start_child(ChildSpec::new(
-                ActorId::new("agent", &agent.id),
-                move |_| {
-                    let (id, metrics) = (agent_id.clone(), agent_metrics.clone());
-                    AgentConn::new(id, client.clone(), max, stats.clone(), metrics)
-                },
-            ))
+            .start_child(ChildSpec::new(ids::agent(&agent.id), move |_| {
+                let (id, metrics) = (agent_id.clone(), agent_metrics.clone());
+                AgentConn::new(id, client.clone(), max, stats.clone(), metrics)
+            }))
             .await?;
-        agent_views.push(AgentView {
+        views.push(AgentView {
             id: agent.id.clone(),
             name: agent.name.clone(),
             conn: conn.clone(),
@@ -187,225 +302,165 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             workspace: agent.workspace.clone(),
         });
     }
-    let default_agent = config
-        .default_agent()
-        .map(|a| a.id.clone())
-        .context("no default agent (config agents)")?;
-    let router_store = store.clone();
-    let router = root
-        .start_child(ChildSpec::new(ActorId::singleton("router"), move |_| {
-            Router::new(routes.clone(), default_agent.clone(), router_store.clone())
-        }))
-        .await?;
+    Ok((routes, views))
+}
 
-    let rooms = RoomDirectory::new(
-        root.clone(),
-        RoomDeps {
-            client: client.clone(),
-            store: store.clone(),
-            router: router.clone(),
-            metrics: metrics.clone(),
-            journal: journal.clone(),
-            resumes: Arc::default(),
-            files: room::FileDeps::new(config.files.max_bytes),
-            commands: commands::CommandDeps {
-                access: config.access_policy(),
-                confirmations: confirmations.clone(),
-                inflight: Arc::default(),
-                delete_old_chat_on_clear: config.commands.delete_old_chat_on_clear,
-                late: late.clone(),
-            },
-        },
-    );
-    let provision = ProvisionDeps {
-        client: client.clone(),
-        store: store.clone(),
-        access: config.access_policy(),
-        router: router.clone(),
-        rooms: rooms.clone(),
-        encrypt_rooms: config.matrix.encrypt_rooms,
-    };
-    let provisioner = root
-        .start_child(ChildSpec::new(
-            ActorId::singleton("provisioner"),
-            move |ctx| Provisioner::new(provision.clone(), ctx),
-        ))
-        .await?;
+/// What the background start-up needs.
+struct StartUp {
+    connectors: Vec<Box<dyn Connector>>,
+    intake: Arc<Intake>,
+    rooms: RoomDirectory,
+    surfaces: Surfaces,
+    store: Store,
+    view: RuntimeView,
+    root: SupervisorHandle,
+    stopper: Stopper,
+    shutdown: watch::Receiver<bool>,
+    default_agent: String,
+    full: bool,
+}
 
-    let health = SyncHealth::new();
-    let dispatcher = Dispatcher::new(dispatch::DispatcherDeps {
-        bot: bot.clone(),
-        client: client.clone(),
-        rooms: rooms.clone(),
-        provisioner: provisioner.clone(),
-        store: store.clone(),
-        access: config.access_policy(),
-        journal: journal.clone(),
-        health: health.clone(),
-        sync: config.sync.clone(),
-    });
-    dispatcher.register(&client);
-
-    let view = RuntimeView {
-        registry: registry.clone(),
-        store: store.clone(),
-        sync: health.clone(),
-        agents: agent_views,
-        rooms: rooms.clone(),
-        client: client.clone(),
-        live: Arc::new(AtomicBool::new(false)),
-        reconciliation: Arc::default(),
-        metrics,
-        journal: journal.clone(),
-    };
-    crate::ops::spawn(&config.ops, view.clone(), root.clone())
-        .await
-        .context("starting the ops endpoint")?;
-    let _ = late.set(commands::Late {
-        provisioner,
-        view: view.clone(),
-    });
-    let sweeper = {
-        let confirmations = confirmations.clone();
-        let client = client.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(CONFIRMATION_SWEEP);
-            loop {
-                tick.tick().await;
-                commands::sweep_expired(&confirmations, &client).await;
-            }
-        })
-    };
-
-    // First sync (its messages are handled once start-up is done), from our own cursor.
-    let sync_settings = SyncLoopSettings {
-        filter: sync_filter(&client, config.sync.timeline_limit).await,
-        ..SyncLoopSettings::default()
-    };
-    let cursor = dispatcher.cursor().context("reading the sync cursor")?;
-    let initial = retry(&RetryPolicy::STARTUP, "the first sync", || {
-        matrix::initial_sync(&client, &health, cursor.as_deref(), &sync_settings)
-    })
-    .await
-    .context("the first sync")?;
-    let default_agent = config
-        .default_agent()
-        .map(|a| a.id.clone())
-        .unwrap_or_default();
-    let report = reconcile::reconcile(&client, &store, &default_agent, config.reconcile.full)
-        .await
-        .context("reconciling the store with Matrix")?;
-    tracing::info!(
-        joined = report.joined,
-        walked = report.walked,
-        rooms_written = report.rooms_written,
-        users_written = report.users_written,
-        removed = report.removed,
-        written_back = report.written_back,
-        conflicts = report.conflicts.len(),
-        elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
-        "reconciliation done"
-    );
-    *view.reconciliation.lock() = Some(report);
-    // Archived rooms too: their actor answers with the archived notice (without one, a
-    // message there would get the explanation meant for rooms the bot does not manage).
-    for record in store.rooms()? {
-        match RoomId::parse(&record.room_id) {
-            Ok(room_id) => {
-                rooms.start(&room_id).await?;
-            }
-            Err(error) => {
-                tracing::warn!(room_id = %record.room_id, %error, "bad room id in the store")
-            }
-        }
+/// Catches up with every messenger, reconciles, starts the chats, goes live.
+async fn start_up(s: StartUp) -> anyhow::Result<()> {
+    let inbound: Arc<dyn Inbound> = s.intake.clone();
+    let mut connectors = s.connectors;
+    for connector in &mut connectors {
+        let name = connector.surface().name();
+        connector
+            .prepare(inbound.clone())
+            .await
+            .with_context(|| format!("catching up with {name}"))?;
     }
-    tracing::info!(rooms = rooms.len(), "managed rooms started");
-    let next_batch = initial.next_batch.clone();
-    let since = initial.since.clone();
-    let start = match dispatcher
-        .handle_sync(initial.response, since.clone(), true)
-        .await
-    {
-        Ok(()) => Some(next_batch),
-        Err(error) => {
-            tracing::warn!(%error, "the first sync's messages were not all handled; the sync loop reads the same range again");
-            since
+    let surfaces: Vec<_> = connectors.iter().map(|c| c.surface()).collect();
+    for surface in surfaces {
+        if !surface.capabilities().chat_state {
+            continue;
         }
-    };
-    view.live.store(true, Ordering::Release);
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let sync_deps = SyncDeps {
-        client: client.clone(),
-        health: health.clone(),
-        dispatcher: dispatcher.clone(),
-        settings: sync_settings,
-        start,
-        shutdown: stop_rx,
-    };
-    root.start_child(ChildSpec::new(ActorId::singleton("sync"), move |ctx| {
-        SyncActor::new(sync_deps.clone(), ctx)
-    }))
-    .await?;
-    tracing::info!("surfaces is running");
-
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    sweeper.abort();
-    let grace = config.shutdown.grace();
-    if tokio::time::timeout(grace, root.shutdown()).await.is_err() {
-        tracing::warn!(
-            ?grace,
-            "actors did not stop within the grace period (config shutdown.grace_secs)"
+        let report = reconcile::reconcile(surface.as_ref(), &s.store, &s.default_agent, s.full)
+            .await
+            .with_context(|| format!("reconciling the store with {}", surface.name()))?;
+        tracing::info!(
+            surface = surface.name(),
+            joined = report.joined,
+            walked = report.walked,
+            rooms_written = report.rooms_written,
+            users_written = report.users_written,
+            removed = report.removed,
+            written_back = report.written_back,
+            conflicts = report.conflicts.len(),
+            elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "reconciliation done"
         );
+        *s.view.reconciliation.lock() = Some(report);
     }
-    store.flush().await?;
-    tracing::info!("stopped");
+    // Archived chats too: their actor answers with the archived notice (without one, a
+    // message there would get the explanation meant for chats the bot does not manage).
+    for record in s.store.rooms()? {
+        let Some(surface) = s.surfaces.get(&record.surface) else {
+            tracing::warn!(room_id = %record.room_id, surface = %record.surface,
+                "a chat of a messenger that is not configured; leaving it alone");
+            continue;
+        };
+        s.rooms.start(surface, ChatId::new(record.room_id)).await?;
+    }
+    tracing::info!(rooms = s.rooms.len(), "managed rooms started");
+    for connector in connectors {
+        let name = connector.surface().name();
+        connector
+            .go_live(
+                inbound.clone(),
+                s.root.clone(),
+                s.stopper.clone(),
+                s.shutdown.clone(),
+            )
+            .await
+            .with_context(|| format!("going live on {name}"))?;
+    }
+    s.view.live.store(true, Ordering::Release);
+    tracing::info!("surfaces is running");
     Ok(())
 }
 
-/// The bot's sync filter (timeline limit `sync.timeline_limit`), uploaded with a few
-/// retries; without it the homeserver's default limit applies (catch-up still fills the
-/// gaps, with more requests), which the log says.
-async fn sync_filter(
-    client: &matrix_sdk::Client,
-    timeline_limit: u32,
-) -> Option<matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter> {
-    match retry(&RetryPolicy::STARTUP, "uploading the sync filter", || {
-        matrix::bot_filter(client, timeline_limit)
-    })
-    .await
-    {
-        Ok(filter) => Some(filter),
-        Err(error) => {
-            tracing::error!(%error, "cannot upload the sync filter (sync.timeline_limit); \
-                syncing with the homeserver's default timeline limit");
-            None
+impl Running {
+    /// What the ops endpoint reads.
+    pub fn view(&self) -> RuntimeView {
+        self.view.clone()
+    }
+
+    /// The root supervisor (the ops endpoint's liveness and drills).
+    pub fn supervisor(&self) -> SupervisorHandle {
+        self.root.clone()
+    }
+
+    /// Runs until `shutdown` completes (exit code 0), start-up fails (1; 3 when a messenger
+    /// rejected the bot's credentials) or an adapter asks to stop (its code), then shuts
+    /// down: stops reading, lets the actors drain within `shutdown.grace_secs`, flushes.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> ExitCode {
+        tokio::pin!(shutdown);
+        let code = loop {
+            tokio::select! {
+                result = async { self.startup.as_mut().expect("checked").await }, if self.startup.is_some() => {
+                    self.startup = None;
+                    match result {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(error)) => {
+                            tracing::error!("fatal: start-up failed: {error:#}");
+                            break exit_code_of(&error);
+                        }
+                        Err(join) => {
+                            tracing::error!(%join, "fatal: start-up ended abnormally");
+                            break EXIT_FAILURE;
+                        }
+                    }
+                }
+                stop = self.fatal.recv() => {
+                    match stop {
+                        Some(stop) => {
+                            tracing::error!(code = stop.code, "stopping: {}", stop.reason);
+                            break stop.code;
+                        }
+                        None => continue,
+                    }
+                }
+                () = &mut shutdown => {
+                    tracing::info!("shutting down");
+                    break 0;
+                }
+            }
+        };
+        self.view.live.store(false, Ordering::Release);
+        let _ = self.stop_reading.send(true);
+        if let Some(startup) = self.startup.take() {
+            startup.abort();
         }
+        self.sweeper.abort();
+        if tokio::time::timeout(self.grace, self.root.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = ?self.grace,
+                "actors did not stop within the grace period (config shutdown.grace_secs)"
+            );
+        }
+        if let Err(error) = self.store.flush().await {
+            tracing::error!(%error, "cannot flush the store");
+        }
+        tracing::info!(code, "stopped");
+        ExitCode::from(code)
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the bot");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+/// The exit code for a failed start-up: 3 when a messenger rejected the credentials.
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    let credentials = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<SurfaceError>()
+            .is_some_and(SurfaceError::is_invalid_credentials)
+    });
+    if credentials {
+        EXIT_INVALID_CREDENTIALS
+    } else {
+        EXIT_FAILURE
     }
 }

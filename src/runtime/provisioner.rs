@@ -1,46 +1,44 @@
-//! Onboarding: a person invites the bot; the bot builds their Space and first chat room.
+//! Onboarding and new chats: a person invites the bot; the bot builds their home and chats.
 //!
-//! Invites are handled one at a time (`ctx.wait`), so two invites from the same person
-//! can never race into two Spaces. The Space id is written to the store the moment the
-//! Space exists, so a second invite, or a restart, finds it and never creates another.
-//! Invites from people the access policy does not allow are declined (the bot leaves).
+//! Invites and `!new` are handled one at a time (`ctx.wait`), so two invites from the same
+//! person can never race into two homes. The home's id is written to the store the moment
+//! the home exists, so a second invite, or a restart, finds it and never creates another.
+//! Invites from people the access policy does not allow are declined. Everything goes
+//! through the chat's messenger ([`Surface`]): on Matrix a home is a Space and a chat a
+//! room in it; a messenger without homes uses the direct chat as the home.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
 use actors::{ChildCtx, ChildHandle};
-use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
-use matrix_sdk::Client;
 
-use super::directory::RoomDirectory;
-use super::router::{DefaultAgent, MintChatId, Router};
+use super::directory::RoomStarter;
+use super::room::Chat;
+use super::router::{AgentRoute, DefaultAgent, MintChatId, ResolveAgent, Router};
 use crate::config::AccessPolicy;
-use crate::matrix::{self, SurfacesRoomEventContent};
 use crate::store::{RoomRecord, Store, UserRecord};
+use crate::surface::{Binding, ChatId, NewChat, PersonId, Surface};
 use crate::texts;
 
 /// What the provisioner needs.
 #[derive(Clone)]
 pub struct ProvisionDeps {
-    /// The Matrix client.
-    pub client: Client,
     /// The store.
     pub store: Store,
     /// Who may use the bot.
     pub access: AccessPolicy,
     /// The router (default agent, chat ids).
     pub router: ChildHandle<Router>,
-    /// The managed rooms and their actors.
-    pub rooms: RoomDirectory,
-    /// Whether new chat rooms are end-to-end encrypted.
-    pub encrypt_rooms: bool,
+    /// Starts the actor of a new chat.
+    pub rooms: RoomStarter,
 }
 
 /// The provisioner actor.
 pub struct Provisioner {
     deps: ProvisionDeps,
-    /// Invites already handled in this incarnation (the homeserver repeats pending ones).
-    seen: HashSet<OwnedRoomId>,
+    /// Invites already handled in this incarnation (messengers repeat pending ones).
+    seen: HashSet<(String, ChatId)>,
     _ctx: ChildCtx,
 }
 
@@ -60,21 +58,24 @@ impl Actor for Provisioner {
 }
 actors::supervised_actor!(Provisioner);
 
-/// `!new`: a new chat room in the person's Space, bound to their selected agent.
+/// `!new`: a new chat in the person's home, bound to their selected agent. Answers with the
+/// chat and its agent's id.
 #[derive(Message)]
-#[rtype(result = "Result<String, NewChatError>")]
-pub struct NewChat {
+#[rtype(result = "Result<(ChatId, String), NewChatError>")]
+pub struct NewChatRequest {
+    /// The person's messenger.
+    pub surface: Arc<dyn Surface>,
     /// The person.
-    pub person: OwnedUserId,
-    /// The room's name, if they gave one.
+    pub person: PersonId,
+    /// The chat's name, if they gave one.
     pub name: Option<String>,
 }
 
-/// Why `!new` could not make a room (shown to the person).
+/// Why `!new` could not make a chat (shown to the person).
 #[derive(Debug, thiserror::Error)]
 pub enum NewChatError {
-    /// The person has no Space yet.
-    #[error("no space")]
+    /// The person has no home yet.
+    #[error("no home")]
     NoSpace,
     /// Their selected agent is not configured any more.
     #[error("agent {0} is gone")]
@@ -84,78 +85,83 @@ pub enum NewChatError {
     Failed(String),
 }
 
-impl Handler<NewChat> for Provisioner {
-    type Result = actix::ResponseActFuture<Self, Result<String, NewChatError>>;
+impl Handler<NewChatRequest> for Provisioner {
+    type Result = actix::ResponseActFuture<Self, Result<(ChatId, String), NewChatError>>;
 
-    fn handle(&mut self, msg: NewChat, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: NewChatRequest, _: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
         // Through the same serialized path as onboarding (ResponseActFuture waits its turn).
-        Box::pin(async move { new_chat(&deps, &msg.person, msg.name).await }.into_actor(self))
+        Box::pin(
+            async move { new_chat(&deps, msg.surface, &msg.person, msg.name).await }
+                .into_actor(self),
+        )
     }
 }
 
 async fn new_chat(
     deps: &ProvisionDeps,
-    person: &UserId,
+    surface: Arc<dyn Surface>,
+    person: &PersonId,
     name: Option<String>,
-) -> Result<String, NewChatError> {
+) -> Result<(ChatId, String), NewChatError> {
     let failed = |e: &dyn std::fmt::Display| NewChatError::Failed(e.to_string());
     let mut user = deps
         .store
         .user(person.as_str())
         .map_err(|e| failed(&e))?
         .ok_or(NewChatError::NoSpace)?;
-    let space_id = user
+    let home = user
         .space_id
-        .as_deref()
-        .and_then(|s| RoomId::parse(s).ok())
+        .clone()
+        .map(ChatId::new)
         .ok_or(NewChatError::NoSpace)?;
     let route = match &user.selected_agent {
         Some(agent_id) => deps
             .router
-            .send(super::router::ResolveAgent {
+            .send(ResolveAgent {
                 agent_id: agent_id.clone(),
             })
             .await
             .map_err(|e| failed(&e))?
             .ok_or_else(|| NewChatError::AgentGone(agent_id.clone()))?,
-        None => deps
-            .router
-            .send(DefaultAgent)
-            .await
-            .map_err(|e| failed(&e))?
-            .ok_or_else(|| NewChatError::Failed("no default agent".into()))?,
+        None => default_route(deps).await.map_err(|e| failed(&e))?,
     };
-    create_room(deps, &mut user, &space_id, person, &route, name)
+    let chat = create_chat(deps, &surface, &mut user, &home, person, &route, name)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, person = %person, "!new failed");
-            NewChatError::Failed(e.to_string())
-        })
+            failed(&e)
+        })?;
+    Ok((chat, route.id))
 }
 
-/// The bot was invited to a room.
-#[derive(Message, Clone, Debug)]
+/// The bot was invited to a chat.
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Invited {
-    /// The room.
-    pub room_id: OwnedRoomId,
+    /// The chat's messenger.
+    pub surface: Arc<dyn Surface>,
+    /// The chat.
+    pub chat: ChatId,
     /// Who invited the bot.
-    pub inviter: OwnedUserId,
+    pub inviter: PersonId,
 }
 
 impl Handler<Invited> for Provisioner {
     type Result = ();
 
     fn handle(&mut self, msg: Invited, ctx: &mut Context<Self>) {
-        if !self.seen.insert(msg.room_id.clone()) {
+        if !self
+            .seen
+            .insert((msg.surface.name().to_owned(), msg.chat.clone()))
+        {
             return;
         }
         let deps = self.deps.clone();
         ctx.wait(
             async move {
-                if let Err(error) = onboard(&deps, &msg.room_id, &msg.inviter).await {
-                    tracing::error!(room_id = %msg.room_id, inviter = %msg.inviter, %error,
+                if let Err(error) = onboard(&deps, &msg.surface, &msg.chat, &msg.inviter).await {
+                    tracing::error!(room_id = %msg.chat, inviter = %msg.inviter, %error,
                         "onboarding failed");
                 }
             }
@@ -164,71 +170,87 @@ impl Handler<Invited> for Provisioner {
     }
 }
 
-async fn onboard(deps: &ProvisionDeps, dm_id: &RoomId, person: &UserId) -> anyhow::Result<()> {
+async fn onboard(
+    deps: &ProvisionDeps,
+    surface: &Arc<dyn Surface>,
+    dm: &ChatId,
+    person: &PersonId,
+) -> anyhow::Result<()> {
     if !deps.access.allows(person.as_str()) {
-        tracing::warn!(inviter = %person, room_id = %dm_id,
+        tracing::warn!(inviter = %person, room_id = %dm,
             "declining an invite: the inviter is not allowed (config access.allowed_users / access.allowed_homeservers)");
-        matrix::leave(&deps.client, dm_id).await?;
+        surface.decline_invite(dm).await?;
         return Ok(());
     }
-    let dm = matrix::join_invite(&deps.client, dm_id).await?;
-    tracing::info!(person = %person, room_id = %dm_id, "joined a direct chat");
+    surface.accept_invite(dm).await?;
+    tracing::info!(person = %person, room_id = %dm, "joined a direct chat");
 
     let mut user = deps
         .store
         .user(person.as_str())?
         .unwrap_or_else(|| UserRecord::new(person.as_str()));
-    user.dm_room_id = Some(dm_id.to_string());
-    let space_name = texts::space_name(person.localpart());
+    user.dm_room_id = Some(dm.to_string());
+    let home_name = texts::space_name(localpart(person));
 
-    let space_id: OwnedRoomId = match user.space_id.as_deref().map(RoomId::parse) {
-        Some(Ok(id)) => id,
-        _ => {
-            let id = matrix::create_space(&deps.client, person, &space_name).await?;
-            user.space_id = Some(id.to_string());
+    let home = match user.space_id.clone() {
+        Some(home) => ChatId::new(home),
+        None => {
+            let home = if surface.capabilities().homes {
+                surface.create_home(person, &home_name).await?
+            } else {
+                dm.clone()
+            };
+            user.space_id = Some(home.to_string());
             deps.store.put_user(&user).await?;
-            id
+            home
         }
     };
     deps.store.put_user(&user).await?;
 
     let existing = deps.store.rooms_of(person.as_str())?;
-    let first_room = match existing.iter().find(|r| !r.archived) {
-        Some(room) => room.room_id.clone(),
-        None => create_first_room(deps, &mut user, &space_id, person).await?,
+    let first_chat = match existing.iter().find(|r| !r.archived) {
+        Some(room) => ChatId::new(room.room_id.as_str()),
+        None => {
+            let route = default_route(deps).await?;
+            create_chat(deps, surface, &mut user, &home, person, &route, None).await?
+        }
     };
-    let pointer = texts::space_pointer(&space_name, space_id.as_str(), &first_room);
-    matrix::send_notice(&dm, &pointer, None).await?;
+    let pointer = texts::space_pointer(&home_name, home.as_str(), first_chat.as_str());
+    Chat::new(surface.clone(), dm.clone())
+        .say(&pointer, None)
+        .await;
     Ok(())
 }
 
-async fn create_first_room(
-    deps: &ProvisionDeps,
-    user: &mut UserRecord,
-    space_id: &RoomId,
-    person: &UserId,
-) -> anyhow::Result<String> {
-    let route = deps
-        .router
-        .send(DefaultAgent)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no default agent is configured"))?;
-    create_room(deps, user, space_id, person, &route, None).await
+/// The local part of a Matrix-style user id (`alice` of `@alice:example.org`), else the id.
+fn localpart(person: &PersonId) -> &str {
+    let id = person.as_str();
+    id.strip_prefix('@')
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or(id)
 }
 
-/// Creates a chat room in the person's Space bound to `route`'s agent and a fresh
-/// platform chat id, records it, starts its actor and welcomes the person.
-async fn create_room(
+async fn default_route(deps: &ProvisionDeps) -> anyhow::Result<AgentRoute> {
+    deps.router
+        .send(DefaultAgent)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no default agent is configured"))
+}
+
+/// Creates a chat in the person's home bound to `route`'s agent and a fresh platform chat
+/// id, records it, starts its actor and welcomes the person.
+async fn create_chat(
     deps: &ProvisionDeps,
+    surface: &Arc<dyn Surface>,
     user: &mut UserRecord,
-    space_id: &RoomId,
-    person: &UserId,
-    route: &super::router::AgentRoute,
+    home: &ChatId,
+    person: &PersonId,
+    route: &AgentRoute,
     name: Option<String>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<ChatId> {
     let chat_id = deps.router.send(MintChatId).await??;
     let chat_index = user.next_chat_index;
-    let binding = SurfacesRoomEventContent {
+    let binding = Binding {
         agent_id: route.id.clone(),
         platform_chat_id: chat_id.clone(),
         owner: person.to_string(),
@@ -236,17 +258,17 @@ async fn create_room(
         archived: false,
     };
     let name = name.unwrap_or_else(|| texts::chat_room_name(chat_index));
-    let room_id = matrix::create_chat_room(
-        &deps.client,
-        space_id,
-        person,
-        &name,
-        &binding,
-        deps.encrypt_rooms,
-    )
-    .await?;
+    let chat = surface
+        .create_chat(NewChat {
+            home: home.clone(),
+            owner: person.clone(),
+            name: name.clone(),
+            binding,
+        })
+        .await?;
     let record = RoomRecord {
-        room_id: room_id.to_string(),
+        room_id: chat.to_string(),
+        surface: surface.name().to_owned(),
         owner: person.to_string(),
         agent_id: route.id.clone(),
         platform_chat_id: chat_id,
@@ -257,9 +279,9 @@ async fn create_room(
     deps.store.put_room(&record).await?;
     user.next_chat_index = chat_index + 1;
     deps.store.put_user(user).await?;
-    deps.rooms.start(&room_id).await?;
-    if let Some(room) = deps.client.get_room(&room_id) {
-        matrix::send_notice(&room, &texts::welcome(&route.name), None).await?;
-    }
-    Ok(room_id.to_string())
+    deps.rooms.start(surface.clone(), chat.clone()).await?;
+    Chat::new(surface.clone(), chat.clone())
+        .say(&texts::welcome(&route.name), None)
+        .await;
+    Ok(chat)
 }

@@ -1,9 +1,11 @@
-//! Start-up reconciliation: Matrix is the source of truth; the store is rebuilt from it.
+//! Start-up reconciliation: the messenger is the source of truth; the store is rebuilt from it.
 //!
-//! After the first sync and before any live event is handled, the reconciler reads the
-//! bot's joined rooms from the client's local state (no extra requests): chat rooms carry
-//! `org.surfaces.room` (agent, platform chat id, owner, chat index, archived), Spaces carry
-//! `org.surfaces.space` (owner). [`plan`] (pure, table-tested) turns those facts and the
+//! After the messenger's adapter caught up (Matrix: the first sync) and before any live
+//! event is handled, the reconciler reads the chats the bot is in through the [`Surface`]
+//! (from the adapter's local state: no extra requests): chats carry their binding (agent,
+//! platform chat id, owner, chat index, archived; Matrix: `org.surfaces.room`), homes their
+//! owner and preferences (Matrix: `org.surfaces.space` in a Space). [`plan`] (pure,
+//! table-tested) turns those facts and the
 //! store's records into a plan: records to write, rooms to drop (the bot left them),
 //! bindings to write back (legacy rooms without a chat id get one minted
 //! deterministically: the same room always gets the same id), counters to raise so no id
@@ -11,36 +13,56 @@
 //! logged and counted). Bindings are written to Matrix first, then to the store.
 //!
 //! With an intact store that was reconciled before, only rooms the store does not know
-//! are walked (config `reconcile.full` walks them all).
+//! are walked (config `reconcile.full` walks them all). Only the records of the messenger
+//! being reconciled are touched; a messenger without chat state is not reconciled at all
+//! (the store is its source of truth).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use matrix_sdk::Client;
 use sha2::{Digest, Sha256};
 
 use super::router::CHAT_ID_PREFIX;
-use crate::matrix::{self, SurfacesRoomEventContent};
 use crate::store::{RoomRecord, Store, UserRecord};
+use crate::surface::{Binding, ChatFacts, ChatId, HomePrefs, Surface};
 
 /// Prefix of the deterministic chat ids minted for legacy rooms (`sfc-r<hash>`).
 pub const LEGACY_CHAT_ID_PREFIX: &str = "sfc-r";
 /// Hex digits of the room id's hash in a legacy chat id.
 const LEGACY_HASH_HEX: usize = 16;
 
-/// What Matrix says about one joined room.
+/// What the messenger says about one chat the bot is in, as the planner reads it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RoomFacts {
-    /// The room.
+    /// The chat.
     pub room_id: String,
     /// Its name, if any.
     pub name: Option<String>,
-    /// Its `org.surfaces.room` binding, if any.
-    pub binding: Option<SurfacesRoomEventContent>,
-    /// Its `org.surfaces.space` owner, if it is a Space the bot made.
+    /// Its binding, if any.
+    pub binding: Option<Binding>,
+    /// Its owner, if it is a home the bot made.
     pub space_owner: Option<String>,
-    /// Its `m.space.parent`, if any.
+    /// The owner's preferences kept in that home.
+    pub space_prefs: HomePrefs,
+    /// The home it belongs to, if any.
     pub parent: Option<String>,
+}
+
+impl From<ChatFacts> for RoomFacts {
+    fn from(facts: ChatFacts) -> Self {
+        let (space_owner, space_prefs) = match facts.home {
+            Some(home) => (Some(home.owner.to_string()), home.prefs),
+            None => (None, HomePrefs::default()),
+        };
+        RoomFacts {
+            room_id: facts.chat.to_string(),
+            name: facts.name,
+            binding: facts.binding,
+            space_owner,
+            space_prefs,
+            parent: facts.parent.map(|p| p.to_string()),
+        }
+    }
 }
 
 /// A disagreement between the store and Matrix (Matrix won).
@@ -66,7 +88,7 @@ pub struct Plan {
     /// Rooms to drop from the store (the bot is no longer in them).
     pub remove: Vec<String>,
     /// Bindings to write to the rooms' state first (minted ids, legacy rooms).
-    pub write_back: Vec<(String, SurfacesRoomEventContent)>,
+    pub write_back: Vec<(String, Binding)>,
     /// Disagreements found.
     pub conflicts: Vec<Conflict>,
     /// The chat sequence must be at least this.
@@ -85,10 +107,12 @@ fn chat_seq_of(chat_id: &str) -> Option<u64> {
     chat_id.strip_prefix(CHAT_ID_PREFIX)?.parse().ok()
 }
 
-/// Plans the reconciliation of `facts` (the joined rooms walked) with the store's records.
-/// `walked_all` says whether `facts` covers every joined room (then rooms missing from it
-/// are dropped); `joined` is the set of every joined room id either way.
+/// Plans the reconciliation of `facts` (the joined chats walked) of messenger `surface` with
+/// the store's records of that messenger. `joined` is the set of every joined chat id.
+/// A person's choice of agent kept in their home wins over the store's; a home without one
+/// leaves the store's as it is.
 pub fn plan(
+    surface: &str,
     facts: &[RoomFacts],
     joined: &HashSet<String>,
     known_rooms: &[RoomRecord],
@@ -117,6 +141,19 @@ pub fn plan(
         let user = users
             .entry(owner.to_owned())
             .or_insert_with(|| UserRecord::new(owner));
+        if let Some(selected) = &fact.space_prefs.selected_agent {
+            if user.selected_agent.as_ref() != Some(selected) {
+                if let Some(old) = &user.selected_agent {
+                    out.conflicts.push(Conflict {
+                        subject: owner.to_owned(),
+                        field: "selected_agent",
+                        store: old.clone(),
+                        matrix: selected.clone(),
+                    });
+                }
+                user.selected_agent = Some(selected.clone());
+            }
+        }
         match &user.space_id {
             Some(existing) if existing == &fact.room_id => {}
             Some(existing) if joined.contains(existing) => {
@@ -160,6 +197,7 @@ pub fn plan(
                 let idx = max_index.entry(binding.owner.clone()).or_insert(0);
                 *idx = (*idx).max(binding.chat_index);
                 chat_rooms.push(record_from(
+                    surface,
                     fact,
                     &binding,
                     rooms_by_id.get(fact.room_id.as_str()),
@@ -174,7 +212,7 @@ pub fn plan(
         let known = rooms_by_id.get(fact.room_id.as_str());
         let idx = max_index.entry(owner.to_owned()).or_insert(0);
         *idx += 1;
-        let binding = SurfacesRoomEventContent {
+        let binding = Binding {
             agent_id: known.map_or_else(|| default_agent.to_owned(), |r| r.agent_id.clone()),
             platform_chat_id: legacy_chat_id(&fact.room_id),
             owner: owner.to_owned(),
@@ -182,7 +220,7 @@ pub fn plan(
             archived: false,
         };
         out.write_back.push((fact.room_id.clone(), binding.clone()));
-        chat_rooms.push(record_from(fact, &binding, known));
+        chat_rooms.push(record_from(surface, fact, &binding, known));
     }
 
     for record in chat_rooms {
@@ -251,12 +289,14 @@ pub fn plan(
 }
 
 fn record_from(
+    surface: &str,
     fact: &RoomFacts,
-    binding: &SurfacesRoomEventContent,
+    binding: &Binding,
     known: Option<&&RoomRecord>,
 ) -> RoomRecord {
     RoomRecord {
         room_id: fact.room_id.clone(),
+        surface: surface.to_owned(),
         owner: binding.owner.clone(),
         agent_id: binding.agent_id.clone(),
         platform_chat_id: binding.platform_chat_id.clone(),
@@ -295,79 +335,78 @@ const RECONCILED_MARK: &str = "reconciled";
 
 /// Reconciles the store with the client's view of Matrix (after the first sync).
 pub async fn reconcile(
-    client: &Client,
+    surface: &dyn Surface,
     store: &Store,
     default_agent: &str,
     full: bool,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let known_rooms = store.rooms()?;
-    let known_users = store.users()?;
-    let joined_rooms = client.joined_rooms();
-    let joined: HashSet<String> = joined_rooms
-        .iter()
-        .map(|r| r.room_id().to_string())
+    let name = surface.name();
+    let known_rooms: Vec<RoomRecord> = store
+        .rooms()?
+        .into_iter()
+        .filter(|r| r.surface == name)
         .collect();
-    let walk_all = full || !store.flag(RECONCILED_MARK)? || known_rooms.is_empty();
+    let known_users = store.users()?;
+    let joined_chats = surface.chats().await?;
+    let joined: HashSet<String> = joined_chats.iter().map(ToString::to_string).collect();
+    let mark = format!("{RECONCILED_MARK}:{name}");
+    let walk_all = full
+        || !(store.flag(&mark)?
+            || (name == crate::store::DEFAULT_SURFACE && store.flag(RECONCILED_MARK)?))
+        || known_rooms.is_empty();
     let known_ids: HashSet<&str> = known_rooms.iter().map(|r| r.room_id.as_str()).collect();
     let known_spaces: HashSet<&str> = known_users
         .iter()
         .filter_map(|u| u.space_id.as_deref())
         .collect();
-    let mut facts = Vec::new();
-    for room in &joined_rooms {
-        let id = room.room_id().as_str();
-        // Known Spaces are walked too when a room is: legacy rooms need their owners.
+    let mut facts: Vec<RoomFacts> = Vec::new();
+    for chat in &joined_chats {
+        let id = chat.as_str();
         if !walk_all && (known_ids.contains(id) || known_spaces.contains(id)) {
             continue;
         }
-        facts.push(RoomFacts {
-            room_id: id.to_owned(),
-            name: room.name(),
-            binding: matrix::room_binding(room).await?,
-            space_owner: matrix::space_owner(room).await?.map(|o| o.to_string()),
-            parent: matrix::space_parent_of(room).await?.map(|p| p.to_string()),
-        });
+        facts.push(surface.chat_facts(chat).await?.into());
     }
     if !walk_all && facts.iter().any(|f| f.parent.is_some()) {
-        // A new room may be a legacy child of a known Space: include the Spaces' facts.
-        for room in &joined_rooms {
-            if known_spaces.contains(room.room_id().as_str()) {
-                facts.push(RoomFacts {
-                    room_id: room.room_id().to_string(),
-                    name: room.name(),
-                    binding: None,
-                    space_owner: matrix::space_owner(room).await?.map(|o| o.to_string()),
-                    parent: None,
-                });
+        for chat in &joined_chats {
+            if known_spaces.contains(chat.as_str()) {
+                let mut home: RoomFacts = surface.chat_facts(chat).await?.into();
+                home.binding = None;
+                home.parent = None;
+                facts.push(home);
             }
         }
     }
-    let plan = plan(&facts, &joined, &known_rooms, &known_users, default_agent);
+    let plan = plan(
+        name,
+        &facts,
+        &joined,
+        &known_rooms,
+        &known_users,
+        default_agent,
+    );
 
-    // Matrix first, then the store: a crash in between is repaired by the next run.
     for (room_id, binding) in &plan.write_back {
-        let Some(room) = joined_rooms
-            .iter()
-            .find(|r| r.room_id().as_str() == room_id)
-        else {
+        let chat = ChatId::new(room_id.as_str());
+        if !joined_chats.contains(&chat) {
             continue;
-        };
-        matrix::set_room_binding(room, binding.clone()).await?;
+        }
+        surface.set_binding(&chat, binding).await?;
         tracing::info!(room_id = %room_id, chat_id = %binding.platform_chat_id,
             "wrote a binding back to a legacy room");
     }
     for conflict in &plan.conflicts {
         tracing::warn!(subject = %conflict.subject, field = conflict.field,
             store = %conflict.store, matrix = %conflict.matrix,
-            "store and Matrix disagree; Matrix wins");
+            "store and the messenger disagree; the messenger wins");
     }
     store.apply(&plan.rooms, &plan.users, &plan.remove).await?;
     store
         .ensure_chat_seq_at_least(plan.chat_seq_at_least)
         .await?;
     if walk_all {
-        store.set_flag(RECONCILED_MARK).await?;
+        store.set_flag(&mark).await?;
     }
     Ok(Report {
         joined: joined.len(),
@@ -385,8 +424,8 @@ pub async fn reconcile(
 mod tests {
     use super::*;
 
-    fn binding(owner: &str, chat: &str, index: u32) -> SurfacesRoomEventContent {
-        SurfacesRoomEventContent {
+    fn binding(owner: &str, chat: &str, index: u32) -> Binding {
+        Binding {
             agent_id: "echo".into(),
             platform_chat_id: chat.into(),
             owner: owner.into(),
@@ -395,13 +434,13 @@ mod tests {
         }
     }
 
-    fn chat(room: &str, b: SurfacesRoomEventContent, parent: Option<&str>) -> RoomFacts {
+    fn chat(room: &str, b: Binding, parent: Option<&str>) -> RoomFacts {
         RoomFacts {
             room_id: room.into(),
             name: Some(format!("name of {room}")),
             binding: Some(b),
-            space_owner: None,
             parent: parent.map(Into::into),
+            ..RoomFacts::default()
         }
     }
 
@@ -413,9 +452,10 @@ mod tests {
         }
     }
 
-    fn record(room: &str, b: &SurfacesRoomEventContent) -> RoomRecord {
+    fn record(room: &str, b: &Binding) -> RoomRecord {
         RoomRecord {
             room_id: room.into(),
+            surface: "matrix".into(),
             owner: b.owner.clone(),
             agent_id: b.agent_id.clone(),
             platform_chat_id: b.platform_chat_id.clone(),
@@ -436,7 +476,14 @@ mod tests {
             chat("!c1", binding("@a:x", "sfc-3", 1), Some("!s")),
             chat("!c2", binding("@a:x", "sfc-7", 2), Some("!s")),
         ];
-        let p = plan(&facts, &joined(&["!s", "!c1", "!c2"]), &[], &[], "echo");
+        let p = plan(
+            "matrix",
+            &facts,
+            &joined(&["!s", "!c1", "!c2"]),
+            &[],
+            &[],
+            "echo",
+        );
         assert_eq!(p.rooms.len(), 2);
         assert_eq!(p.users.len(), 1);
         assert_eq!(p.users[0].space_id.as_deref(), Some("!s"));
@@ -456,7 +503,14 @@ mod tests {
             record("!gone", &binding("@a:x", "sfc-4", 2)),
         ];
         let facts = vec![space("!s", "@a:x"), chat("!c1", truth.clone(), Some("!s"))];
-        let p = plan(&facts, &joined(&["!s", "!c1"]), &known, &[], "echo");
+        let p = plan(
+            "matrix",
+            &facts,
+            &joined(&["!s", "!c1"]),
+            &known,
+            &[],
+            "echo",
+        );
         assert_eq!(p.rooms, vec![record("!c1", &truth)]);
         let fields: Vec<&str> = p.conflicts.iter().map(|c| c.field).collect();
         assert_eq!(fields, vec!["agent_id", "platform_chat_id"]);
@@ -471,6 +525,7 @@ mod tests {
         user.space_id = Some("!s".into());
         user.next_chat_index = 2;
         let p = plan(
+            "matrix",
             &[space("!s", "@a:x"), chat("!c", b.clone(), Some("!s"))],
             &joined(&["!s", "!c"]),
             &[record("!c", &b)],
@@ -492,8 +547,22 @@ mod tests {
                 ..RoomFacts::default()
             },
         ];
-        let p1 = plan(&facts, &joined(&["!s", "!old", "!older"]), &[], &[], "echo");
-        let p2 = plan(&facts, &joined(&["!s", "!old", "!older"]), &[], &[], "echo");
+        let p1 = plan(
+            "matrix",
+            &facts,
+            &joined(&["!s", "!old", "!older"]),
+            &[],
+            &[],
+            "echo",
+        );
+        let p2 = plan(
+            "matrix",
+            &facts,
+            &joined(&["!s", "!old", "!older"]),
+            &[],
+            &[],
+            "echo",
+        );
         assert_eq!(p1.write_back, p2.write_back, "same rooms, same ids");
         assert_eq!(p1.write_back.len(), 2);
         let ids: Vec<&str> = p1
@@ -513,12 +582,54 @@ mod tests {
     }
 
     #[test]
+    fn the_agent_a_person_chose_comes_back_from_their_home() {
+        let mut home = space("!s", "@a:x");
+        home.space_prefs.selected_agent = Some("coder".into());
+        let p = plan(
+            "matrix",
+            &[home.clone()],
+            &joined(&["!s"]),
+            &[],
+            &[],
+            "echo",
+        );
+        assert_eq!(p.users[0].selected_agent.as_deref(), Some("coder"));
+        assert!(p.conflicts.is_empty());
+
+        // The home wins over a different choice in the store (and says so) ...
+        let mut user = UserRecord::new("@a:x");
+        user.space_id = Some("!s".into());
+        user.selected_agent = Some("echo".into());
+        let p = plan(
+            "matrix",
+            &[home],
+            &joined(&["!s"]),
+            &[],
+            &[user.clone()],
+            "echo",
+        );
+        assert_eq!(p.users[0].selected_agent.as_deref(), Some("coder"));
+        assert_eq!(p.conflicts[0].field, "selected_agent");
+
+        // ... while a home without a choice leaves the store's as it is.
+        let p = plan(
+            "matrix",
+            &[space("!s", "@a:x")],
+            &joined(&["!s"]),
+            &[],
+            &[user],
+            "echo",
+        );
+        assert!(p.users.is_empty(), "{p:?}");
+    }
+
+    #[test]
     fn other_rooms_are_ignored_and_chat_seq_parsing_is_strict() {
         let facts = vec![RoomFacts {
             room_id: "!dm".into(),
             ..RoomFacts::default()
         }];
-        let p = plan(&facts, &joined(&["!dm"]), &[], &[], "echo");
+        let p = plan("matrix", &facts, &joined(&["!dm"]), &[], &[], "echo");
         assert_eq!(p, Plan::default());
         assert_eq!(chat_seq_of("sfc-12"), Some(12));
         assert_eq!(chat_seq_of("sfc-r12"), None);

@@ -622,11 +622,11 @@ async fn stale_rooms_and_strangers() -> anyhow::Result<()> {
             WAIT,
         )
         .await?;
-    stack
-        .bot
-        .log_contains("access.allowed_users")
-        .then_some(())
-        .unwrap_or_else(|| panic!("the log names the config key:\n{}", stack.bot.log_tail(40)));
+    assert!(
+        stack.bot.log_contains("access.allowed_users"),
+        "the log names the config key:\n{}",
+        stack.bot.log_tail(40)
+    );
     assert!(!mallory.joined_members(&dm).await?.iter().any(|m| m == &bot));
     assert!(
         mallory.invites().await.is_empty(),

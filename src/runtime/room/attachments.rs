@@ -21,21 +21,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::{AsyncContext, Context, Handler, Message, WrapFuture};
-use matrix_sdk::ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
-use matrix_sdk::Room;
 use parking_lot::Mutex;
 use tracing::Instrument;
 
-use super::{answer, notice, RoomActor, RoomDeps, UserMessage};
+use super::{answer, Chat, RoomActor, RoomDeps, UserMessage};
 use crate::agent::{Attachment, FileEvent};
 use crate::files::{self, InboundRefusal};
-use crate::matrix::media::IncomingFile;
-use crate::matrix::txn_id_for;
 use crate::runtime::router::{AgentRoute, ResolveAgent};
+use crate::surface::{AnswerPart, ChatId, IncomingFile, MessageId, PersonId, SendKey};
 use crate::texts;
-
-/// Transaction-id part of the `i`-th file posted after a turn: `FILE_PART_BASE + i`.
-pub const FILE_PART_BASE: u32 = 100;
 
 /// Waiting files by (room id, sender).
 type Held = HashMap<(String, String), Vec<Attachment>>;
@@ -57,31 +51,31 @@ impl FileDeps {
         }
     }
 
-    fn key(room_id: &RoomId, sender: &UserId) -> (String, String) {
-        (room_id.as_str().to_owned(), sender.as_str().to_owned())
+    fn key(chat: &ChatId, sender: &PersonId) -> (String, String) {
+        (chat.as_str().to_owned(), sender.as_str().to_owned())
     }
 
-    /// `attachment` waits for `sender`'s next message in `room_id`.
-    pub fn hold(&self, room_id: &RoomId, sender: &UserId, attachment: Attachment) {
+    /// `attachment` waits for `sender`'s next message in `chat`.
+    pub fn hold(&self, chat: &ChatId, sender: &PersonId, attachment: Attachment) {
         let mut held = self.held.lock();
-        let list = held.entry(Self::key(room_id, sender)).or_default();
+        let list = held.entry(Self::key(chat, sender)).or_default();
         // A redelivered file message is held once.
         if !list.iter().any(|a| a.path == attachment.path) {
             list.push(attachment);
         }
     }
 
-    /// The files waiting for `sender` in `room_id`, then `extra`; nothing waits afterwards.
+    /// The files waiting for `sender` in `chat`, then `extra`; nothing waits afterwards.
     pub fn take(
         &self,
-        room_id: &RoomId,
-        sender: &UserId,
+        chat: &ChatId,
+        sender: &PersonId,
         extra: Vec<Attachment>,
     ) -> Vec<Attachment> {
         let mut all = self
             .held
             .lock()
-            .remove(&Self::key(room_id, sender))
+            .remove(&Self::key(chat, sender))
             .unwrap_or_default();
         for attachment in extra {
             if !all.iter().any(|a| a.path == attachment.path) {
@@ -92,12 +86,12 @@ impl FileDeps {
     }
 
     /// Puts the files of a failed turn back, before anything held since.
-    pub fn put_back(&self, room_id: &RoomId, sender: &UserId, attachments: Vec<Attachment>) {
+    pub fn put_back(&self, chat: &ChatId, sender: &PersonId, attachments: Vec<Attachment>) {
         if attachments.is_empty() {
             return;
         }
         let mut held = self.held.lock();
-        let list = held.entry(Self::key(room_id, sender)).or_default();
+        let list = held.entry(Self::key(chat, sender)).or_default();
         let later = std::mem::replace(list, attachments);
         for attachment in later {
             if !list.iter().any(|a| a.path == attachment.path) {
@@ -106,23 +100,23 @@ impl FileDeps {
         }
     }
 
-    /// How many files wait for `sender` in `room_id`.
-    pub fn held_count(&self, room_id: &RoomId, sender: &UserId) -> usize {
+    /// How many files wait for `sender` in `chat`.
+    pub fn held_count(&self, chat: &ChatId, sender: &PersonId) -> usize {
         self.held
             .lock()
-            .get(&Self::key(room_id, sender))
+            .get(&Self::key(chat, sender))
             .map_or(0, Vec::len)
     }
 }
 
-/// A person's file, image, audio or video message in this room.
+/// A person's file, image, audio or video message in this chat.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct UserFile {
-    /// The Matrix event id (inbox path, turn and transaction ids derive from it).
-    pub event_id: OwnedEventId,
+    /// The message's id (inbox path, turn ids and send keys derive from it).
+    pub id: MessageId,
     /// Who sent it.
-    pub sender: OwnedUserId,
+    pub sender: PersonId,
     /// Their display name, if known.
     pub display_name: Option<String>,
     /// The file, as the message describes it.
@@ -133,16 +127,16 @@ impl Handler<UserFile> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: UserFile, ctx: &mut Context<Self>) {
-        let span = tracing::info_span!("file", room_id = %self.room_id, event_id = %msg.event_id);
-        let work = receive(self.room_id.clone(), self.deps.clone(), msg).instrument(span);
+        let span = tracing::info_span!("file", room_id = %self.chat.id, event_id = %msg.id);
+        let work = receive(self.chat.clone(), self.deps.clone(), msg).instrument(span);
         // Same strict order as text: a file is in place before the next message is answered.
         ctx.wait(work.into_actor(self));
     }
 }
 
-/// The route of the room's agent, or the notice to answer with.
-async fn route_of(deps: &RoomDeps, room_id: &RoomId) -> Result<AgentRoute, String> {
-    let record = match deps.store.room(room_id.as_str()) {
+/// The route of the chat's agent, or the notice to answer with.
+async fn route_of(deps: &RoomDeps, chat: &ChatId) -> Result<AgentRoute, String> {
+    let record = match deps.store.room(chat.as_str()) {
         Ok(Some(record)) => record,
         Ok(None) => {
             tracing::error!("managed room without a record in the store");
@@ -169,34 +163,25 @@ async fn route_of(deps: &RoomDeps, room_id: &RoomId) -> Result<AgentRoute, Strin
     }
 }
 
-/// Downloads the file into the agent's workspace, then runs its turn (with a caption) or
+/// Fetches the file into the agent's workspace, then runs its turn (with a caption) or
 /// holds it for the sender's next message (without).
-async fn receive(
-    room_id: matrix_sdk::ruma::OwnedRoomId,
-    deps: std::sync::Arc<RoomDeps>,
-    msg: UserFile,
-) {
-    let Some(room) = deps.client.get_room(&room_id) else {
-        tracing::warn!("file for a room the client does not know");
-        return;
-    };
+async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
     let as_message = UserMessage {
-        event_id: msg.event_id.clone(),
+        id: msg.id.clone(),
         sender: msg.sender.clone(),
         display_name: msg.display_name.clone(),
         body: msg.file.caption.clone().unwrap_or_default(),
     };
-    let route = match route_of(&deps, &room_id).await {
+    let route = match route_of(&deps, &chat.id).await {
         Ok(route) => route,
         Err(text) => {
-            notice(&room, &as_message, &text).await;
+            chat.notice(&as_message, &text).await;
             return;
         }
     };
     let Some(workspace) = route.workspace.clone() else {
         tracing::info!(agent = %route.id, "a file for an agent without a workspace");
-        notice(
-            &room,
+        chat.notice(
             &as_message,
             &texts::files_no_workspace(&route.name, &msg.file.name),
         )
@@ -204,10 +189,10 @@ async fn receive(
         return;
     };
     let received = files::receive(
-        &deps.client,
+        chat.surface.as_ref(),
         &workspace,
-        &room_id,
-        &msg.event_id,
+        &chat.id,
+        &msg.id,
         &msg.file,
         deps.files.max_bytes,
     )
@@ -218,18 +203,13 @@ async fn receive(
             tracing::info!(name = %msg.file.name, announced = ?msg.file.size, limit,
                 "refusing a file over the size limit");
             let limit = files::human_size(limit);
-            notice(
-                &room,
-                &as_message,
-                &texts::file_too_large(&msg.file.name, &limit),
-            )
-            .await;
+            chat.notice(&as_message, &texts::file_too_large(&msg.file.name, &limit))
+                .await;
             return;
         }
         Err(InboundRefusal::Failed(error)) => {
             tracing::warn!(%error, name = %msg.file.name, "cannot receive a file");
-            notice(
-                &room,
+            chat.notice(
                 &as_message,
                 &texts::file_receive_failed(&msg.file.name, &error),
             )
@@ -240,21 +220,17 @@ async fn receive(
     tracing::info!(path = %attachment.path, mime = %attachment.mime, size = attachment.size,
         "file written to the agent's workspace");
     if msg.file.caption.is_some() {
-        answer(room_id, deps, as_message, vec![attachment]).await;
+        answer(chat, deps, as_message, vec![attachment]).await;
     } else {
-        deps.files.hold(&room_id, &msg.sender, attachment);
-        notice(
-            &room,
-            &as_message,
-            &texts::file_held(&msg.file.name, &route.name),
-        )
-        .await;
+        deps.files.hold(&chat.id, &msg.sender, attachment);
+        chat.notice(&as_message, &texts::file_held(&msg.file.name, &route.name))
+            .await;
     }
 }
 
 /// Posts the files of a turn after its reply; the refused ones are listed in one notice.
 pub(super) async fn post_turn_files(
-    room: &Room,
+    chat: &Chat,
     deps: &RoomDeps,
     route: &AgentRoute,
     msg: &UserMessage,
@@ -273,26 +249,32 @@ pub(super) async fn post_turn_files(
                 )
             })
             .collect(),
-        Some(workspace) => files::post_files(room, workspace, files, deps.files.max_bytes, |i| {
-            txn_id_for(
-                &msg.event_id,
-                FILE_PART_BASE.saturating_add(u32::try_from(i).unwrap_or(u32::MAX)),
-            )
-        })
+        Some(workspace) => files::post_files(
+            chat.surface.as_ref(),
+            &chat.id,
+            workspace,
+            files,
+            deps.files.max_bytes,
+            |i| {
+                SendKey::answer(
+                    &msg.id,
+                    AnswerPart::File(u32::try_from(i).unwrap_or(u32::MAX)),
+                )
+            },
+        )
         .await
         .into_iter()
         .map(|r| (r.path, r.reason.to_string()))
         .collect(),
     };
     if !refused.is_empty() {
-        notice(room, msg, &texts::files_refused(&route.name, &refused)).await;
+        chat.notice(msg, &texts::files_refused(&route.name, &refused))
+            .await;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use matrix_sdk::ruma::{room_id, user_id};
-
     use super::*;
 
     fn att(path: &str) -> Attachment {
@@ -307,8 +289,8 @@ mod tests {
     #[test]
     fn held_files_wait_per_room_and_sender_in_order() {
         let deps = FileDeps::new(10);
-        let (r1, r2) = (room_id!("!a:x"), room_id!("!b:x"));
-        let (alice, bob) = (user_id!("@alice:x"), user_id!("@bob:x"));
+        let (r1, r2) = (&ChatId::new("!a:x"), &ChatId::new("!b:x"));
+        let (alice, bob) = (&PersonId::new("@alice:x"), &PersonId::new("@bob:x"));
         deps.hold(r1, alice, att("1"));
         deps.hold(r1, alice, att("2"));
         deps.hold(r1, alice, att("2")); // redelivered

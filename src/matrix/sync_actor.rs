@@ -1,11 +1,11 @@
 //! The sync actor: keeps the Matrix sync loop running.
 //!
-//! It drives our own `sync_once` loop (see `matrix::sync`) in a task and watches it: if
+//! It drives our own `sync_once` loop (see [`super::sync`]) in a task and watches it: if
 //! the loop fails, the actor fails and its supervisor restarts it with backoff; if the
-//! access token is rejected, it says so in the log and stops the whole process, since no
-//! restart can fix that. The loop never waits on an agent: each response goes to the
-//! dispatcher, which journals its messages and queues them. Every incarnation starts from
-//! the dispatcher's durable cursor (else the token start-up gave it).
+//! access token is rejected, it says so in the log and asks the process to stop (exit code
+//! 3), since no restart can fix that. The loop never waits on an agent: each response goes
+//! to [`MatrixInbound`], which has the core journal its messages and queue them. Every
+//! incarnation starts from the durable cursor (else the token start-up gave it).
 
 use std::sync::Arc;
 
@@ -14,11 +14,9 @@ use actors::ChildCtx;
 use matrix_sdk::Client;
 use tokio::sync::watch;
 
-use super::dispatch::Dispatcher;
-use crate::matrix::{run_sync_loop, SyncHealth, SyncLoopSettings};
-
-/// Exit code of the process when the homeserver rejects the bot's access token.
-pub const EXIT_INVALID_TOKEN: i32 = 3;
+use super::inbound::MatrixInbound;
+use super::{run_sync_loop, SyncHealth, SyncLoopSettings};
+use crate::surface::{Stopper, EXIT_INVALID_CREDENTIALS};
 
 /// The sync actor.
 pub struct SyncActor {
@@ -34,14 +32,16 @@ pub struct SyncDeps {
     pub client: Client,
     /// Sync liveness, shared with the ops endpoint.
     pub health: Arc<SyncHealth>,
-    /// Turns sync responses into actor messages.
-    pub dispatcher: Dispatcher,
+    /// Hands sync responses to the core.
+    pub inbound: MatrixInbound,
     /// Long-poll timeout and filter.
     pub settings: SyncLoopSettings,
     /// Where to start when the dispatcher has no cursor yet (`None`: a full sync).
     pub start: Option<String>,
     /// Becomes `true` at shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Stops the process when the token is rejected.
+    pub stopper: Stopper,
 }
 
 impl SyncActor {
@@ -65,7 +65,7 @@ impl Actor for SyncActor {
             let stop = async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             };
-            let since = match deps.dispatcher.cursor() {
+            let since = match deps.inbound.cursor() {
                 Ok(Some(cursor)) => Some(cursor),
                 Ok(None) => deps.start.clone(),
                 Err(error) => {
@@ -73,15 +73,15 @@ impl Actor for SyncActor {
                     deps.start.clone()
                 }
             };
-            let dispatcher = deps.dispatcher.clone();
+            let inbound = deps.inbound.clone();
             run_sync_loop(
                 &deps.client,
                 since,
                 &deps.settings,
                 &deps.health,
                 move |outcome, since| {
-                    let dispatcher = dispatcher.clone();
-                    async move { dispatcher.handle_sync(outcome.response, since, false).await }
+                    let inbound = inbound.clone();
+                    async move { inbound.handle_sync(outcome.response, since, false).await }
                 },
                 stop,
             )
@@ -92,12 +92,13 @@ impl Actor for SyncActor {
             Ok(Ok(())) => actix::ActorContext::stop(ctx),
             Ok(Err(error)) if error.is_invalid_token() => {
                 tracing::error!(%error, "sync stopped");
-                tracing::error!(
+                act.deps.stopper.stop(
+                    EXIT_INVALID_CREDENTIALS,
                     "the homeserver rejected the bot's access token: fix matrix.access_token / \
                      matrix.password (SURFACES__MATRIX__ACCESS_TOKEN / SURFACES__MATRIX__PASSWORD) \
-                     or delete the session file in the data dir, then restart"
+                     or delete the session file in the data dir, then restart",
                 );
-                actix::System::current().stop_with_code(EXIT_INVALID_TOKEN);
+                actix::ActorContext::stop(ctx);
             }
             Ok(Err(error)) => act.ctx.fail(ctx, format!("sync loop failed: {error}")),
             Err(join) => act.ctx.fail(ctx, format!("sync task ended: {join}")),

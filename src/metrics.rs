@@ -1,6 +1,8 @@
-//! Metrics of a running bot, served by the ops endpoint at `/metrics`.
+//! Metrics of a running bot, recorded by the runtime and served by the ops endpoint at
+//! `/metrics`.
 //!
-//! Why this file exists: operators alert on numbers, not on log lines. The metrics are
+//! Why this file exists: operators alert on numbers, not on log lines. It is a leaf: the
+//! runtime and the adapters record here, the ops endpoint only exposes it. The metrics are
 //! kept with `prometheus-client` and named `surfaces_*`, in base units (seconds), counters
 //! ending in `_total`. No label carries a room id or a user id: a label per room would make
 //! one time series per room (cardinality); per-room detail lives in `/status`.
@@ -115,6 +117,24 @@ impl Exposition {
     }
 }
 
+/// What catch-up (filling the gaps a messenger left in its timelines) did since start-up;
+/// the adapters count, the metrics expose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CatchUpSnapshot {
+    /// Timelines of managed chats cut short (gaps).
+    pub gaps: u64,
+    /// Messages found by paging back into gaps and delivered.
+    pub backfilled: u64,
+    /// Messages left out by the age bound.
+    pub skipped_too_old: u64,
+    /// Messages left out by the count bound.
+    pub skipped_too_many: u64,
+    /// Gaps given up on because they could not be fetched.
+    pub unreadable_gaps: u64,
+    /// Reads not handled in full (the range is read again).
+    pub failed_rounds: u64,
+}
+
 /// What is read from the running bot at scrape time.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
@@ -131,7 +151,7 @@ pub struct Observed {
     /// Messages accepted in the inbound journal and not answered yet.
     pub journal_pending: usize,
     /// What catch-up did since start-up (gaps, back-filled and skipped messages).
-    pub catch_up: crate::matrix::CatchUpSnapshot,
+    pub catch_up: CatchUpSnapshot,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -651,7 +671,7 @@ mod tests {
             sync_failures: 2,
             ready: true,
             journal_pending: 4,
-            catch_up: crate::matrix::CatchUpSnapshot {
+            catch_up: CatchUpSnapshot {
                 gaps: 3,
                 backfilled: 40,
                 skipped_too_old: 1,

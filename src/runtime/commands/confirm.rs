@@ -1,0 +1,151 @@
+//! Confirmations: `!yes` / `!no` for `!archive` and for an agent's question, and their
+//! expiry.
+//!
+//! Why this file exists: a confirmation outlives the message that asked for it (it is
+//! stored, keyed by person and chat), and an agent's question resumes a turn on the agent,
+//! whose answer is then the agent speaking, like any turn's reply.
+
+use super::agents::call_chat;
+use super::{answer_text, chats, CommandError, InFlight};
+use crate::agent::ConfirmEvent;
+use crate::confirmations::{Confirmation, Confirmations, Pending};
+use crate::runtime::agent_conn::{Call, CallOutcome};
+use crate::runtime::directory::Surfaces;
+use crate::runtime::room::{Chat, RoomDeps, UserMessage};
+use crate::runtime::router::AgentRoute;
+use crate::store::Store;
+use crate::surface::{AnswerPart, ChatId, OutMessage, SendKey};
+use crate::texts;
+
+/// Stores an agent's question and returns the text asking it.
+pub async fn ask_for_agent(
+    deps: &RoomDeps,
+    chat: &ChatId,
+    msg: &UserMessage,
+    turn: &InFlight,
+    route: &AgentRoute,
+    confirm: ConfirmEvent,
+) -> String {
+    let pending = Pending::Agent {
+        confirm_id: confirm.confirm_id,
+        turn_id: turn.turn_id.clone(),
+        chat_id: turn.chat_id.clone(),
+        agent_id: route.id.clone(),
+        prompt: confirm.prompt.clone(),
+    };
+    if let Err(error) = deps
+        .commands
+        .confirmations
+        .ask(chat.as_str(), msg.sender.as_str(), pending)
+        .await
+    {
+        tracing::error!(%error, "cannot store the agent's question");
+    }
+    texts::agent_asks(
+        &route.name,
+        &confirm.prompt,
+        deps.commands.confirmations.ttl().as_secs(),
+    )
+}
+
+/// `!yes` (`yes`) or `!no`: answers what is waiting for this person in this chat; true once
+/// the person got an answer.
+pub async fn answer(chat: &Chat, deps: &RoomDeps, msg: &UserMessage, yes: bool) -> bool {
+    let taken = deps
+        .commands
+        .confirmations
+        .take(chat.id.as_str(), msg.sender.as_str())
+        .await;
+    let confirmation = match taken {
+        Ok(Some(c)) => c,
+        Ok(None) => return chat.notice(msg, texts::NOTHING_TO_CONFIRM).await,
+        Err(error) => {
+            return chat
+                .notice(msg, &answer_text(Err(CommandError::internal(error))))
+                .await
+        }
+    };
+    match (confirmation.pending, yes) {
+        (Pending::Archive, true) => {
+            let text = answer_text(chats::archive(chat, deps).await);
+            chat.notice(msg, &text).await
+        }
+        (Pending::Archive, false) => chat.notice(msg, texts::ARCHIVE_KEPT).await,
+        (
+            Pending::Agent {
+                confirm_id,
+                turn_id,
+                chat_id,
+                agent_id,
+                ..
+            },
+            approved,
+        ) => {
+            let call = Call::Confirm {
+                confirm_id,
+                approved,
+                turn_id,
+            };
+            match call_chat(deps, &agent_id, &chat_id, call).await {
+                Ok((route, CallOutcome::Turn(outcome))) => {
+                    if outcome.reply.trim().is_empty() {
+                        let text = if approved {
+                            texts::empty_reply(&route.name)
+                        } else {
+                            texts::AGENT_DECLINED.to_owned()
+                        };
+                        return chat.notice(msg, &text).await;
+                    }
+                    // The rest of the turn is the agent speaking: a normal reply, like any turn's.
+                    let reply = OutMessage::reply(
+                        msg.reply_to(),
+                        outcome.reply,
+                        SendKey::answer(&msg.id, AnswerPart::Reply),
+                    );
+                    match chat.send(reply).await {
+                        Ok(_) => true,
+                        Err(error) => {
+                            tracing::error!(%error, "cannot send the confirmed turn's reply");
+                            false
+                        }
+                    }
+                }
+                Ok((_, other)) => {
+                    let error = CommandError::Internal(format!(
+                        "the agent answered a confirmation with {other:?}"
+                    ));
+                    chat.notice(msg, &answer_text(Err(error))).await
+                }
+                Err(error) => chat.notice(msg, &answer_text(Err(error))).await,
+            }
+        }
+    }
+}
+
+/// Tells chats about confirmations that expired (run periodically).
+pub async fn sweep_expired(confirmations: &Confirmations, store: &Store, surfaces: &Surfaces) {
+    let expired: Vec<Confirmation> = match confirmations.take_expired().await {
+        Ok(expired) => expired,
+        Err(error) => {
+            tracing::warn!(%error, "cannot sweep expired confirmations");
+            return;
+        }
+    };
+    for c in expired {
+        let surface = match store.room(&c.room_id) {
+            Ok(Some(record)) => surfaces.get(&record.surface),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, room_id = %c.room_id, "cannot read the chat of an expired confirmation");
+                None
+            }
+        };
+        let Some(surface) = surface else {
+            continue;
+        };
+        tracing::info!(room_id = %c.room_id, person = %c.person, "a confirmation expired");
+        Chat::new(surface, ChatId::new(c.room_id.as_str()))
+            .say(texts::CONFIRMATION_EXPIRED, None)
+            .await;
+    }
+}

@@ -1,0 +1,253 @@
+//! The intake: where people's messages from every messenger enter the core.
+//!
+//! Why this exists: whatever the messenger, a message is handled the same way before any
+//! actor sees it. The adapter hands over a [`Batch`] (the messages it read, in each chat's
+//! order, and the cursor it read up to); the intake decides per message — a chat the bot
+//! does not manage gets one explanation, a person the access policy does not allow is
+//! ignored, `!cancel` is run at once beside the busy room actor, files go to their chat's
+//! actor, text is journaled — and makes the whole batch durable with **one flush** (the
+//! cursor in the same write, so it never moves past a message that is not journaled).
+//! Only then do the messages reach their room actors, in order. Invites go to the
+//! provisioner.
+
+use std::sync::Arc;
+
+use actors::ChildHandle;
+use async_trait::async_trait;
+
+use super::directory::RoomDirectory;
+use super::provisioner::{Invited, Provisioner};
+use super::room::{Chat, RoomActor, UserFile, UserMessage};
+use crate::commands::{Command, Parsed};
+use crate::config::AccessPolicy;
+use crate::crash::{self, CrashPoint};
+use crate::journal::{Accepted, Journal};
+use crate::store::{Store, StoreError};
+use crate::surface::{
+    Batch, ChatId, DeliveryError, Inbound, Incoming, IncomingBody, Invite, MessageId, PersonId,
+    Surface,
+};
+use crate::texts;
+
+/// How long a file message waits for its room actor to come back from a restart.
+const FILE_REDELIVERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The intake. Cloning shares it.
+#[derive(Clone)]
+pub struct Intake {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rooms: RoomDirectory,
+    provisioner: ChildHandle<Provisioner>,
+    store: Store,
+    access: AccessPolicy,
+    journal: Journal,
+}
+
+/// One thing to do once the batch is durable, in the chat's order.
+enum Delivery {
+    Text(ChildHandle<RoomActor>, UserMessage),
+    File(ChildHandle<RoomActor>, UserFile),
+    Cancel(Chat, UserMessage),
+}
+
+impl Intake {
+    /// An intake handing messages to `rooms`, invites to `provisioner`.
+    pub fn new(
+        rooms: RoomDirectory,
+        provisioner: ChildHandle<Provisioner>,
+        store: Store,
+        access: AccessPolicy,
+        journal: Journal,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                rooms,
+                provisioner,
+                store,
+                access,
+                journal,
+            }),
+        }
+    }
+
+    /// Decides what to do with one message: journals (staged, not flushed) a text for its
+    /// room actor, or returns the file / `!cancel` to hand over. `None`: nothing to do.
+    fn stage(&self, surface: &Arc<dyn Surface>, message: Incoming) -> Option<Delivery> {
+        if &message.sender == surface.bot() {
+            return None;
+        }
+        let Some((chat, actor)) = self.inner.rooms.get(&message.chat) else {
+            self.unmanaged(surface, &message.chat, &message.sender);
+            return None;
+        };
+        if !self.inner.access.allows(message.sender.as_str()) {
+            tracing::info!(room_id = %message.chat, sender = %message.sender,
+                "ignoring a message from a person the access policy does not allow");
+            return None;
+        }
+        let body = match message.body {
+            IncomingBody::Text(body) => body,
+            IncomingBody::File(file) => {
+                return Some(Delivery::File(
+                    actor,
+                    UserFile {
+                        id: message.id,
+                        sender: message.sender,
+                        display_name: message.display_name,
+                        file,
+                    },
+                ))
+            }
+        };
+        let msg = UserMessage {
+            id: message.id,
+            sender: message.sender,
+            display_name: message.display_name,
+            body,
+        };
+        if matches!(
+            crate::commands::parse(&msg.body),
+            Parsed::Command(Command::Cancel)
+        ) {
+            // Not queued behind the turn it cancels: handled at once.
+            return Some(Delivery::Cancel(chat, msg));
+        }
+        match self.inner.journal.stage(
+            message.chat.as_str(),
+            msg.id.as_str(),
+            msg.sender.as_str(),
+            &msg.body,
+        ) {
+            Ok((Accepted::New, _)) => {}
+            Ok((seen, _)) => {
+                tracing::debug!(room_id = %message.chat, event_id = %msg.id, ?seen,
+                    "message already journaled");
+                return None;
+            }
+            Err(error) => {
+                tracing::error!(room_id = %message.chat, event_id = %msg.id, %error,
+                    "cannot journal a message; handling it without crash safety");
+            }
+        }
+        Some(Delivery::Text(actor, msg))
+    }
+
+    /// Hands a staged message over (after the journal's flush).
+    fn deliver_one(&self, delivery: Delivery) {
+        match delivery {
+            Delivery::Text(actor, msg) => {
+                if let Err(error) = actor.tell(msg) {
+                    // Journaled: the room's next incarnation resumes it when it starts.
+                    tracing::info!(%error, "room actor not running; its next incarnation resumes the message");
+                }
+            }
+            Delivery::File(actor, msg) => {
+                if actor.tell(msg.clone()).is_err() {
+                    // The room actor is restarting: hand the file over when it is back.
+                    tokio::spawn(async move {
+                        if let Err(error) =
+                            actor.send_redelivering(msg, FILE_REDELIVERY_DEADLINE).await
+                        {
+                            tracing::error!(%error, "a file message could not reach its room actor");
+                        }
+                    });
+                }
+            }
+            Delivery::Cancel(chat, msg) => {
+                let deps = self.inner.rooms.deps().clone();
+                tokio::spawn(async move { super::commands::cancel_now(&deps, &chat, &msg).await });
+            }
+        }
+    }
+
+    /// A message in a chat the bot does not manage: not registered; a warning in the log
+    /// and, once per chat, an explanation.
+    fn unmanaged(&self, surface: &Arc<dyn Surface>, chat: &ChatId, sender: &PersonId) {
+        tracing::warn!(room_id = %chat, %sender,
+            "message in a chat the bot does not manage; not registering it");
+        let store = self.inner.store.clone();
+        let chat = Chat::new(surface.clone(), chat.clone());
+        tokio::spawn(async move {
+            match store.mark_unmanaged_notified(chat.id.as_str()).await {
+                Ok(true) => {
+                    let text = texts::unmanaged_room(chat.surface.bot().as_str());
+                    chat.say(&text, None).await;
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot record an unmanaged chat"),
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl Inbound for Intake {
+    fn is_managed(&self, chat: &ChatId) -> bool {
+        self.inner.rooms.contains(chat)
+    }
+
+    fn is_handled(&self, message: &MessageId) -> bool {
+        match self.inner.journal.is_known(message.as_str()) {
+            Ok(known) => known,
+            Err(error) => {
+                // Not known is the safe answer: the journal deduplicates when it is accepted.
+                tracing::warn!(%error, event_id = %message, "cannot read the journal");
+                false
+            }
+        }
+    }
+
+    fn serves(&self, person: &PersonId) -> bool {
+        self.inner.access.allows(person.as_str())
+    }
+
+    async fn deliver(&self, surface: &Arc<dyn Surface>, batch: Batch) -> Result<(), DeliveryError> {
+        let inner = &self.inner;
+        for message in &batch.answered {
+            if let Err(error) = inner.journal.stage_done(message.as_str()) {
+                tracing::warn!(%error, event_id = %message, "cannot record an answered message");
+            }
+        }
+        let mut deliveries = Vec::new();
+        for message in batch.messages {
+            let span =
+                tracing::info_span!("event", room_id = %message.chat, event_id = %message.id);
+            if let Some(delivery) = span.in_scope(|| self.stage(surface, message)) {
+                deliveries.push(delivery);
+            }
+        }
+        let mut durable: Result<(), StoreError> = Ok(());
+        if let Some(cursor) = &batch.cursor {
+            durable = inner.store.set_cursor(surface.name(), cursor);
+        }
+        durable = durable.and(inner.journal.commit().await);
+        if let Err(error) = &durable {
+            tracing::error!(%error, "cannot journal the messages; handling them without crash safety");
+        }
+        if deliveries.iter().any(|d| matches!(d, Delivery::Text(..))) {
+            crash::point(CrashPoint::AfterJournal);
+        }
+        for delivery in deliveries {
+            self.deliver_one(delivery);
+        }
+        durable.map_err(DeliveryError::from)
+    }
+
+    fn cursor(&self, surface: &str) -> Result<Option<String>, StoreError> {
+        self.inner.store.cursor(surface)
+    }
+
+    fn invited(&self, surface: &Arc<dyn Surface>, invite: Invite) {
+        let invited = Invited {
+            surface: surface.clone(),
+            chat: invite.chat.clone(),
+            inviter: invite.inviter,
+        };
+        if let Err(error) = self.inner.provisioner.tell(invited) {
+            tracing::error!(%error, room_id = %invite.chat, "cannot hand an invite to the provisioner");
+        }
+    }
+}
