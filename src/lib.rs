@@ -4,6 +4,7 @@
 //! is a room in that Space, bound to one agent and one upstream conversation. The runtime
 //! is a tree of supervised actors (the `actors` crate); see `docs/ARCHITECTURE.md`.
 
+pub mod access;
 pub mod agent;
 pub mod commands;
 pub mod config;

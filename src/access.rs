@@ -1,0 +1,269 @@
+//! Who may use the bot, and who administers it: [`AccessPolicy`].
+//!
+//! Why this module exists: the access policy is a security decision taken on every
+//! message, not configuration parsing. It is built from the `[access]` section
+//! ([`AccessConfig`]) and the bot's own user id, then used by the runtime; it is pure (no
+//! I/O) and table-tested here. User ids are parsed strictly ([`split_user_id`]) because
+//! they gate access. The old paths `crate::config::AccessPolicy` and
+//! `crate::config::split_user_id` still work (re-exports).
+
+use crate::config::AccessConfig;
+
+/// The longest Matrix user id the spec allows.
+const MAX_USER_ID_LEN: usize = 255;
+
+/// Splits a Matrix user id into (localpart, server name); `None` when malformed.
+///
+/// Strict on purpose (it gates access): `@` + localpart of printable ASCII without `:`
+/// (the spec's historical grammar) + `:` + a server name of ASCII letters, digits and
+/// `.-:[]` (hostname or IP literal, optional port); at most 255 bytes. Non-ASCII ids are
+/// malformed, which also shuts out look-alike characters.
+pub fn split_user_id(user_id: &str) -> Option<(&str, &str)> {
+    if user_id.len() > MAX_USER_ID_LEN {
+        return None;
+    }
+    let rest = user_id.strip_prefix('@')?;
+    let (local, server) = rest.split_once(':')?;
+    let local_ok = !local.is_empty() && local.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    let server_ok = !server.is_empty()
+        && server
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    (local_ok && server_ok).then_some((local, server))
+}
+
+/// `*` matches any run of characters (including none); everything else matches itself.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Whether `pattern` is a valid `access.allowed_users` / `access.admins` pattern.
+pub(crate) fn is_valid_user_pattern(pattern: &str) -> bool {
+    // A pattern is valid when replacing its wildcards gives a valid user id.
+    split_user_id(&pattern.replace('*', "x")).is_some()
+}
+
+/// Whether `pattern` is a valid `access.allowed_homeservers` pattern.
+pub(crate) fn is_valid_server_pattern(pattern: &str) -> bool {
+    split_user_id(&format!("@x:{}", pattern.replace('*', "x"))).is_some()
+}
+
+/// Who may use the bot, and who administers it. Pure: no I/O, table-tested.
+///
+/// - A malformed user id is never allowed.
+/// - With both `allowed_users` and `allowed_homeservers` empty, the users of the bot's own
+///   homeserver (the server name of `matrix.user_id`) are allowed.
+/// - Otherwise a user is allowed when an `allowed_users` pattern matches the id or an
+///   `allowed_homeservers` pattern matches its server name.
+/// - Admins are always allowed.
+///
+/// Localparts compare exactly; server names compare ASCII-case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessPolicy {
+    allowed_users: Vec<String>,
+    allowed_homeservers: Vec<String>,
+    admins: Vec<String>,
+    own_server: Option<String>,
+}
+
+impl AccessPolicy {
+    /// Builds the policy from `[access]` and the bot's own user id.
+    pub fn new(access: &AccessConfig, bot_user_id: &str) -> Self {
+        AccessPolicy {
+            allowed_users: access.allowed_users.clone(),
+            allowed_homeservers: access.allowed_homeservers.clone(),
+            admins: access.admins.clone(),
+            own_server: split_user_id(bot_user_id).map(|(_, s)| s.to_ascii_lowercase()),
+        }
+    }
+
+    /// Whether `user_id` may use the bot.
+    pub fn allows(&self, user_id: &str) -> bool {
+        let Some((_, server)) = split_user_id(user_id) else {
+            return false;
+        };
+        if self.is_admin(user_id) {
+            return true;
+        }
+        let server = server.to_ascii_lowercase();
+        if self.allowed_users.is_empty() && self.allowed_homeservers.is_empty() {
+            return self.own_server.as_deref() == Some(server.as_str());
+        }
+        self.allowed_users
+            .iter()
+            .any(|p| user_pattern_matches(p, user_id))
+            || self
+                .allowed_homeservers
+                .iter()
+                .any(|p| glob_match(&p.to_ascii_lowercase(), &server))
+    }
+
+    /// Whether `user_id` is one of the bot's administrators.
+    pub fn is_admin(&self, user_id: &str) -> bool {
+        split_user_id(user_id).is_some()
+            && self.admins.iter().any(|p| user_pattern_matches(p, user_id))
+    }
+}
+
+fn user_pattern_matches(pattern: &str, user_id: &str) -> bool {
+    let (Some(pattern), Some((local, server))) =
+        (pattern.strip_prefix('@'), split_user_id(user_id))
+    else {
+        return false;
+    };
+    let Some((local_pattern, server_pattern)) = pattern.split_once(':') else {
+        return false;
+    };
+    glob_match(local_pattern, local)
+        && glob_match(
+            &server_pattern.to_ascii_lowercase(),
+            &server.to_ascii_lowercase(),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(users: &[&str], servers: &[&str], admins: &[&str]) -> AccessPolicy {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        AccessPolicy::new(
+            &AccessConfig {
+                allowed_users: strings(users),
+                allowed_homeservers: strings(servers),
+                admins: strings(admins),
+            },
+            "@surfaces:example.org",
+        )
+    }
+
+    #[test]
+    fn access_default_is_own_homeserver() {
+        let p = policy(&[], &[], &[]);
+        let table = [
+            ("@alice:example.org", true),
+            ("@alice:EXAMPLE.org", true),
+            ("@alice:other.org", false),
+            ("@alice:sub.example.org", false),
+            ("@alice:example.org.evil.com", false),
+            ("alice:example.org", false),
+            ("@alice", false),
+            ("@:example.org", false),
+            ("@alice:", false),
+            ("", false),
+            ("@al ice:example.org", false),
+            ("@alice:example.org\n", false),
+            ("@jösé:example.org", false),
+            ("@alice:exämple.org", false),
+        ];
+        for (user, expected) in table {
+            assert_eq!(p.allows(user), expected, "{user:?}");
+            assert!(!p.is_admin(user), "{user:?}");
+        }
+        // A bot with a malformed id of its own allows nobody by default.
+        let p = AccessPolicy::new(&AccessConfig::default(), "nonsense");
+        assert!(!p.allows("@alice:example.org"));
+    }
+
+    #[test]
+    fn access_patterns_table() {
+        let p = policy(
+            &[
+                "@*:friends.org",
+                "@bob:other.org",
+                "@team-*:corp.org",
+                "@*x*:ab.org",
+            ],
+            &["partner.net", "*.campus.edu"],
+            &["@root:example.org", "@ops-*:example.org"],
+        );
+        let table: &[(&str, bool, bool)] = &[
+            // (user, allowed, admin)
+            ("@anyone:friends.org", true, false),
+            ("@anyone:FRIENDS.ORG", true, false),
+            ("@anyone:notfriends.org", false, false),
+            ("@anyone:friends.org.evil", false, false),
+            ("@bob:other.org", true, false),
+            ("@Bob:other.org", false, false),
+            ("@bobby:other.org", false, false),
+            ("@team-a:corp.org", true, false),
+            ("@team-:corp.org", true, false),
+            ("@teams:corp.org", false, false),
+            ("@x:ab.org", true, false),
+            ("@axb:ab.org", true, false),
+            ("@ab:ab.org", false, false),
+            ("@carol:partner.net", true, false),
+            ("@carol:partner.net:8448", false, false),
+            ("@carol:a.campus.edu", true, false),
+            ("@carol:campus.edu", false, false),
+            // The bot's own homeserver is no longer implied once lists are set.
+            ("@alice:example.org", false, false),
+            // Admins are always allowed.
+            ("@root:example.org", true, true),
+            ("@ops-1:example.org", true, true),
+            ("@ROOT:example.org", false, false),
+            // Malformed and unicode ids.
+            ("@:friends.org", false, false),
+            ("@bob:", false, false),
+            ("bob:other.org", false, false),
+            ("@bоb:other.org", false, false), // Cyrillic о
+            ("@ünï:friends.org", false, false),
+            ("@x:frïends.org", false, false),
+            ("@a b:friends.org", false, false),
+        ];
+        for &(user, allowed, admin) in table {
+            assert_eq!(p.allows(user), allowed, "allows({user:?})");
+            assert_eq!(p.is_admin(user), admin, "is_admin({user:?})");
+        }
+    }
+
+    #[test]
+    fn glob_matching() {
+        let table = [
+            ("*", "", true),
+            ("*", "abc", true),
+            ("a*c", "abc", true),
+            ("a*c", "ac", true),
+            ("a*c", "abd", false),
+            ("*.org", "example.org", true),
+            ("*.org", "org", false),
+            ("a**b", "ab", true),
+            ("abc", "abc", true),
+            ("abc", "abcd", false),
+            ("*a*b*", "xxaxxbxx", true),
+            ("é*", "éa", true),
+        ];
+        for (p, t, expected) in table {
+            assert_eq!(glob_match(p, t), expected, "{p:?} vs {t:?}");
+        }
+    }
+
+    #[test]
+    fn user_id_parsing() {
+        assert_eq!(
+            split_user_id("@surfaces:example.org"),
+            Some(("surfaces", "example.org"))
+        );
+        assert_eq!(split_user_id("@a:[::1]:8448"), Some(("a", "[::1]:8448")));
+        assert_eq!(split_user_id(&format!("@{}:e.org", "a".repeat(300))), None);
+    }
+}
