@@ -1,0 +1,198 @@
+//! One configured agent of whichever kind, and the turn retry loop.
+//!
+//! Why this file exists: callers hold an [`AgentClient`] and never care which kind it is;
+//! [`turn_with_retry`] relies on the contract's idempotency (a turn retried with the same
+//! `turn_id` never runs twice on the agent).
+
+use std::time::Duration;
+
+use super::echo::EchoAgent;
+use super::error::AgentError;
+use super::http::HttpAgent;
+use super::types::{AgentEvent, ContextInfo, HealthInfo, SnapshotInfo, TurnOutcome, TurnRequest};
+use crate::retry::RetryPolicy;
+
+/// One configured agent, of whichever kind.
+#[derive(Debug)]
+pub enum AgentClient {
+    /// A real agent server.
+    Http(HttpAgent),
+    /// The built-in echo agent.
+    Echo(EchoAgent),
+}
+
+impl AgentClient {
+    /// A client for the agent server at `base_url` (`http` or `https`, may carry a path prefix).
+    /// `token` is sent as a Bearer token; `timeout` bounds each call, a whole turn stream included.
+    pub fn http(
+        base_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, AgentError> {
+        HttpAgent::new(base_url, token, timeout).map(AgentClient::Http)
+    }
+
+    /// The built-in echo agent.
+    pub fn echo() -> Self {
+        AgentClient::Echo(EchoAgent::new())
+    }
+
+    /// Runs one turn, once (no retry: see [`turn_with_retry`]). `on_event` sees every event of
+    /// the stream as it arrives, the final one included.
+    pub async fn turn(
+        &self,
+        chat: &str,
+        req: &TurnRequest,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<TurnOutcome, AgentError> {
+        match self {
+            AgentClient::Http(a) => a.turn(chat, req, on_event).await,
+            AgentClient::Echo(a) => a.turn(chat, req, on_event),
+        }
+    }
+
+    /// Answers a `confirm`; the outcome is the rest of the turn.
+    pub async fn confirm(
+        &self,
+        chat: &str,
+        confirm_id: &str,
+        approved: bool,
+        turn_id: &str,
+    ) -> Result<TurnOutcome, AgentError> {
+        self.confirm_with_events(chat, confirm_id, approved, turn_id, &mut |_| {})
+            .await
+    }
+
+    /// [`AgentClient::confirm`], also passing each event of the continued stream to `on_event`.
+    pub async fn confirm_with_events(
+        &self,
+        chat: &str,
+        confirm_id: &str,
+        approved: bool,
+        turn_id: &str,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<TurnOutcome, AgentError> {
+        match self {
+            AgentClient::Http(a) => {
+                a.confirm(chat, confirm_id, approved, turn_id, on_event)
+                    .await
+            }
+            AgentClient::Echo(a) => a.confirm(chat, confirm_id, approved, turn_id, on_event),
+        }
+    }
+
+    /// Asks the agent to cancel a running turn (its stream then ends with `error` `cancelled`).
+    pub async fn cancel(&self, chat: &str, turn_id: &str) -> Result<(), AgentError> {
+        match self {
+            AgentClient::Http(a) => a.cancel(chat, turn_id).await,
+            AgentClient::Echo(a) => a.cancel(chat, turn_id),
+        }
+    }
+
+    /// What the agent holds for a chat.
+    pub async fn context(&self, chat: &str) -> Result<ContextInfo, AgentError> {
+        match self {
+            AgentClient::Http(a) => a.context(chat).await,
+            AgentClient::Echo(a) => a.context(chat),
+        }
+    }
+
+    /// Saves the chat's context under `name`.
+    pub async fn save_snapshot(&self, chat: &str, name: &str) -> Result<SnapshotInfo, AgentError> {
+        match self {
+            AgentClient::Http(a) => a.save_snapshot(chat, name).await,
+            AgentClient::Echo(a) => a.save_snapshot(chat, name),
+        }
+    }
+
+    /// Loads snapshot `snapshot` into `chat`; `from_chat` names the chat it was saved in when
+    /// that is another one (a rotated or other room of the same owner).
+    pub async fn restore(
+        &self,
+        chat: &str,
+        snapshot: &str,
+        from_chat: Option<&str>,
+    ) -> Result<(), AgentError> {
+        match self {
+            AgentClient::Http(a) => a.restore(chat, snapshot, from_chat).await,
+            AgentClient::Echo(a) => a.restore(chat, snapshot, from_chat),
+        }
+    }
+
+    /// Drops a conversation. Deleting one the agent does not know is not an error.
+    pub async fn delete_chat(&self, chat: &str) -> Result<(), AgentError> {
+        match self {
+            AgentClient::Http(a) => a.delete_chat(chat).await,
+            AgentClient::Echo(a) => a.delete_chat(chat),
+        }
+    }
+
+    /// The agent's health.
+    pub async fn health(&self) -> Result<HealthInfo, AgentError> {
+        match self {
+            AgentClient::Http(a) => a.health().await,
+            AgentClient::Echo(a) => Ok(a.health()),
+        }
+    }
+}
+
+/// Runs a turn, retrying network and transient failures per `policy` with the same `turn_id`
+/// (the agent replays rather than re-runs a turn it has seen).
+///
+/// `on_event` sees the events of every attempt: after a retry it may see the start of the reply
+/// again. The returned [`TurnOutcome`] is authoritative.
+pub async fn turn_with_retry(
+    client: &AgentClient,
+    chat: &str,
+    req: &TurnRequest,
+    policy: RetryPolicy,
+    on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+) -> Result<TurnOutcome, AgentError> {
+    let mut attempts_made = 0u32;
+    loop {
+        attempts_made += 1;
+        let err = match client.turn(chat, req, on_event).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(err) => err,
+        };
+        let Some(delay) = policy.delay(attempts_made, err.retry_kind(), fastrand::f64()) else {
+            return Err(err);
+        };
+        tracing::warn!(
+            chat,
+            turn_id = %req.turn_id,
+            attempt = attempts_made,
+            delay_ms = delay.as_millis() as u64,
+            error = %err,
+            "agent turn failed, retrying"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::types::TurnSender;
+    use super::*;
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn client_futures_are_send() {
+        let client = AgentClient::echo();
+        let req = TurnRequest {
+            turn_id: "t".into(),
+            sender: TurnSender {
+                id: "@a:b".into(),
+                display_name: None,
+            },
+            text: String::new(),
+            attachments: vec![],
+        };
+        let mut on_event = |_: &AgentEvent| {};
+        let fut = turn_with_retry(&client, "c", &req, RetryPolicy::AGENT, &mut on_event);
+        assert_send(&fut);
+        drop(fut);
+        let fut = client.context("c");
+        assert_send(&fut);
+    }
+}
