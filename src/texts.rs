@@ -585,6 +585,153 @@ pub const CATCH_UP_UNREADABLE: &str = "I could not read some of the messages sen
      I was busy or away, so I may not have answered all of them. If you are waiting for an \
      answer, please send that message again.";
 
+/// A chat command that does not exist (with the closest one, if any).
+pub fn command_unknown(given: &str, suggestion: Option<&str>) -> String {
+    match suggestion {
+        Some(name) => format!("I don't know `!{given}`. Did you mean `!{name}`?"),
+        None => format!("I don't know `!{given}`. Send `!help` to see the commands."),
+    }
+}
+
+/// A command without its required argument.
+pub fn command_needs_argument(command: &str, argument: &str, usage: &str) -> String {
+    let article = if argument.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("`!{command}` needs {article} {argument}, like this: `{usage}`")
+}
+
+/// A command given an argument it does not take.
+pub fn command_takes_no_argument(command: &str) -> String {
+    format!("`!{command}` takes no argument: send it on its own.")
+}
+
+/// A name (or agent id) over the length limit.
+pub fn name_too_long(argument: &str, chars: usize, max: usize) -> String {
+    format!("That {argument} is too long ({chars} characters): please keep it to {max} or fewer.")
+}
+
+/// A name (or agent id) with control or invisible characters.
+pub fn name_has_control_characters(argument: &str) -> String {
+    format!(
+        "That {argument} contains invisible or control characters. Please type it again without them."
+    )
+}
+
+/// A command with more lines after it.
+pub fn command_with_extra_lines(command: &str) -> String {
+    format!(
+        "A command goes on a single line: send `!{command}` by itself, and the rest in a separate message."
+    )
+}
+
+/// One line of `!help`.
+#[derive(Clone, Copy, Debug)]
+pub struct HelpEntry<'a> {
+    /// How to type it, e.g. `!rename <name>`.
+    pub usage: &'a str,
+    /// Other names (without `!`).
+    pub aliases: &'a [&'a str],
+    /// What it does.
+    pub description: &'a str,
+    /// Admins only.
+    pub admin_only: bool,
+}
+
+/// The first line of `!help`.
+pub const HELP_HEADER: &str =
+    "Here is what you can do (anything else you write goes to the agent):";
+
+/// The `!help` answer: a markdown list, one command per line.
+pub fn help(entries: &[HelpEntry<'_>]) -> String {
+    let mut text = String::from(HELP_HEADER);
+    text.push('\n');
+    for entry in entries {
+        text.push_str("\n- `");
+        text.push_str(entry.usage);
+        text.push('`');
+        for alias in entry.aliases {
+            text.push_str(" (or `!");
+            text.push_str(alias);
+            text.push_str("`)");
+        }
+        text.push_str(": ");
+        text.push_str(entry.description);
+        if entry.admin_only {
+            text.push_str(" _(admins only)_");
+        }
+    }
+    text
+}
+
+/// Short reasons, shown inside the notices above ("Coder is unreachable (cannot connect)").
+pub mod reason {
+    /// The agent could not be reached.
+    pub const CANNOT_CONNECT: &str = "cannot connect";
+    /// The agent's connection is being restarted.
+    pub const RESTARTING: &str = "restarting";
+    /// The agent's answer could not be read.
+    pub const GARBLED: &str = "garbled answer";
+    /// The agent's connection is misconfigured (the operator must act).
+    pub const MISCONFIGURED: &str = "misconfigured connection";
+    /// A file for an agent without a workspace.
+    pub const NO_WORKSPACE: &str = "no workspace is set up for this agent";
+
+    /// The agent is busy.
+    pub fn busy(status: u16) -> String {
+        format!("busy, HTTP {status}")
+    }
+
+    /// The agent's server failed.
+    pub fn server_error(status: u16) -> String {
+        format!("server error, HTTP {status}")
+    }
+
+    /// The agent refused the request.
+    pub fn refused(status: u16) -> String {
+        format!("request refused, HTTP {status}")
+    }
+
+    /// The agent ended the turn with an error of its own.
+    pub fn agent_said(code: &str, message: &str) -> String {
+        format!("{code}: {message}")
+    }
+}
+
+/// What each command does, one line each (the `!help` list).
+pub mod help {
+    /// `!help`.
+    pub const HELP: &str = "Show this list of commands.";
+    /// `!new`.
+    pub const NEW: &str = "Start a new chat, optionally with a name.";
+    /// `!rename`.
+    pub const RENAME: &str = "Give this chat a new name.";
+    /// `!archive`.
+    pub const ARCHIVE: &str = "Archive this chat (you can still read it).";
+    /// `!agent`.
+    pub const AGENT: &str = "List the agents, or choose the one for your next chats.";
+    /// `!clear`.
+    pub const CLEAR: &str = "Start over: the agent forgets this chat's conversation.";
+    /// `!save`.
+    pub const SAVE: &str = "Save this conversation, optionally under a name.";
+    /// `!load`.
+    pub const LOAD: &str = "Bring a saved conversation back into this chat.";
+    /// `!context`.
+    pub const CONTEXT: &str = "Show what the agent keeps in mind from this chat.";
+    /// `!settings`.
+    pub const SETTINGS: &str = "Show this chat's settings.";
+    /// `!yes`.
+    pub const YES: &str = "Confirm what I just asked.";
+    /// `!no`.
+    pub const NO: &str = "Decline what I just asked.";
+    /// `!cancel`.
+    pub const CANCEL: &str = "Cancel what is in progress.";
+    /// `!status`.
+    pub const STATUS: &str = "Show how the bot is doing.";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,8 @@
 
 use std::fmt;
 
+use crate::texts;
+
 /// The longest name (room name, save name) or agent id a command accepts, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 
@@ -89,40 +91,36 @@ pub enum Parsed {
 pub enum CommandError {
     /// No command has that name. `given` is the word as typed (at most
     /// [`MAX_COMMAND_WORD_CHARS`] letters or digits); `suggestion` the closest command.
-    #[error("{}", unknown_text(.given, .suggestion))]
+    #[error("{}", texts::command_unknown(.given, *.suggestion))]
     Unknown {
         given: String,
         suggestion: Option<&'static str>,
     },
     /// A required argument is missing.
-    #[error("`!{command}` needs {}, like this: `{usage}`", with_article(.argument))]
+    #[error("{}", texts::command_needs_argument(.command, .argument, .usage))]
     MissingArgument {
         command: &'static str,
         argument: &'static str,
         usage: &'static str,
     },
     /// The command takes no argument, but one was given.
-    #[error("`!{command}` takes no argument: send it on its own.")]
+    #[error("{}", texts::command_takes_no_argument(.command))]
     UnexpectedArgument {
         command: &'static str,
         usage: &'static str,
     },
     /// A name (or agent id) longer than `max` characters.
-    #[error("That {argument} is too long ({chars} characters): please keep it to {max} or fewer.")]
+    #[error("{}", texts::name_too_long(.argument, *.chars, *.max))]
     NameTooLong {
         argument: &'static str,
         chars: usize,
         max: usize,
     },
     /// A name (or agent id) with control or invisible characters.
-    #[error(
-        "That {argument} contains invisible or control characters. Please type it again without them."
-    )]
+    #[error("{}", texts::name_has_control_characters(.argument))]
     InvalidCharacters { argument: &'static str },
     /// Text on the lines after the command line.
-    #[error(
-        "A command goes on a single line: send `!{command}` by itself, and the rest in a separate message."
-    )]
+    #[error("{}", texts::command_with_extra_lines(.command))]
     ExtraLines { command: &'static str },
 }
 
@@ -171,96 +169,78 @@ const fn info(
 
 /// Every command, in the order `!help` lists them (also the tie-break order of suggestions).
 pub const COMMANDS: &[CommandInfo] = &[
-    info(
-        "help",
-        &[],
-        "!help",
-        Argument::None,
-        "Show this list of commands.",
-    ),
+    info("help", &[], "!help", Argument::None, texts::help::HELP),
     info(
         "new",
         &[],
         "!new [name]",
         Argument::Optional("name"),
-        "Start a new chat, optionally with a name.",
+        texts::help::NEW,
     ),
     info(
         "rename",
         &[],
         "!rename <name>",
         Argument::Required("name"),
-        "Give this chat a new name.",
+        texts::help::RENAME,
     ),
     info(
         "archive",
         &[],
         "!archive",
         Argument::None,
-        "Archive this chat (you can still read it).",
+        texts::help::ARCHIVE,
     ),
     info(
         "agent",
         &[],
         "!agent [agent id]",
         Argument::Optional("agent id"),
-        "List the agents, or choose the one for your next chats.",
+        texts::help::AGENT,
     ),
     info(
         "clear",
         &["reset"],
         "!clear",
         Argument::None,
-        "Start over: the agent forgets this chat's conversation.",
+        texts::help::CLEAR,
     ),
     info(
         "save",
         &[],
         "!save [name]",
         Argument::Optional("name"),
-        "Save this conversation, optionally under a name.",
+        texts::help::SAVE,
     ),
     info(
         "load",
         &[],
         "!load <name>",
         Argument::Required("name"),
-        "Bring a saved conversation back into this chat.",
+        texts::help::LOAD,
     ),
     info(
         "context",
         &[],
         "!context",
         Argument::None,
-        "Show what the agent keeps in mind from this chat.",
+        texts::help::CONTEXT,
     ),
     info(
         "settings",
         &[],
         "!settings",
         Argument::None,
-        "Show this chat's settings.",
+        texts::help::SETTINGS,
     ),
-    info(
-        "yes",
-        &[],
-        "!yes",
-        Argument::None,
-        "Confirm what I just asked.",
-    ),
-    info(
-        "no",
-        &[],
-        "!no",
-        Argument::None,
-        "Decline what I just asked.",
-    ),
+    info("yes", &[], "!yes", Argument::None, texts::help::YES),
+    info("no", &[], "!no", Argument::None, texts::help::NO),
     info(
         "cancel",
         &[],
         "!cancel",
         Argument::None,
-        "Cancel what is in progress.",
+        texts::help::CANCEL,
     ),
     CommandInfo {
         admin_only: true,
@@ -269,13 +249,10 @@ pub const COMMANDS: &[CommandInfo] = &[
             &[],
             "!status",
             Argument::None,
-            "Show how the bot is doing.",
+            texts::help::STATUS,
         )
     },
 ];
-
-/// The first line of `!help`.
-const HELP_HEADER: &str = "Here is what you can do (anything else you write goes to the agent):";
 
 /// Reads a message body. Never panics; linear in the size of `body`.
 pub fn parse(body: &str) -> Parsed {
@@ -321,24 +298,17 @@ pub fn lookup(name: &str) -> Option<(&'static CommandInfo, &'static str)> {
 /// The `!help` answer: a markdown list, one command per line. Admin-only commands are listed
 /// only for admins.
 pub fn help_text(is_admin: bool) -> String {
-    let mut text = String::from(HELP_HEADER);
-    text.push('\n');
-    for info in COMMANDS.iter().filter(|info| is_admin || !info.admin_only) {
-        text.push_str("\n- `");
-        text.push_str(info.usage);
-        text.push('`');
-        for alias in info.aliases {
-            text.push_str(" (or `!");
-            text.push_str(alias);
-            text.push_str("`)");
-        }
-        text.push_str(": ");
-        text.push_str(info.description);
-        if info.admin_only {
-            text.push_str(" _(admins only)_");
-        }
-    }
-    text
+    let entries: Vec<texts::HelpEntry<'_>> = COMMANDS
+        .iter()
+        .filter(|info| is_admin || !info.admin_only)
+        .map(|info| texts::HelpEntry {
+            usage: info.usage,
+            aliases: info.aliases,
+            description: info.description,
+            admin_only: info.admin_only,
+        })
+        .collect();
+    texts::help(&entries)
 }
 
 impl Command {
@@ -532,22 +502,6 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
         }
     }
     d[at(a.len(), b.len())]
-}
-
-fn unknown_text(given: &str, suggestion: &Option<&str>) -> String {
-    match suggestion {
-        Some(name) => format!("I don't know `!{given}`. Did you mean `!{name}`?"),
-        None => format!("I don't know `!{given}`. Send `!help` to see the commands."),
-    }
-}
-
-fn with_article(label: &str) -> String {
-    let article = if label.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
-    format!("{article} {label}")
 }
 
 #[cfg(test)]

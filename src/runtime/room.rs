@@ -392,7 +392,7 @@ async fn answer(
             tracing::error!(%error, agent = %route.id, "agent connection unavailable");
             deps.files.put_back(&chat.id, &msg.sender, attachments);
             deps.metrics.message(MessageOutcome::AgentUnavailable);
-            let text = texts::agent_unreachable(&route.name, "restarting");
+            let text = texts::agent_unreachable(&route.name, texts::reason::RESTARTING);
             chat.notice(&msg, &text).await
         }
     }
@@ -402,14 +402,14 @@ async fn answer(
 fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
     let reason = match error {
         AgentError::Timeout(after) => return texts::agent_timeout(agent_name, after.as_secs()),
-        AgentError::Unreachable(_) | AgentError::Io(_) => "cannot connect".to_owned(),
-        AgentError::Busy { status, .. } => format!("busy, HTTP {status}"),
-        AgentError::Server { status, .. } => format!("server error, HTTP {status}"),
-        AgentError::Rejected { status, .. } => format!("request refused, HTTP {status}"),
-        AgentError::Protocol(_) | AgentError::Incomplete => "garbled answer".to_owned(),
-        AgentError::TurnFailed { code, message } => format!("{code}: {message}"),
+        AgentError::Unreachable(_) | AgentError::Io(_) => texts::reason::CANNOT_CONNECT.to_owned(),
+        AgentError::Busy { status, .. } => texts::reason::busy(*status),
+        AgentError::Server { status, .. } => texts::reason::server_error(*status),
+        AgentError::Rejected { status, .. } => texts::reason::refused(*status),
+        AgentError::Protocol(_) | AgentError::Incomplete => texts::reason::GARBLED.to_owned(),
+        AgentError::TurnFailed { code, message } => texts::reason::agent_said(code, message),
         AgentError::InvalidConfig(_) | AgentError::InvalidChatId(_) => {
-            "misconfigured connection".to_owned()
+            texts::reason::MISCONFIGURED.to_owned()
         }
     };
     match error.retry_kind() {

@@ -242,12 +242,7 @@ pub(super) async fn post_turn_files(
     let refused: Vec<(String, String)> = match &route.workspace {
         None => files
             .iter()
-            .map(|f| {
-                (
-                    f.path.clone(),
-                    "no workspace is set up for this agent".to_owned(),
-                )
-            })
+            .map(|f| (f.path.clone(), texts::reason::NO_WORKSPACE.to_owned()))
             .collect(),
         Some(workspace) => files::post_files(
             chat.surface.as_ref(),
