@@ -44,9 +44,8 @@
 //! The homeserver parts of start-up (session restore, first sync, `joined_rooms`) are not
 //! in it: `ops/bench/run` times the real binary for those.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,44 +69,16 @@ use surfaces::runtime::directory::RoomDirectory;
 use surfaces::runtime::room::{turn_id_for, FileDeps, RoomDeps, UserMessage, TYPING_REFRESH};
 use surfaces::runtime::router::{AgentRoute, ResolveAgent, Router};
 use surfaces::store::{RoomRecord, Store, UserRecord};
+use surfaces_testkit::alloc::Counting;
 
 // ---------------------------------------------------------------------------------------
 // Counting allocator (exact heap figures in `memory`; off elsewhere: one relaxed load).
 
-struct Counting;
-
-static COUNT: AtomicBool = AtomicBool::new(false);
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNT.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if COUNT.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        }
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNT.load(Ordering::Relaxed) {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: Counting = Counting::new();
 
 fn heap_live() -> isize {
-    LIVE.load(Ordering::Relaxed)
+    ALLOC.live()
 }
 
 /// VmRSS of this process, in bytes.
@@ -728,7 +699,7 @@ async fn memory(counts: Vec<usize>) {
     // spread over the others; then the baseline.
     rooms.start(&room_id(0)).await.expect("room");
     settle().await;
-    COUNT.store(true, Ordering::SeqCst);
+    ALLOC.set_counting(true);
     let (rss0, heap0) = (vm_rss(), heap_live());
     let mut started = 1; // rooms running (room 0 is in the baseline)
     println!(
@@ -787,7 +758,7 @@ async fn memory(counts: Vec<usize>) {
         std::mem::size_of::<RoomDeps>()
     );
     println!("FIGURE memory_heap_minimal_supervised {floor_heap:.0}");
-    COUNT.store(false, Ordering::SeqCst);
+    ALLOC.set_counting(false);
     let _ = root.shutdown().await;
 }
 

@@ -3,6 +3,8 @@
 //!
 //! `cargo run --example demo_person -- HOMESERVER USER PASSWORD BOT_USER STORE_DIR`
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use matrix_sdk::ruma::events::room::message::{
 };
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use matrix_sdk::{Client, Room};
+use surfaces_testkit::wait::wait_until;
 
 /// How long to wait for each step of the bot.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,17 +37,14 @@ struct Seen {
     reply_to: Option<OwnedEventId>,
 }
 
-async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
+/// Looks every [`POLL`] until `f` finds `what`, for up to [`STEP_TIMEOUT`].
+async fn poll<T, Fut>(what: &str, f: impl FnMut() -> Fut) -> anyhow::Result<T>
+where
+    Fut: Future<Output = Option<T>>,
+{
+    wait_until(STEP_TIMEOUT, POLL, f)
+        .await
+        .with_context(|| format!("timed out waiting for {what}"))
 }
 
 #[tokio::main]
@@ -103,17 +103,18 @@ async fn main() -> anyhow::Result<()> {
     request.is_direct = true;
     let dm = client.create_room(request).await?.room_id().to_owned();
 
-    let mut joined = Vec::new();
-    poll("the Space and the first chat room", async || {
+    let joined: RefCell<Vec<OwnedRoomId>> = RefCell::default();
+    poll("the Space and the first chat room", || async {
         for room in client.invited_rooms() {
             if room.join().await.is_ok() {
-                joined.push(room.room_id().to_owned());
+                joined.borrow_mut().push(room.room_id().to_owned());
             }
         }
-        (joined.len() >= 2).then_some(())
+        (joined.borrow().len() >= 2).then_some(())
     })
     .await?;
-    let chat = poll("the welcome message", async || {
+    let joined = joined.into_inner();
+    let chat = poll("the welcome message", || async {
         let seen = seen.lock().ok()?;
         seen.iter()
             .find(|m| m.sender == bot && m.room != dm && joined.contains(&m.room))
@@ -129,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     };
-    let pointer = poll("the pointer in the direct chat", async || {
+    let pointer = poll("the pointer in the direct chat", || async {
         let seen = seen.lock().ok()?;
         seen.iter()
             .find(|m| m.sender == bot && m.room == dm)
@@ -139,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
     println!("-- direct chat");
     show("bot", &pointer.body);
     println!("-- chat room {chat}");
-    let welcome = poll("the welcome", async || {
+    let welcome = poll("the welcome", || async {
         let seen = seen.lock().ok()?;
         seen.iter()
             .find(|m| m.sender == bot && m.room == chat)
@@ -153,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
             .send(RoomMessageEventContent::text_markdown(line))
             .await?;
         show(user, line);
-        let reply = poll("the bot's reply", async || {
+        let reply = poll("the bot's reply", || async {
             let seen = seen.lock().ok()?;
             seen.iter()
                 .find(|m| m.sender == bot && m.reply_to.as_ref() == Some(&sent.response.event_id))

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use hmac::{Hmac, Mac};
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{
     Request as CreateRoomRequest, RoomPreset,
@@ -36,6 +35,7 @@ use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use matrix_sdk::{Client, Room, RoomState};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use surfaces_testkit::register::Registrar;
 use tokio::sync::Notify;
 
 /// Longest wait for one reply (the isolation run's slow reply has its own).
@@ -211,47 +211,6 @@ fn cpu_seconds_of(pid: &str) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Registration (Synapse shared-secret admin API)
-
-async fn register(hs: &str, secret: &str, localpart: &str, password: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let url = format!("{hs}/_synapse/admin/v1/register");
-    let nonce: Value = http
-        .get(&url)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let nonce = nonce["nonce"].as_str().context("no nonce")?.to_owned();
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("any key length");
-    for (i, part) in [nonce.as_str(), localpart, password, "notadmin"]
-        .iter()
-        .enumerate()
-    {
-        if i > 0 {
-            mac.update(b"\0");
-        }
-        mac.update(part.as_bytes());
-    }
-    let mac = hex::encode(mac.finalize().into_bytes());
-    let response = http
-        .post(&url)
-        .json(
-            &json!({"nonce": nonce, "username": localpart, "password": password,
-                      "admin": false, "mac": mac}),
-        )
-        .send()
-        .await?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() && body["errcode"] != "M_USER_IN_USE" {
-        bail!("registering {localpart}: {status} {body}");
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
 // A person
 
 #[derive(Default)]
@@ -282,7 +241,8 @@ impl Drop for Person {
 
 struct Ctx {
     hs: String,
-    secret: String,
+    /// Registers the people (Synapse's shared-secret admin API).
+    registrar: Registrar,
     state: PathBuf,
 }
 
@@ -293,9 +253,10 @@ impl Ctx {
             .with_context(|| format!("reading {secret_file}"))?
             .trim()
             .to_owned();
+        let hs = args.get("hs")?;
         Ok(Ctx {
-            hs: args.get("hs")?,
-            secret,
+            registrar: Registrar::new(reqwest::Client::new(), &hs, &secret),
+            hs,
             state: PathBuf::from(args.get("state")?),
         })
     }
@@ -304,7 +265,10 @@ impl Ctx {
 impl Person {
     async fn new(ctx: &Ctx, localpart: &str) -> anyhow::Result<Person> {
         let password = format!("{localpart}-bench-password");
-        register(&ctx.hs, &ctx.secret, localpart, &password).await?;
+        // A person of an earlier run on the same homeserver is logged in again.
+        ctx.registrar
+            .register_unless_taken(localpart, &password, false)
+            .await?;
         let store = ctx.state.join(format!("person-{localpart}"));
         let _ = std::fs::remove_dir_all(&store);
         let client = Client::builder()

@@ -1,6 +1,9 @@
 //! A real Synapse per test: installed once per process by
 //! `ops/synapse/install`, configured and run by `ops/synapse/start` in a fresh
 //! tempdir on a free loopback port, stopped by pid on drop.
+//!
+//! It exists so that end-to-end tests run against the homeserver users run, not a mock: each
+//! test gets its own, with nothing shared between tests but the virtualenv.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,10 +11,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
 
-use super::{file_tail, free_port, terminate_child_blocking};
+pub use crate::register::{Registrar, UserCreds};
+use crate::wait::{file_tail, free_port, terminate_child_blocking};
 
 /// How long Synapse may take to answer `/_matrix/client/versions`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -20,9 +22,12 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Attempts when the chosen port is taken between picking and binding.
 const START_ATTEMPTS: usize = 3;
 
-/// The repository root (where `ops/` lives).
+/// The repository root (where `ops/` lives): the parent of this crate's directory.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    testkit
+        .parent()
+        .map_or_else(|| testkit.join(".."), Path::to_path_buf)
 }
 
 /// Runs `ops/synapse/install` once per process (it is idempotent and fast
@@ -55,16 +60,6 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow!("{} printed no venv path", script.display()))?;
     *venv = Some(path.clone());
     Ok(path)
-}
-
-/// A user registered on the test homeserver.
-#[derive(Debug, Clone)]
-pub struct UserCreds {
-    pub user_id: matrix_sdk::ruma::OwnedUserId,
-    pub localpart: String,
-    pub password: String,
-    pub access_token: String,
-    pub device_id: String,
 }
 
 /// A running Synapse, owned by the test. Dropping it stops the process (by
@@ -215,64 +210,12 @@ impl Synapse {
         password: &str,
         admin: bool,
     ) -> anyhow::Result<UserCreds> {
-        let url = format!("{}/_synapse/admin/v1/register", self.base_url);
-        let nonce_response: Value = self
-            .http
-            .get(&url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let nonce = nonce_response["nonce"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no nonce in {nonce_response}"))?;
+        self.registrar().register(localpart, password, admin).await
+    }
 
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(self.shared_secret.as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(nonce.as_bytes());
-        mac.update(b"\0");
-        mac.update(localpart.as_bytes());
-        mac.update(b"\0");
-        mac.update(password.as_bytes());
-        mac.update(b"\0");
-        mac.update(if admin {
-            b"admin".as_slice()
-        } else {
-            b"notadmin".as_slice()
-        });
-        let mac = hex::encode(mac.finalize().into_bytes());
-
-        let response = self
-            .http
-            .post(&url)
-            .json(&json!({
-                "nonce": nonce,
-                "username": localpart,
-                "password": password,
-                "admin": admin,
-                "mac": mac,
-            }))
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("registering {localpart}: HTTP {status}: {body}");
-        }
-        let field = |name: &str| -> anyhow::Result<String> {
-            body[name]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| anyhow!("no {name} in the register response {body}"))
-        };
-        Ok(UserCreds {
-            user_id: matrix_sdk::ruma::UserId::parse(field("user_id")?)?,
-            localpart: localpart.to_owned(),
-            password: password.to_owned(),
-            access_token: field("access_token")?,
-            device_id: field("device_id")?,
-        })
+    /// A [`Registrar`] for this homeserver (its shared secret, this harness's HTTP client).
+    pub fn registrar(&self) -> Registrar {
+        Registrar::new(self.http.clone(), &self.base_url, &self.shared_secret)
     }
 
     /// Stops Synapse now (SIGTERM, bounded wait, SIGKILL). Idempotent.

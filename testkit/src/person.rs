@@ -1,6 +1,9 @@
 //! A simulated human: a matrix-sdk client with E2EE, its own sqlite store in
 //! a tempdir and its own background sync loop. Everything it receives is
 //! recorded (decrypted) so tests can poll for it.
+//!
+//! It exists so that tests see the bot the way a user does, through a real Matrix client
+//! with end-to-end encryption, rather than through the bot's internals.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,8 +27,8 @@ use matrix_sdk::{Client, Room, RoomMemberships, RoomState};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::synapse::{Synapse, UserCreds};
-use super::{try_wait_until, wait_until, POLL, WAIT};
+use crate::synapse::{Synapse, UserCreds};
+use crate::wait::{try_wait_until, wait_until, POLL, WAIT};
 
 /// Long-poll timeout of the background sync.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,7 +1,24 @@
 //! The real `surfaces` binary as a child process, configured through
 //! `SURFACES__*` env variables and an optional TOML file.
+//!
+//! It exists so that end-to-end tests exercise the binary users run (its start-up, its
+//! config, its signals and exit codes), not a library call standing in for it.
+//!
+//! Only the `surfaces` package's own tests know where cargo put its binary
+//! (`env!("CARGO_BIN_EXE_surfaces")`), so the caller names it through a [`BotBinary`] type:
+//!
+//! ```ignore
+//! struct Surfaces;
+//! impl BotBinary for Surfaces {
+//!     fn path() -> PathBuf {
+//!         PathBuf::from(env!("CARGO_BIN_EXE_surfaces"))
+//!     }
+//! }
+//! type Bot = BotProcess<Surfaces>;
+//! ```
 
 use std::io::{Read, Seek, SeekFrom};
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,17 +26,24 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use super::synapse::{Synapse, UserCreds};
-use super::{
+use crate::synapse::{Synapse, UserCreds};
+use crate::wait::{
     file_tail, free_port, terminate_child, terminate_child_blocking, try_wait_until, POLL,
 };
 
 /// SIGTERM grace before SIGKILL, in `stop()` and on drop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// A running `surfaces` process. Dropping it stops it by pid (SIGTERM, bounded
-/// wait, SIGKILL).
-pub struct BotProcess {
+/// Names the `surfaces` executable to run: implemented by the caller, which alone knows
+/// where it is (see the module documentation).
+pub trait BotBinary {
+    /// The executable's path.
+    fn path() -> PathBuf;
+}
+
+/// A running `surfaces` process (the executable named by `B`). Dropping it stops it by pid
+/// (SIGTERM, bounded wait, SIGKILL).
+pub struct BotProcess<B: BotBinary> {
     child: Option<Child>,
     pid: u32,
     log_path: PathBuf,
@@ -30,9 +54,10 @@ pub struct BotProcess {
     /// `SURFACES__OPS__BIND`.
     pub ops_addr: SocketAddr,
     exit_status: Option<ExitStatus>,
+    binary: PhantomData<fn() -> B>,
 }
 
-impl BotProcess {
+impl<B: BotBinary> BotProcess<B> {
     /// Starts `surfaces --config <file>` logged in as `creds` on `synapse`,
     /// with its data in `data_dir`.
     ///
@@ -46,7 +71,7 @@ impl BotProcess {
         data_dir: &Path,
         extra_env: &[(&str, &str)],
         config_toml: Option<&str>,
-    ) -> anyhow::Result<BotProcess> {
+    ) -> anyhow::Result<BotProcess<B>> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let data_dir = data_dir.canonicalize()?;
@@ -68,7 +93,8 @@ impl BotProcess {
         let log_offset = log.metadata()?.len();
 
         let ops_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_surfaces"));
+        let binary = B::path();
+        let mut command = Command::new(&binary);
         command
             .arg("--config")
             .arg(&config_path)
@@ -96,7 +122,7 @@ impl BotProcess {
         }
         let child = command
             .spawn()
-            .with_context(|| format!("spawning {}", env!("CARGO_BIN_EXE_surfaces")))?;
+            .with_context(|| format!("spawning {}", binary.display()))?;
         Ok(BotProcess {
             pid: child.id(),
             child: Some(child),
@@ -106,6 +132,7 @@ impl BotProcess {
             data_dir,
             ops_addr,
             exit_status: None,
+            binary: PhantomData,
         })
     }
 
@@ -263,7 +290,7 @@ impl BotProcess {
     }
 }
 
-impl Drop for BotProcess {
+impl<B: BotBinary> Drop for BotProcess<B> {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             terminate_child_blocking(&mut child, STOP_GRACE);
