@@ -7,11 +7,14 @@
 //! implementation of the agent API ([`reference_agent`]), bounded waits and child-process
 //! helpers ([`wait`]), and a counting allocator for heap figures ([`alloc`]).
 //!
-//! It does not depend on the `surfaces` crate: it drives Surfaces from the outside, as a
-//! homeserver, a user and an agent would.
+//! For the core's own tests it also holds an in-memory messenger ([`memory`]) and the whole
+//! core running in-process over it ([`inproc`]): the room actor, commands and restarts
+//! tested in milliseconds, and the pipeline benchmark measuring the product itself.
 
 pub mod alloc;
 pub mod bot;
+pub mod inproc;
+pub mod memory;
 pub mod person;
 pub mod reference_agent;
 pub mod register;

@@ -1,0 +1,165 @@
+//! A busy chat in-process: messages queued behind a slow turn answered in order, `!cancel`
+//! stopping the turn at once, other chats unaffected, and an agent that fails.
+
+use std::time::{Duration, Instant};
+
+use surfaces::texts;
+use surfaces_testkit::inproc::{AgentSetup, Bot, Setup};
+use surfaces_testkit::reference_agent::{Endpoint, Fault, Script};
+use surfaces_testkit::wait::POLL;
+
+use crate::support::{command, expect, platform_chat};
+
+fn reference() -> Setup {
+    Setup {
+        agent: AgentSetup::Reference,
+        ..Setup::default()
+    }
+}
+
+#[actix_rt::test]
+async fn cancel_stops_the_turn_in_flight_and_the_queue_goes_on() -> anyhow::Result<()> {
+    let bot = Bot::start(reference()).await?;
+    let agent = bot.agent.as_ref().expect("the reference agent");
+    let (alice, chat) = bot.onboard("alice").await?;
+    let (bob, bob_chat) = bot.onboard("bob").await?;
+    let c1 = platform_chat(&bot, &chat);
+
+    agent.set_chat_delay(&c1, Duration::from_secs(20));
+    let slow = bot.world.say(&alice, &chat, "a long task");
+    let queued = bot.world.say(&alice, &chat, "queued behind it");
+    assert!(
+        agent
+            .wait_until(surfaces_testkit::inproc::WAIT, |a| a
+                .turns()
+                .iter()
+                .any(|t| t.text == "a long task"))
+            .await
+    );
+    // Another person's chat is not held up by alice's slow turn.
+    assert_eq!(
+        bot.ask_text(&bob, &bob_chat, "quick").await?,
+        "ref-agent ref got: quick"
+    );
+
+    // The running turn keeps its delay; the next one is quick.
+    agent.set_chat_delay(&c1, Duration::ZERO);
+    let started = Instant::now();
+    expect(
+        &command(&bot, &alice, &chat, "!cancel").await,
+        texts::CANCELLING,
+    );
+    let cancelled = bot.answer(&chat, &slow).await?;
+    assert!(cancelled.is_notice());
+    assert_eq!(cancelled.text(), texts::TURN_CANCELLED);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cancelled at once"
+    );
+    let turn_id = agent
+        .turns()
+        .into_iter()
+        .find(|t| t.text == "a long task")
+        .map(|t| t.turn_id)
+        .expect("the slow turn");
+    let cancels: Vec<_> = agent
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == Endpoint::Cancel)
+        .collect();
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    assert!(cancels[0]
+        .raw_path
+        .ends_with(&format!("/turns/{turn_id}/cancel")));
+
+    // The queued message runs next.
+    let answer = bot.answer(&chat, &queued).await?;
+    assert_eq!(answer.text(), "ref-agent ref got: queued behind it");
+    Ok(())
+}
+#[actix_rt::test]
+async fn queued_messages_are_answered_in_order_after_a_slow_turn() -> anyhow::Result<()> {
+    let bot = Bot::start(reference()).await?;
+    let agent = bot.agent.as_ref().expect("the reference agent");
+    let (alice, chat) = bot.onboard("alice").await?;
+    agent.set_delay(Duration::from_millis(300));
+    let ids: Vec<_> = (0..4)
+        .map(|i| bot.world.say(&alice, &chat, &format!("q{i}")))
+        .collect();
+    assert!(
+        agent
+            .wait_until(surfaces_testkit::inproc::WAIT, |a| !a.turns().is_empty())
+            .await
+    );
+    // While the agent works, the chat shows that the bot is typing; not after.
+    surfaces_testkit::wait::wait_until(surfaces_testkit::inproc::WAIT, POLL, || {
+        let typing = bot.world.chat(&chat).is_some_and(|c| c.typing);
+        async move { typing.then_some(()) }
+    })
+    .await?;
+    for id in &ids {
+        bot.answer(&chat, id).await?;
+    }
+    surfaces_testkit::wait::wait_until(surfaces_testkit::inproc::WAIT, POLL, || {
+        let typing = bot.world.chat(&chat).is_some_and(|c| c.typing);
+        async move { (!typing).then_some(()) }
+    })
+    .await?;
+    let order: Vec<String> = agent.turns().into_iter().map(|t| t.text).collect();
+    assert_eq!(
+        order,
+        vec!["q0", "q1", "q2", "q3"],
+        "one turn at a time, in order"
+    );
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn an_agent_that_fails_gets_a_notice_and_the_chat_goes_on() -> anyhow::Result<()> {
+    let bot = Bot::start(reference()).await?;
+    let agent = bot.agent.as_ref().expect("the reference agent");
+    let (alice, chat) = bot.onboard("alice").await?;
+
+    // (a fault of the transport, or none, and the agent's own error; what the notice says)
+    let table: &[(Option<Fault>, Option<Script>, &str)] = &[
+        (
+            Some(Fault::Status {
+                status: 400,
+                retry_after: None,
+            }),
+            None,
+            "Reference",
+        ),
+        (
+            None,
+            Some(Script::Error {
+                code: "boom".into(),
+                message: "it broke".into(),
+            }),
+            "it broke",
+        ),
+    ];
+    for (i, (fault, script, needle)) in table.iter().enumerate() {
+        if let Some(fault) = fault {
+            agent.push_fault(fault.clone());
+        }
+        if let Some(script) = script {
+            agent.push_script(script.clone());
+        }
+        let answer = bot.ask(&alice, &chat, &format!("try {i}")).await?;
+        assert!(answer.is_notice(), "{i}: {answer:?}");
+        expect(answer.text(), needle);
+        agent.clear_faults();
+    }
+    agent.go_down().await;
+    let down = bot.ask(&alice, &chat, "hello?").await?;
+    assert!(down.is_notice());
+    expect(down.text(), "Reference is not answering right now");
+    expect(down.text(), "Your message was not lost");
+    agent.come_up().await;
+    assert_eq!(
+        bot.ask_text(&alice, &chat, "back").await?,
+        "ref-agent ref got: back"
+    );
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Files in-process: into the agent's workspace and its turn, held for the next message,
+//! refused past the limit or without a workspace, and the agent's files posted back.
+
+use surfaces_testkit::inproc::{AgentSetup, Bot, Setup};
+
+use crate::support::expect;
+
+fn with_files(limit: u64) -> Setup {
+    Setup {
+        agent: AgentSetup::Reference,
+        extra_toml: format!("\n[files]\nmax_bytes = {limit}\n"),
+        ..Setup::default()
+    }
+}
+
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn files_reach_the_workspace_and_come_back() -> anyhow::Result<()> {
+    let bot = Bot::start(with_files(1_000_000)).await?;
+    let agent = bot.agent.as_ref().expect("the reference agent");
+    let (alice, chat) = bot.onboard("alice").await?;
+
+    // A captioned file is a turn of its own; its name is sanitized on disk only.
+    let report = bytes(5000, 1);
+    let name = "../secret/.Q1 report:final.pdf";
+    let id = bot.world.send_file(
+        &alice,
+        &chat,
+        name,
+        "application/pdf",
+        &report,
+        Some("summarise this"),
+    );
+    let reply = bot.answer(&chat, &id).await?;
+    expect(reply.text(), "got: summarise this");
+    let turn = agent
+        .turns()
+        .into_iter()
+        .find(|t| t.text == "summarise this")
+        .expect("the captioned turn");
+    assert_eq!(turn.attachments.len(), 1, "{turn:?}");
+    let att = &turn.attachments[0];
+    assert!(att.path.starts_with("inbox/"), "{}", att.path);
+    assert!(att.path.ends_with("-Q1 report_final.pdf"), "{}", att.path);
+    assert_eq!(att.name, name);
+    assert_eq!(att.size, report.len() as u64);
+    assert_eq!(std::fs::read(bot.workspace.join(&att.path))?, report);
+
+    // A file alone waits for the next message.
+    let chart = bytes(300, 2);
+    let id = bot
+        .world
+        .send_file(&alice, &chat, "chart.png", "image/png", &chart, None);
+    let held = bot.answer(&chat, &id).await?;
+    assert!(held.is_notice());
+    expect(held.text(), "next message");
+    let reply = bot.ask_text(&alice, &chat, "what is in it?").await?;
+    expect(&reply, "[attachments: chart.png]");
+    let thanks = agent.turns().len();
+    bot.ask(&alice, &chat, "thanks").await?;
+    assert_eq!(agent.turns().len(), thanks + 1);
+    assert!(agent
+        .turns()
+        .last()
+        .is_some_and(|t| t.attachments.is_empty()));
+
+    // The agent posts a file by a relative path and by its /workspace/ path.
+    std::fs::create_dir_all(bot.workspace.join("out"))?;
+    let result = bytes(2000, 3);
+    std::fs::write(bot.workspace.join("out/result.png"), &result)?;
+    agent.file_next("out/result.png", "result.png", "image/png");
+    bot.ask(&alice, &chat, "draw a chart").await?;
+    let posted = bot.bot_says(&chat, 0, "result.png").await?;
+    assert_eq!(
+        posted.body,
+        surfaces_testkit::memory::PostBody::File {
+            name: "result.png".into(),
+            mime: "image/png".into(),
+            data: result
+        }
+    );
+    let notes = bytes(3000, 9);
+    std::fs::write(bot.workspace.join("out/notes.txt"), &notes)?;
+    agent.file_next("/workspace/out/notes.txt", "notes.txt", "text/plain");
+    bot.ask(&alice, &chat, "write notes").await?;
+    let posted = bot.bot_says(&chat, 0, "notes.txt").await?;
+    assert!(
+        matches!(posted.body, surfaces_testkit::memory::PostBody::File { ref data, .. } if *data == notes)
+    );
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn a_file_over_the_limit_is_refused_and_nothing_is_lost() -> anyhow::Result<()> {
+    let bot = Bot::start(with_files(1000)).await?;
+    let agent = bot.agent.as_ref().expect("the reference agent");
+    let (alice, chat) = bot.onboard("alice").await?;
+    let id = bot.world.send_file(
+        &alice,
+        &chat,
+        "big.bin",
+        "application/octet-stream",
+        &bytes(5000, 4),
+        Some("take it"),
+    );
+    let refused = bot.answer(&chat, &id).await?;
+    assert!(refused.is_notice());
+    expect(refused.text(), "big.bin is over the");
+    assert!(agent.turns().iter().all(|t| t.attachments.is_empty()));
+    let reply = bot.ask_text(&alice, &chat, "next").await?;
+    assert_eq!(reply, "ref-agent ref got: next");
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn an_agent_without_a_workspace_cannot_take_files() -> anyhow::Result<()> {
+    let bot = Bot::start(Setup::default()).await?;
+    let (alice, chat) = bot.onboard("alice").await?;
+    let id = bot
+        .world
+        .send_file(&alice, &chat, "notes.txt", "text/plain", b"hello", None);
+    let refused = bot.answer(&chat, &id).await?;
+    assert!(refused.is_notice());
+    expect(refused.text(), "cannot take files here");
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! In-process tests of the core: the real runtime over the in-memory messenger
+//! (`surfaces_testkit::memory`), no homeserver. They carry the behaviour of the room actor,
+//! every command, confirmations, files, busy and cancel, restarts and reconciliation, and
+//! run in seconds; the end-to-end tests (`tests/e2e`) prove the Matrix adapter for real.
+
+mod busy;
+mod commands;
+mod confirmations;
+mod files;
+mod message_path;
+mod support;
