@@ -2,13 +2,16 @@
 //! its main error; confirmations that survive a restart, expire, and belong to the person
 //! asked; `!clear` rotating one room's chat only; `!cancel` stopping a turn in flight; an
 //! agent's question answered with `!yes` / `!no`; a stale room after its agent left the
-//! config; a stranger's invite declined.
+//! config; a stranger's invite declined; the agent chosen for new chats surviving the loss
+//! of the bot's store.
 //!
 //! Nothing here sleeps: every wait polls (the bot's answer to a follow-up message is what
 //! proves that something did *not* happen).
 
 use matrix_sdk::ruma::OwnedRoomId;
 use serde_json::Value;
+use surfaces::matrix::{SESSION_FILE_NAME, STORE_DIR_NAME};
+use surfaces::runtime::STORE_DIR;
 use tempfile::TempDir;
 
 use crate::spine::{ask, field, onboard, Stack};
@@ -19,6 +22,7 @@ use crate::support::synapse::Synapse;
 use crate::support::WAIT;
 
 const ROOM_EVENT: &str = "org.surfaces.room";
+const SPACE_EVENT: &str = "org.surfaces.space";
 
 /// Long enough that no test runs into it (the spine's 2 s would time out a slow turn).
 const TIMEOUT_SECS: u64 = 30;
@@ -80,8 +84,20 @@ impl Cmds {
     /// Stops the bot (SIGTERM, must exit 0) and starts it again on the same data, with
     /// agent `two` in the config or not, and `env`.
     async fn restart(&mut self, with_two: bool, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.stop_bot().await?;
+        self.start_bot(with_two, env).await
+    }
+
+    /// Stops the bot (SIGTERM, must exit 0).
+    async fn stop_bot(&mut self) -> anyhow::Result<()> {
         let status = self.stack.bot.stop().await?;
         assert!(status.success(), "the bot exits 0 on SIGTERM: {status:?}");
+        Ok(())
+    }
+
+    /// Starts the bot again on the same data (the previous run must have stopped), with
+    /// agent `two` in the config or not, and `env`; waits until it runs.
+    async fn start_bot(&mut self, with_two: bool, env: &[(&str, &str)]) -> anyhow::Result<()> {
         let s = &self.stack;
         let mut bot = BotProcess::start(
             &s.synapse,
@@ -664,5 +680,72 @@ async fn stale_rooms_and_strangers() -> anyhow::Result<()> {
     expect_not(&list, "`two`");
     let reply = ask(stack, &alice, &a.chat, "and you?").await?;
     expect(&reply.body, "ref-agent ref got: and you?");
+    Ok(())
+}
+
+/// `!agent two` is kept in the person's Space (`org.surfaces.space`, `selected_agent`): after
+/// the bot's store is deleted (the Matrix session and its crypto store kept), reconciliation
+/// rebuilds the choice from the Space, so `!agent` still marks `two` and `!new` makes a chat
+/// bound to `two`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chosen_agent_survives_losing_the_store() -> anyhow::Result<()> {
+    let mut cmds = Cmds::start(|_| Vec::new()).await?;
+    let stack = &cmds.stack;
+    let alice = stack.person("alice").await?;
+    let a = onboard(stack, &alice).await?;
+    let c1 = chat_id(&alice, &a.chat).await?;
+    let selected = command(stack, &alice, &a.chat, "!agent two").await?;
+    expect(&selected, "New chats will use Two");
+    let prefs = alice
+        .wait_for_state_event(
+            &a.space,
+            SPACE_EVENT,
+            "",
+            |c| field(c, "selected_agent") == "two",
+            WAIT,
+        )
+        .await?;
+    assert_eq!(field(&prefs, "owner"), alice.user_id().as_str());
+
+    // The store is lost while the bot is down; the Matrix session and its stores are not.
+    cmds.stop_bot().await?;
+    let data_dir = cmds.stack.data.path().join("bot");
+    let store = data_dir.join(STORE_DIR);
+    assert!(store.is_dir(), "the store is at {}", store.display());
+    std::fs::remove_dir_all(&store)?;
+    assert!(data_dir.join(SESSION_FILE_NAME).is_file());
+    assert!(data_dir.join(STORE_DIR_NAME).is_dir());
+    cmds.start_bot(true, &[]).await?;
+    let stack = &cmds.stack;
+    assert!(
+        stack.bot.log_contains("restored the Matrix session")
+            && stack.bot.log_contains("reconciliation done"),
+        "the same device, and the store rebuilt from Matrix:\n{}",
+        stack.bot.log_tail(40)
+    );
+
+    // The choice came back from the Space.
+    let list = command(stack, &alice, &a.chat, "!agent").await?;
+    expect_line(&list, "- `ref` Reference (this chat)");
+    expect_line(
+        &list,
+        "- `two` Two: The second agent (selected for new chats)",
+    );
+    let made = command(stack, &alice, &a.chat, "!new").await?;
+    expect(&made, "New chat with Two ready");
+    let chat2 = join_new_chat(stack, &alice).await?;
+    let bound = binding(&alice, &chat2).await?;
+    assert_eq!(field(&bound, "agent_id"), "two");
+    assert_eq!(field(&bound, "owner"), alice.user_id().as_str());
+    assert_ne!(
+        field(&bound, "platform_chat_id"),
+        c1,
+        "no chat id is minted twice"
+    );
+    // Both rooms answer, each with its own agent.
+    let reply = ask(stack, &alice, &chat2, "hello two").await?;
+    expect(&reply.body, "ref-agent two got: hello two");
+    let reply = ask(stack, &alice, &a.chat, "hello ref").await?;
+    expect(&reply.body, "ref-agent ref got: hello ref");
     Ok(())
 }

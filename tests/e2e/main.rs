@@ -11,6 +11,7 @@ mod agent_http;
 mod catch_up;
 mod commands;
 mod delivery;
+mod exit_code;
 mod files;
 mod harness_smoke;
 mod matrix_glue;
