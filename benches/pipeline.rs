@@ -1,5 +1,5 @@
-//! In-process benchmarks of the runtime without Matrix (parts 3 and 4 of `ops/bench`).
-//! Prints figures; not a timed test.
+//! In-process benchmarks of the real runtime over the in-memory messenger (parts 3 and 4 of
+//! `ops/bench`). Prints figures; not a timed test.
 //!
 //! ```text
 //! cargo bench --bench pipeline -- throughput [ROOMS] [MESSAGES_PER_ROOM]
@@ -9,67 +9,42 @@
 //! ```
 //! (no mode: all four in turn; `ops/bench/run` runs each in a process of its own). The
 //! pipeline modes run `BENCH_RUNS` times (default 3) and report the median and the best.
-//! Diagnostics, not the product's setup: `BENCH_NO_TYPING=1` leaves the per-message typing
-//! task out; `BENCH_ARBITERS=N` runs the room actors on N arbiters of their own.
 //!
-//! **throughput / journal**: events in → room actors → router → agent connection (the
-//! real `AgentConn` with the built-in echo agent) → replies out, with the Matrix side
-//! replaced by an in-memory transport. What is real and what mirrors the product:
-//! - real: the `actors` supervisor and handles, `Router` (`ResolveAgent`), `AgentConn`
-//!   (`RunTurn`, semaphore, retry wrapper, metrics), the echo `AgentClient`, `Store`
-//!   (room record read + JSON decode per message), `Journal`, `AccessPolicy`,
-//!   `commands::parse`, `turn_id_for`, `txn_id_for`, `FileDeps::take`, `Metrics`, the reply
-//!   content (markdown rendered to HTML, rich reply), actix on a multi-thread tokio runtime
-//!   as `main.rs` builds it;
-//! - mirrored: the dispatcher's per-event work (`Dispatcher::handle_event`: managed-room
-//!   lookup, access check, `!cancel` check, journal accept, `tell`) runs in a spawned task
-//!   like the sync loop's handlers; the room actor is a bench-local copy of
-//!   `runtime::room::RoomActor`'s text path (`ctx.wait` strict order; record, command
-//!   parse, route, typing task, in-flight entry, turn, reply, metrics, journal done),
-//!   because the real one calls matrix-sdk (`client.get_room`, `matrix::send_reply`)
-//!   directly. Where it would talk to the homeserver (get_room, typing, send) it talks to
-//!   the in-memory transport instead.
-//! - `throughput` leaves the journal out (no fsync); `journal` puts it in exactly as the
-//!   product does: the dispatcher awaits `Journal::accept` (written and flushed) before
-//!   queueing the next event, the room awaits `Journal::complete` (flushed) after replying.
+//! Nothing here is a copy of product code: every mode runs `surfaces::runtime::start_with`
+//! — the composition root `main` uses — with `surfaces_testkit::memory` as the messenger and
+//! the built-in echo agent, on actix over a multi-thread tokio runtime as `main` builds it.
+//!
+//! **throughput / journal**: `ROOMS` chats (bound, in homes) are made in the messenger and
+//! adopted by the start-up reconciliation; then `ROOMS × MESSAGES_PER_ROOM` messages are
+//! logged at once and the clock runs until the bot has answered them all. The messenger's
+//! connector delivers them in batches (as a sync response would), through the real intake
+//! (journal staged, one commit per batch), room actors (strict order, typing, command
+//! parse, record read), router, agent connection and echo agent, to the reply sent through
+//! the `Surface` and the journal's done mark. `throughput` runs the store with
+//! `Durability::Unflushed` (the journal's records are written, its flushes skipped: what the
+//! core costs without the fsyncs); `journal` runs it as the product does (flushed at every
+//! commit point). After each run every chat's replies are checked: each message answered
+//! once, in order.
 //!
 //! **memory**: resident memory (VmRSS) and exact heap (a counting allocator) before and
-//! after starting N idle *real* `RoomActor`s through the real `RoomDirectory` (with a
-//! `matrix_sdk::Client` built without a network).
+//! after starting N idle room actors through the running core's room directory.
 //!
-//! **startup**: with an intact sled holding N rooms and users (and N done journal ids): the
-//! time of `Store::open` + `Journal::open` + `Confirmations::open` + `prune_done`, the
-//! reconciliation fast path (`reconcile::plan` with every joined room known, the empty
-//! `apply` and the chat-sequence check, both flushed), and starting the N real room actors.
-//! The homeserver parts of start-up (session restore, first sync, `joined_rooms`) are not
-//! in it: `ops/bench/run` times the real binary for those.
+//! **startup**: a data dir left by a first run over N chats; the time from
+//! `runtime::start_with` to live (store and journal open, reconciliation, N room actors,
+//! connector live), and the reconciliation's share.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, AsyncContext, Context, Handler, WrapFuture};
-use actors::{ActorId, ChildCtx, ChildHandle, ChildSpec, Registry, Supervisor, SupervisorConfig};
-use matrix_sdk::ruma::events::room::message::{
-    AddMentions, ForwardThread, ReplyMetadata, RoomMessageEventContent,
-};
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
-use parking_lot::{Mutex, RwLock};
-use surfaces::agent::{AgentClient, TurnRequest, TurnSender};
-use surfaces::commands::{Command, Parsed};
-use surfaces::config::{AccessConfig, AccessPolicy};
-use surfaces::confirmations::Confirmations;
-use surfaces::journal::{Accepted, Journal, DONE_RETENTION};
-use surfaces::matrix::txn_id_for;
-use surfaces::ops::{MessageOutcome, Metrics};
-use surfaces::runtime::agent_conn::{AgentConn, AgentStats, RunTurn};
-use surfaces::runtime::commands::{CommandDeps, InFlight};
-use surfaces::runtime::directory::RoomDirectory;
-use surfaces::runtime::room::{turn_id_for, FileDeps, RoomDeps, UserMessage, TYPING_REFRESH};
-use surfaces::runtime::router::{AgentRoute, ResolveAgent, Router};
-use surfaces::store::{RoomRecord, Store, UserRecord};
+use actix::{Actor, Context};
+use actors::{ActorId, ChildSpec};
+use surfaces::runtime::{Options, Running, RuntimeView};
+use surfaces::store::{Durability, RoomRecord};
+use surfaces::surface::{Binding, ChatId, Connector, MessageId, PersonId, Surface};
 use surfaces_testkit::alloc::Counting;
+use surfaces_testkit::inproc::echo_config;
+use surfaces_testkit::memory::{self, World};
 
 // ---------------------------------------------------------------------------------------
 // Counting allocator (exact heap figures in `memory`; off elsewhere: one relaxed load).
@@ -77,9 +52,14 @@ use surfaces_testkit::alloc::Counting;
 #[global_allocator]
 static ALLOC: Counting = Counting::new();
 
-fn heap_live() -> isize {
-    ALLOC.live()
-}
+/// How many chats each owner has in the benchmark's messenger.
+const CHATS_PER_OWNER: usize = 100;
+/// The longest a benchmark waits for the bot (start-up, or all the replies).
+const BENCH_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often start-up is polled.
+const POLL: Duration = Duration::from_millis(5);
+/// Lets started actors run `started()` and the runtime go idle before memory is read.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// VmRSS of this process, in bytes.
 fn vm_rss() -> u64 {
@@ -91,39 +71,17 @@ fn vm_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-const SERVER: &str = "bench.example.org";
-const BOT: &str = "@surfaces:bench.example.org";
-const AGENT: &str = "echo";
-
-fn room_id(i: usize) -> OwnedRoomId {
-    RoomId::parse(format!("!room{i:06}:{SERVER}")).expect("valid room id")
-}
-
-fn user_id(i: usize) -> OwnedUserId {
-    OwnedUserId::try_from(format!("@person{i:06}:{SERVER}")).expect("valid user id")
-}
-
-fn record(i: usize) -> RoomRecord {
-    RoomRecord {
-        room_id: room_id(i).to_string(),
-        owner: user_id(i).to_string(),
-        agent_id: AGENT.to_owned(),
-        platform_chat_id: format!("sfc-{}", i + 1),
-        chat_index: 1,
-        archived: false,
-        name: Some("Chat 1".to_owned()),
-    }
-}
-
-fn user_record(i: usize) -> UserRecord {
-    let mut u = UserRecord::new(user_id(i).to_string());
-    u.space_id = Some(format!("!space{i:06}:{SERVER}"));
-    u.next_chat_index = 2;
-    u
+/// CPU time (user + system) this process has used, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn fmt_int(n: f64) -> String {
-    let s = format!("{:.0}", n);
+    let s = format!("{n:.0}");
     let bytes = s.as_bytes();
     let mut out = String::new();
     for (i, c) in bytes.iter().enumerate() {
@@ -135,76 +93,6 @@ fn fmt_int(n: f64) -> String {
     out
 }
 
-/// The echo agent's connection and the router, started under `root` as `runtime::run`
-/// does (`max_concurrent_turns` as configured by default).
-async fn agent_and_router(
-    root: &actors::SupervisorHandle,
-    store: &Store,
-    metrics: &Arc<Metrics>,
-) -> ChildHandle<Router> {
-    let client = Arc::new(AgentClient::echo());
-    let stats = Arc::new(AgentStats::default());
-    let m = metrics.clone();
-    let conn = root
-        .start_child(ChildSpec::new(ActorId::new("agent", AGENT), move |_| {
-            AgentConn::new(
-                AGENT.to_owned(),
-                client.clone(),
-                surfaces::config::DEFAULT_MAX_CONCURRENT_TURNS,
-                stats.clone(),
-                m.clone(),
-            )
-        }))
-        .await
-        .expect("agent connection");
-    let routes = vec![AgentRoute {
-        id: AGENT.to_owned(),
-        name: "Echo".to_owned(),
-        description: String::new(),
-        conn,
-        workspace: None,
-    }];
-    let store = store.clone();
-    root.start_child(ChildSpec::new(ActorId::singleton("router"), move |_| {
-        Router::new(routes.clone(), AGENT.to_owned(), store.clone())
-    }))
-    .await
-    .expect("router")
-}
-
-// ---------------------------------------------------------------------------------------
-// The in-memory transport: what the room actor would send to the homeserver.
-
-struct Transport {
-    /// Rooms the "client" knows (`client.get_room`).
-    rooms: HashSet<OwnedRoomId>,
-    /// Room index → the next message sequence expected in that room's replies.
-    next: Vec<AtomicU32>,
-    replies: AtomicU64,
-    out_of_order: AtomicU64,
-    typing: AtomicU64,
-    reply_bytes: AtomicU64,
-    done: tokio::sync::Notify,
-    expected: u64,
-}
-
-impl Transport {
-    fn typing(&self, _room: &RoomId, _on: bool) {
-        self.typing.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn send(&self, room_index: usize, seq: u32, content: RoomMessageEventContent, _txn: &str) {
-        self.reply_bytes
-            .fetch_add(content.body().len() as u64, Ordering::Relaxed);
-        if self.next[room_index].fetch_add(1, Ordering::Relaxed) != seq {
-            self.out_of_order.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.replies.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
-            self.done.notify_one();
-        }
-    }
-}
-
 /// A number from the environment (0 when unset or unreadable).
 fn env_number(name: &str) -> usize {
     std::env::var(name)
@@ -213,379 +101,128 @@ fn env_number(name: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// CPU time (user + system) this process has used, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+/// Exits with a message: a benchmark that cannot run has no figures to print.
+fn fail(what: &str, error: impl std::fmt::Display) -> ! {
+    eprintln!("pipeline: {what}: {error:#}");
+    std::process::exit(1);
 }
 
-/// Diagnostics only (`BENCH_NO_TYPING=1`): leave the typing task out, to see its share.
-fn no_typing() -> bool {
-    static NO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *NO.get_or_init(|| std::env::var_os("BENCH_NO_TYPING").is_some_and(|v| v == "1"))
-}
-
-// ---------------------------------------------------------------------------------------
-// The bench room actor: `runtime::room::RoomActor`'s text path, transport in memory.
-
-#[derive(Clone)]
-struct BenchDeps {
-    store: Store,
-    router: ChildHandle<Router>,
-    journal: Option<Journal>,
-    metrics: Arc<Metrics>,
-    files: FileDeps,
-    inflight: Arc<Mutex<HashMap<OwnedRoomId, InFlight>>>,
-    transport: Arc<Transport>,
-}
-
-struct BenchRoom {
-    index: usize,
-    room_id: OwnedRoomId,
-    deps: Arc<BenchDeps>,
-    _ctx: ChildCtx,
-}
-
-impl Actor for BenchRoom {
-    type Context = Context<Self>;
-}
-actors::supervised_actor!(BenchRoom);
-
-impl Handler<UserMessage> for BenchRoom {
-    type Result = ();
-
-    fn handle(&mut self, msg: UserMessage, ctx: &mut Context<Self>) {
-        let work = process(self.index, self.room_id.clone(), self.deps.clone(), msg);
-        ctx.wait(work.into_actor(self));
-    }
-}
-
-async fn process(index: usize, room_id: OwnedRoomId, deps: Arc<BenchDeps>, msg: UserMessage) {
-    if let Some(journal) = &deps.journal {
-        if journal.is_done(msg.event_id.as_str()).unwrap_or(false) {
-            return;
-        }
-    }
-    if answer(index, room_id, deps.clone(), msg.clone()).await {
-        if let Some(journal) = &deps.journal {
-            if let Err(error) = journal.complete(msg.event_id.as_str()).await {
-                eprintln!("journal complete: {error}");
-            }
-        }
-    }
-}
-
-async fn answer(
-    index: usize,
-    room_id: OwnedRoomId,
-    deps: Arc<BenchDeps>,
-    msg: UserMessage,
-) -> bool {
-    let transport = deps.transport.clone();
-    if !transport.rooms.contains(&room_id) {
-        deps.metrics.message(MessageOutcome::InternalError);
-        return false;
-    }
-    let record = match deps.store.room(room_id.as_str()) {
-        Ok(Some(record)) => record,
-        _ => {
-            deps.metrics.message(MessageOutcome::InternalError);
-            return false;
-        }
-    };
-    if record.archived {
-        return false;
-    }
-    match surfaces::commands::parse(&msg.body) {
-        Parsed::NotACommand => {}
-        _ => return false,
-    }
-    let route = match deps
-        .router
-        .send(ResolveAgent {
-            agent_id: record.agent_id.clone(),
-        })
-        .await
-    {
-        Ok(Some(route)) => route,
-        _ => {
-            deps.metrics.message(MessageOutcome::StaleAgent);
-            return false;
-        }
-    };
-    let typing = if no_typing() {
-        None
-    } else {
-        let (transport, room_id) = (transport.clone(), room_id.clone());
-        Some(tokio::spawn(async move {
-            loop {
-                transport.typing(&room_id, true);
-                tokio::time::sleep(TYPING_REFRESH).await;
-            }
-        }))
-    };
-    let request = TurnRequest {
-        turn_id: turn_id_for(&msg.event_id),
-        sender: TurnSender {
-            id: msg.sender.to_string(),
-            display_name: msg.display_name.clone(),
-        },
-        text: msg.body.clone(),
-        attachments: deps.files.take(&room_id, &msg.sender, Vec::new()),
-    };
-    let in_flight = InFlight {
-        turn_id: request.turn_id.clone(),
-        chat_id: record.platform_chat_id.clone(),
-        agent_id: route.id.clone(),
-    };
-    deps.inflight.lock().insert(room_id.clone(), in_flight);
-    let result = route
-        .conn
-        .send(RunTurn {
-            chat_id: record.platform_chat_id.clone(),
-            request,
-        })
-        .await;
-    deps.inflight.lock().remove(&room_id);
-    if let Some(typing) = typing {
-        typing.abort();
-    }
-    // As the room actor: the typing notice is hidden beside the reply, from a task.
-    {
-        let (transport, room_id) = (transport.clone(), room_id.clone());
-        tokio::spawn(async move { transport.typing(&room_id, false) });
-    }
-    match result {
-        Ok(Ok(outcome)) => {
-            let reply = ReplyMetadata::new(&msg.event_id, &msg.sender, None);
-            let txn = txn_id_for(&msg.event_id, 0);
-            let content = RoomMessageEventContent::text_markdown(&outcome.reply).make_reply_to(
-                reply,
-                ForwardThread::Yes,
-                AddMentions::Yes,
-            );
-            let seq = msg
-                .body
-                .rsplit(' ')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(u32::MAX);
-            transport.send(index, seq, content, txn.as_str());
-            deps.metrics.message(MessageOutcome::Replied);
-            true
-        }
-        _ => {
-            deps.metrics.message(MessageOutcome::AgentError);
-            false
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The dispatcher-equivalent: `Dispatcher::handle_event` for a text message.
-
-struct Event {
-    room_id: OwnedRoomId,
-    event_id: OwnedEventId,
-    sender: OwnedUserId,
-    body: String,
-}
-
-struct Dispatch {
-    rooms: RwLock<HashMap<OwnedRoomId, ChildHandle<BenchRoom>>>,
-    access: AccessPolicy,
-    journal: Option<Journal>,
-}
-
-impl Dispatch {
-    async fn handle(&self, ev: Event) {
-        if ev.sender.as_str() == BOT {
-            return;
-        }
-        let body = ev.body;
-        let Some(actor) = self.rooms.read().get(&ev.room_id).cloned() else {
-            return;
-        };
-        if !self.access.allows(ev.sender.as_str()) {
-            return;
-        }
-        if matches!(
-            surfaces::commands::parse(&body),
-            Parsed::Command(Command::Cancel)
-        ) {
-            return;
-        }
-        if let Some(journal) = &self.journal {
-            match journal
-                .accept(
-                    ev.room_id.as_str(),
-                    ev.event_id.as_str(),
-                    ev.sender.as_str(),
-                    &body,
-                )
-                .await
-            {
-                Ok((Accepted::New, _)) => {}
-                Ok(_) => return,
-                Err(error) => eprintln!("journal accept: {error}"),
-            }
-        }
-        let msg = UserMessage {
-            event_id: ev.event_id,
-            sender: ev.sender,
-            display_name: None,
-            body,
-        };
-        let _ = actor.tell(msg);
-    }
-}
-
-/// Events per simulated sync response (the dispatcher yields between them).
-const SYNC_BATCH: usize = 100;
-
-async fn pipeline(rooms: usize, per_room: usize, with_journal: bool) -> f64 {
-    let mut label = if with_journal {
-        "journal"
-    } else {
-        "throughput"
-    }
-    .to_owned();
-    if no_typing() {
-        label.push_str("_no_typing");
-    }
-    if env_number("BENCH_ARBITERS") > 0 {
-        label.push_str(&format!("_arbiters{}", env_number("BENCH_ARBITERS")));
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("store")).expect("store");
-    let records: Vec<RoomRecord> = (0..rooms).map(record).collect();
-    store.apply(&records, &[], &[]).await.expect("records");
-    let journal = if with_journal {
-        Some(Journal::open(&store).expect("journal"))
-    } else {
-        None
-    };
-    let registry = Registry::new();
-    let metrics = Metrics::start(&registry);
-    let root = Supervisor::start_root(SupervisorConfig::default(), registry.clone());
-    let router = agent_and_router(&root, &store, &metrics).await;
-    let total = (rooms * per_room) as u64;
-    let transport = Arc::new(Transport {
-        rooms: (0..rooms).map(room_id).collect(),
-        next: (0..rooms).map(|_| AtomicU32::new(0)).collect(),
-        replies: AtomicU64::new(0),
-        out_of_order: AtomicU64::new(0),
-        typing: AtomicU64::new(0),
-        reply_bytes: AtomicU64::new(0),
-        done: tokio::sync::Notify::new(),
-        expected: total,
+/// A messenger holding `rooms` bound chats of the echo agent, `CHATS_PER_OWNER` per owner;
+/// returns it and the chats with their owners.
+fn seeded_world(rooms: usize, keep_posts: bool) -> (World, Vec<(PersonId, ChatId)>) {
+    let world = World::new(memory::Options {
+        keep_posts,
+        ..memory::Options::default()
     });
-    let deps = Arc::new(BenchDeps {
-        store: store.clone(),
-        router,
-        journal: journal.clone(),
-        metrics: metrics.clone(),
-        files: FileDeps::new(20 * 1024 * 1024),
-        inflight: Arc::default(),
-        transport: transport.clone(),
-    });
-    let dispatch = Arc::new(Dispatch {
-        rooms: RwLock::new(HashMap::new()),
-        access: AccessPolicy::new(&AccessConfig::default(), BOT),
-        journal,
-    });
-    // Diagnostics only (`BENCH_ARBITERS=N`): the room actors on N arbiters of their own
-    // (threads) instead of the system arbiter that runs every actor in the product.
-    let arbiters: Vec<actix::Arbiter> = (0..env_number("BENCH_ARBITERS"))
-        .map(|_| actix::Arbiter::new())
-        .collect();
-    let started = Instant::now();
-    for i in 0..rooms {
-        let id = room_id(i);
-        let deps = deps.clone();
-        let owned = id.clone();
-        let mut spec = ChildSpec::new(ActorId::new("room", id.as_str()), move |ctx| BenchRoom {
-            index: i,
-            room_id: owned.clone(),
-            deps: deps.clone(),
-            _ctx: ctx,
-        })
-        .redeliver(true);
-        if !arbiters.is_empty() {
-            spec = spec.on_arbiter(arbiters[i % arbiters.len()].handle());
-        }
-        let handle = root.start_child(spec).await.expect("room actor");
-        dispatch.rooms.write().insert(id, handle);
-    }
-    println!(
-        "{label}: started {} room actors in {:.0} ms",
-        fmt_int(rooms as f64),
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    // Events as the sync loop would hand them over: round-robin over the rooms.
-    let mut events = Vec::with_capacity(rooms * per_room);
-    for seq in 0..per_room {
-        for i in 0..rooms {
-            events.push(Event {
-                room_id: room_id(i),
-                event_id: OwnedEventId::try_from(format!("$ev{i:06}x{seq:05}:{SERVER}"))
-                    .expect("event id"),
-                sender: user_id(i),
-                body: format!("hello from a person, message {seq}"),
-            });
+    let mut chats = Vec::with_capacity(rooms);
+    let mut next_chat = 1u64;
+    for owner_index in 0..rooms.div_ceil(CHATS_PER_OWNER) {
+        let owner = World::person(&format!("person{owner_index:05}"));
+        let n = CHATS_PER_OWNER.min(rooms - chats.len());
+        let bindings = (0..n)
+            .map(|i| {
+                let binding = Binding {
+                    agent_id: "echo".to_owned(),
+                    platform_chat_id: format!("sfc-{next_chat}"),
+                    owner: owner.to_string(),
+                    chat_index: i as u32 + 1,
+                    archived: false,
+                };
+                next_chat += 1;
+                (format!("Chat {}", i + 1), binding)
+            })
+            .collect();
+        for chat in world.seed_chats(&owner, bindings) {
+            chats.push((owner.clone(), chat));
         }
     }
-    let done = transport.done.notified();
-    tokio::pin!(done);
-    done.as_mut().enable();
+    (world, chats)
+}
+
+/// Starts the core over `world` with its data in `dir`; waits until it is live.
+async fn start(
+    world: &World,
+    dir: &std::path::Path,
+    durability: Durability,
+) -> (Running, Duration) {
+    let config = echo_config(dir, "").unwrap_or_else(|e| fail("config", e));
+    let connector: Box<dyn Connector> = Box::new(world.connector());
     let t0 = Instant::now();
+    let running = surfaces::runtime::start_with(config, vec![connector], Options { durability })
+        .await
+        .unwrap_or_else(|e| fail("start", e));
+    let view = running.view();
+    while !view.live.load(std::sync::atomic::Ordering::Acquire) {
+        if t0.elapsed() > BENCH_TIMEOUT {
+            fail("start", "not live in time");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    (running, t0.elapsed())
+}
+
+/// Stops the core (as on SIGTERM).
+async fn stop(running: Running) {
+    running.run_until(std::future::ready(())).await;
+}
+
+/// Whether every chat's replies answer its messages once each, in order.
+fn answered_in_order(world: &World, sent: &HashMap<ChatId, Vec<MessageId>>) -> bool {
+    sent.iter().all(|(chat, ids)| {
+        let replies: Vec<MessageId> = world
+            .bot_posts(chat)
+            .into_iter()
+            .filter_map(|p| p.reply_to)
+            .collect();
+        &replies == ids
+    })
+}
+
+/// One run: `rooms × per_room` messages through the core; returns messages per second.
+async fn pipeline(rooms: usize, per_room: usize, durability: Durability, label: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
+    let (world, chats) = seeded_world(rooms, true);
+    let (running, _) = start(&world, dir.path(), durability).await;
+    let before = world.bot_post_count();
+    let total = rooms * per_room;
+    // Round-robin over the chats, as many people writing at once would.
+    let mut messages = Vec::with_capacity(total);
+    for round in 0..per_room {
+        for (owner, chat) in &chats {
+            messages.push((owner.clone(), chat.clone(), format!("message {round}")));
+        }
+    }
     let cpu0 = cpu_seconds();
-    let feeder = {
-        let dispatch = dispatch.clone();
-        // The sync loop runs on the tokio pool (`tokio::spawn`), the actors on the arbiter.
-        tokio::spawn(async move {
-            let mut events = events.into_iter();
-            loop {
-                let mut any = false;
-                for ev in events.by_ref().take(SYNC_BATCH) {
-                    any = true;
-                    dispatch.handle(ev).await;
-                }
-                if !any {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    let timeout = Duration::from_secs(600);
-    if tokio::time::timeout(timeout, &mut done).await.is_err() {
-        eprintln!(
-            "{label}: timed out with {} of {total} replies",
-            transport.replies.load(Ordering::Relaxed)
+    let t0 = Instant::now();
+    let ids = world.say_many(messages);
+    let target = before + total as u64;
+    if tokio::time::timeout(BENCH_TIMEOUT, world.wait_for_bot_posts(target))
+        .await
+        .is_err()
+    {
+        fail(
+            label,
+            format!(
+                "timed out with {} of {total} replies",
+                world.bot_post_count() - before
+            ),
         );
-        std::process::exit(1);
     }
     let elapsed = t0.elapsed();
     let cpu = cpu_seconds() - cpu0;
-    let _ = feeder.await;
-    let replies = transport.replies.load(Ordering::Relaxed);
-    let rate = replies as f64 / elapsed.as_secs_f64();
+    let mut sent: HashMap<ChatId, Vec<MessageId>> = HashMap::new();
+    for ((_, chat), id) in chats.iter().cycle().zip(ids) {
+        sent.entry(chat.clone()).or_default().push(id);
+    }
+    let in_order = answered_in_order(&world, &sent);
+    stop(running).await;
+    let rate = total as f64 / elapsed.as_secs_f64();
     println!(
-        "{label}: {} messages over {} rooms ({} each) in {:.3} s",
+        "{label}: {} messages over {} rooms ({per_room} each) in {:.3} s; each answered once and in order: {}",
         fmt_int(total as f64),
         fmt_int(rooms as f64),
-        per_room,
-        elapsed.as_secs_f64()
-    );
-    println!(
-        "{label}: replies {}, out of order {}, typing calls {}",
-        fmt_int(replies as f64),
-        transport.out_of_order.load(Ordering::Relaxed),
-        fmt_int(transport.typing.load(Ordering::Relaxed) as f64)
+        elapsed.as_secs_f64(),
+        if in_order { "yes" } else { "NO" }
     );
     println!(
         "{label}: CPU {cpu:.2} s over {:.2} s: {:.2} cores busy on average",
@@ -596,38 +233,33 @@ async fn pipeline(rooms: usize, per_room: usize, with_journal: bool) -> f64 {
         "FIGURE {label}_cores_busy {:.2}",
         cpu / elapsed.as_secs_f64()
     );
-    println!("FIGURE {label}_msgs_per_s {rate:.0}");
+    println!(
+        "FIGURE {label}_in_order {}",
+        if in_order { "yes" } else { "no" }
+    );
     println!(
         "{label}: {} messages/s ({:.2} µs per message)",
         fmt_int(rate),
         elapsed.as_secs_f64() * 1e6 / total as f64
     );
-    let _ = root.shutdown().await;
-    drop(store);
     rate
 }
 
-/// `pipeline` `runs` times (fresh store and actors each time); prints every run, then the
-/// median and the best (a shared machine's noise only ever slows a run down).
-async fn pipelines(rooms: usize, per_room: usize, with_journal: bool, runs: usize) {
+/// `pipeline` `runs` times (a fresh data dir each time); prints every run, then the median
+/// and the best (a shared machine's noise only ever slows a run down).
+async fn pipelines(
+    rooms: usize,
+    per_room: usize,
+    durability: Durability,
+    runs: usize,
+    label: &str,
+) {
     let mut rates = Vec::new();
     for _ in 0..runs.max(1) {
-        rates.push(pipeline(rooms, per_room, with_journal).await);
+        rates.push(pipeline(rooms, per_room, durability, label).await);
     }
     rates.sort_by(|a, b| a.total_cmp(b));
     let (median, best) = (rates[rates.len() / 2], rates[rates.len() - 1]);
-    let mut label = if with_journal {
-        "journal"
-    } else {
-        "throughput"
-    }
-    .to_owned();
-    if no_typing() {
-        label.push_str("_no_typing");
-    }
-    if env_number("BENCH_ARBITERS") > 0 {
-        label.push_str(&format!("_arbiters{}", env_number("BENCH_ARBITERS")));
-    }
     println!(
         "{label}: {} runs: median {} messages/s, best {}",
         rates.len(),
@@ -638,83 +270,76 @@ async fn pipelines(rooms: usize, per_room: usize, with_journal: bool, runs: usiz
     println!("FIGURE {label}_msgs_per_s_best {best:.0}");
 }
 
-// ---------------------------------------------------------------------------------------
-// Memory and start-up: the real RoomActor through the real RoomDirectory.
-
-async fn offline_client() -> matrix_sdk::Client {
-    matrix_sdk::Client::builder()
-        .homeserver_url("http://127.0.0.1:1")
-        .build()
-        .await
-        .expect("a client without a network")
+/// What the journal's flushes cost: the same messages with the store unflushed (the
+/// baseline, `journal_baseline_*`) and flushed as the product runs it (`journal_*`).
+async fn journal(rooms: usize, per_room: usize, runs: usize) {
+    pipelines(
+        rooms,
+        per_room,
+        Durability::Unflushed,
+        runs,
+        "journal_baseline",
+    )
+    .await;
+    pipelines(rooms, per_room, Durability::Flushed, runs, "journal").await;
 }
 
-async fn room_deps(
-    store: &Store,
-    journal: &Journal,
-    router: ChildHandle<Router>,
-    metrics: Arc<Metrics>,
-) -> RoomDeps {
-    let access = AccessPolicy::new(&AccessConfig::default(), BOT);
-    RoomDeps {
-        client: offline_client().await,
-        store: store.clone(),
-        router,
-        journal: journal.clone(),
-        resumes: Arc::default(),
-        metrics,
-        files: FileDeps::new(20 * 1024 * 1024),
-        commands: CommandDeps {
-            access,
-            confirmations: Confirmations::open(store, Duration::from_secs(600))
-                .expect("confirmations"),
-            inflight: Arc::default(),
-            delete_old_chat_on_clear: false,
-            late: Arc::default(),
-        },
-    }
-}
+/// A minimal supervised actor, for the memory floor.
+struct Idle(#[allow(dead_code)] u64);
 
-/// Lets every started actor run `started()` (its journal resume) and the runtime go idle.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
+impl Actor for Idle {
+    type Context = Context<Self>;
 }
+actors::supervised_actor!(Idle);
 
+/// Resident memory and heap per idle room actor, started through the running core.
 async fn memory(counts: Vec<usize>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("store")).expect("store");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
     let max = counts.iter().copied().max().unwrap_or(0);
-    let records: Vec<RoomRecord> = (0..max).map(record).collect();
-    store.apply(&records, &[], &[]).await.expect("records");
-    let journal = Journal::open(&store).expect("journal");
-    let registry = Registry::new();
-    let metrics = Metrics::start(&registry);
-    let root = Supervisor::start_root(SupervisorConfig::default(), registry.clone());
-    let router = agent_and_router(&root, &store, &metrics).await;
-    let rooms = RoomDirectory::new(
-        root.clone(),
-        room_deps(&store, &journal, router, metrics).await,
-    );
-    // One room first, so one-time costs (first allocation of every structure) are not
-    // spread over the others; then the baseline.
-    rooms.start(&room_id(0)).await.expect("room");
-    settle().await;
+    let world = World::new(memory::Options::default());
+    let (running, _) = start(&world, dir.path(), Durability::Flushed).await;
+    let view: RuntimeView = running.view();
+    let surface: Arc<dyn Surface> = Arc::new(world.surface());
+    let chat = |i: usize| ChatId::new(format!("!idle{i:06}:memory"));
+    let records: Vec<RoomRecord> = (0..max)
+        .map(|i| RoomRecord {
+            room_id: chat(i).to_string(),
+            surface: memory::SURFACE_NAME.to_owned(),
+            owner: format!("@person{i:06}:memory"),
+            agent_id: "echo".to_owned(),
+            platform_chat_id: format!("sfc-{}", i + 1),
+            chat_index: 1,
+            archived: false,
+            name: Some("Chat 1".to_owned()),
+        })
+        .collect();
+    view.store
+        .apply(&records, &[], &[])
+        .await
+        .unwrap_or_else(|e| fail("records", e));
+    // One room first, so one-time costs are not spread over the others; then the baseline.
+    if let Err(e) = view.rooms.start(surface.clone(), chat(0)).await {
+        fail("room", e);
+    }
+    tokio::time::sleep(SETTLE).await;
     ALLOC.set_counting(true);
-    let (rss0, heap0) = (vm_rss(), heap_live());
-    let mut started = 1; // rooms running (room 0 is in the baseline)
+    let (rss0, heap0) = (vm_rss(), ALLOC.live());
+    let mut started = 1;
     println!(
-        "memory: baseline VmRSS {:.1} MiB (store, client, supervisor, router, agent, 1 room)",
+        "memory: baseline VmRSS {:.1} MiB (the running core, its store, 1 room)",
         rss0 as f64 / 1048576.0
     );
     for n in counts {
         let t = Instant::now();
         for i in started..n {
-            rooms.start(&room_id(i)).await.expect("room");
+            if let Err(e) = view.rooms.start(surface.clone(), chat(i)).await {
+                fail("room", e);
+            }
         }
         let start_time = t.elapsed();
         started = started.max(n);
-        settle().await;
-        let (rss, heap) = (vm_rss(), heap_live());
+        tokio::time::sleep(SETTLE).await;
+        let (rss, heap) = (vm_rss(), ALLOC.live());
         let added = (n - 1) as f64;
         let per_rss = (rss as f64 - rss0 as f64) / added;
         let per_heap = (heap - heap0) as f64 / added;
@@ -734,167 +359,60 @@ async fn memory(counts: Vec<usize>) {
     }
     // For comparison, in the same process: the supervision floor, a minimal supervised
     // actor (one u64) with an id of the same length, no directory entry.
-    let n = started;
-    let (rss1, heap1) = (vm_rss(), heap_live());
-    let mut idle = Vec::with_capacity(n);
-    for i in 0..n {
-        let id = ActorId::new("room", &format!("!idle{i:06}:{SERVER}"));
-        idle.push(
-            root.start_child(ChildSpec::new(id, |_| Idle(0)))
-                .await
-                .expect("idle"),
-        );
+    let root = running.supervisor();
+    let (rss1, heap1) = (vm_rss(), ALLOC.live());
+    let mut idle = Vec::with_capacity(started);
+    for i in 0..started {
+        let id = ActorId::new("room", &format!("!floor{i:06}:memory"));
+        match root.start_child(ChildSpec::new(id, |_| Idle(0))).await {
+            Ok(handle) => idle.push(handle),
+            Err(e) => fail("idle actor", e),
+        }
     }
-    settle().await;
-    let floor_heap = (heap_live() - heap1) as f64 / n as f64;
-    let floor_rss = (vm_rss() as f64 - rss1 as f64) / n as f64;
+    tokio::time::sleep(SETTLE).await;
+    let floor_heap = (ALLOC.live() - heap1) as f64 / started as f64;
+    let floor_rss = (vm_rss() as f64 - rss1 as f64) / started as f64;
     println!(
         "memory: for comparison, {} minimal supervised actors: {floor_rss:.0} B resident and {floor_heap:.0} B heap each",
-        fmt_int(n as f64)
-    );
-    println!(
-        "memory: size_of RoomActor {} B, RoomDeps {} B (one copy, shared by every room through an Arc)",
-        std::mem::size_of::<surfaces::runtime::room::RoomActor>(),
-        std::mem::size_of::<RoomDeps>()
+        fmt_int(started as f64)
     );
     println!("FIGURE memory_heap_minimal_supervised {floor_heap:.0}");
     ALLOC.set_counting(false);
-    let _ = root.shutdown().await;
+    drop(idle);
+    stop(running).await;
 }
 
-/// The minimal supervised actor of the comparison.
-struct Idle(#[allow(dead_code)] u64);
-
-impl Actor for Idle {
-    type Context = Context<Self>;
-}
-actors::supervised_actor!(Idle);
-
+/// Start-up with an intact data dir holding `n` chats.
 async fn startup(n: usize) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("store");
-    {
-        // An intact store, as a previous run leaves it.
-        let store = Store::open(&path).expect("store");
-        let records: Vec<RoomRecord> = (0..n).map(record).collect();
-        let users: Vec<UserRecord> = (0..n).map(user_record).collect();
-        store.apply(&records, &users, &[]).await.expect("records");
-        store.ensure_chat_seq_at_least(n as u64).await.expect("seq");
-        store.set_flag("reconciled").await.expect("flag");
-        let _journal = Journal::open(&store).expect("journal");
-        store.flush().await.expect("flush");
-    }
-    // N answered messages remembered by the journal (its done tree, written directly:
-    // `Journal::complete` flushes once per id, which would take minutes here).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    {
-        let db = sled::Config::new().path(&path).open().expect("sled");
-        let done = db.open_tree("journal_done").expect("done tree");
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        for i in 0..n {
-            done.insert(
-                format!("$old{i}:{SERVER}").as_bytes(),
-                &now_ms.to_be_bytes(),
-            )
-            .expect("done id");
-        }
-        db.flush().expect("flush");
-    }
-    // The previous handle's file lock is released from a background thread.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let registry = Registry::new();
-    let metrics = Metrics::start(&registry);
-    let root = Supervisor::start_root(SupervisorConfig::default(), registry.clone());
-
-    let t0 = Instant::now();
-    let p2 = path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&p2))
-        .await
-        .expect("join")
-        .expect("store");
-    let journal = Journal::open(&store).expect("journal");
-    let _confirmations = Confirmations::open(&store, Duration::from_secs(600)).expect("conf");
-    let pruned = journal.prune_done(DONE_RETENTION).await.expect("prune");
-    let t_open = t0.elapsed();
-
-    let t1 = Instant::now();
-    let known_rooms = store.rooms().expect("rooms");
-    let known_users = store.users().expect("users");
-    let joined: HashSet<String> = known_rooms.iter().map(|r| r.room_id.clone()).collect();
-    let t_read = t1.elapsed();
-    let tp = Instant::now();
-    let plan = surfaces::runtime::reconcile::plan(&[], &joined, &known_rooms, &known_users, AGENT);
-    let t_plan = tp.elapsed();
-    store
-        .apply(&plan.rooms, &plan.users, &plan.remove)
-        .await
-        .expect("apply");
-    store
-        .ensure_chat_seq_at_least(plan.chat_seq_at_least)
-        .await
-        .expect("seq");
-    let t_reconcile = t1.elapsed();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
+    let (world, _) = seeded_world(n, false);
+    let (first, first_time) = start(&world, dir.path(), Durability::Flushed).await;
+    let rooms = first.view().rooms.len();
+    stop(first).await;
     println!(
-        "startup: reconcile fast path = read records {:.0} ms + plan {:.0} ms + empty apply and chat-sequence check {:.0} ms",
-        t_read.as_secs_f64() * 1e3,
-        t_plan.as_secs_f64() * 1e3,
-        (t_reconcile - t_read - t_plan).as_secs_f64() * 1e3
+        "startup: first start over {} chats (reconciliation writes them all): {:.0} ms, {} rooms",
+        fmt_int(n as f64),
+        first_time.as_secs_f64() * 1e3,
+        fmt_int(rooms as f64)
     );
+    let (again, total) = start(&world, dir.path(), Durability::Flushed).await;
+    let report = again.view().reconciliation.lock().clone();
+    let reconcile = report.map(|r| r.elapsed).unwrap_or_default();
     println!(
-        "FIGURE startup_plan_ms_{n} {:.0}",
-        t_plan.as_secs_f64() * 1e3
-    );
-    assert!(plan.rooms.is_empty() && plan.remove.is_empty() && plan.conflicts.is_empty());
-
-    let t2 = Instant::now();
-    let router = agent_and_router(&root, &store, &metrics).await;
-    let rooms = RoomDirectory::new(
-        root.clone(),
-        room_deps(&store, &journal, router, metrics).await,
-    );
-    for record in store.rooms().expect("rooms") {
-        if record.archived {
-            continue;
-        }
-        let id = RoomId::parse(&record.room_id).expect("room id");
-        rooms.start(&id).await.expect("room");
-    }
-    let t_rooms = t2.elapsed();
-    let total = t0.elapsed();
-    println!(
-        "startup: intact store with {} rooms, {} users, {} done journal ids (pruned {pruned})",
-        fmt_int(known_rooms.len() as f64),
-        fmt_int(known_users.len() as f64),
-        fmt_int(n as f64)
-    );
-    println!(
-        "startup: open store+journal+confirmations+prune {:.0} ms, reconcile fast path {:.0} ms, start {} room actors {:.0} ms, total {:.0} ms",
-        t_open.as_secs_f64() * 1e3,
-        t_reconcile.as_secs_f64() * 1e3,
-        fmt_int(rooms.len() as f64),
-        t_rooms.as_secs_f64() * 1e3,
-        total.as_secs_f64() * 1e3
-    );
-    println!(
-        "FIGURE startup_open_ms_{n} {:.0}",
-        t_open.as_secs_f64() * 1e3
-    );
-    println!(
-        "FIGURE startup_reconcile_ms_{n} {:.0}",
-        t_reconcile.as_secs_f64() * 1e3
-    );
-    println!(
-        "FIGURE startup_rooms_ms_{n} {:.0}",
-        t_rooms.as_secs_f64() * 1e3
+        "startup: intact data dir, {} chats: live after {:.0} ms, of which reconciliation {:.0} ms",
+        fmt_int(n as f64),
+        total.as_secs_f64() * 1e3,
+        reconcile.as_secs_f64() * 1e3
     );
     println!(
         "FIGURE startup_total_ms_{n} {:.0}",
         total.as_secs_f64() * 1e3
     );
-    let _ = root.shutdown().await;
+    println!(
+        "FIGURE startup_reconcile_ms_{n} {:.0}",
+        reconcile.as_secs_f64() * 1e3
+    );
+    stop(again).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -908,20 +426,20 @@ fn main() {
     let num = |i: usize, default: usize| -> usize {
         args.get(i)
             .and_then(|s| s.replace(['_', ','], "").parse().ok())
+            .filter(|n| *n > 0)
             .unwrap_or(default)
     };
-    let (a1, a2) = (num(1, 0), num(2, 0));
     // `BENCH_RUNS`: runs of the pipeline modes (default 3; the median is the figure).
     let runs = match env_number("BENCH_RUNS") {
         0 => 3,
         n => n,
     };
-    let or = |v: usize, default: usize| if v == 0 { default } else { v };
     let counts: Vec<usize> = args
         .get(1)
         .map(|s| {
             s.split(',')
                 .filter_map(|n| n.replace('_', "").parse().ok())
+                .filter(|n| *n > 1)
                 .collect()
         })
         .filter(|v: &Vec<usize>| !v.is_empty())
@@ -931,24 +449,33 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .expect("tokio runtime")
+            .unwrap_or_else(|e| fail("tokio runtime", e))
     });
     system.block_on(async move {
         match mode.as_str() {
-            "throughput" => pipelines(or(a1, 10_000), or(a2, 20), false, runs).await,
-            "journal" => pipelines(or(a1, 10_000), or(a2, 1), true, runs).await,
+            "throughput" => {
+                pipelines(
+                    num(1, 10_000),
+                    num(2, 20),
+                    Durability::Unflushed,
+                    runs,
+                    "throughput",
+                )
+                .await
+            }
+            "journal" => journal(num(1, 10_000), num(2, 1), runs).await,
             "memory" => memory(counts).await,
-            "startup" => startup(or(a1, 10_000)).await,
+            "startup" => startup(num(1, 10_000)).await,
             "all" => {
-                pipelines(10_000, 20, false, runs).await;
-                pipelines(10_000, 1, true, runs).await;
+                pipelines(10_000, 20, Durability::Unflushed, runs, "throughput").await;
+                journal(10_000, 1, runs).await;
                 memory(vec![1_000, 10_000]).await;
                 startup(10_000).await;
             }
-            other => {
-                eprintln!("unknown mode {other}: throughput | journal | memory | startup");
-                std::process::exit(2);
-            }
+            other => fail(
+                "mode",
+                format!("unknown mode {other}: throughput | journal | memory | startup"),
+            ),
         }
     });
 }

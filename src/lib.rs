@@ -1,8 +1,10 @@
-//! Surfaces: talk to the AI agents of the Lambda platform from Matrix.
+//! Surfaces: talk to the AI agents of the Lambda platform from a messenger (Matrix today).
 //!
-//! A person invites the bot once; the bot builds them a Matrix Space; every conversation
-//! is a room in that Space, bound to one agent and one upstream conversation. The runtime
-//! is a tree of supervised actors (the `actors` crate); see `docs/ARCHITECTURE.md`.
+//! A person invites the bot once; the bot builds them a home (a Matrix Space); every
+//! conversation is a chat in it, bound to one agent and one upstream conversation. The core
+//! (`runtime`, `commands`, `journal`, `store`) speaks to messengers only through `surface`;
+//! `matrix` is the Matrix adapter. The runtime is a tree of supervised actors (the `actors`
+//! crate); see `docs/ARCHITECTURE.md`.
 
 pub mod access;
 pub mod agent;

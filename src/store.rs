@@ -1,9 +1,10 @@
-//! Local cache of what Matrix holds, plus the counters Matrix cannot hold.
+//! Local cache of what the messengers hold, plus the counters they cannot hold.
 //!
-//! Why this module exists: Matrix is the source of truth (each chat room carries an
-//! `org.surfaces.room` state event, each Space an `org.surfaces.space` one), but asking the
-//! homeserver on every message is slow. sled keeps a cache of users and rooms so routing is a
-//! local lookup. Everything in the `users` and `rooms` trees can be rebuilt from Matrix; the
+//! Why this module exists: the messenger is the source of truth (on Matrix each chat room
+//! carries an `org.surfaces.room` state event, each Space an `org.surfaces.space` one), but
+//! asking it on every message is slow. sled keeps a cache of users and rooms so routing is a
+//! local lookup. Everything in the `users` and `rooms` trees can be rebuilt from the
+//! messenger (see `surface::Capabilities::chat_state`); the
 //! counters in `meta` (the platform chat sequence, the "unmanaged room already told" marks)
 //! cannot, so they are never reset and never go backwards.
 //!
@@ -189,6 +190,19 @@ pub struct Store {
     users: sled::Tree,
     rooms: sled::Tree,
     meta: sled::Tree,
+    durability: Durability,
+}
+
+/// Whether [`Store::flush`] makes writes durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit point flushes (the product, always).
+    #[default]
+    Flushed,
+    /// Flushes are skipped; writes reach the disk when sled's background thread gets to
+    /// them. Only for the pipeline benchmark, to show what the flushes cost: a crash loses
+    /// what was not flushed.
+    Unflushed,
 }
 
 impl std::fmt::Debug for Store {
@@ -241,6 +255,11 @@ impl Store {
     /// for up to [`OPEN_LOCK_WAIT`] (blocking the calling thread: open at start-up, or from
     /// a blocking task) before giving up with a transient error.
     pub fn open(dir: &Path) -> Result<Store> {
+        Self::open_with(dir, Durability::Flushed)
+    }
+
+    /// Opens the store with the given durability (see [`Durability`]).
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<Store> {
         let open_err = |source| StoreError::Open {
             path: dir.to_path_buf(),
             source,
@@ -263,6 +282,7 @@ impl Store {
             users,
             rooms,
             meta,
+            durability,
         })
     }
 
@@ -276,6 +296,9 @@ impl Store {
     /// A blocking `flush` on tokio's blocking pool, not sled's `flush_async`: concurrent
     /// `flush_async` calls were seen to hang forever (several tests flushing at once).
     pub async fn flush(&self) -> Result<()> {
+        if self.durability == Durability::Unflushed {
+            return Ok(());
+        }
         let db = self.db.clone();
         match tokio::task::spawn_blocking(move || db.flush()).await {
             Ok(flushed) => {

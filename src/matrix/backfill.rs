@@ -45,7 +45,7 @@ pub struct SyncedTimeline {
 /// A room caught up: what to deliver, what was left out.
 #[derive(Debug)]
 pub struct RoomCatchUp {
-    /// The messages to hand to the dispatcher, oldest first.
+    /// The messages to hand to the core's intake, oldest first.
     pub deliver: Vec<TimelineEvent>,
     /// Messages the bot's replies (seen on the way) answer.
     pub answered: Vec<String>,

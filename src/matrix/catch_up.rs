@@ -263,7 +263,7 @@ impl Scan {
 /// What a catch-up delivers and leaves out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Keys of the messages to hand to the dispatcher, oldest first.
+    /// Keys of the messages to hand to the core's intake, oldest first.
     pub deliver: Vec<usize>,
     /// Messages the bot's replies (seen in the scan) answer.
     pub answered: Vec<String>,

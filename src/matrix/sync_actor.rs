@@ -36,7 +36,7 @@ pub struct SyncDeps {
     pub inbound: MatrixInbound,
     /// Long-poll timeout and filter.
     pub settings: SyncLoopSettings,
-    /// Where to start when the dispatcher has no cursor yet (`None`: a full sync).
+    /// Where to start when the core has no cursor yet (`None`: a full sync).
     pub start: Option<String>,
     /// Becomes `true` at shutdown.
     pub shutdown: watch::Receiver<bool>,
@@ -45,7 +45,7 @@ pub struct SyncDeps {
 }
 
 impl SyncActor {
-    /// A fresh incarnation; it continues from the dispatcher's cursor.
+    /// A fresh incarnation; it continues from the cursor stored with the core.
     pub fn new(deps: SyncDeps, ctx: ChildCtx) -> Self {
         Self {
             deps,

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `/livez` | 200 `ok` while the root supervisor runs (the process answers), else 503 |
 //! | `/readyz` | 200 `ready` / 503 `not ready: <checks>`; `?verbose` lists every check |
-//! | `/metrics` | Prometheus text (OpenMetrics when asked for), see [`metrics`] |
+//! | `/metrics` | Prometheus text (OpenMetrics when asked for), see [`crate::metrics`] |
 //! | `/status` | JSON ([`status::Status`]); HTML for browsers (`Accept: text/html`) |
 //! | `/status.json`, `/status.html` | the same, without negotiation |
 //! | `/faults` | fault drills, bearer token, `fault-injection` builds only (see `fault`) |

@@ -258,8 +258,10 @@ pub fn readiness(view: &RuntimeView, root: &SupervisorHandle) -> Readiness {
         Ok(_) => check("store", true, "open".to_owned()),
         Err(error) => check("store", false, format!("cannot read: {error}")),
     }
+    // `live` is set once start-up is complete (reconciliation included, for the messengers
+    // that have chat state to reconcile) and cleared at shutdown.
     let reconciled = view.reconciliation.lock().is_some();
-    let started = view.live.load(Ordering::Acquire) && reconciled;
+    let started = view.live.load(Ordering::Acquire);
     check(
         "startup",
         started,

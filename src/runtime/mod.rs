@@ -1,4 +1,5 @@
-//! The runtime: the core's actor tree, its start-up and its shutdown (the composition root).
+//! The runtime: the core's actor tree, its start-up and its shutdown (`main` composes it
+//! with the messengers' connectors and the ops endpoint).
 //!
 //! ```text
 //! root Supervisor
@@ -50,7 +51,7 @@ use crate::config::{AgentKind, Config};
 use crate::confirmations::Confirmations;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Durability, Store};
 use crate::surface::health::SyncHealth;
 use crate::surface::{
     ChatId, Connector, FatalStop, Inbound, Stopper, SurfaceError, EXIT_INVALID_CREDENTIALS,
@@ -113,15 +114,32 @@ pub struct Running {
     sweeper: tokio::task::JoinHandle<()>,
 }
 
+/// How to run the core beyond its config: knobs for benchmarks, never for operators.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Whether the store's commit points flush (always, in the product).
+    pub durability: Durability,
+}
+
 /// Builds the core around `connectors` and starts it (see the module docs).
 pub async fn start(config: Config, connectors: Vec<Box<dyn Connector>>) -> anyhow::Result<Running> {
+    start_with(config, connectors, Options::default()).await
+}
+
+/// [`start`] with [`Options`].
+pub async fn start_with(
+    config: Config,
+    connectors: Vec<Box<dyn Connector>>,
+    options: Options,
+) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data dir {} (config data_dir)",
             config.data_dir.display()
         )
     })?;
-    let store = Store::open(&config.data_dir.join(STORE_DIR)).context("opening the store")?;
+    let store = Store::open_with(&config.data_dir.join(STORE_DIR), options.durability)
+        .context("opening the store")?;
     let journal = Journal::open(&store).context("opening the journal")?;
     let confirmations = Confirmations::open(&store, config.commands.confirmation_ttl())
         .context("opening the confirmations")?;

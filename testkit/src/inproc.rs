@@ -86,9 +86,7 @@ impl Bot {
             AgentSetup::Reference => Some(ReferenceAgent::start("ref").await),
         };
         let toml = config_toml(dir.path(), &workspace, agent.as_ref(), &setup.extra_toml);
-        let path = dir.path().join("surfaces.toml");
-        std::fs::write(&path, toml)?;
-        let config = Config::load_in(dir.path(), Some(&path), &[])?;
+        let config = load_config(dir.path(), &toml)?;
         let mut bot = Bot {
             world: World::new(setup.options),
             agent,
@@ -299,6 +297,20 @@ fn init_logs() {
         };
         surfaces::telemetry::init(&log);
     }
+}
+
+/// The config of a bot whose only agent is the built-in echo agent, its data in `dir`, with
+/// `extra` TOML appended (benchmarks).
+pub fn echo_config(dir: &std::path::Path, extra: &str) -> anyhow::Result<Config> {
+    let toml = config_toml(dir, &dir.join("workspace"), None, extra);
+    load_config(dir, &toml)
+}
+
+/// Writes `toml` as `surfaces.toml` in `dir` and loads it (no environment).
+fn load_config(dir: &std::path::Path, toml: &str) -> anyhow::Result<Config> {
+    let path = dir.join("surfaces.toml");
+    std::fs::write(&path, toml)?;
+    Ok(Config::load_in(dir, Some(&path), &[])?)
 }
 
 /// The config of an in-process bot.

@@ -292,13 +292,19 @@ impl World {
         id
     }
 
-    /// Many messages at once (one log append): `(person, chat, text)` each. For benchmarks.
-    pub fn say_many(&self, messages: impl IntoIterator<Item = (PersonId, ChatId, String)>) {
+    /// Many messages at once (one log append): `(person, chat, text)` each; returns their
+    /// ids in order. They are not kept as posts (benchmarks: the log is what the bot reads).
+    pub fn say_many(
+        &self,
+        messages: impl IntoIterator<Item = (PersonId, ChatId, String)>,
+    ) -> Vec<MessageId> {
         let mut events = Vec::new();
+        let mut ids = Vec::new();
         {
             let mut state = self.inner.state.lock();
             for (person, chat, text) in messages {
                 let id = MessageId::new(state.mint('$'));
+                ids.push(id.clone());
                 events.push(Event::Message(Incoming {
                     chat,
                     id,
@@ -311,6 +317,7 @@ impl World {
         let mut log = self.inner.log.lock();
         log.extend(events);
         self.inner.logged.send_replace(log.len());
+        ids
     }
 
     /// `person` sends a file in `chat`; returns the message's id.
