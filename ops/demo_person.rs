@@ -15,7 +15,7 @@ use matrix_sdk::ruma::events::room::message::{
     OriginalSyncRoomMessageEvent, RoomMessageEventContent,
 };
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-use matrix_sdk::{Client, Room};
+use matrix_sdk::Room;
 use surfaces_testkit::wait::wait_until;
 
 /// How long to wait for each step of the bot.
@@ -54,17 +54,15 @@ async fn main() -> anyhow::Result<()> {
         bail!("usage: demo_person HOMESERVER USER PASSWORD BOT_USER STORE_DIR");
     };
     let bot: OwnedUserId = bot.parse().context("BOT_USER")?;
-    let client = Client::builder()
-        .homeserver_url(homeserver)
-        .sqlite_store(store, None)
-        .build()
-        .await?;
-    client
-        .matrix_auth()
-        .login_username(user, password)
-        .initial_device_display_name("surfaces demo")
-        .await
-        .context("logging in as the demo user")?;
+    let client = surfaces_testkit::login::password_client(
+        homeserver,
+        user,
+        password,
+        std::path::Path::new(store),
+        "surfaces demo",
+    )
+    .await
+    .context("logging in as the demo user")?;
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let sink = seen.clone();
     client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {

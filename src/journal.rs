@@ -220,6 +220,21 @@ fn decode_seq(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<u64, Store
 mod tests {
     use super::*;
 
+    /// The journal of the store in `dir` (opened again after a drop: a restart).
+    fn open_in(dir: &std::path::Path) -> Journal {
+        let store = Store::open(dir).unwrap();
+        Journal::open(&store).unwrap()
+    }
+
+    /// The pending messages' ids, in order.
+    fn pending_ids(j: &Journal) -> Vec<String> {
+        j.pending()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect()
+    }
+
     async fn journal() -> (tempfile::TempDir, Journal) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -264,8 +279,7 @@ mod tests {
     async fn staged_messages_share_one_commit_and_survive_it() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let j = Journal::open(&store).unwrap();
+            let j = open_in(dir.path());
             for i in 0..5 {
                 let (accepted, _) = j.stage("!r", &format!("$s{i}"), "@u", "x").unwrap();
                 assert_eq!(accepted, Accepted::New);
@@ -276,14 +290,8 @@ mod tests {
             );
             j.commit().await.unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
-        let j = Journal::open(&store).unwrap();
-        let ids: Vec<String> = j
-            .pending()
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event_id)
-            .collect();
+        let j = open_in(dir.path());
+        let ids = pending_ids(&j);
         assert_eq!(ids, vec!["$s0", "$s1", "$s2", "$s3", "$s4"]);
     }
 
@@ -291,21 +299,14 @@ mod tests {
     async fn pending_survives_reopen_in_order() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let j = Journal::open(&store).unwrap();
+            let j = open_in(dir.path());
             for i in 0..20 {
                 j.accept("!r", &format!("$e{i}"), "@u", "x").await.unwrap();
             }
             j.complete("$e3").await.unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
-        let j = Journal::open(&store).unwrap();
-        let ids: Vec<String> = j
-            .pending()
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event_id)
-            .collect();
+        let j = open_in(dir.path());
+        let ids = pending_ids(&j);
         let want: Vec<String> = (0..20)
             .filter(|i| *i != 3)
             .map(|i| format!("$e{i}"))

@@ -271,17 +271,14 @@ impl Person {
             .await?;
         let store = ctx.state.join(format!("person-{localpart}"));
         let _ = std::fs::remove_dir_all(&store);
-        let client = Client::builder()
-            .homeserver_url(&ctx.hs)
-            .sqlite_store(&store, None)
-            .build()
-            .await?;
-        client
-            .matrix_auth()
-            .login_username(localpart, &password)
-            .initial_device_display_name("bench person")
-            .await
-            .with_context(|| format!("logging in as {localpart}"))?;
+        let client = surfaces_testkit::login::password_client(
+            &ctx.hs,
+            localpart,
+            &password,
+            &store,
+            "bench person",
+        )
+        .await?;
         let inbox = Arc::new(Inbox::default());
         {
             let inbox = inbox.clone();

@@ -19,7 +19,7 @@ use matrix_sdk::ruma::events::room::message::{
     AddMentions, ForwardThread, MessageType, OriginalSyncRoomMessageEvent, ReplyMetadata,
     RoomMessageEventContent,
 };
-use matrix_sdk::{Client, Room, RoomState};
+use matrix_sdk::{Room, RoomState};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,17 +29,14 @@ async fn main() -> anyhow::Result<()> {
     let [homeserver, user, password, store] = args.as_slice() else {
         bail!("usage: bench_floor_bot HOMESERVER USER PASSWORD STORE_DIR");
     };
-    let client = Client::builder()
-        .homeserver_url(homeserver)
-        .sqlite_store(store, None)
-        .build()
-        .await?;
-    client
-        .matrix_auth()
-        .login_username(user, password)
-        .initial_device_display_name("bench floor bot")
-        .await
-        .context("logging in")?;
+    let client = surfaces_testkit::login::password_client(
+        homeserver,
+        user,
+        password,
+        std::path::Path::new(store),
+        "bench floor bot",
+    )
+    .await?;
     // First sync: history, not answered; uploads the device keys.
     let first = client
         .sync_once(SyncSettings::default().timeout(Duration::ZERO))

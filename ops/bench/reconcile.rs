@@ -25,18 +25,14 @@ async fn login(
     password: &str,
 ) -> anyhow::Result<String> {
     let body = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password});
-    let v: Value = http
-        .post(format!("{hs}/_matrix/client/v3/login"))
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    v["access_token"]
-        .as_str()
-        .map(ToOwned::to_owned)
-        .context("no access token")
+    post_for(
+        http,
+        &format!("{hs}/_matrix/client/v3/login"),
+        None,
+        &body,
+        "access_token",
+    )
+    .await
 }
 
 async fn create_room(
@@ -45,19 +41,33 @@ async fn create_room(
     token: &str,
     body: Value,
 ) -> anyhow::Result<String> {
-    let v: Value = http
-        .post(format!("{hs}/_matrix/client/v3/createRoom"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    v["room_id"]
+    post_for(
+        http,
+        &format!("{hs}/_matrix/client/v3/createRoom"),
+        Some(token),
+        &body,
+        "room_id",
+    )
+    .await
+}
+
+/// POSTs `body` (with `token`, if any) and returns the string `field` of the JSON answer.
+async fn post_for(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+    field: &str,
+) -> anyhow::Result<String> {
+    let mut request = http.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let v: Value = request.send().await?.error_for_status()?.json().await?;
+    v[field]
         .as_str()
         .map(ToOwned::to_owned)
-        .context("no room id")
+        .with_context(|| format!("no {field} in the answer of {url}"))
 }
 
 fn start_bot(

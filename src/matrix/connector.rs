@@ -15,7 +15,7 @@ use matrix_sdk::ruma::events::room::member::{MembershipState, StrippedRoomMember
 use matrix_sdk::ruma::OwnedUserId;
 use matrix_sdk::{Client, Room, RoomState};
 
-use super::inbound::MatrixInbound;
+use super::inbound::{InboundDeps, MatrixInbound};
 use super::surface::MatrixSurface;
 use super::sync_actor::{SyncActor, SyncDeps};
 use super::{bot_filter, initial_sync, InitialSync, LoginParams, MatrixError, SyncHealth};
@@ -125,14 +125,14 @@ impl Connector for MatrixConnector {
         shutdown: Shutdown,
     ) -> Result<(), SurfaceError> {
         let this = *self;
-        let matrix_inbound = MatrixInbound::new(
-            this.surface.clone(),
-            this.client.clone(),
-            this.bot.clone(),
+        let matrix_inbound = MatrixInbound::new(InboundDeps {
+            surface: this.surface.clone(),
+            client: this.client.clone(),
+            bot: this.bot.clone(),
             inbound,
-            this.health.clone(),
-            this.sync.clone(),
-        );
+            health: this.health.clone(),
+            sync: this.sync.clone(),
+        });
         let start = match this.initial {
             Some(initial) => {
                 let next_batch = initial.next_batch.clone();

@@ -62,35 +62,34 @@ pub struct MatrixInbound {
     inner: Arc<Inner>,
 }
 
+/// What the inbound half works with.
+pub struct InboundDeps {
+    /// The adapter's outbound half (handed to the core with every batch).
+    pub surface: Arc<dyn Surface>,
+    /// The bot's Matrix client.
+    pub client: Client,
+    /// The bot's user id.
+    pub bot: OwnedUserId,
+    /// The core.
+    pub inbound: Arc<dyn Inbound>,
+    /// The sync loop's health, with the catch-up counters.
+    pub health: Arc<SyncHealth>,
+    /// `[sync]`: catch-up bounds and page sizes.
+    pub sync: SyncConfig,
+}
+
 struct Inner {
-    surface: Arc<dyn Surface>,
-    client: Client,
-    bot: OwnedUserId,
-    inbound: Arc<dyn Inbound>,
-    health: Arc<SyncHealth>,
-    sync: SyncConfig,
+    deps: InboundDeps,
     /// Rounds in a row each room's gap failed.
     gap_failures: Mutex<HashMap<OwnedRoomId, u32>>,
 }
 
 impl MatrixInbound {
     /// The inbound half of the bot logged in as `client`, delivering to `inbound`.
-    pub fn new(
-        surface: Arc<dyn Surface>,
-        client: Client,
-        bot: OwnedUserId,
-        inbound: Arc<dyn Inbound>,
-        health: Arc<SyncHealth>,
-        sync: SyncConfig,
-    ) -> Self {
+    pub fn new(deps: InboundDeps) -> Self {
         Self {
             inner: Arc::new(Inner {
-                surface,
-                client,
-                bot,
-                inbound,
-                health,
-                sync,
+                deps,
                 gap_failures: Mutex::default(),
             }),
         }
@@ -98,7 +97,10 @@ impl MatrixInbound {
 
     /// The cursor stored with the last response handled in full, if any.
     pub fn cursor(&self) -> Result<Option<String>, crate::store::StoreError> {
-        self.inner.inbound.cursor(self.inner.surface.name())
+        self.inner
+            .deps
+            .inbound
+            .cursor(self.inner.deps.surface.name())
     }
 
     /// Handles one sync response that continued from `since` (see the module docs).
@@ -115,18 +117,18 @@ impl MatrixInbound {
         let inner = &self.inner;
         let params = CatchUpParams {
             since,
-            page_size: inner.sync.backfill_page_size,
+            page_size: inner.deps.sync.backfill_page_size,
             bounds: Bounds {
-                max_messages: usize::try_from(inner.sync.catch_up_max_messages)
+                max_messages: usize::try_from(inner.deps.sync.catch_up_max_messages)
                     .unwrap_or(usize::MAX),
-                max_age: inner.sync.catch_up_max_age(),
+                max_age: inner.deps.sync.catch_up_max_age(),
             },
         };
-        let counters = inner.health.catch_up();
+        let counters = inner.deps.health.catch_up();
         let mut failed = 0usize;
         let mut batch = Batch::default();
         for (room_id, update) in response.rooms.joined {
-            let Some(room) = inner.client.get_room(&room_id) else {
+            let Some(room) = inner.deps.client.get_room(&room_id) else {
                 continue;
             };
             let timeline = SyncedTimeline {
@@ -135,7 +137,7 @@ impl MatrixInbound {
                 prev_batch: update.timeline.prev_batch,
             };
             let chat = ChatId::new(room_id.as_str());
-            let events = if inner.inbound.is_managed(&chat) && (first || timeline.limited) {
+            let events = if inner.deps.inbound.is_managed(&chat) && (first || timeline.limited) {
                 match self.catch_up(&room, timeline, &params, counters).await {
                     Some((events, answered)) => {
                         if first {
@@ -160,7 +162,7 @@ impl MatrixInbound {
                 events
                     .into_iter()
                     .filter_map(room_message)
-                    .filter(|ev| ev.sender != inner.bot)
+                    .filter(|ev| ev.sender != inner.deps.bot)
                     .filter_map(|ev| incoming(&chat, ev)),
             );
         }
@@ -174,7 +176,11 @@ impl MatrixInbound {
         if failed == 0 {
             batch.cursor = Some(response.next_batch);
         }
-        inner.inbound.deliver(&inner.surface, batch).await?;
+        inner
+            .deps
+            .inbound
+            .deliver(&inner.deps.surface, batch)
+            .await?;
         if failed > 0 {
             CatchUpCounters::add(&counters.failed_rounds, 1);
             return Err(InboundError::Gaps { rooms: failed });
@@ -201,12 +207,21 @@ impl MatrixInbound {
         }
         // Kept for giving up on the gap (then at least the sync's own events are answered).
         let fallback = timeline.limited.then(|| timeline.events.clone());
-        let inbound = &inner.inbound;
+        let inbound = &inner.deps.inbound;
         let handled = |event_id: &str| inbound.is_handled(&MessageId::new(event_id));
         let answerable = |facts: &EventFacts| {
             facts.kind == FactKind::Message && inbound.serves(&PersonId::new(facts.sender.as_str()))
         };
-        match catch_up_room(room, &inner.bot, timeline, params, &handled, &answerable).await {
+        match catch_up_room(
+            room,
+            &inner.deps.bot,
+            timeline,
+            params,
+            &handled,
+            &answerable,
+        )
+        .await
+        {
             Ok(caught) => {
                 inner.gap_failures.lock().remove(&room_id);
                 self.report_catch_up(room, &caught, counters);
@@ -256,7 +271,7 @@ impl MatrixInbound {
                 stop = ?caught.stop, "caught up on a room");
         }
         if caught.skipped.total() > 0 {
-            let sync = &self.inner.sync;
+            let sync = &self.inner.deps.sync;
             let text = texts::catch_up_skipped(
                 caught.skipped.total(),
                 caught.skipped.at_least,
@@ -275,7 +290,7 @@ impl MatrixInbound {
 
     /// Sends a notice from a task (the sync does not wait for it).
     fn notice_later(&self, room: &Room, text: String, key: Option<SendKey>) {
-        let surface = self.inner.surface.clone();
+        let surface = self.inner.deps.surface.clone();
         let chat = ChatId::new(room.room_id().as_str());
         tokio::spawn(async move {
             if let Err(error) = surface.send(&chat, OutMessage::notice(text, key)).await {

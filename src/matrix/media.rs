@@ -54,54 +54,28 @@ pub struct IncomingFile {
     pub msgtype: &'static str,
 }
 
+/// The parts of a file-like message content (they share field names, not a trait).
+macro_rules! file_parts {
+    ($c:expr, $kind:literal) => {{
+        let info = $c.info.as_deref();
+        (
+            &$c.source,
+            $c.filename(),
+            $c.caption(),
+            info.and_then(|i| i.mimetype.clone()),
+            info.and_then(|i| i.size).map(u64::from),
+            $kind,
+        )
+    }};
+}
+
 /// The file of a message, when it is a file, image, audio or video message.
 pub fn incoming_file(msgtype: &MessageType) -> Option<IncomingFile> {
-    let to_u64 = |size: Option<UInt>| size.map(u64::from);
     let (source, name, caption, mime, size, kind) = match msgtype {
-        MessageType::File(c) => {
-            let info = c.info.as_deref();
-            (
-                &c.source,
-                c.filename(),
-                c.caption(),
-                info.and_then(|i| i.mimetype.clone()),
-                to_u64(info.and_then(|i| i.size)),
-                "m.file",
-            )
-        }
-        MessageType::Image(c) => {
-            let info = c.info.as_deref();
-            (
-                &c.source,
-                c.filename(),
-                c.caption(),
-                info.and_then(|i| i.mimetype.clone()),
-                to_u64(info.and_then(|i| i.size)),
-                "m.image",
-            )
-        }
-        MessageType::Audio(c) => {
-            let info = c.info.as_deref();
-            (
-                &c.source,
-                c.filename(),
-                c.caption(),
-                info.and_then(|i| i.mimetype.clone()),
-                to_u64(info.and_then(|i| i.size)),
-                "m.audio",
-            )
-        }
-        MessageType::Video(c) => {
-            let info = c.info.as_deref();
-            (
-                &c.source,
-                c.filename(),
-                c.caption(),
-                info.and_then(|i| i.mimetype.clone()),
-                to_u64(info.and_then(|i| i.size)),
-                "m.video",
-            )
-        }
+        MessageType::File(c) => file_parts!(c, "m.file"),
+        MessageType::Image(c) => file_parts!(c, "m.image"),
+        MessageType::Audio(c) => file_parts!(c, "m.audio"),
+        MessageType::Video(c) => file_parts!(c, "m.video"),
         _ => return None,
     };
     Some(IncomingFile {

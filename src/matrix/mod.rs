@@ -10,7 +10,7 @@
 //! truth ([`state`]), every message seen in order even when a sync leaves a
 //! gap ([`catch_up`] decides, [`backfill`] pages), Space and chat-room
 //! provisioning ([`provision`]),
-//! replies with deduplicating transaction ids ([`send`]) and media in and out
+//! the core's Surface with deduplicating transaction ids ([`surface`]), media in and out
 //! of rooms, encrypted or not ([`media`]).
 //!
 //! It holds no actor code and does not read the configuration: callers pass
@@ -26,7 +26,6 @@ pub mod connector;
 pub mod inbound;
 pub mod media;
 pub mod provision;
-pub mod send;
 pub mod session;
 pub mod state;
 pub mod surface;
@@ -44,7 +43,6 @@ use matrix_sdk::{
 };
 
 pub use provision::{create_chat_room, create_space, join_invite, leave, link_space_child};
-pub use send::{send_notice, send_notice_reply, send_reply, txn_id_for, typing};
 pub use session::{connect, LoginParams, SESSION_FILE_NAME, STORE_DIR_NAME};
 pub use state::{
     room_binding, set_room_binding, space_binding, space_owner, space_parent_of,

@@ -96,12 +96,22 @@ pub async fn create_space(
     let space_id = room.room_id().to_owned();
     info!(space_id = %space_id, owner = %owner, "created a space");
 
+    empower_owner(client, &space_id, owner).await?;
+    Ok(space_id)
+}
+
+/// Gives the owner of a room the bot just made their power level (retried; a failure
+/// leaves the room incomplete).
+async fn empower_owner(
+    client: &Client,
+    room_id: &RoomId,
+    owner: &UserId,
+) -> Result<(), MatrixError> {
     with_retries(POST_CREATE_ATTEMPTS, || {
-        grant_owner_power(client, &space_id, owner)
+        grant_owner_power(client, room_id, owner)
     })
     .await
-    .map_err(|e| incomplete(&space_id, "setting the power levels", e))?;
-    Ok(space_id)
+    .map_err(|e| incomplete(room_id, "setting the power levels", e))
 }
 
 /// Creates a private chat room named `name` in Space `space_id`, bound by
@@ -144,11 +154,7 @@ pub async fn create_chat_room(
     info!(room_id = %room_id, space_id = %space_id, owner = %owner,
         platform_chat_id = %binding.platform_chat_id, "created a chat room");
 
-    with_retries(POST_CREATE_ATTEMPTS, || {
-        grant_owner_power(client, &room_id, owner)
-    })
-    .await
-    .map_err(|e| incomplete(&room_id, "setting the power levels", e))?;
+    empower_owner(client, &room_id, owner).await?;
     with_retries(POST_CREATE_ATTEMPTS, || {
         link_space_child(client, space_id, &room_id)
     })

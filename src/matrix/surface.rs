@@ -179,7 +179,11 @@ impl Surface for MatrixSurface {
 
     async fn typing(&self, chat: &ChatId, on: bool) {
         match self.room(chat) {
-            Ok(room) => super::send::typing(&room, on).await,
+            Ok(room) => {
+                if let Err(error) = room.typing_notice(on).await {
+                    tracing::debug!(room_id = %room.room_id(), %error, on, "typing notice failed");
+                }
+            }
             Err(error) => tracing::debug!(%error, "typing notice for an unknown room"),
         }
     }

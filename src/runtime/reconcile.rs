@@ -547,22 +547,17 @@ mod tests {
                 ..RoomFacts::default()
             },
         ];
-        let p1 = plan(
-            "matrix",
-            &facts,
-            &joined(&["!s", "!old", "!older"]),
-            &[],
-            &[],
-            "echo",
-        );
-        let p2 = plan(
-            "matrix",
-            &facts,
-            &joined(&["!s", "!old", "!older"]),
-            &[],
-            &[],
-            "echo",
-        );
+        let planned = || {
+            plan(
+                "matrix",
+                &facts,
+                &joined(&["!s", "!old", "!older"]),
+                &[],
+                &[],
+                "echo",
+            )
+        };
+        let (p1, p2) = (planned(), planned());
         assert_eq!(p1.write_back, p2.write_back, "same rooms, same ids");
         assert_eq!(p1.write_back.len(), 2);
         let ids: Vec<&str> = p1

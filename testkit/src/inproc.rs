@@ -99,6 +99,20 @@ impl Bot {
         Ok(bot)
     }
 
+    /// Starts the bot and onboards one person; returns the bot, the person and their chat.
+    pub async fn with_person(setup: Setup, name: &str) -> anyhow::Result<(Bot, PersonId, ChatId)> {
+        let bot = Bot::start(setup).await?;
+        let (person, chat) = bot.onboard(name).await?;
+        Ok((bot, person, chat))
+    }
+
+    /// The reference agent (set up with [`AgentSetup::Reference`]).
+    pub fn reference(&self) -> anyhow::Result<&ReferenceAgent> {
+        self.agent
+            .as_ref()
+            .ok_or_else(|| anyhow!("this bot runs without the reference agent"))
+    }
+
     /// Starts the core on the same world and data dir.
     async fn launch(&mut self) -> anyhow::Result<()> {
         let connector: Box<dyn Connector> = Box::new(self.world.connector());

@@ -14,6 +14,7 @@
 pub mod alloc;
 pub mod bot;
 pub mod inproc;
+pub mod login;
 pub mod memory;
 pub mod person;
 pub mod reference_agent;

@@ -189,19 +189,14 @@ impl Person {
         let store = tempfile::Builder::new()
             .prefix(&format!("surfaces-person-{}-", creds.localpart))
             .tempdir()?;
-        let client = Client::builder()
-            .homeserver_url(&synapse.base_url)
-            .sqlite_store(store.path(), None)
-            .build()
-            .await
-            .context("building the matrix-sdk client")?;
-        client
-            .matrix_auth()
-            .login_username(creds.user_id.as_str(), &creds.password)
-            .initial_device_display_name(&format!("e2e person {}", creds.localpart))
-            .send()
-            .await
-            .with_context(|| format!("logging in as {}", creds.user_id))?;
+        let client = crate::login::password_client(
+            &synapse.base_url,
+            creds.user_id.as_str(),
+            &creds.password,
+            store.path(),
+            &format!("e2e person {}", creds.localpart),
+        )
+        .await?;
 
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         {
@@ -652,22 +647,11 @@ impl Person {
         event_type: &str,
         state_key: &str,
     ) -> anyhow::Result<Option<Value>> {
-        let url = self.api_url(&["rooms", room_id.as_str(), "state", event_type, state_key])?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(self.access_token())
-            .send()
-            .await?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("GET state {event_type}/{state_key} of {room_id}: HTTP {status}: {body}");
-        }
-        Ok(Some(body))
+        self.get_json(
+            &["rooms", room_id.as_str(), "state", event_type, state_key],
+            &format!("state {event_type}/{state_key} of {room_id}"),
+        )
+        .await
     }
 
     /// Waits until the state event exists and `predicate` accepts its content.
@@ -695,10 +679,10 @@ impl Person {
         })
     }
 
-    /// `GET /_matrix/client/v3/rooms/{roomId}/state`: every current state
-    /// event (full events, with `type`, `state_key` and `content`).
-    pub async fn room_state(&self, room_id: &RoomId) -> anyhow::Result<Vec<Value>> {
-        let url = self.api_url(&["rooms", room_id.as_str(), "state"])?;
+    /// `GET` of a client-server API path as this person: the JSON body of a success,
+    /// `None` on 404.
+    async fn get_json(&self, segments: &[&str], what: &str) -> anyhow::Result<Option<Value>> {
+        let url = self.api_url(segments)?;
         let response = self
             .http
             .get(url)
@@ -706,10 +690,24 @@ impl Person {
             .send()
             .await?;
         let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("GET state of {room_id}: HTTP {status}: {body}");
+            bail!("GET {what}: HTTP {status}: {body}");
         }
+        Ok(Some(body))
+    }
+
+    /// `GET /_matrix/client/v3/rooms/{roomId}/state`: every current state
+    /// event (full events, with `type`, `state_key` and `content`).
+    pub async fn room_state(&self, room_id: &RoomId) -> anyhow::Result<Vec<Value>> {
+        let what = format!("state of {room_id}");
+        let body = self
+            .get_json(&["rooms", room_id.as_str(), "state"], &what)
+            .await?
+            .with_context(|| format!("GET {what}: not found"))?;
         match body {
             Value::Array(events) => Ok(events),
             other => bail!("GET state of {room_id}: not an array: {other}"),
@@ -719,18 +717,10 @@ impl Person {
     /// The rooms this person is joined to, according to the server
     /// (`GET /_matrix/client/v3/joined_rooms`).
     pub async fn joined_rooms(&self) -> anyhow::Result<Vec<OwnedRoomId>> {
-        let url = self.api_url(&["joined_rooms"])?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(self.access_token())
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("GET joined_rooms: HTTP {status}: {body}");
-        }
+        let body = self
+            .get_json(&["joined_rooms"], "joined_rooms")
+            .await?
+            .context("GET joined_rooms: not found")?;
         body["joined_rooms"]
             .as_array()
             .ok_or_else(|| anyhow!("GET joined_rooms: unexpected {body}"))?

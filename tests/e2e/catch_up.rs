@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use matrix_sdk::ruma::{OwnedEventId, RoomId, UserId};
 
-use crate::spine::{onboard, Stack};
+use crate::spine::{onboard, Onboarded, Stack};
 use crate::support::person::{Person, ReceivedMessage};
 use crate::support::{try_wait_until, wait_until, POLL, WAIT};
 
@@ -212,12 +212,7 @@ async fn three_hundred_messages_at_once_are_each_answered_once_in_order() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_down_are_all_answered_once_in_room_order() -> anyhow::Result<()> {
-    let mut stack = Stack::start().await?;
-    let alice = stack.person("alice").await?;
-    let bob = stack.person("bob").await?;
-    let a = onboard(&stack, &alice).await?;
-    let b = onboard(&stack, &bob).await?;
-    stack.bot.stop().await?;
+    let (mut stack, [(alice, a), (bob, b)]) = stopped_with_two_people().await?;
     let sent_a = send_many(&alice, &a.chat, "alice while down", 50).await?;
     let sent_b = send_many(&bob, &b.chat, "bob while down", 5).await?;
     // Synapse's own default timeline limit (10), as without a filter: the first sync leaves
@@ -239,12 +234,7 @@ async fn messages_sent_while_down_are_all_answered_once_in_room_order() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_whose_paging_fails_part_way_is_retried_and_nothing_is_answered_twice(
 ) -> anyhow::Result<()> {
-    let mut stack = Stack::start().await?;
-    let alice = stack.person("alice").await?;
-    let bob = stack.person("bob").await?;
-    let a = onboard(&stack, &alice).await?;
-    let b = onboard(&stack, &bob).await?;
-    stack.bot.stop().await?;
+    let (mut stack, [(alice, a), (bob, b)]) = stopped_with_two_people().await?;
     let sent_a = send_many(&alice, &a.chat, "paged", 23).await?;
     let sent_b = send_many(&bob, &b.chat, "beside", 2).await?;
     // Small pages, so the gap takes several; the second to fifth page requests fail: the
@@ -380,4 +370,16 @@ fn log_digest(stack: &Stack) -> String {
         })
         .collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// A stack with alice and bob onboarded, then the bot stopped (messages sent now arrive
+/// while it is down).
+async fn stopped_with_two_people() -> anyhow::Result<(Stack, [(Person, Onboarded); 2])> {
+    let mut stack = Stack::start().await?;
+    let alice = stack.person("alice").await?;
+    let bob = stack.person("bob").await?;
+    let a = onboard(&stack, &alice).await?;
+    let b = onboard(&stack, &bob).await?;
+    stack.bot.stop().await?;
+    Ok((stack, [(alice, a), (bob, b)]))
 }

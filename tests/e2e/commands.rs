@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use crate::spine::{ask, field, onboard, Stack};
 use crate::support::bot::BotProcess;
 use crate::support::person::Person;
-use crate::support::reference_agent::{Endpoint, RecordedRequest, ReferenceAgent};
+use crate::support::reference_agent::{Endpoint, ReferenceAgent};
 use crate::support::synapse::Synapse;
 use crate::support::WAIT;
 
@@ -54,7 +54,10 @@ impl Cmds {
     /// Synapse, both agents and the bot; `env` gets the Synapse (for user ids).
     async fn start(env: impl Fn(&Synapse) -> Vec<(&'static str, String)>) -> anyhow::Result<Cmds> {
         let synapse = Synapse::start().await?;
-        let bot_creds = synapse.register("surfaces", "bot-password", false).await?;
+        let bot_creds = synapse
+            .registrar()
+            .register("surfaces", "bot-password", false)
+            .await?;
         let agent = ReferenceAgent::start("ref").await;
         let two = ReferenceAgent::start("two").await;
         let data = TempDir::new()?;
@@ -177,13 +180,6 @@ async fn join_new_chat(stack: &Stack, person: &Person) -> anyhow::Result<OwnedRo
 }
 
 /// The agent's requests to `endpoint` for `chat`.
-fn requests_to(agent: &ReferenceAgent, endpoint: Endpoint, chat: &str) -> Vec<RecordedRequest> {
-    agent
-        .requests()
-        .into_iter()
-        .filter(|r| r.endpoint == endpoint && r.chat.as_deref() == Some(chat))
-        .collect()
-}
 
 /// The chat of the agent's turn whose text is `text` (panics if there is none).
 fn turn_chat(agent: &ReferenceAgent, text: &str) -> String {
@@ -345,7 +341,7 @@ async fn everyday_commands_and_their_errors() -> anyhow::Result<()> {
     expect(&loaded, "Loaded snapshot “first” into this chat.");
     let loaded = command(stack, &alice, &chat3, "!load first").await?;
     expect(&loaded, "Loaded snapshot “first” into this chat.");
-    let restore = requests_to(&stack.agent, Endpoint::Restore, &c3);
+    let restore = stack.agent.requests_to(Endpoint::Restore, &c3);
     assert_eq!(restore.len(), 1, "{restore:?}");
     assert_eq!(restore[0].body["snapshot"], "first");
     assert_eq!(restore[0].body["from_chat"], c1.as_str());
@@ -395,7 +391,7 @@ async fn everyday_commands_and_their_errors() -> anyhow::Result<()> {
     assert_eq!(turn_chat(&stack.agent, "chat three"), c3);
     ask(stack, &alice, &chat2, "chat two").await?;
     assert_eq!(turn_chat(two, "chat two"), c2);
-    assert_eq!(requests_to(&stack.agent, Endpoint::Delete, &c1).len(), 1);
+    assert_eq!(stack.agent.requests_to(Endpoint::Delete, &c1).len(), 1);
     let context = command(stack, &alice, &chat1, "!context").await?;
     expect(&context, "This conversation: 2 messages");
     // The alias does the same.
@@ -532,15 +528,7 @@ async fn cancel_and_the_agents_questions() -> anyhow::Result<()> {
         .agent
         .set_chat_delay(&c1, std::time::Duration::from_secs(TIMEOUT_SECS - 5));
     let slow = alice.send_text(&a.chat, "a long task").await?;
-    assert!(
-        stack
-            .agent
-            .wait_until(WAIT, |agent| agent
-                .turns()
-                .iter()
-                .any(|t| t.text == "a long task"))
-            .await
-    );
+    assert!(stack.agent.wait_for_turn_text("a long task", WAIT).await);
     let started = std::time::Instant::now();
     let cancelling = command(stack, &alice, &a.chat, "!cancel").await?;
     expect(&cancelling, "Cancelling the answer in progress");
@@ -561,7 +549,7 @@ async fn cancel_and_the_agents_questions() -> anyhow::Result<()> {
         .find(|t| t.text == "a long task")
         .expect("the slow turn")
         .turn_id;
-    let cancels = requests_to(&stack.agent, Endpoint::Cancel, &c1);
+    let cancels = stack.agent.requests_to(Endpoint::Cancel, &c1);
     assert_eq!(cancels.len(), 1, "{cancels:?}");
     assert!(cancels[0]
         .raw_path
@@ -582,7 +570,7 @@ async fn cancel_and_the_agents_questions() -> anyhow::Result<()> {
     let done = ask(stack, &alice, &a.chat, "!yes").await?;
     assert_eq!(done.body, "ref-agent ref did: delete the files");
     assert_eq!(done.msgtype, "m.text");
-    let confirms = requests_to(&stack.agent, Endpoint::Confirm, &c1);
+    let confirms = stack.agent.requests_to(Endpoint::Confirm, &c1);
     assert_eq!(confirms.len(), 1, "{confirms:?}");
     assert_eq!(confirms[0].body["approved"], true);
     let asked_turn = stack
@@ -601,7 +589,7 @@ async fn cancel_and_the_agents_questions() -> anyhow::Result<()> {
     expect(&question.body, "Reference asks: Drop the table?");
     let declined = ask(stack, &alice, &a.chat, "!no").await?.body;
     assert_eq!(declined, "ref-agent ref did not: drop the table");
-    let confirms = requests_to(&stack.agent, Endpoint::Confirm, &c1);
+    let confirms = stack.agent.requests_to(Endpoint::Confirm, &c1);
     assert_eq!(confirms.len(), 2, "{confirms:?}");
     assert_eq!(confirms[1].body["approved"], false);
     Ok(())

@@ -225,10 +225,7 @@ async fn sigterm_lets_the_turn_in_flight_finish_then_exits_cleanly() -> anyhow::
     assert!(
         stack
             .agent
-            .wait_until(WAIT, |agent| agent
-                .turns()
-                .iter()
-                .any(|t| t.text == "finish me before you go"))
+            .wait_for_turn_text("finish me before you go", WAIT)
             .await
     );
     let status = stack.bot.stop().await?;

@@ -7,11 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use matrix_sdk::ruma::{events::room::message::ReplyMetadata, OwnedEventId};
+use matrix_sdk::ruma::OwnedEventId;
+use surfaces::matrix::surface::MatrixSurface;
 use surfaces::matrix::{
     self, connect, create_chat_room, create_space, initial_sync, room_binding, run_sync_loop,
-    send_notice, send_reply, space_owner, space_parent_of, txn_id_for, LoginParams,
-    SurfacesRoomEventContent, SyncHealth, SyncLoopSettings, SyncOutcome, SESSION_FILE_NAME,
+    space_owner, space_parent_of, LoginParams, SurfacesRoomEventContent, SyncHealth,
+    SyncLoopSettings, SyncOutcome, SESSION_FILE_NAME,
+};
+use surfaces::surface::{
+    AnswerPart, ChatId, MessageId, OutMessage, PersonId, ReplyTo, SendKey, Surface,
 };
 
 use crate::support::{try_wait_until, wait_until, Person, Synapse, POLL, WAIT};
@@ -50,9 +54,13 @@ async fn device_ids(client: &matrix_sdk::Client) -> anyhow::Result<Vec<String>> 
 async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
     let synapse = Synapse::start().await?;
     let bot_creds = synapse
+        .registrar()
         .register("surfaces-bot", "bot-password", false)
         .await?;
-    let alice_creds = synapse.register("alice", "alice-password", false).await?;
+    let alice_creds = synapse
+        .registrar()
+        .register("alice", "alice-password", false)
+        .await?;
     let data = tempfile::tempdir()?;
     let params = login_params(
         &synapse,
@@ -269,30 +277,35 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
         "message reached the bot's loop {:?} after sending started",
         arrived.saturating_duration_since(sent_at)
     );
-    let txn_id = txn_id_for(&asked, 0);
+    // Through the adapter the core uses: a keyed send is idempotent.
+    let surface = MatrixSurface::new(bot.clone(), true)?;
+    let chat = ChatId::new(room_id.as_str());
+    let asked_id = MessageId::new(asked.as_str());
     let markdown = "**Hello** Alice, here is `code`.";
-    let first_send = send_reply(
-        &bot_room,
-        ReplyMetadata::new(&asked, alice.user_id(), None),
+    let reply = OutMessage::reply(
+        ReplyTo {
+            message: asked_id.clone(),
+            sender: PersonId::new(alice.user_id().as_str()),
+        },
         markdown,
-        &txn_id,
-    )
-    .await?;
-    let second_send = send_reply(
-        &bot_room,
-        ReplyMetadata::new(&asked, alice.user_id(), None),
-        markdown,
-        &txn_id,
-    )
-    .await?;
+        SendKey::answer(&asked_id, AnswerPart::Reply),
+    );
+    let first_send = surface.send(&chat, reply.clone()).await?;
+    let second_send = surface.send(&chat, reply).await?;
     assert_eq!(
         first_send, second_send,
         "the homeserver deduplicated the retry"
     );
-    let fence = send_notice(&bot_room, "fence", None).await?;
+    let fence = surface
+        .send(&chat, OutMessage::notice("fence", None))
+        .await?;
 
     let reply = alice
-        .wait_for_message(&room_id, |m| m.event_id == first_send, WAIT)
+        .wait_for_message(
+            &room_id,
+            |m| m.event_id.as_str() == first_send.as_str(),
+            WAIT,
+        )
         .await?;
     assert!(reply.was_encrypted, "the reply went through Megolm");
     assert_eq!(reply.msgtype, "m.text");
@@ -301,7 +314,7 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
     let html = reply.formatted_body.as_deref().context("formatted_body")?;
     assert!(html.contains("<strong>Hello</strong>"), "{html}");
     let notice = alice
-        .wait_for_message(&room_id, |m| m.event_id == fence, WAIT)
+        .wait_for_message(&room_id, |m| m.event_id.as_str() == fence.as_str(), WAIT)
         .await?;
     assert_eq!(notice.msgtype, "m.notice");
     let from_bot = alice.messages_from(&room_id, &bot_creds.user_id).await;

@@ -38,7 +38,10 @@ pub fn agents_toml(agent: &ReferenceAgent) -> String {
 impl Stack {
     pub async fn start() -> anyhow::Result<Stack> {
         let synapse = Synapse::start().await?;
-        let bot_creds = synapse.register("surfaces", "bot-password", false).await?;
+        let bot_creds = synapse
+            .registrar()
+            .register("surfaces", "bot-password", false)
+            .await?;
         let agent = ReferenceAgent::start("ref").await;
         let data = TempDir::new()?;
         let bot = Self::start_bot(&synapse, &bot_creds, &data, &agent).await?;
@@ -99,6 +102,7 @@ impl Stack {
     pub async fn person(&self, localpart: &str) -> anyhow::Result<Person> {
         let creds = self
             .synapse
+            .registrar()
             .register(localpart, "person-password", false)
             .await?;
         Person::login(&self.synapse, &creds).await
@@ -296,15 +300,7 @@ async fn garbage_and_slow_agents_end_in_notices_and_other_rooms_keep_going() -> 
         .agent
         .set_chat_delay(&a_chat, Duration::from_secs(AGENT_TIMEOUT_SECS * 10));
     let slow = alice.send_text(&a.chat, "take your time").await?;
-    assert!(
-        stack
-            .agent
-            .wait_until(WAIT, |agent| agent
-                .turns()
-                .iter()
-                .any(|t| t.text == "take your time"))
-            .await
-    );
+    assert!(stack.agent.wait_for_turn_text("take your time", WAIT).await);
     let quick = ask(&stack, &bob, &b.chat, "quick one").await?;
     assert!(quick.body.contains("quick one"));
     let bot = stack.bot_id().to_owned();

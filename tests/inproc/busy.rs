@@ -19,9 +19,8 @@ fn reference() -> Setup {
 
 #[actix_rt::test]
 async fn cancel_stops_the_turn_in_flight_and_the_queue_goes_on() -> anyhow::Result<()> {
-    let bot = Bot::start(reference()).await?;
-    let agent = bot.agent.as_ref().expect("the reference agent");
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(reference(), "alice").await?;
+    let agent = bot.reference()?;
     let (bob, bob_chat) = bot.onboard("bob").await?;
     let c1 = platform_chat(&bot, &chat);
 
@@ -30,10 +29,7 @@ async fn cancel_stops_the_turn_in_flight_and_the_queue_goes_on() -> anyhow::Resu
     let queued = bot.world.say(&alice, &chat, "queued behind it");
     assert!(
         agent
-            .wait_until(surfaces_testkit::inproc::WAIT, |a| a
-                .turns()
-                .iter()
-                .any(|t| t.text == "a long task"))
+            .wait_for_turn_text("a long task", surfaces_testkit::inproc::WAIT)
             .await
     );
     // Another person's chat is not held up by alice's slow turn.
@@ -62,11 +58,7 @@ async fn cancel_stops_the_turn_in_flight_and_the_queue_goes_on() -> anyhow::Resu
         .find(|t| t.text == "a long task")
         .map(|t| t.turn_id)
         .expect("the slow turn");
-    let cancels: Vec<_> = agent
-        .requests()
-        .into_iter()
-        .filter(|r| r.endpoint == Endpoint::Cancel)
-        .collect();
+    let cancels = agent.requests_to(Endpoint::Cancel, &c1);
     assert_eq!(cancels.len(), 1, "{cancels:?}");
     assert!(cancels[0]
         .raw_path
@@ -79,9 +71,8 @@ async fn cancel_stops_the_turn_in_flight_and_the_queue_goes_on() -> anyhow::Resu
 }
 #[actix_rt::test]
 async fn queued_messages_are_answered_in_order_after_a_slow_turn() -> anyhow::Result<()> {
-    let bot = Bot::start(reference()).await?;
-    let agent = bot.agent.as_ref().expect("the reference agent");
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(reference(), "alice").await?;
+    let agent = bot.reference()?;
     agent.set_delay(Duration::from_millis(300));
     let ids: Vec<_> = (0..4)
         .map(|i| bot.world.say(&alice, &chat, &format!("q{i}")))
@@ -116,9 +107,8 @@ async fn queued_messages_are_answered_in_order_after_a_slow_turn() -> anyhow::Re
 
 #[actix_rt::test]
 async fn an_agent_that_fails_gets_a_notice_and_the_chat_goes_on() -> anyhow::Result<()> {
-    let bot = Bot::start(reference()).await?;
-    let agent = bot.agent.as_ref().expect("the reference agent");
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(reference(), "alice").await?;
+    let agent = bot.reference()?;
 
     // (a fault of the transport, or none, and the agent's own error; what the notice says)
     let table: &[(Option<Fault>, Option<Script>, &str)] = &[

@@ -17,15 +17,12 @@ fn reference() -> Setup {
 
 /// `…<last 8 characters>`, as `!clear` shows a chat id.
 fn short(id: &str) -> String {
-    let chars: Vec<char> = id.chars().collect();
-    let tail: String = chars[chars.len().saturating_sub(8)..].iter().collect();
-    format!("`…{tail}`")
+    format!("`…{}`", surfaces::texts::short_id(id))
 }
 
 #[actix_rt::test]
 async fn answers_and_refusals_of_each_command() -> anyhow::Result<()> {
-    let bot = Bot::start(reference()).await?;
-    let (admin, chat) = bot.onboard("admin").await?;
+    let (bot, admin, chat) = Bot::with_person(reference(), "admin").await?;
     let (bob, bob_chat) = bot.onboard("bob").await?;
 
     // (who, command, what the answer holds, what it must not hold)
@@ -106,7 +103,7 @@ async fn answers_and_refusals_of_each_command() -> anyhow::Result<()> {
             );
         }
     }
-    let agent = bot.agent.as_ref().expect("the reference agent");
+    let agent = bot.reference()?;
     assert!(
         agent.turns().iter().all(|t| !t.text.starts_with('!')),
         "no command reached the agent as a turn"
@@ -116,9 +113,8 @@ async fn answers_and_refusals_of_each_command() -> anyhow::Result<()> {
 
 #[actix_rt::test]
 async fn rename_agent_new_context_save_load_settings_clear() -> anyhow::Result<()> {
-    let bot = Bot::start(reference()).await?;
-    let agent = bot.agent.as_ref().expect("the reference agent");
-    let (alice, chat1) = bot.onboard("alice").await?;
+    let (bot, alice, chat1) = Bot::with_person(reference(), "alice").await?;
+    let agent = bot.reference()?;
     let (_bob, bob_chat) = bot.onboard("bob").await?;
     let bob_c = platform_chat(&bot, &bob_chat);
 
@@ -197,11 +193,7 @@ async fn rename_agent_new_context_save_load_settings_clear() -> anyhow::Result<(
     );
     let loaded = command(&bot, &alice, &chat3, "!load first").await;
     expect(&loaded, "Loaded snapshot “first” into this chat.");
-    let restores: Vec<_> = agent
-        .requests()
-        .into_iter()
-        .filter(|r| r.endpoint == Endpoint::Restore && r.chat.as_deref() == Some(c3.as_str()))
-        .collect();
+    let restores = agent.requests_to(Endpoint::Restore, &c3);
     assert_eq!(restores.len(), 1, "{restores:?}");
     assert_eq!(restores[0].body["snapshot"], "first");
     assert_eq!(restores[0].body["from_chat"], c1.as_str());
@@ -239,12 +231,7 @@ async fn rename_agent_new_context_save_load_settings_clear() -> anyhow::Result<(
         .find(|t| t.text == "after the clear")
         .expect("turn");
     assert_eq!(turn.chat, new_c1);
-    let deletes = agent
-        .requests()
-        .into_iter()
-        .filter(|r| r.endpoint == Endpoint::Delete && r.chat.as_deref() == Some(c1.as_str()))
-        .count();
-    assert_eq!(deletes, 1);
+    assert_eq!(agent.requests_to(Endpoint::Delete, &c1).len(), 1);
     let reset = command(&bot, &alice, &chat1, "!reset").await;
     let newer = platform_chat(&bot, &chat1);
     assert_ne!(newer, new_c1);
@@ -258,8 +245,7 @@ async fn new_without_a_home_and_commands_in_a_messenger_without_homes() -> anyho
     // chosen agent is kept in the store.
     let mut setup = reference();
     setup.options.capabilities.homes = false;
-    let bot = Bot::start(setup).await?;
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(setup, "alice").await?;
     assert!(bot.world.home_of(&alice).is_none(), "no home made");
     assert_eq!(bot.world.facts(&chat).and_then(|f| f.parent), None);
     expect(

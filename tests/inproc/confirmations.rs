@@ -10,8 +10,7 @@ use crate::support::{command, expect, person, platform_chat};
 
 #[actix_rt::test]
 async fn archive_is_confirmed_by_the_person_asked_and_survives_a_restart() -> anyhow::Result<()> {
-    let mut bot = Bot::start(Setup::default()).await?;
-    let (alice, chat1) = bot.onboard("alice").await?;
+    let (mut bot, alice, chat1) = Bot::with_person(Setup::default(), "alice").await?;
     command(&bot, &alice, &chat1, "!new").await;
     let chat2 = bot.world.chats_of(&alice)[1].clone();
     let home = bot.world.home_of(&alice).expect("a home");
@@ -70,12 +69,14 @@ async fn archive_is_confirmed_by_the_person_asked_and_survives_a_restart() -> an
 
 #[actix_rt::test]
 async fn an_unanswered_question_expires() -> anyhow::Result<()> {
-    let bot = Bot::start(Setup {
-        extra_toml: "\n[commands]\nconfirmation_ttl_secs = 1\n".to_owned(),
-        ..Setup::default()
-    })
+    let (bot, alice, chat) = Bot::with_person(
+        Setup {
+            extra_toml: "\n[commands]\nconfirmation_ttl_secs = 1\n".to_owned(),
+            ..Setup::default()
+        },
+        "alice",
+    )
     .await?;
-    let (alice, chat) = bot.onboard("alice").await?;
     let asked = command(&bot, &alice, &chat, "!archive").await;
     expect(&asked, "(within 1 second)");
     let seen = bot.world.bot_posts(&chat).len();
@@ -101,13 +102,15 @@ async fn an_unanswered_question_expires() -> anyhow::Result<()> {
 
 #[actix_rt::test]
 async fn the_agents_questions_are_answered_with_yes_and_no() -> anyhow::Result<()> {
-    let bot = Bot::start(Setup {
-        agent: AgentSetup::Reference,
-        ..Setup::default()
-    })
+    let (bot, alice, chat) = Bot::with_person(
+        Setup {
+            agent: AgentSetup::Reference,
+            ..Setup::default()
+        },
+        "alice",
+    )
     .await?;
-    let agent = bot.agent.as_ref().expect("the reference agent");
-    let (alice, chat) = bot.onboard("alice").await?;
+    let agent = bot.reference()?;
     let c1 = platform_chat(&bot, &chat);
 
     agent.confirm_next("Delete 3 files?");
@@ -122,11 +125,7 @@ async fn the_agents_questions_are_answered_with_yes_and_no() -> anyhow::Result<(
     let done = bot.ask(&alice, &chat, "!yes").await?;
     assert_eq!(done.text(), "ref-agent ref did: delete the files");
     assert!(!done.is_notice());
-    let confirms: Vec<_> = agent
-        .requests()
-        .into_iter()
-        .filter(|r| r.endpoint == Endpoint::Confirm && r.chat.as_deref() == Some(c1.as_str()))
-        .collect();
+    let confirms = agent.requests_to(Endpoint::Confirm, &c1);
     assert_eq!(confirms.len(), 1, "{confirms:?}");
     assert_eq!(confirms[0].body["approved"], true);
     expect(

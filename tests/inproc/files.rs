@@ -2,6 +2,7 @@
 //! refused past the limit or without a workspace, and the agent's files posted back.
 
 use surfaces_testkit::inproc::{AgentSetup, Bot, Setup};
+use surfaces_testkit::memory::PostBody;
 
 use crate::support::expect;
 
@@ -21,9 +22,8 @@ fn bytes(n: usize, seed: u8) -> Vec<u8> {
 
 #[actix_rt::test]
 async fn files_reach_the_workspace_and_come_back() -> anyhow::Result<()> {
-    let bot = Bot::start(with_files(1_000_000)).await?;
-    let agent = bot.agent.as_ref().expect("the reference agent");
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(with_files(1_000_000), "alice").await?;
+    let agent = bot.reference()?;
 
     // A captioned file is a turn of its own; its name is sanitized on disk only.
     let report = bytes(5000, 1);
@@ -69,37 +69,44 @@ async fn files_reach_the_workspace_and_come_back() -> anyhow::Result<()> {
         .last()
         .is_some_and(|t| t.attachments.is_empty()));
 
-    // The agent posts a file by a relative path and by its /workspace/ path.
+    // The agent posts files by a relative path and by its /workspace/ path.
     std::fs::create_dir_all(bot.workspace.join("out"))?;
-    let result = bytes(2000, 3);
-    std::fs::write(bot.workspace.join("out/result.png"), &result)?;
-    agent.file_next("out/result.png", "result.png", "image/png");
-    bot.ask(&alice, &chat, "draw a chart").await?;
-    let posted = bot.bot_says(&chat, 0, "result.png").await?;
-    assert_eq!(
-        posted.body,
-        surfaces_testkit::memory::PostBody::File {
-            name: "result.png".into(),
-            mime: "image/png".into(),
-            data: result
-        }
-    );
-    let notes = bytes(3000, 9);
-    std::fs::write(bot.workspace.join("out/notes.txt"), &notes)?;
-    agent.file_next("/workspace/out/notes.txt", "notes.txt", "text/plain");
-    bot.ask(&alice, &chat, "write notes").await?;
-    let posted = bot.bot_says(&chat, 0, "notes.txt").await?;
-    assert!(
-        matches!(posted.body, surfaces_testkit::memory::PostBody::File { ref data, .. } if *data == notes)
-    );
+    // (the path the agent names, the file in the workspace, its MIME type, what is asked)
+    let table = [
+        (
+            "out/result.png",
+            "out/result.png",
+            "image/png",
+            "draw a chart",
+        ),
+        (
+            "/workspace/out/notes.txt",
+            "out/notes.txt",
+            "text/plain",
+            "write notes",
+        ),
+    ];
+    for (i, (named, on_disk, mime, ask)) in table.into_iter().enumerate() {
+        let data = bytes(2000 + i * 1000, 3 + i as u8);
+        std::fs::write(bot.workspace.join(on_disk), &data)?;
+        let name = on_disk.rsplit('/').next().unwrap_or(on_disk);
+        agent.file_next(named, name, mime);
+        bot.ask(&alice, &chat, ask).await?;
+        let posted = bot.bot_says(&chat, 0, name).await?;
+        let expected = PostBody::File {
+            name: name.into(),
+            mime: mime.into(),
+            data,
+        };
+        assert_eq!(posted.body, expected, "{named}");
+    }
     Ok(())
 }
 
 #[actix_rt::test]
 async fn a_file_over_the_limit_is_refused_and_nothing_is_lost() -> anyhow::Result<()> {
-    let bot = Bot::start(with_files(1000)).await?;
-    let agent = bot.agent.as_ref().expect("the reference agent");
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(with_files(1000), "alice").await?;
+    let agent = bot.reference()?;
     let id = bot.world.send_file(
         &alice,
         &chat,
@@ -119,8 +126,7 @@ async fn a_file_over_the_limit_is_refused_and_nothing_is_lost() -> anyhow::Resul
 
 #[actix_rt::test]
 async fn an_agent_without_a_workspace_cannot_take_files() -> anyhow::Result<()> {
-    let bot = Bot::start(Setup::default()).await?;
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(Setup::default(), "alice").await?;
     let id = bot
         .world
         .send_file(&alice, &chat, "notes.txt", "text/plain", b"hello", None);

@@ -13,8 +13,7 @@ use crate::support::{command, expect, platform_chat};
 
 #[actix_rt::test]
 async fn onboarding_makes_a_home_and_a_first_chat_once() -> anyhow::Result<()> {
-    let bot = Bot::start(Setup::default()).await?;
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(Setup::default(), "alice").await?;
 
     let home = bot.world.home_of(&alice).expect("a home for alice");
     let facts = bot.world.facts(&chat).expect("the chat");
@@ -36,8 +35,7 @@ async fn onboarding_makes_a_home_and_a_first_chat_once() -> anyhow::Result<()> {
 
 #[actix_rt::test]
 async fn replies_come_once_and_in_order() -> anyhow::Result<()> {
-    let bot = Bot::start(Setup::default()).await?;
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(Setup::default(), "alice").await?;
     let (bob, bob_chat) = bot.onboard("bob").await?;
 
     let sent: Vec<_> = (0..20)
@@ -109,8 +107,7 @@ async fn strangers_are_declined_and_unmanaged_chats_told_once() -> anyhow::Resul
 
 #[actix_rt::test]
 async fn a_failed_send_is_retried_and_a_refused_one_does_not_stop_the_chat() -> anyhow::Result<()> {
-    let bot = Bot::start(Setup::default()).await?;
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(Setup::default(), "alice").await?;
 
     bot.world.faults(|f| {
         f.sends.extend([
@@ -139,8 +136,7 @@ async fn a_failed_send_is_retried_and_a_refused_one_does_not_stop_the_chat() -> 
 
 #[actix_rt::test]
 async fn messages_sent_while_down_are_answered_once_after_a_restart() -> anyhow::Result<()> {
-    let mut bot = Bot::start(Setup::default()).await?;
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (mut bot, alice, chat) = Bot::with_person(Setup::default(), "alice").await?;
     let before = bot.world.say(&alice, &chat, "before");
     bot.answer(&chat, &before).await?;
 
@@ -168,12 +164,14 @@ async fn messages_sent_while_down_are_answered_once_after_a_restart() -> anyhow:
 
 #[actix_rt::test]
 async fn the_store_is_rebuilt_from_the_messenger_with_the_chosen_agent() -> anyhow::Result<()> {
-    let mut bot = Bot::start(Setup {
-        agent: AgentSetup::Reference,
-        ..Setup::default()
-    })
+    let (mut bot, alice, chat) = Bot::with_person(
+        Setup {
+            agent: AgentSetup::Reference,
+            ..Setup::default()
+        },
+        "alice",
+    )
     .await?;
-    let (alice, chat) = bot.onboard("alice").await?;
     let c1 = platform_chat(&bot, &chat);
     bot.ask(&alice, &chat, "hello").await?;
     let selected = command(&bot, &alice, &chat, "!agent echo").await;
@@ -195,7 +193,7 @@ async fn the_store_is_rebuilt_from_the_messenger_with_the_chosen_agent() -> anyh
     bot.restart_without_store().await?;
     let reply = bot.ask_text(&alice, &chat, "still you?").await?;
     assert_eq!(reply, "ref-agent ref got: still you?");
-    let agent = bot.agent.as_ref().expect("the reference agent");
+    let agent = bot.reference()?;
     assert!(
         agent.turns().iter().all(|t| t.chat == c1),
         "same conversation"
@@ -226,8 +224,7 @@ async fn the_store_is_rebuilt_from_the_messenger_with_the_chosen_agent() -> anyh
 
 #[actix_rt::test]
 async fn revoked_credentials_stop_the_process_with_exit_code_3() -> anyhow::Result<()> {
-    let mut bot = Bot::start(Setup::default()).await?;
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (mut bot, alice, chat) = Bot::with_person(Setup::default(), "alice").await?;
     bot.ask(&alice, &chat, "hello").await?;
     bot.world.faults(|f| f.revoked = true);
     bot.world.say(&alice, &chat, "anyone?");
@@ -244,8 +241,7 @@ async fn revoked_credentials_stop_the_process_with_exit_code_3() -> anyhow::Resu
 
 #[actix_rt::test]
 async fn a_person_the_policy_does_not_allow_is_ignored_in_a_managed_chat() -> anyhow::Result<()> {
-    let bot = Bot::start(Setup::default()).await?;
-    let (alice, chat) = bot.onboard("alice").await?;
+    let (bot, alice, chat) = Bot::with_person(Setup::default(), "alice").await?;
     let stranger = surfaces::surface::PersonId::new("@mallory:elsewhere");
     bot.world
         .edit_chat(&chat, |c| c.members.insert(stranger.clone()));

@@ -5,24 +5,17 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::records::Endpoint;
-use super::routes::{error_response, json_response, Sh};
+use super::routes::{error_response, json_response, parse_body, Meta, Sh};
 use super::wire::{RestoreBody, SnapshotBody};
 
-pub(super) async fn context(
-    State(sh): Sh,
-    Path(chat): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let auth = sh.record(Endpoint::Context, &method, &uri, Some(&chat), &headers, b"");
-    if let Some(resp) = sh.check_auth(&auth) {
-        return resp;
+pub(super) async fn context(State(sh): Sh, Path(chat): Path<String>, meta: Meta) -> Response {
+    if let Err(response) = sh.admit(Endpoint::Context, &meta, Some(&chat), b"") {
+        return response;
     }
     let st = sh.state.lock();
     let c = st.chats.get(&chat).copied().unwrap_or_default();
@@ -47,21 +40,11 @@ pub(super) async fn context(
 pub(super) async fn snapshot(
     State(sh): Sh,
     Path(chat): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    meta: Meta,
     body: Bytes,
 ) -> Response {
-    let auth = sh.record(
-        Endpoint::Snapshot,
-        &method,
-        &uri,
-        Some(&chat),
-        &headers,
-        &body,
-    );
-    if let Some(resp) = sh.check_auth(&auth) {
-        return resp;
+    if let Err(response) = sh.admit(Endpoint::Snapshot, &meta, Some(&chat), &body) {
+        return response;
     }
     let req = match serde_json::from_slice::<SnapshotBody>(&body) {
         Ok(r) if !r.name.is_empty() => r,
@@ -79,25 +62,15 @@ pub(super) async fn snapshot(
 pub(super) async fn restore(
     State(sh): Sh,
     Path(chat): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    meta: Meta,
     body: Bytes,
 ) -> Response {
-    let auth = sh.record(
-        Endpoint::Restore,
-        &method,
-        &uri,
-        Some(&chat),
-        &headers,
-        &body,
-    );
-    if let Some(resp) = sh.check_auth(&auth) {
-        return resp;
+    if let Err(response) = sh.admit(Endpoint::Restore, &meta, Some(&chat), &body) {
+        return response;
     }
-    let req: RestoreBody = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    let req: RestoreBody = match parse_body(&body) {
+        Ok(value) => value,
+        Err(response) => return response,
     };
     let mut st = sh.state.lock();
     let source = req.from_chat.clone().unwrap_or_else(|| chat.clone());
@@ -111,16 +84,9 @@ pub(super) async fn restore(
     )
 }
 
-pub(super) async fn delete_chat(
-    State(sh): Sh,
-    Path(chat): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let auth = sh.record(Endpoint::Delete, &method, &uri, Some(&chat), &headers, b"");
-    if let Some(resp) = sh.check_auth(&auth) {
-        return resp;
+pub(super) async fn delete_chat(State(sh): Sh, Path(chat): Path<String>, meta: Meta) -> Response {
+    if let Err(response) = sh.admit(Endpoint::Delete, &meta, Some(&chat), b"") {
+        return response;
     }
     let mut st = sh.state.lock();
     st.chats.remove(&chat);

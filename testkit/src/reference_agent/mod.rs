@@ -235,6 +235,13 @@ impl ReferenceAgent {
         self.shared.state.lock().requests.clone()
     }
 
+    /// The requests to `endpoint` for `chat`, in order.
+    pub fn requests_to(&self, endpoint: Endpoint, chat: &str) -> Vec<RecordedRequest> {
+        let mut requests = self.requests();
+        requests.retain(|r| r.endpoint == endpoint && r.chat.as_deref() == Some(chat));
+        requests
+    }
+
     /// How many requests hit `endpoint`.
     pub fn request_count(&self, endpoint: Endpoint) -> usize {
         self.shared
@@ -319,6 +326,12 @@ impl ReferenceAgent {
             }
             tokio::time::sleep(WAIT_POLL).await;
         }
+    }
+
+    /// Waits until a turn whose text is `text` arrived; returns whether one did.
+    pub async fn wait_for_turn_text(&self, text: &str, timeout: Duration) -> bool {
+        self.wait_until(timeout, |a| a.turns().iter().any(|t| t.text == text))
+            .await
     }
 
     /// Waits until at least `n` turn requests arrived.

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,6 +36,31 @@ pub(super) fn error_response(status: StatusCode, code: &str, message: &str) -> R
         .into_response()
 }
 
+/// What every handler records of a request besides its body.
+pub(super) struct Meta {
+    pub(super) method: Method,
+    pub(super) uri: Uri,
+    pub(super) headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Meta {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+/// A request's JSON body, or the 400 to answer with.
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error_response(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()))
+}
+
 pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
     (
         status,
@@ -46,10 +72,9 @@ pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
 
 pub(super) type Sh = State<Arc<Shared>>;
 
-async fn health(State(sh): Sh, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let auth = sh.record(Endpoint::Health, &method, &uri, None, &headers, b"");
-    if let Some(resp) = sh.check_auth(&auth) {
-        return resp;
+async fn health(State(sh): Sh, meta: Meta) -> Response {
+    if let Err(response) = sh.admit(Endpoint::Health, &meta, None, b"") {
+        return response;
     }
     json_response(
         StatusCode::OK,
@@ -57,8 +82,9 @@ async fn health(State(sh): Sh, method: Method, uri: Uri, headers: HeaderMap) -> 
     )
 }
 
-async fn fallback(State(sh): Sh, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    sh.record(Endpoint::Unknown, &method, &uri, None, &headers, b"");
+async fn fallback(State(sh): Sh, meta: Meta) -> Response {
+    // Recorded whatever the token: an unknown path is answered 404 either way.
+    let _ = sh.admit(Endpoint::Unknown, &meta, None, b"");
     error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, StatusCode};
 use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -20,7 +20,7 @@ use tokio::task::AbortHandle;
 use super::listener::ConnFlag;
 use super::orders::{Fault, Script};
 use super::records::{Endpoint, RecordedRequest};
-use super::routes::{error_response, header_str};
+use super::routes::{error_response, header_str, Meta};
 use super::sse::{cancelled_event, Ev};
 use super::wire::TurnBody;
 
@@ -85,30 +85,32 @@ impl Shared {
         }
     }
 
-    pub(super) fn record(
+    /// The 401 response to give when a token is required and not given.
+    /// Records a request and checks its token: `Err` is the response to send at once.
+    pub(super) fn admit(
         &self,
         endpoint: Endpoint,
-        method: &Method,
-        uri: &Uri,
+        meta: &Meta,
         chat: Option<&str>,
-        headers: &HeaderMap,
         body: &[u8],
-    ) -> Option<String> {
-        let authorization = header_str(headers, header::AUTHORIZATION);
+    ) -> Result<(), Response> {
+        let authorization = header_str(&meta.headers, header::AUTHORIZATION);
         let req = RecordedRequest {
             endpoint,
-            method: method.to_string(),
-            raw_path: uri.path().to_owned(),
+            method: meta.method.to_string(),
+            raw_path: meta.uri.path().to_owned(),
             chat: chat.map(str::to_owned),
             authorization: authorization.clone(),
-            accept: header_str(headers, header::ACCEPT),
+            accept: header_str(&meta.headers, header::ACCEPT),
             body: serde_json::from_slice(body).unwrap_or(Value::Null),
         };
         self.state.lock().requests.push(req);
-        authorization
+        match self.check_auth(&authorization) {
+            Some(response) => Err(response),
+            None => Ok(()),
+        }
     }
 
-    /// The 401 response to give when a token is required and not given.
     pub(super) fn check_auth(&self, authorization: &Option<String>) -> Option<Response> {
         let st = self.state.lock();
         match &st.required_token {

@@ -5,13 +5,13 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::orders::Fault;
 use super::records::Endpoint;
-use super::routes::{error_response, Sh};
+use super::routes::{error_response, parse_body, Meta, Sh};
 use super::sse::{cancelled_event, stream_response, Ev, StreamPlan};
 use super::wire::{ConfirmBody, TurnBody};
 
@@ -28,18 +28,15 @@ fn fault_status_response(status: u16, retry_after: Option<u64>) -> Response {
 pub(super) async fn turn(
     State(sh): Sh,
     Path(chat): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    meta: Meta,
     body: Bytes,
 ) -> Response {
-    let auth = sh.record(Endpoint::Turn, &method, &uri, Some(&chat), &headers, &body);
-    if let Some(resp) = sh.check_auth(&auth) {
-        return resp;
+    if let Err(response) = sh.admit(Endpoint::Turn, &meta, Some(&chat), &body) {
+        return response;
     }
-    let req: TurnBody = match serde_json::from_slice(&body) {
-        Ok(req) => req,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    let req: TurnBody = match parse_body(&body) {
+        Ok(value) => value,
+        Err(response) => return response,
     };
     if req.turn_id.is_empty() || req.sender.id.is_empty() {
         return error_response(
@@ -71,25 +68,15 @@ pub(super) async fn turn(
 pub(super) async fn confirm(
     State(sh): Sh,
     Path((chat, confirm_id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    meta: Meta,
     body: Bytes,
 ) -> Response {
-    let auth = sh.record(
-        Endpoint::Confirm,
-        &method,
-        &uri,
-        Some(&chat),
-        &headers,
-        &body,
-    );
-    if let Some(resp) = sh.check_auth(&auth) {
-        return resp;
+    if let Err(response) = sh.admit(Endpoint::Confirm, &meta, Some(&chat), &body) {
+        return response;
     }
-    let answer: ConfirmBody = match serde_json::from_slice(&body) {
-        Ok(a) => a,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    let answer: ConfirmBody = match parse_body(&body) {
+        Ok(value) => value,
+        Err(response) => return response,
     };
     let events = {
         let mut st = sh.state.lock();
@@ -126,21 +113,11 @@ pub(super) async fn confirm(
 pub(super) async fn cancel(
     State(sh): Sh,
     Path((chat, turn_id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    meta: Meta,
     body: Bytes,
 ) -> Response {
-    let auth = sh.record(
-        Endpoint::Cancel,
-        &method,
-        &uri,
-        Some(&chat),
-        &headers,
-        &body,
-    );
-    if let Some(resp) = sh.check_auth(&auth) {
-        return resp;
+    if let Err(response) = sh.admit(Endpoint::Cancel, &meta, Some(&chat), &body) {
+        return response;
     }
     let key = (chat, turn_id);
     let mut st = sh.state.lock();
