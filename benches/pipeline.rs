@@ -145,7 +145,10 @@ async fn start(
     dir: &std::path::Path,
     durability: Durability,
 ) -> (Running, Duration) {
-    let config = echo_config(dir, "").unwrap_or_else(|e| fail("config", e));
+    // The raw pipeline: each seeded owner sends hundreds of messages at once, which the
+    // per-person rate limit is there to refuse.
+    let config = echo_config(dir, "[limits]\nmessages_per_minute = 0\n")
+        .unwrap_or_else(|e| fail("config", e));
     let connector: Box<dyn Connector> = Box::new(world.connector());
     let t0 = Instant::now();
     let running = surfaces::runtime::start_with(config, vec![connector], Options { durability })

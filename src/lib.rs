@@ -14,6 +14,7 @@ pub mod confirmations;
 pub mod crash;
 pub mod files;
 pub mod journal;
+pub mod limits;
 pub mod matrix;
 pub mod metrics;
 pub mod ops;

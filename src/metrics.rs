@@ -64,16 +64,19 @@ pub enum MessageOutcome {
     StaleAgent,
     /// Something of ours failed (store, router, sending the reply).
     InternalError,
+    /// Not taken: the person was past their rate (`limits.messages_per_minute`).
+    Limited,
 }
 
 impl MessageOutcome {
     /// Every outcome (each is exported from the start, at 0).
-    pub const ALL: [MessageOutcome; 5] = [
+    pub const ALL: [MessageOutcome; 6] = [
         MessageOutcome::Replied,
         MessageOutcome::AgentError,
         MessageOutcome::AgentUnavailable,
         MessageOutcome::StaleAgent,
         MessageOutcome::InternalError,
+        MessageOutcome::Limited,
     ];
 
     /// The label value.
@@ -84,6 +87,7 @@ impl MessageOutcome {
             MessageOutcome::AgentUnavailable => "agent_unavailable",
             MessageOutcome::StaleAgent => "stale_agent",
             MessageOutcome::InternalError => "internal_error",
+            MessageOutcome::Limited => "limited",
         }
     }
 }

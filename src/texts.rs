@@ -859,3 +859,28 @@ mod tests {
         assert_eq!(r.chars().count(), MAX_REASON_CHARS);
     }
 }
+
+/// Per-person limits (`[limits]`): what a person hears when one of them stops them.
+pub mod limits {
+    /// A person's messages came faster than `limits.messages_per_minute` allows; said once per
+    /// flood.
+    pub fn rate_limited(burst: u32, per_minute: u32) -> String {
+        format!(
+            "You are sending messages faster than I can take them (at most {burst} at once, then \
+             {per_minute} a minute). I did not take this one, nor will I take the next ones until \
+             you slow down; send again what you need in a moment."
+        )
+    }
+
+    /// `!new` past `limits.max_chats_per_person`.
+    pub fn too_many_chats(max: u32) -> String {
+        format!(
+            "You already have {max} chats, the most one person can have here. Archive one with \
+             `!archive` before starting another."
+        )
+    }
+
+    /// `!cancel` while `limits.max_concurrent_cancels` are in flight.
+    pub const CANCEL_BUSY: &str =
+        "Too many cancellations are running right now; send `!cancel` again in a moment.";
+}

@@ -27,6 +27,7 @@
 pub mod image;
 pub mod name;
 pub mod path;
+pub mod retention;
 
 use std::fmt;
 use std::io::{Read, Write};

@@ -4,13 +4,16 @@
 //! actor sees it. The adapter hands over a [`Batch`] (the messages it read, in each chat's
 //! order, and the cursor it read up to); the intake decides per message — a chat the bot
 //! does not manage gets one explanation, a person the access policy does not allow is
-//! ignored, `!cancel` is run at once beside the busy room actor, files go to their chat's
+//! ignored, a person past their rate (`[limits]`, [`crate::limits`]) is not taken (recorded
+//! as done, told once per flood), `!cancel` is run at once beside the busy room actor
+//! (bounded), files go to their chat's
 //! actor, text is journaled — and makes the whole batch durable with **one flush** (the
 //! cursor in the same write, so it never moves past a message that is not journaled).
 //! Only then do the messages reach their room actors, in order. Invites go to the
 //! provisioner.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actors::ChildHandle;
 use async_trait::async_trait;
@@ -22,6 +25,8 @@ use crate::commands::{Command, Parsed};
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
 use crate::journal::{Accepted, Journal};
+use crate::metrics::MessageOutcome;
+use crate::limits::{Admission, CancelGate, CancelRefusal, PersonLimiter};
 use crate::store::{Store, StoreError};
 use crate::surface::{
     Batch, ChatId, DeliveryError, Inbound, Incoming, IncomingBody, Invite, MessageId, PersonId,
@@ -44,6 +49,15 @@ struct Inner {
     store: Store,
     access: AccessPolicy,
     journal: Journal,
+    limits: IntakeLimits,
+}
+
+/// The limits the intake enforces (`[limits]`).
+pub struct IntakeLimits {
+    /// Messages per person.
+    pub people: PersonLimiter,
+    /// `!cancel` work in flight.
+    pub cancels: CancelGate,
 }
 
 /// One thing to do once the batch is durable, in the chat's order.
@@ -51,6 +65,8 @@ enum Delivery {
     Text(ChildHandle<RoomActor>, UserMessage),
     File(ChildHandle<RoomActor>, UserFile),
     Cancel(Chat, UserMessage),
+    /// The person is past their rate: told once (this message is recorded as done).
+    Limited(Chat, UserMessage),
 }
 
 impl Intake {
@@ -61,6 +77,7 @@ impl Intake {
         store: Store,
         access: AccessPolicy,
         journal: Journal,
+        limits: IntakeLimits,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -69,6 +86,7 @@ impl Intake {
                 store,
                 access,
                 journal,
+                limits,
             }),
         }
     }
@@ -87,6 +105,9 @@ impl Intake {
             tracing::info!(room_id = %message.chat, sender = %message.sender,
                 "ignoring a message from a person the access policy does not allow");
             return None;
+        }
+        if let Some(limited) = self.limited(&chat, &message) {
+            return limited;
         }
         let body = match message.body {
             IncomingBody::Text(body) => body,
@@ -135,6 +156,35 @@ impl Intake {
         Some(Delivery::Text(actor, msg))
     }
 
+    /// Applies the person's rate: `None` takes the message; `Some` is what to do instead
+    /// (the message is recorded as done, so no catch-up or restart brings it back).
+    fn limited(&self, chat: &Chat, message: &Incoming) -> Option<Option<Delivery>> {
+        let sender = message.sender.as_str();
+        if self.inner.access.is_admin(sender) {
+            return None;
+        }
+        let admission = self.inner.limits.people.admit(sender, Instant::now());
+        if admission == Admission::Take {
+            return None;
+        }
+        tracing::info!(room_id = %message.chat, event_id = %message.id, %sender,
+            "not taking a message: the person is past limits.messages_per_minute");
+        if let Err(error) = self.inner.journal.stage_done(message.id.as_str()) {
+            tracing::warn!(%error, event_id = %message.id, "cannot record a refused message");
+        }
+        self.inner.rooms.deps().metrics.message(MessageOutcome::Limited);
+        if admission == Admission::Refuse {
+            return Some(None);
+        }
+        let msg = UserMessage {
+            id: message.id.clone(),
+            sender: message.sender.clone(),
+            display_name: message.display_name.clone(),
+            body: String::new(),
+        };
+        Some(Some(Delivery::Limited(chat.clone(), msg)))
+    }
+
     /// Hands a staged message over (after the journal's flush).
     fn deliver_one(&self, delivery: Delivery) {
         match delivery {
@@ -157,8 +207,34 @@ impl Intake {
                 }
             }
             Delivery::Cancel(chat, msg) => {
+                let permit = match self.inner.limits.cancels.enter(chat.id.as_str()) {
+                    Ok(permit) => permit,
+                    Err(CancelRefusal::AlreadyCancelling) => {
+                        // The one in flight answers for both.
+                        tracing::debug!(room_id = %chat.id, "a !cancel is already in flight here");
+                        return;
+                    }
+                    Err(CancelRefusal::Busy) => {
+                        tracing::warn!(room_id = %chat.id,
+                            "too many !cancel in flight (limits.max_concurrent_cancels)");
+                        tokio::spawn(async move {
+                            chat.notice(&msg, texts::limits::CANCEL_BUSY).await;
+                        });
+                        return;
+                    }
+                };
                 let deps = self.inner.rooms.deps().clone();
-                tokio::spawn(async move { super::commands::cancel_now(&deps, &chat, &msg).await });
+                tokio::spawn(async move {
+                    super::commands::cancel_now(&deps, &chat, &msg).await;
+                    drop(permit);
+                });
+            }
+            Delivery::Limited(chat, msg) => {
+                let rate = self.inner.limits.people.rate();
+                let text = texts::limits::rate_limited(rate.burst, rate.per_minute);
+                tokio::spawn(async move {
+                    chat.notice(&msg, &text).await;
+                });
             }
         }
     }

@@ -42,14 +42,16 @@ use tokio::sync::{mpsc, watch};
 use self::agent_conn::{AgentConn, AgentStats};
 use self::commands::{CommandDeps, StatusDeps};
 use self::directory::{RoomDirectory, RoomStarter, Surfaces};
-use self::intake::Intake;
+use self::intake::{Intake, IntakeLimits};
 use self::provisioner::{ProvisionDeps, Provisioner};
 use self::room::RoomDeps;
 use self::router::{AgentRoute, Router};
 use crate::agent::AgentClient;
+use crate::files;
 use crate::config::{AgentKind, Config};
 use crate::confirmations::Confirmations;
 use crate::journal::Journal;
+use crate::limits::{CancelGate, PersonLimiter, Rate};
 use crate::metrics::Metrics;
 use crate::store::{Durability, Store};
 use crate::surface::health::SyncHealth;
@@ -112,6 +114,8 @@ pub struct Running {
     fatal: mpsc::UnboundedReceiver<FatalStop>,
     stop_reading: watch::Sender<bool>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Deletes old files from the agents' inboxes (`limits.inbox_retention_hours`).
+    inbox_sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How to run the core beyond its config: knobs for benchmarks, never for operators.
@@ -187,6 +191,7 @@ pub async fn start_with(
         access: config.access_policy(),
         router: router.clone(),
         rooms: starter,
+        max_chats_per_person: config.limits.max_chats_per_person,
     };
     let provisioner = root
         .start_child(ChildSpec::new(
@@ -224,6 +229,13 @@ pub async fn start_with(
         store.clone(),
         config.access_policy(),
         journal.clone(),
+        IntakeLimits {
+            people: PersonLimiter::new(Rate {
+                burst: config.limits.messages_burst,
+                per_minute: config.limits.messages_per_minute,
+            }),
+            cancels: CancelGate::new(config.limits.max_concurrent_cancels as usize),
+        },
     );
 
     let view = RuntimeView {
@@ -275,7 +287,49 @@ pub async fn start_with(
         fatal,
         stop_reading,
         sweeper,
+        inbox_sweeper: spawn_inbox_sweeper(&config),
     })
+}
+
+/// Every [`files::retention::SWEEP_INTERVAL`], deletes the files people sent that are older
+/// than `limits.inbox_retention_hours` from every agent's inbox (none when it is 0).
+fn spawn_inbox_sweeper(config: &Config) -> Option<tokio::task::JoinHandle<()>> {
+    let hours = config.limits.inbox_retention_hours;
+    let roots: Vec<(String, std::path::PathBuf)> = config
+        .agents
+        .iter()
+        .filter_map(|a| Some((a.id.clone(), a.workspace.clone()?)))
+        .collect();
+    if hours == 0 || roots.is_empty() {
+        return None;
+    }
+    let retention = Duration::from_secs(hours.saturating_mul(3600));
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(files::retention::SWEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            let roots = roots.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                for (agent, root) in roots {
+                    let now = std::time::SystemTime::now();
+                    match files::retention::sweep(&root, retention, now) {
+                        Ok(report) if report.deleted > 0 || report.errors > 0 => {
+                            tracing::info!(agent, deleted = report.deleted,
+                                removed_dirs = report.removed_dirs, errors = report.errors,
+                                "swept old files from the agent's inbox (limits.inbox_retention_hours)");
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(agent, %error, root = %root.display(),
+                            "cannot sweep the agent's inbox (agents[].workspace)"),
+                    }
+                }
+            })
+            .await;
+            if let Err(error) = swept {
+                tracing::error!(%error, "the inbox sweep failed");
+            }
+        }
+    }))
 }
 
 /// Starts one connection actor per configured agent.
@@ -452,6 +506,9 @@ impl Running {
             startup.abort();
         }
         self.sweeper.abort();
+        if let Some(inbox_sweeper) = &self.inbox_sweeper {
+            inbox_sweeper.abort();
+        }
         if tokio::time::timeout(self.grace, self.root.shutdown())
             .await
             .is_err()

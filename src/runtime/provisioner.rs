@@ -32,6 +32,8 @@ pub struct ProvisionDeps {
     pub router: ChildHandle<Router>,
     /// Starts the actor of a new chat.
     pub rooms: RoomStarter,
+    /// Chats one person may have (`limits.max_chats_per_person`; 0: no cap).
+    pub max_chats_per_person: u32,
 }
 
 /// The provisioner actor.
@@ -80,6 +82,9 @@ pub enum NewChatError {
     /// Their selected agent is not configured any more.
     #[error("agent {0} is gone")]
     AgentGone(String),
+    /// They have as many chats as `limits.max_chats_per_person` allows.
+    #[error("already {0} chats")]
+    TooManyChats(u32),
     /// Anything else (logged).
     #[error("{0}")]
     Failed(String),
@@ -115,6 +120,20 @@ async fn new_chat(
         .clone()
         .map(ChatId::new)
         .ok_or(NewChatError::NoSpace)?;
+    let cap = deps.max_chats_per_person;
+    if cap > 0 {
+        let open = deps
+            .store
+            .rooms_of(person.as_str())
+            .map_err(|e| failed(&e))?
+            .iter()
+            .filter(|room| !room.archived)
+            .count();
+        if open >= cap as usize {
+            tracing::info!(person = %person, open, "!new refused: limits.max_chats_per_person");
+            return Err(NewChatError::TooManyChats(cap));
+        }
+    }
     let route = match &user.selected_agent {
         Some(agent_id) => deps
             .router

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use matrix_sdk::ruma::{OwnedEventId, RoomId, UserId};
 
-use crate::spine::{onboard, Onboarded, Stack};
+use crate::spine::{onboard, Onboarded, Stack, UNLIMITED};
 use crate::support::person::{Person, ReceivedMessage};
 use crate::support::{try_wait_until, wait_until, POLL, WAIT};
 
@@ -195,7 +195,7 @@ async fn metric(stack: &Stack, name: &str) -> anyhow::Result<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_messages_at_once_are_each_answered_once_in_order() -> anyhow::Result<()> {
-    let stack = Stack::start().await?;
+    let stack = Stack::start_with_env(UNLIMITED).await?;
     let alice = stack.person("alice").await?;
     let ob = onboard(&stack, &alice).await?;
     // Alice on three devices at once: hundreds of messages reach the room between two
@@ -276,7 +276,7 @@ async fn a_gap_whose_paging_fails_part_way_is_retried_and_nothing_is_answered_tw
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_answers_the_newest_within_its_bound_and_says_how_many_it_left(
 ) -> anyhow::Result<()> {
-    let mut stack = Stack::start().await?;
+    let mut stack = Stack::start_with_env(UNLIMITED).await?;
     let alice = stack.person("alice").await?;
     let a = onboard(&stack, &alice).await?;
     stack.bot.stop().await?;
@@ -375,7 +375,7 @@ fn log_digest(stack: &Stack) -> String {
 /// A stack with alice and bob onboarded, then the bot stopped (messages sent now arrive
 /// while it is down).
 async fn stopped_with_two_people() -> anyhow::Result<(Stack, [(Person, Onboarded); 2])> {
-    let mut stack = Stack::start().await?;
+    let mut stack = Stack::start_with_env(UNLIMITED).await?;
     let alice = stack.person("alice").await?;
     let bob = stack.person("bob").await?;
     let a = onboard(&stack, &alice).await?;

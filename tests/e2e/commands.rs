@@ -79,6 +79,7 @@ impl Cmds {
                 bot_creds,
                 bot,
                 data,
+                bot_env: Vec::new(),
             },
             two,
         })

@@ -52,6 +52,7 @@ async fn stack(with_workspace: bool, env: &[(&str, &str)]) -> anyhow::Result<(St
         bot_creds,
         bot,
         data,
+        bot_env: Vec::new(),
     };
     Ok((stack, root))
 }

@@ -56,6 +56,7 @@ async fn stack_with(extra_env: &[(&str, &str)]) -> anyhow::Result<Stack> {
         bot_creds,
         bot,
         data,
+        bot_env: Vec::new(),
     })
 }
 

@@ -23,7 +23,13 @@ pub struct Stack {
     pub bot_creds: UserCreds,
     pub bot: BotProcess,
     pub data: TempDir,
+    /// Environment every start of the bot gets (e.g. [`UNLIMITED`]).
+    pub bot_env: Vec<(String, String)>,
 }
+
+/// The environment that turns the per-person rate limit off, for the tests whose subject is
+/// one person sending hundreds of messages at once (gap filling, catch-up), not the limit.
+pub const UNLIMITED: &[(&str, &str)] = &[("SURFACES__LIMITS__MESSAGES_PER_MINUTE", "0")];
 
 /// The agent's timeout in the bot's config (short, so timeouts are quick to test).
 pub const AGENT_TIMEOUT_SECS: u64 = 2;
@@ -37,6 +43,15 @@ pub fn agents_toml(agent: &ReferenceAgent) -> String {
 
 impl Stack {
     pub async fn start() -> anyhow::Result<Stack> {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Like [`Stack::start`], with `env` for every start of the bot.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Stack> {
+        let bot_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let synapse = Synapse::start().await?;
         let bot_creds = synapse
             .registrar()
@@ -44,13 +59,14 @@ impl Stack {
             .await?;
         let agent = ReferenceAgent::start("ref").await;
         let data = TempDir::new()?;
-        let bot = Self::start_bot(&synapse, &bot_creds, &data, &agent).await?;
+        let bot = Self::start_bot(&synapse, &bot_creds, &data, &agent, &bot_env).await?;
         Ok(Stack {
             synapse,
             agent,
             bot_creds,
             bot,
             data,
+            bot_env,
         })
     }
 
@@ -59,12 +75,14 @@ impl Stack {
         creds: &UserCreds,
         data: &TempDir,
         agent: &ReferenceAgent,
+        env: &[(String, String)],
     ) -> anyhow::Result<BotProcess> {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut bot = BotProcess::start(
             synapse,
             creds,
             &data.path().join("bot"),
-            &[],
+            &env,
             Some(&agents_toml(agent)),
         )
         .await?;
@@ -75,18 +93,31 @@ impl Stack {
     pub async fn restart_bot(&mut self) -> anyhow::Result<()> {
         let status = self.bot.stop().await?;
         assert!(status.success(), "the bot exits 0 on SIGTERM: {status:?}");
-        self.bot = Self::start_bot(&self.synapse, &self.bot_creds, &self.data, &self.agent).await?;
+        self.bot = Self::start_bot(
+            &self.synapse,
+            &self.bot_creds,
+            &self.data,
+            &self.agent,
+            &self.bot_env,
+        )
+        .await?;
         Ok(())
     }
 
     /// Starts a new bot process on the same data dir (the previous one must have ended,
     /// or is killed when replaced), with extra environment.
     pub async fn relaunch(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let env: Vec<(&str, &str)> = self
+            .bot_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(env.iter().copied())
+            .collect();
         let mut bot = BotProcess::start(
             &self.synapse,
             &self.bot_creds,
             &self.data.path().join("bot"),
-            env,
+            &env,
             Some(&agents_toml(&self.agent)),
         )
         .await?;

@@ -7,5 +7,6 @@ mod busy;
 mod commands;
 mod confirmations;
 mod files;
+mod limits;
 mod message_path;
 mod support;

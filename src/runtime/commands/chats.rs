@@ -41,6 +41,9 @@ pub async fn new_chat(
         Err(NewChatError::AgentGone(id)) => {
             return Err(CommandError::Tell(texts::new_chat_agent_gone(&id)))
         }
+        Err(NewChatError::TooManyChats(max)) => {
+            return Err(CommandError::Tell(texts::limits::too_many_chats(max)))
+        }
         Err(error) => return Err(CommandError::internal(error)),
     };
     let name = match deps
