@@ -14,8 +14,12 @@ COPY config/surfaces.example.toml /etc/surfaces/surfaces.example.toml
 USER surfaces
 WORKDIR /var/lib/surfaces
 ENV SURFACES__DATA_DIR=/var/lib/surfaces/data
-# The ops endpoint (health, metrics, status) on the container's own interface; publish it
-# only on a private network (it has no authentication).
+# The ops endpoint (health, metrics, status) listens on all of the container's interfaces:
+# 0.0.0.0 is needed for a port mapping to reach it. Publish that port only on the host's
+# loopback (`-p 127.0.0.1:9797:9797`, as the compose files do) or on an internal network,
+# never on a public interface, and set ops.token (SURFACES__OPS__TOKEN) so /status and
+# /metrics need `Authorization: Bearer <token>`; /livez and /readyz (the HEALTHCHECK) stay
+# open. Requests must name a Host that is loopback or in ops.allowed_hosts.
 ENV SURFACES__OPS__BIND=0.0.0.0:9797
 EXPOSE 9797
 VOLUME ["/var/lib/surfaces/data"]

@@ -9,7 +9,7 @@ use super::agents::{AgentKind, AgentsSource};
 use super::error::{env_var_for, ConfigError};
 use super::legacy::{LEGACY_AGENT_BASE_URL_ENV, LEGACY_AGENT_TOKEN_ENV};
 use super::secret::Secret;
-use super::sections::{SyncConfig, MAX_SYNC_PAGE};
+use super::sections::{OpsConfig, SyncConfig, MAX_SYNC_PAGE, MIN_OPS_TOKEN_CHARS};
 use super::Config;
 use crate::access::{is_valid_server_pattern, is_valid_user_pattern, split_user_id};
 
@@ -61,6 +61,7 @@ impl Config {
         }
         self.sync.check(&mut problems);
         self.limits.check(&mut problems);
+        self.ops.check(&mut problems);
         ConfigError::from_problems(problems)
     }
 
@@ -253,6 +254,36 @@ impl SyncConfig {
     }
 }
 
+impl OpsConfig {
+    /// The `[ops]` rules, for [`Config::check`]: a token long enough to resist guessing and
+    /// sendable in a header; allowed hosts that are host names.
+    fn check(&self, problems: &mut Vec<ConfigError>) {
+        if let Some(token) = self.token.as_ref().filter(|t| !t.is_empty()) {
+            let token = token.expose();
+            if token.chars().count() < MIN_OPS_TOKEN_CHARS {
+                problems.push(ConfigError::invalid(
+                    "ops.token",
+                    format!("must be at least {MIN_OPS_TOKEN_CHARS} characters long"),
+                ));
+            }
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                problems.push(ConfigError::invalid(
+                    "ops.token",
+                    "must be printable ASCII without spaces (it is sent in a header)",
+                ));
+            }
+        }
+        for entry in &self.allowed_hosts {
+            if !crate::ops::guard::valid_allowed_host(entry) {
+                problems.push(ConfigError::invalid(
+                    "ops.allowed_hosts",
+                    format!("{entry:?} is not a host name or address (no port, no scheme)"),
+                ));
+            }
+        }
+    }
+}
+
 fn check_http_url(value: &str) -> Result<(), String> {
     match url::Url::parse(value.trim()) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
@@ -431,6 +462,21 @@ mod tests {
                 format!("{base}[ops]\nbind = \"not an address\"\n"),
                 "ops.bind",
                 "SURFACES__OPS__BIND",
+            ),
+            (
+                format!("{base}[ops]\ntoken = \"short\"\n"),
+                "ops.token",
+                "SURFACES__OPS__TOKEN",
+            ),
+            (
+                format!("{base}[ops]\ntoken = \"long enough but with spaces\"\n"),
+                "ops.token",
+                "SURFACES__OPS__TOKEN",
+            ),
+            (
+                format!("{base}[ops]\nallowed_hosts = [\"surfaces:9797\"]\n"),
+                "ops.allowed_hosts",
+                "SURFACES__OPS__ALLOWED_HOSTS",
             ),
             (
                 format!("{base}[log]\nformat = \"xml\"\n"),

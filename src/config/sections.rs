@@ -89,6 +89,9 @@ pub struct AccessConfig {
     pub admins: Vec<String>,
 }
 
+/// Shortest `ops.token` accepted (a guessable token is no protection).
+pub const MIN_OPS_TOKEN_CHARS: usize = 16;
+
 /// `[ops]`: the operations endpoint (health, metrics).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -98,6 +101,13 @@ pub struct OpsConfig {
     /// Bearer token of the fault-injection endpoint (builds with the `fault-injection`
     /// feature only); the endpoint refuses every request while it is unset.
     pub fault_token: Option<Secret>,
+    /// Bearer token required by `/status` (and `.json`, `.html`) and `/metrics`; unset, they
+    /// are open (`/livez` and `/readyz` are always open, for probes).
+    pub token: Option<Secret>,
+    /// Further `Host` names the endpoint answers to, beyond loopback (`localhost`,
+    /// `127.0.0.1`, `::1`) and the address of `bind` (against DNS rebinding).
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for OpsConfig {
@@ -105,6 +115,8 @@ impl Default for OpsConfig {
         OpsConfig {
             bind: DEFAULT_OPS_BIND,
             fault_token: None,
+            token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

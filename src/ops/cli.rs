@@ -3,8 +3,10 @@
 //! Why this file exists: an operator on the host (or a container health check) asks the
 //! running process rather than reading its files. Both commands find the endpoint at the
 //! configured `ops.bind` (an unspecified address such as `0.0.0.0` is reached through
-//! loopback) or at `--url`. `status` prints `/status.json` as tables; `health-check`
-//! exits 0 when `/readyz` answers 200 and 1 otherwise, printing why.
+//! loopback) or at `--url`. `status` prints `/status.json` as tables, sending the
+//! bearer token `ops.token` (from the config, or with `--url` and no `--config` from the
+//! env var [`TOKEN_ENV`]); `health-check` exits 0 when `/readyz` (open, no token) answers
+//! 200 and 1 otherwise, printing why.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -14,7 +16,10 @@ use std::time::Duration;
 use super::html::{ago, unix_ms_text};
 use super::status::Status;
 use super::{READYZ_PATH, STATUS_JSON_PATH};
-use crate::config::Config;
+use crate::config::{Config, Secret};
+
+/// The env var that sets `ops.token` (read by `status --url` when no `--config` is given).
+pub const TOKEN_ENV: &str = "SURFACES__OPS__TOKEN";
 
 /// How long either command waits for the bot (below Docker's default health-check timeout).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,21 +93,29 @@ fn http() -> Result<reqwest::Client, CliError> {
         })
 }
 
-async fn get(base: &str, path: &str) -> Result<(String, u16, String), CliError> {
+async fn get(
+    base: &str,
+    path: &str,
+    token: Option<&Secret>,
+) -> Result<(String, u16, String), CliError> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let request_error = |source| CliError::Request {
         url: url.clone(),
         source,
     };
-    let response = http()?.get(&url).send().await.map_err(request_error)?;
+    let mut request = http()?.get(&url);
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token.expose());
+    }
+    let response = request.send().await.map_err(request_error)?;
     let status = response.status().as_u16();
     let body = response.text().await.map_err(request_error)?;
     Ok((url, status, body))
 }
 
-/// `GET /status.json`, decoded.
-pub async fn fetch_status(base: &str) -> Result<Status, CliError> {
-    let (url, status, body) = get(base, STATUS_JSON_PATH).await?;
+/// `GET /status.json` (with the bearer `token`, if any), decoded.
+pub async fn fetch_status(base: &str, token: Option<&Secret>) -> Result<Status, CliError> {
+    let (url, status, body) = get(base, STATUS_JSON_PATH, token).await?;
     if status != 200 {
         return Err(CliError::Status {
             url,
@@ -118,7 +131,7 @@ pub async fn fetch_status(base: &str) -> Result<Status, CliError> {
 
 /// `GET /readyz?verbose`: the text when 200, else [`CliError::Status`].
 pub async fn check_ready(base: &str) -> Result<String, CliError> {
-    let (url, status, body) = get(base, &format!("{READYZ_PATH}?verbose")).await?;
+    let (url, status, body) = get(base, &format!("{READYZ_PATH}?verbose"), None).await?;
     if status == 200 {
         Ok(body)
     } else {
@@ -140,20 +153,33 @@ fn block_on<T>(
         .block_on(work)
 }
 
-/// The endpoint's base URL: `url` when given, else from the config's `ops.bind`.
-fn resolve_base(config: Option<&Path>, url: Option<&str>) -> Result<String, String> {
-    if let Some(url) = url {
-        return Ok(url.to_owned());
+/// The endpoint's base URL and token: `url` when given, else from the config's
+/// `ops.bind`; the token from the config (`ops.token`), or, with `url` and no config
+/// path, from [`TOKEN_ENV`].
+fn resolve_base(
+    config: Option<&Path>,
+    url: Option<&str>,
+) -> Result<(String, Option<Secret>), String> {
+    let load = |path| Config::load(path).map_err(|e| format!("configuration error:\n{e}"));
+    match (url, config) {
+        (Some(url), None) => Ok((
+            url.to_owned(),
+            std::env::var(TOKEN_ENV).ok().map(Secret::new),
+        )),
+        (Some(url), Some(path)) => Ok((url.to_owned(), load(Some(path))?.ops.token)),
+        (None, path) => {
+            let config = load(path)?;
+            let base = base_url(config.ops.bind).map_err(|e| e.to_string())?;
+            Ok((base, config.ops.token))
+        }
     }
-    let config = Config::load(config).map_err(|e| format!("configuration error:\n{e}"))?;
-    base_url(config.ops.bind).map_err(|e| e.to_string())
 }
 
 /// `surfaces status [--url URL]`: exit 0 with the tables; 1 when the bot cannot be
 /// asked; 2 on a configuration error.
 pub fn status_command(config: Option<&Path>, url: Option<&str>) -> ExitCode {
     match resolve_base(config, url) {
-        Ok(base) => run_status(&base),
+        Ok((base, token)) => run_status(&base, token.as_ref()),
         Err(error) => {
             eprintln!("surfaces status: {error}");
             ExitCode::from(EXIT_CONFIG)
@@ -164,7 +190,12 @@ pub fn status_command(config: Option<&Path>, url: Option<&str>) -> ExitCode {
 /// `surfaces health-check [--url URL]`: exit 0 when ready, 1 otherwise (a configuration
 /// error included: a health check knows only healthy or not).
 pub fn health_check_command(config: Option<&Path>, url: Option<&str>) -> ExitCode {
-    match resolve_base(config, url) {
+    // `/readyz` needs no token: with --url, the config is not read at all.
+    let base = match url {
+        Some(url) => Ok(url.to_owned()),
+        None => resolve_base(config, None).map(|(base, _)| base),
+    };
+    match base {
         Ok(base) => run_health_check(&base),
         Err(error) => {
             eprintln!("surfaces health-check: {error}");
@@ -174,8 +205,8 @@ pub fn health_check_command(config: Option<&Path>, url: Option<&str>) -> ExitCod
 }
 
 /// `surfaces status`: prints the tables; exit 0, or 1 when the bot cannot be asked.
-pub fn run_status(base: &str) -> ExitCode {
-    match block_on(fetch_status(base)) {
+pub fn run_status(base: &str, token: Option<&Secret>) -> ExitCode {
+    match block_on(fetch_status(base, token)) {
         Ok(status) => {
             print!("{}", render_table(&status));
             ExitCode::SUCCESS

@@ -29,14 +29,13 @@ use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::guard::{bearer_token, constant_time_eq};
 use crate::config::Secret;
 
 /// How long a drill lasts when the request does not say.
 pub const DEFAULT_DRILL_SECS: u64 = 300;
 /// The longest drill accepted (a forgotten drill ends by itself).
 pub const MAX_DRILL_SECS: u64 = 24 * 3_600;
-/// The authorization scheme expected.
-const BEARER: &str = "Bearer ";
 
 /// A fault, as requested over HTTP.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,15 +166,6 @@ impl IntoResponse for DrillError {
     }
 }
 
-/// Compares without stopping at the first difference (no timing hint about the token).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
-}
-
 impl Drills {
     /// Drills on `registry`'s actors, allowed with `token`.
     pub fn new(token: Option<Secret>, registry: Registry) -> Arc<Self> {
@@ -194,8 +184,7 @@ impl Drills {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix(BEARER))
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or(DrillError::Unauthorized)?;
         if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
             Ok(())
@@ -311,15 +300,6 @@ async fn stop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
 
     #[test]
     fn requests_parse() {

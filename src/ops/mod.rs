@@ -13,29 +13,42 @@
 //! | `/metrics` | Prometheus text (OpenMetrics when asked for), see [`crate::metrics`] |
 //! | `/status` | JSON ([`status::Status`]); HTML for browsers (`Accept: text/html`) |
 //! | `/status.json`, `/status.html` | the same, without negotiation |
+//! | `/status.js`, `/status.css` | the page's script and style (no inline code: strict CSP) |
 //! | `/faults` | fault drills, bearer token, `fault-injection` builds only (see `fault`) |
 //!
-//! The endpoint has no authentication of its own (the drills aside): it binds to loopback
-//! by default; expose it only on a private network.
+//! Who may ask (see `guard`): with `ops.token` set, `/status*` and `/metrics` need
+//! `Authorization: Bearer <token>` (401 with `WWW-Authenticate: Bearer` otherwise);
+//! `/livez` and `/readyz` stay open for probes. Every path but the probes answers only
+//! requests whose `Host` is loopback, the bind address or in `ops.allowed_hosts` (421
+//! otherwise: DNS rebinding). Requests and connections are bounded in time and number
+//! (see `server`). Every answer carries `X-Content-Type-Options: nosniff`,
+//! `Referrer-Policy: no-referrer` and a CSP with `frame-ancestors 'none'`. The endpoint
+//! binds to loopback by default; expose it only on a private network, with a token.
 
 pub mod cli;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod guard;
 pub mod html;
+pub mod server;
 pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actors::SupervisorHandle;
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::config::OpsConfig;
+use crate::config::{OpsConfig, Secret};
 use crate::runtime::RuntimeView;
+use guard::{Auth, HostAllowlist};
 
 /// `Cache-Control` of every answer: health and status are never cached.
 const NO_STORE: &str = "no-store";
@@ -55,6 +68,26 @@ pub const STATUS_PATH: &str = "/status";
 pub const STATUS_JSON_PATH: &str = "/status.json";
 /// See [`LIVEZ_PATH`].
 pub const STATUS_HTML_PATH: &str = "/status.html";
+/// The status page's script (served, not inline: the CSP allows no inline script).
+pub const STATUS_JS_PATH: &str = "/status.js";
+/// The status page's style sheet (served, not inline, like its script).
+pub const STATUS_CSS_PATH: &str = "/status.css";
+/// Content type of the page's script.
+const TEXT_JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+/// Content type of the page's style sheet.
+const TEXT_CSS: &str = "text/css; charset=utf-8";
+/// Longest time one request may take, from its head read to its answer (the body read
+/// included); then it is answered 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Content-Security-Policy of every answer but the status page (which has its own,
+/// [`html::CONTENT_SECURITY_POLICY`]): nothing may load, nothing may frame it.
+pub const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// The challenge of a 401 (RFC 6750).
+const BEARER_CHALLENGE: &str = "Bearer realm=\"surfaces ops\"";
+/// `Referrer-Policy` of every answer.
+const NO_REFERRER: &str = "no-referrer";
+/// `X-Content-Type-Options` of every answer.
+const NOSNIFF: &str = "nosniff";
 
 /// The ops endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -93,16 +126,32 @@ pub async fn spawn(
         .map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
     let app = router(config, view, root);
-    tracing::info!(%addr, "ops endpoint listening on {addr}");
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the ops endpoint stopped");
-        }
-    });
+    let token = config.token.as_ref().is_some_and(|t| !t.is_empty());
+    tracing::info!(%addr, token, "ops endpoint listening on {addr}");
+    if config.token.as_ref().is_some_and(Secret::is_empty) {
+        tracing::warn!("ops.token is set but empty: /status and /metrics need no token");
+    }
+    if !token && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the ops endpoint listens beyond loopback without ops.token: anyone who reaches \
+             {addr} reads /status and /metrics; set ops.token"
+        );
+    }
+    tokio::spawn(server::serve(listener, app));
     Ok(addr)
 }
 
-/// The endpoint's routes.
+/// What the access middleware needs.
+#[derive(Clone)]
+struct Gate {
+    token: Option<Secret>,
+    hosts: Arc<HostAllowlist>,
+}
+
+/// The endpoint's routes: the probes (open), the guarded paths (token), the page's
+/// assets, all but the probes behind the `Host` allowlist; every answer with the
+/// security headers and within [`REQUEST_TIMEOUT`].
 fn router(config: &OpsConfig, view: RuntimeView, root: SupervisorHandle) -> Router {
     #[cfg(feature = "fault-injection")]
     let drills = fault::Drills::new(config.fault_token.clone(), view.registry.clone());
@@ -113,18 +162,136 @@ fn router(config: &OpsConfig, view: RuntimeView, root: SupervisorHandle) -> Rout
              (cargo feature fault-injection): ignored"
         );
     }
-    let app = Router::new()
-        .route("/", get(|| async { Redirect::temporary(STATUS_PATH) }))
+    let gate = Gate {
+        token: config.token.clone(),
+        hosts: Arc::new(HostAllowlist::new(config.bind, &config.allowed_hosts)),
+    };
+    tracing::debug!(hosts = ?gate.hosts.hosts(), "ops endpoint Host allowlist");
+    let state = Ops { view, root };
+    let probes = Router::new()
         .route(LIVEZ_PATH, get(livez))
         .route(READYZ_PATH, get(readyz))
+        .with_state(state.clone());
+    let guarded = Router::new()
         .route(METRICS_PATH, get(metrics_handler))
         .route(STATUS_PATH, get(status_negotiated))
         .route(STATUS_JSON_PATH, get(status_json))
         .route(STATUS_HTML_PATH, get(status_html))
-        .with_state(Ops { view, root });
+        .route_layer(middleware::from_fn_with_state(gate.clone(), require_token))
+        .with_state(state);
+    let others = Router::new()
+        .route("/", get(|| async { Redirect::temporary(STATUS_PATH) }))
+        .route(STATUS_JS_PATH, get(status_js))
+        .route(STATUS_CSS_PATH, get(status_css));
     #[cfg(feature = "fault-injection")]
-    let app = app.merge(fault::routes(drills));
-    app
+    let others = others.merge(fault::routes(drills));
+    let hosted = guarded
+        .merge(others)
+        .layer(middleware::from_fn_with_state(gate, require_host));
+    probes
+        .merge(hosted)
+        .layer(middleware::from_fn(bounded_in_time))
+        .layer(middleware::map_response(security_headers))
+}
+
+/// 421 for a request whose `Host` is not in the allowlist (see [`guard::HostAllowlist`]).
+async fn require_host(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if gate.hosts.allows(host) {
+        next.run(request).await
+    } else {
+        tracing::warn!(
+            host = host.unwrap_or("(none)"),
+            path = request.uri().path(),
+            "ops endpoint: request for another host refused (DNS rebinding?); \
+             add the name to ops.allowed_hosts if it is yours"
+        );
+        text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this endpoint does not answer for that host name (ops.allowed_hosts)\n".to_owned(),
+        )
+    }
+}
+
+/// 401 for a guarded path without the right bearer token (see [`guard::authorize`]).
+async fn require_token(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match guard::authorize(gate.token.as_ref(), authorization) {
+        Auth::Allowed => next.run(request).await,
+        Auth::Denied => {
+            tracing::debug!(path = request.uri().path(), "ops endpoint: no valid token");
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is needed (ops.token)\n".to_owned(),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BEARER_CHALLENGE),
+            );
+            response
+        }
+    }
+}
+
+/// 503 for a request not answered within [`REQUEST_TIMEOUT`].
+async fn bounded_in_time(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(%path, "ops endpoint: request took over {REQUEST_TIMEOUT:?}");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no answer within {} s\n", REQUEST_TIMEOUT.as_secs()),
+            )
+        }
+    }
+}
+
+/// The headers every answer carries (the status page keeps its own CSP).
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let fixed: [(HeaderName, &'static str); 2] = [
+        (header::X_CONTENT_TYPE_OPTIONS, NOSNIFF),
+        (header::REFERRER_POLICY, NO_REFERRER),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DEFAULT_CSP),
+        );
+    }
+    response
+}
+
+fn asset(content_type: &'static str, body: String) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, NO_STORE),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn status_js() -> Response {
+    asset(TEXT_JAVASCRIPT, html::script())
+}
+
+async fn status_css() -> Response {
+    asset(TEXT_CSS, html::STYLE.to_owned())
 }
 
 fn text(status: StatusCode, body: String) -> Response {

@@ -622,6 +622,25 @@ async fn status_page_in_a_headless_browser_shows_rooms_and_a_failed_room() -> an
     assert!(failed_at < running_at, "failing rooms come first");
     assert!(dom.contains("injected fault"), "the last error is shown");
     assert!(dom.contains("Surfaces status"));
+    // The page's own script ran under its CSP (no 'unsafe-inline'): it marks the page, and
+    // the refresh it schedules is in place; a CSP that blocked it fails here.
+    let (_, _, page) = ops.get_with("/status.html", None).await?;
+    assert!(!page.contains("data-script="), "the mark comes from the script alone");
+    assert!(
+        dom.contains("data-script=\"ran\""),
+        "the status page's script did not run (blocked by the CSP?):\n{dom}"
+    );
+    let csp = ops
+        .http
+        .get(format!("{}/status.html", ops.base))
+        .send()
+        .await?
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
     let png = std::fs::read(&screenshot)?;
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
@@ -631,6 +650,243 @@ async fn status_page_in_a_headless_browser_shows_rooms_and_a_failed_room() -> an
     if let Ok(keep) = std::env::var("SURFACES_KEEP_SCREENSHOT") {
         std::fs::copy(&screenshot, keep)?;
     }
+    Ok(())
+}
+
+/// The ops endpoint's bearer token in the access tests.
+const OPS_TOKEN: &str = "ops-token-for-the-access-tests";
+/// The paths `ops.token` guards.
+const GUARDED: [&str; 4] = ["/status", "/status.json", "/status.html", "/metrics"];
+/// How much later than the server's own limit a closed connection may be noticed.
+const CLOSE_MARGIN: Duration = Duration::from_secs(10);
+
+/// One HTTP/1.1 request written by hand (any `Host`, any header) on a fresh connection;
+/// (status code, the whole answer).
+async fn raw_request(
+    addr: std::net::SocketAddr,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP answer: {answer:?}"))?;
+    Ok((code, answer))
+}
+
+/// Waits until the server closes `stream` (EOF or reset); how long that took. Fails after
+/// `limit`.
+async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), stream.read(&mut buf))
+            .await
+        {
+            Err(_) => anyhow::bail!("the connection is still open after {limit:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(start.elapsed()),
+            // An error answer (408) before the close is fine; keep reading to the close.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_endpoint_token_host_allowlist_timeouts_and_csp() -> anyhow::Result<()> {
+    use surfaces::ops::server::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
+    use tokio::io::AsyncWriteExt;
+
+    let stack = stack_with(&[("SURFACES__OPS__TOKEN", OPS_TOKEN)]).await?;
+    let ops = Ops::of(&stack)?;
+    let addr = stack.bot.ops_addr;
+    let bearer = format!("Bearer {OPS_TOKEN}");
+    let local = addr.to_string();
+
+    // The token: none or a wrong one → 401 with a Bearer challenge; the right one → 200.
+    for path in GUARDED {
+        for auth in [None, Some("Bearer not-the-token"), Some(OPS_TOKEN)] {
+            let mut request = ops.http.get(format!("{}{path}", ops.base));
+            if let Some(auth) = auth {
+                request = request.header("authorization", auth);
+            }
+            let response = request.send().await?;
+            assert_eq!(response.status().as_u16(), 401, "{path} with {auth:?}");
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            assert!(challenge.starts_with("Bearer"), "{path}: {challenge:?}");
+            let body = response.text().await?;
+            assert!(!body.contains(OPS_TOKEN), "{path}: {body}");
+        }
+        let response = ops
+            .http
+            .get(format!("{}{path}", ops.base))
+            .bearer_auth(OPS_TOKEN)
+            .send()
+            .await?;
+        assert_eq!(response.status().as_u16(), 200, "{path} with the token");
+    }
+    // Probes stay open.
+    assert_eq!(ops.get("/livez").await?, (200, "ok\n".to_owned()));
+    try_wait_until(WAIT, POLL, || async {
+        let (code, body) = ops.get("/readyz").await?;
+        anyhow::ensure!(code == 200 || code == 503, "/readyz: {code} {body}");
+        Ok((code == 200).then_some(()))
+    })
+    .await?;
+    assert!(
+        !stack.bot.log_contains(OPS_TOKEN),
+        "the token is never logged:\n{}",
+        stack.bot.log_tail(40)
+    );
+
+    // The Host allowlist: a foreign name (DNS rebinding) is refused, even with the token;
+    // loopback names are answered; the probes answer any Host.
+    let auth = [("Authorization", bearer.as_str())];
+    for path in ["/status.json", "/metrics", "/status.js", "/"] {
+        let (code, answer) = raw_request(addr, path, "rebind.evil.example:9797", &auth).await?;
+        assert_eq!(code, 421, "{path}: {answer}");
+    }
+    let (code, answer) = raw_request(addr, "/status.json", "", &auth).await?;
+    assert!(code == 421 || code == 400, "no Host: {answer}");
+    for host in [local.as_str(), "localhost", "[::1]:9797"] {
+        let (code, answer) = raw_request(addr, "/status.json", host, &auth).await?;
+        assert_eq!(code, 200, "{host}: {answer}");
+    }
+    let (code, answer) = raw_request(addr, "/livez", "rebind.evil.example", &[]).await?;
+    assert_eq!(code, 200, "probes answer any Host: {answer}");
+    assert!(stack.bot.log_contains("rebind.evil.example"), "refusals are logged");
+
+    // The page under a strict CSP, and the headers every answer carries.
+    let page = ops
+        .http
+        .get(format!("{}/status.html", ops.base))
+        .bearer_auth(OPS_TOKEN)
+        .send()
+        .await?;
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let csp = header("content-security-policy");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    for needed in ["script-src 'self'", "frame-ancestors 'none'", "default-src 'none'"] {
+        assert!(csp.contains(needed), "{needed} in {csp}");
+    }
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    let html = page.text().await?;
+    assert!(html.contains("<script src=\"status.js\">"), "{html}");
+    assert!(!html.contains("<script>"), "no inline script");
+    for (path, kind) in [("/status.js", "text/javascript"), ("/status.css", "text/css")] {
+        let (code, content_type, body) = ops.get_with(path, None).await?;
+        assert_eq!(code, 200, "{path}");
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        assert!(!body.is_empty());
+    }
+    let denied = ops.http.get(format!("{}/metrics", ops.base)).send().await?;
+    assert_eq!(
+        denied.headers().get("x-content-type-options").map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..]),
+        "on refusals too"
+    );
+
+    // Slowloris: a connection that sends nothing, and one that stops mid-head, are closed
+    // after the header timeout; other requests are answered meanwhile.
+    let mut silent = tokio::net::TcpStream::connect(addr).await?;
+    let mut partial = tokio::net::TcpStream::connect(addr).await?;
+    partial
+        .write_all(b"GET /status.json HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await?;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let (code, _) = raw_request(addr, "/status.json", &local, &auth).await?;
+        assert_eq!(code, 200);
+        assert!(started.elapsed() < HEADER_READ_TIMEOUT, "served meanwhile");
+    }
+    let limit = HEADER_READ_TIMEOUT + CLOSE_MARGIN;
+    let took = closed_within(&mut silent, limit).await?;
+    assert!(took >= HEADER_READ_TIMEOUT / 2, "closed after the timeout, not at once: {took:?}");
+    closed_within(&mut partial, limit).await?;
+
+    // A bounded number of connections: with every slot held by an idle client, the next
+    // request waits for a slot (freed by the header timeout) instead of being served at once.
+    let mut idle = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        idle.push(tokio::net::TcpStream::connect(addr).await?);
+    }
+    let started = std::time::Instant::now();
+    let (code, _) = raw_request(addr, "/livez", &local, &[]).await?;
+    assert_eq!(code, 200, "answered once a slot is free");
+    let waited = started.elapsed();
+    assert!(
+        waited >= HEADER_READ_TIMEOUT / 2,
+        "the {}th connection waited for a slot: {waited:?}",
+        MAX_CONNECTIONS + 1
+    );
+    drop(idle);
+
+    // `surfaces status` sends the token: from the env with --url, from the config.
+    let dir = stack.data.path();
+    let url = ops.base.as_str();
+    let (code, _, err) = surfaces(dir, &["status", "--url", url], &[]).await?;
+    assert_eq!(code, 1, "no token: {err}");
+    assert!(err.contains("401"), "{err}");
+    assert!(!err.contains(OPS_TOKEN), "{err}");
+    let (code, table, err) = surfaces(
+        dir,
+        &["status", "--url", url],
+        &[("SURFACES__OPS__TOKEN", OPS_TOKEN)],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("AGENTS (1)"), "{table}");
+    let bind = stack.bot.ops_addr.to_string();
+    let config = stack.bot.config_path().to_string_lossy().into_owned();
+    let as_the_bot = [
+        (
+            "SURFACES__MATRIX__HOMESERVER_URL",
+            stack.synapse.base_url.as_str(),
+        ),
+        (
+            "SURFACES__MATRIX__USER_ID",
+            stack.bot_creds.user_id.as_str(),
+        ),
+        (
+            "SURFACES__MATRIX__PASSWORD",
+            stack.bot_creds.password.as_str(),
+        ),
+        ("SURFACES__OPS__BIND", bind.as_str()),
+        ("SURFACES__OPS__TOKEN", OPS_TOKEN),
+    ];
+    let (code, table, err) = surfaces(dir, &["--config", &config, "status"], &as_the_bot).await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("AGENTS (1)"), "{table}");
+    let (code, out, err) = surfaces(dir, &["health-check", "--url", url], &[]).await?;
+    assert_eq!(code, 0, "/readyz needs no token: {out}{err}");
     Ok(())
 }
 
@@ -772,6 +1028,25 @@ fn packaging_files_are_well_formed() -> anyhow::Result<()> {
         );
     }
 
+    // The ops port is published on the host's loopback only; production requires a token.
+    for (file, doc) in [("prod", &prod), ("fullstack", &full)] {
+        let ports = doc["services"]["surfaces"]["ports"]
+            .as_sequence()
+            .expect("surfaces publishes the ops port");
+        for port in ports {
+            let port = port.as_str().unwrap_or_default();
+            assert!(port.starts_with("127.0.0.1:"), "{file}: {port}");
+        }
+        assert!(
+            !doc["services"]["surfaces"]["environment"]["SURFACES__OPS__TOKEN"].is_null(),
+            "{file} passes ops.token"
+        );
+    }
+    let token = prod["services"]["surfaces"]["environment"]["SURFACES__OPS__TOKEN"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(token.contains(":?"), "prod refuses to start without a token: {token}");
+
     // Instructions, with their continuation lines joined.
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile"))?.replace("\\\n", " ");
     let healthcheck = dockerfile
@@ -779,6 +1054,10 @@ fn packaging_files_are_well_formed() -> anyhow::Result<()> {
         .find(|l| l.starts_with("HEALTHCHECK"))
         .expect("the Dockerfile has a HEALTHCHECK");
     assert!(healthcheck.contains("health-check"), "{healthcheck}");
+    assert!(
+        dockerfile.contains("ops.token") && dockerfile.contains("127.0.0.1"),
+        "the Dockerfile says where to publish the ops port and to set a token"
+    );
 
     let unit = unit_entries(&std::fs::read_to_string(root.join("ops/surfaces.service"))?);
     let get = |section: &str, key: &str| {
