@@ -17,6 +17,7 @@ pub mod journal;
 pub mod matrix;
 pub mod metrics;
 pub mod ops;
+pub mod redact;
 pub mod retry;
 pub mod runtime;
 pub mod store;

@@ -8,4 +8,5 @@ mod commands;
 mod confirmations;
 mod files;
 mod message_path;
+mod output;
 mod support;
