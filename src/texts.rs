@@ -742,6 +742,9 @@ pub mod help {
 /// What stands for a URL or network address in an error shown to people.
 pub const ADDRESS_HIDDEN: &str = "[address hidden]";
 
+/// Why a file message whose media link is malformed was not fetched (it never is).
+pub const MEDIA_LINK_INVALID: &str = "its media link is not a valid Matrix media link";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ pub mod catch_up;
 pub mod connector;
 pub mod inbound;
 pub mod media;
+pub mod mxc;
 pub mod provision;
 pub mod session;
 pub mod state;

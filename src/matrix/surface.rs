@@ -206,6 +206,13 @@ impl Surface for MatrixSurface {
         match media::download(&self.client, &source, max_bytes).await {
             Ok(data) => Ok(data),
             Err(DownloadError::TooLarge { limit }) => Err(FetchError::TooLarge { limit }),
+            Err(DownloadError::InvalidLink(error)) => {
+                tracing::warn!(%error, name = %file.name,
+                    "refusing a file message with a malformed media URI");
+                Err(FetchError::Failed(
+                    crate::texts::MEDIA_LINK_INVALID.to_owned(),
+                ))
+            }
             Err(error) => Err(FetchError::Failed(error.to_string())),
         }
     }
