@@ -23,6 +23,7 @@
 pub mod backfill;
 pub mod catch_up;
 pub mod connector;
+pub mod html;
 pub mod inbound;
 pub mod media;
 pub mod mxc;
