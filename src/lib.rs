@@ -18,6 +18,7 @@ pub mod limits;
 pub mod matrix;
 pub mod metrics;
 pub mod ops;
+pub mod redact;
 pub mod retry;
 pub mod runtime;
 pub mod store;

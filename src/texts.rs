@@ -106,8 +106,11 @@ pub fn access_denied() -> &'static str {
     ACCESS_DENIED
 }
 
-/// Cuts a technical reason down to one short line, escaped for markdown.
+/// Cuts a technical reason down to one short line, escaped for markdown, with every URL and
+/// network address (credentials included) replaced by [`ADDRESS_HIDDEN`] (see
+/// [`crate::redact::for_people`]): errors shown to people never name internal services.
 pub fn short_reason(reason: &str) -> String {
+    let reason = crate::redact::for_people(reason);
     let one_line = reason.split_whitespace().collect::<Vec<_>>().join(" ");
     let one_line = if one_line.is_empty() {
         "no details".to_owned()
@@ -732,6 +735,16 @@ pub mod help {
     pub const STATUS: &str = "Show how the bot is doing.";
 }
 
+// ---------------------------------------------------------------------------------------------
+// Trust boundary: what agents and files put in front of people (issue 12)
+// ---------------------------------------------------------------------------------------------
+
+/// What stands for a URL or network address in an error shown to people.
+pub const ADDRESS_HIDDEN: &str = "[address hidden]";
+
+/// Why a file message whose media link is malformed was not fetched (it never is).
+pub const MEDIA_LINK_INVALID: &str = "its media link is not a valid Matrix media link";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -853,6 +866,10 @@ mod tests {
         assert!(r.ends_with('…'));
         assert_eq!(short_reason("a\n  b\tc"), "a b c");
         assert_eq!(short_reason("   "), "no details");
+        assert_eq!(
+            short_reason("url (http://u:secret@10.0.0.5:9/v1/context): refused"),
+            "url (\\[address hidden\\]): refused"
+        );
         assert_eq!(short_reason("*bold*"), "\\*bold\\*");
         // Multi-byte characters are cut on character boundaries.
         let r = short_reason(&"é".repeat(500));

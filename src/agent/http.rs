@@ -92,8 +92,13 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 /// The error chain of `e`, for messages (reqwest's own message is terse: the cause, e.g.
-/// "Connection refused", is in its sources).
+/// "Connection refused", is in its sources), with the credentials of any URL in it removed
+/// (reqwest names the URL, and a base URL may carry `user:pass@`).
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    crate::redact::strip_credentials(&chain(e))
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -115,16 +120,18 @@ impl HttpAgent {
         token: Option<String>,
         timeout: Duration,
     ) -> Result<Self, AgentError> {
+        // Errors name the base URL without its credentials.
+        let shown = crate::redact::strip_credentials(base_url);
         let parsed = url::Url::parse(base_url)
-            .map_err(|e| AgentError::InvalidConfig(format!("agent base URL {base_url:?}: {e}")))?;
+            .map_err(|e| AgentError::InvalidConfig(format!("agent base URL {shown:?}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(AgentError::InvalidConfig(format!(
-                "agent base URL {base_url:?} must be http:// or https://"
+                "agent base URL {shown:?} must be http:// or https://"
             )));
         }
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(AgentError::InvalidConfig(format!(
-                "agent base URL {base_url:?} must not have a query or fragment"
+                "agent base URL {shown:?} must not have a query or fragment"
             )));
         }
         if timeout.is_zero() {
@@ -219,7 +226,8 @@ impl HttpAgent {
             .ok()
             .and_then(|(bytes, _)| ErrorBody::parse(&bytes));
         let err = AgentError::from_status(status.as_u16(), retry_after, body);
-        tracing::debug!(url, status = status.as_u16(), error = %err, "agent call failed");
+        tracing::debug!(url = %crate::redact::strip_credentials(url), status = status.as_u16(),
+            error = %err, "agent call failed");
         Err(err)
     }
 

@@ -13,9 +13,9 @@
 //!   bigger while downloading is dropped at the limit.
 //! - **Outbound** ([`load_outbound`], [`post_files`]): the `file` events of a turn name paths
 //!   relative to the root or absolute under `/workspace/` or `/agents/<n>/`. They are
-//!   normalized ([`path::normalize_agent_path`]), resolved on disk without leaving the root
-//!   ([`path::resolve_in_root`]: no `..` escape, no symlink escape, not another agent's root),
-//!   size-checked, then posted by the chat's messenger (on Matrix `m.image` with size and
+//!   normalized ([`path::normalize_agent_path`]: no `..` escape, not another agent's root),
+//!   opened beneath the root without following links or blocking ([`open`]: a symbolic link,
+//!   a FIFO or a device is refused, the size is checked on the opened descriptor), then posted by the chat's messenger (on Matrix `m.image` with size and
 //!   dimensions, `m.file` and so on by MIME type; encrypted in encrypted rooms). What is
 //!   refused is listed in one notice in the chat.
 //!
@@ -26,17 +26,19 @@
 
 pub mod image;
 pub mod name;
+pub mod open;
 pub mod path;
 pub mod retention;
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use mime::Mime;
 
 pub use self::name::{guess_mime, inbox_path, sanitize_file_name};
-pub use self::path::{normalize_agent_path, resolve_in_root, PathRefusal, RelPath};
+pub use self::open::{open_file_beneath, write_beneath};
+pub use self::path::{normalize_agent_path, PathRefusal, RelPath};
 use crate::agent::{Attachment, FileEvent};
 use crate::surface::{ChatId, FetchError, IncomingFile, MessageId, OutFile, SendKey, Surface};
 
@@ -106,68 +108,12 @@ pub async fn receive(
     })
 }
 
-/// Writes `data` at `rel` under `root`: directories created as needed, the directory
-/// checked to be inside the root on disk (a symlinked `inbox` planted by the agent is not
-/// followed out), the content written to a temporary file created afresh and renamed into
-/// place (the agent never sees half a file; a symlink at the final name is replaced, not
-/// followed). Returns the final path.
+/// Writes `data` at `rel` under `root` without following any link on the way (an `inbox`
+/// swapped for a link by the agent is refused, not written through), into a temporary file
+/// created afresh and renamed into place (the agent never sees half a file; a link at the
+/// final name is replaced, not followed); see [`open::write_beneath`]. Returns the final path.
 pub fn write_into_workspace(root: &Path, rel: &RelPath, data: &[u8]) -> std::io::Result<PathBuf> {
-    let root = root.canonicalize()?;
-    let outside = || {
-        std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "the inbox leads out of the workspace",
-        )
-    };
-    // Directory by directory, so that nothing is created through a link pointing out.
-    let parts: Vec<&str> = rel.components().collect();
-    let mut dir = root.clone();
-    for part in &parts[..parts.len() - 1] {
-        dir.push(part);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                dir = dir.canonicalize()?;
-                if !dir.starts_with(&root) {
-                    return Err(outside());
-                }
-            }
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    format!("{} is not a directory", dir.display()),
-                ))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            },
-            Err(e) => return Err(e),
-        }
-    }
-    let dir = dir.canonicalize()?;
-    if !dir.starts_with(&root) {
-        return Err(outside());
-    }
-    let final_path = dir.join(rel.file_name());
-    let temp_path = dir.join(format!(".{}.part", rel.file_name()));
-    match std::fs::remove_file(&temp_path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut temp = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp_path)?;
-    let written = temp.write_all(data).and_then(|()| temp.sync_all());
-    drop(temp);
-    if let Err(e) = written.and_then(|()| std::fs::rename(&temp_path, &final_path)) {
-        let _ = std::fs::remove_file(&temp_path);
-        return Err(e);
-    }
-    Ok(final_path)
+    write_beneath(root, rel, data)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,11 +176,8 @@ pub fn load_outbound(
 ) -> Result<OutboundFile, OutboundRefusal> {
     let rel = normalize_agent_path(&file.path, &agent_root_name(workspace))
         .map_err(OutboundRefusal::Path)?;
-    let resolved = resolve_in_root(workspace, &rel).map_err(OutboundRefusal::Path)?;
     let unreadable = |e: std::io::Error| OutboundRefusal::Unreadable(e.kind().to_string());
-    let opened = std::fs::File::open(&resolved).map_err(unreadable)?;
-    check_opened_inside(&opened, workspace)?;
-    let size = opened.metadata().map_err(unreadable)?.len();
+    let (opened, size) = open_file_beneath(workspace, &rel).map_err(OutboundRefusal::Path)?;
     if size > max_bytes {
         return Err(OutboundRefusal::TooLarge {
             size,
@@ -275,24 +218,6 @@ pub fn load_outbound(
         mime,
         data,
     })
-}
-
-/// On Linux, the file actually opened must still be inside the root (the path could have
-/// been swapped for a symlink between the check and the open): `/proc/self/fd` tells.
-fn check_opened_inside(opened: &std::fs::File, workspace: &Path) -> Result<(), OutboundRefusal> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let link = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
-        if let (Ok(actual), Ok(root)) = (std::fs::read_link(link), workspace.canonicalize()) {
-            if !actual.starts_with(&root) {
-                return Err(OutboundRefusal::Path(PathRefusal::SymlinkEscape));
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (opened, workspace);
-    Ok(())
 }
 
 /// A file that was not posted: the path as the agent gave it, and why.
@@ -467,7 +392,7 @@ mod tests {
         #[cfg(unix)]
         assert_eq!(
             load_outbound(&ws.root, &event("out/leak", "x", "text/plain"), limit),
-            Err(OutboundRefusal::Path(PathRefusal::SymlinkEscape))
+            Err(OutboundRefusal::Path(PathRefusal::Link))
         );
     }
 

@@ -9,15 +9,15 @@
 //!    refuses anything that leaves the root on paper: `..` above the root, an absolute path
 //!    elsewhere, another agent's `/agents/<m>/`, NUL and control characters. Backslashes count
 //!    as separators, so `..\..\x` is a traversal too, not an odd file name.
-//! 2. [`resolve_in_root`] (effectful): canonicalizes the result under the real root on disk
-//!    (following symlinks) and refuses what ends up outside it (a symlink escape), what does
-//!    not exist and what is not a regular file.
+//! 2. [`super::open::open_file_beneath`] (effectful): opens the result beneath the root one
+//!    component at a time without following any symbolic link and without blocking, and
+//!    refuses what does not exist and what is not a regular file (checked on the opened
+//!    descriptor).
 //!
 //! The result of step 1 ([`RelPath`]) is also what Surfaces hands to agents for incoming files:
 //! always relative, never an absolute path of either side.
 
 use std::fmt;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 /// First component of an absolute path as the agent sees its own workspace.
@@ -62,7 +62,7 @@ impl RelPath {
         self.0.split('/')
     }
 
-    /// This path under `root` (no checks: see [`resolve_in_root`]).
+    /// This path under `root` (no checks: see [`super::open::open_file_beneath`]).
     pub fn under(&self, root: &Path) -> PathBuf {
         let mut path = root.to_path_buf();
         path.extend(self.components());
@@ -98,9 +98,10 @@ pub enum PathRefusal {
     /// Under another agent's root, `/agents/<other>/`.
     #[error("is in another agent's workspace")]
     OtherAgent(String),
-    /// Inside the root on paper, outside it on disk (a symlink points out).
-    #[error("leads out of the agent's workspace through a symbolic link")]
-    SymlinkEscape,
+    /// A symbolic link on the way (links in workspaces are not followed: they could point
+    /// out of the root, or be swapped between a check and the open).
+    #[error("is or goes through a symbolic link (links are not followed)")]
+    Link,
     /// Nothing there.
     #[error("does not exist")]
     Missing,
@@ -173,44 +174,6 @@ pub fn normalize_agent_path(raw: &str, agent_root_name: &str) -> Result<RelPath,
         return Err(PathRefusal::Empty);
     }
     Ok(RelPath::from_clean_components(&kept))
-}
-
-/// The file `rel` names under `root`, canonicalized (symlinks followed), when it exists, is a
-/// regular file and is inside the (canonicalized) root.
-pub fn resolve_in_root(root: &Path, rel: &RelPath) -> Result<PathBuf, PathRefusal> {
-    let root = root
-        .canonicalize()
-        .map_err(|e| PathRefusal::Unreadable(format!("workspace: {}", e.kind())))?;
-    let resolved = match rel.under(&root).canonicalize() {
-        Ok(path) => path,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            // A dangling symlink is missing too, unless it points out of the root.
-            return Err(match dangling_target_escapes(&root, rel) {
-                true => PathRefusal::SymlinkEscape,
-                false => PathRefusal::Missing,
-            });
-        }
-        Err(e) if e.kind() == ErrorKind::NotADirectory => return Err(PathRefusal::Missing),
-        Err(e) => return Err(PathRefusal::Unreadable(e.kind().to_string())),
-    };
-    if !resolved.starts_with(&root) {
-        return Err(PathRefusal::SymlinkEscape);
-    }
-    let meta =
-        std::fs::metadata(&resolved).map_err(|e| PathRefusal::Unreadable(e.kind().to_string()))?;
-    if !meta.is_file() {
-        return Err(PathRefusal::NotAFile);
-    }
-    Ok(resolved)
-}
-
-/// Whether the final component of `rel` under `root` is a symlink whose target is absolute
-/// and outside `root` (for a clearer refusal of a dangling escape).
-fn dangling_target_escapes(root: &Path, rel: &RelPath) -> bool {
-    match std::fs::read_link(rel.under(root)) {
-        Ok(target) => target.is_absolute() && !target.starts_with(root),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]
@@ -360,102 +323,11 @@ mod tests {
         );
     }
 
-    /// A workspace root and, next to it, a directory that is not (another agent's root).
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        root: PathBuf,
-        other: PathBuf,
-    }
-
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("3");
-        let other = dir.path().join("4");
-        std::fs::create_dir_all(root.join("out/sub")).unwrap();
-        std::fs::create_dir_all(&other).unwrap();
-        std::fs::write(root.join("out/chart.png"), b"png").unwrap();
-        std::fs::write(root.join("out/sub/deep.txt"), b"deep").unwrap();
-        std::fs::write(other.join("secret.txt"), b"secret").unwrap();
-        Fixture {
-            _dir: dir,
-            root,
-            other,
-        }
-    }
-
-    fn resolve(f: &Fixture, raw: &str) -> Result<PathBuf, PathRefusal> {
-        let rel = normalize_agent_path(raw, "3")?;
-        resolve_in_root(&f.root, &rel)
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn symlink_escapes_are_refused() {
-        use std::os::unix::fs::symlink;
-        let f = fixture();
-        let root = &f.root;
-        symlink(f.other.join("secret.txt"), root.join("out/to_other_file")).unwrap();
-        symlink(&f.other, root.join("out/to_other_dir")).unwrap();
-        symlink("../../4/secret.txt", root.join("out/relative_escape")).unwrap();
-        symlink("/etc/passwd", root.join("passwd")).unwrap();
-        symlink("/", root.join("slash")).unwrap();
-        symlink(f.other.join("nothing"), root.join("dangling_out")).unwrap();
-        symlink("chart.png", root.join("out/inside_link")).unwrap();
-        symlink("sub", root.join("out/dir_link")).unwrap();
-        symlink("nothing-here", root.join("out/dangling_in")).unwrap();
-        symlink("loop_b", root.join("loop_a")).unwrap();
-        symlink("loop_a", root.join("loop_b")).unwrap();
-
-        let canon = root.canonicalize().unwrap();
-        use PathRefusal::*;
-        let cases: &[(&str, Result<PathBuf, PathRefusal>)] = &[
-            ("out/chart.png", Ok(canon.join("out/chart.png"))),
-            ("/workspace/out/chart.png", Ok(canon.join("out/chart.png"))),
-            (
-                "/agents/3/out/sub/deep.txt",
-                Ok(canon.join("out/sub/deep.txt")),
-            ),
-            ("out/inside_link", Ok(canon.join("out/chart.png"))),
-            ("out/dir_link/deep.txt", Ok(canon.join("out/sub/deep.txt"))),
-            ("out/to_other_file", Err(SymlinkEscape)),
-            ("out/to_other_dir/secret.txt", Err(SymlinkEscape)),
-            ("out/relative_escape", Err(SymlinkEscape)),
-            ("passwd", Err(SymlinkEscape)),
-            ("slash/etc/passwd", Err(SymlinkEscape)),
-            ("dangling_out", Err(SymlinkEscape)),
-            ("out/dangling_in", Err(Missing)),
-            ("out/missing.png", Err(Missing)),
-            ("out/chart.png/x", Err(Missing)),
-            ("out", Err(NotAFile)),
-            ("out/dir_link", Err(NotAFile)),
-            ("/agents/4/secret.txt", Err(OtherAgent("4".into()))),
-            ("../4/secret.txt", Err(Escapes)),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(&resolve(&f, raw), want, "input {raw:?}");
-        }
-        assert!(matches!(resolve(&f, "loop_a"), Err(Unreadable(_))));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_root_reached_through_a_symlink_still_works() {
-        use std::os::unix::fs::symlink;
-        let f = fixture();
-        let link = f._dir.path().join("root_link");
-        symlink(&f.root, &link).unwrap();
-        let rel = normalize_agent_path("out/chart.png", "3").unwrap();
-        assert_eq!(
-            resolve_in_root(&link, &rel),
-            Ok(f.root.canonicalize().unwrap().join("out/chart.png"))
-        );
-    }
-
     #[test]
     fn missing_root_is_unreadable() {
         let rel = normalize_agent_path("x", "3").unwrap();
         assert!(matches!(
-            resolve_in_root(Path::new("/nonexistent/surfaces/root"), &rel),
+            super::super::open::open_file_beneath(Path::new("/nonexistent/surfaces/root"), &rel),
             Err(PathRefusal::Unreadable(_))
         ));
     }

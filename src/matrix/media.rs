@@ -29,6 +29,7 @@ use matrix_sdk::ruma::{MxcUri, OwnedEventId, TransactionId, UInt};
 use matrix_sdk::{Client, Room};
 use mime::Mime;
 
+use super::mxc::{parse_mxc, MxcError};
 use super::MatrixError;
 use crate::files::image::image_dimensions;
 
@@ -106,6 +107,9 @@ pub enum DownloadError {
     /// The encrypted content could not be decrypted (bad keys, hash mismatch).
     #[error("cannot decrypt the file: {0}")]
     Decrypt(String),
+    /// The media URI is malformed (checked by [`parse_mxc`] before anything else reads it).
+    #[error("invalid media URI: {0}")]
+    InvalidLink(#[from] MxcError),
 }
 
 /// Downloads (and decrypts) a media file, failing with [`DownloadError::TooLarge`] as soon as
@@ -155,18 +159,19 @@ fn http() -> &'static reqwest::Client {
     })
 }
 
-/// The download URLs of `uri` on the bot's homeserver: authenticated, then legacy.
-fn download_urls(homeserver: &url::Url, uri: &MxcUri) -> Result<[url::Url; 2], MatrixError> {
-    let (server, media_id) = uri
-        .parts()
-        .map_err(|e| MatrixError::permanent(format!("reading the media URI {uri}"), e))?;
+/// The download URLs of `uri` on the bot's homeserver: authenticated, then legacy. The URI
+/// is read by our own [`parse_mxc`], never by ruma's `MxcUri::parts` (it panics on long
+/// server names, see [`super::mxc`]).
+fn download_urls(homeserver: &url::Url, uri: &MxcUri) -> Result<[url::Url; 2], DownloadError> {
+    let mxc = parse_mxc(uri.as_str())?;
+    let (server, media_id) = (mxc.server, mxc.media_id);
     let build = |prefix: &[&str]| -> Result<url::Url, MatrixError> {
         let mut url = homeserver.clone();
         url.path_segments_mut()
             .map_err(|()| MatrixError::Setup(format!("homeserver URL {homeserver} has no path")))?
             .pop_if_empty()
             .extend(prefix)
-            .extend([server.as_str(), media_id]);
+            .extend([server, media_id]);
         Ok(url)
     };
     Ok([
@@ -429,6 +434,22 @@ mod tests {
             "https://example.org/synapse/_matrix/client/v1/media/download/other.org/AbC123"
         );
         assert!(download_urls(&hs, &matrix_sdk::ruma::OwnedMxcUri::from("not-an-mxc")).is_err());
+        // Server names that make ruma's `MxcUri::parts` panic are read without it.
+        let server = "ab.".repeat(83) + "c"; // 250 characters
+        let long = matrix_sdk::ruma::OwnedMxcUri::from(format!("mxc://{server}/abc"));
+        let [auth, _] = download_urls(&hs, &long).unwrap();
+        assert!(auth.as_str().ends_with(&format!("/{server}/abc")));
+        let label = matrix_sdk::ruma::OwnedMxcUri::from(format!("mxc://{}/abc", "a".repeat(250)));
+        assert!(matches!(
+            download_urls(&hs, &label),
+            Err(DownloadError::InvalidLink(MxcError::ServerName))
+        ));
+        let too_long =
+            matrix_sdk::ruma::OwnedMxcUri::from(format!("mxc://{}/abc", "a".repeat(256)));
+        assert!(matches!(
+            download_urls(&hs, &too_long),
+            Err(DownloadError::InvalidLink(MxcError::ServerName))
+        ));
     }
 
     #[test]

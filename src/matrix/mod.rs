@@ -23,8 +23,10 @@
 pub mod backfill;
 pub mod catch_up;
 pub mod connector;
+pub mod html;
 pub mod inbound;
 pub mod media;
+pub mod mxc;
 pub mod provision;
 pub mod session;
 pub mod state;

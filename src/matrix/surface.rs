@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use matrix_sdk::ruma::api::client::receipt::create_receipt::v3::ReceiptType;
 use matrix_sdk::ruma::events::receipt::ReceiptThread;
 use matrix_sdk::ruma::events::room::message::{
-    AddMentions, ForwardThread, ReplyMetadata, RoomMessageEventContent,
+    AddMentions, FormattedBody, ForwardThread, ReplyMetadata, RoomMessageEventContent,
 };
 use matrix_sdk::ruma::events::room::MediaSource;
 use matrix_sdk::ruma::{
@@ -20,7 +20,7 @@ use matrix_sdk::{Client, Room};
 
 use super::media::{self, DownloadError};
 use super::state::{SurfacesRoomEventContent, SurfacesSpaceEventContent};
-use super::{provision, state, MatrixError};
+use super::{html, provision, state, MatrixError};
 use crate::retry::RetryKind;
 use crate::surface::{
     Binding, Capabilities, ChatFacts, ChatId, FetchError, FileRef, HomeFacts, HomePrefs,
@@ -92,14 +92,24 @@ where
     })
 }
 
-/// The content of an [`OutMessage`]: markdown rendered to HTML, `m.text` for the agent's
-/// words, `m.notice` for the bot's; a rich reply (mentioning its author, kept in their
-/// thread) when it answers a message.
+/// The body of an [`OutMessage`]: the markdown as `body`, and when it has any formatting,
+/// its HTML rendering, sanitized to the spec's recommended subset ([`super::html`]), as
+/// `formatted_body`; `m.text` for the agent's words, `m.notice` for the bot's. Every
+/// `formatted_body` the bot sends is made here (replies, notices, edits).
+pub fn rendered(voice: Voice, markdown: &str) -> RoomMessageEventContent {
+    let html = FormattedBody::markdown(markdown).map(|f| html::sanitize(&f.body));
+    match (voice, html) {
+        (Voice::Agent, Some(html)) => RoomMessageEventContent::text_html(markdown, html),
+        (Voice::Agent, None) => RoomMessageEventContent::text_plain(markdown),
+        (Voice::Bot, Some(html)) => RoomMessageEventContent::notice_html(markdown, html),
+        (Voice::Bot, None) => RoomMessageEventContent::notice_plain(markdown),
+    }
+}
+
+/// The content of an [`OutMessage`] ([`rendered`]); a rich reply (mentioning its author,
+/// kept in their thread) when it answers a message.
 pub fn message_content(message: &OutMessage) -> Result<RoomMessageEventContent, SurfaceError> {
-    let content = match message.voice {
-        Voice::Agent => RoomMessageEventContent::text_markdown(&message.markdown),
-        Voice::Bot => RoomMessageEventContent::notice_markdown(&message.markdown),
-    };
+    let content = rendered(message.voice, &message.markdown);
     Ok(match &message.reply_to {
         Some(to) => {
             let event = parse::<OwnedEventId>("the event id", to.message.as_str())?;
@@ -160,11 +170,7 @@ impl Surface for MatrixSurface {
     ) -> Result<MessageId, SurfaceError> {
         let room = self.room(chat)?;
         let target = parse::<OwnedEventId>("the event id", target.as_str())?;
-        let replacement = match message.voice {
-            Voice::Agent => RoomMessageEventContent::text_markdown(&message.markdown),
-            Voice::Bot => RoomMessageEventContent::notice_markdown(&message.markdown),
-        }
-        .make_replacement(
+        let replacement = rendered(message.voice, &message.markdown).make_replacement(
             matrix_sdk::ruma::events::room::message::ReplacementMetadata::new(target, None),
         );
         let mut send = room.send(replacement);
@@ -206,6 +212,13 @@ impl Surface for MatrixSurface {
         match media::download(&self.client, &source, max_bytes).await {
             Ok(data) => Ok(data),
             Err(DownloadError::TooLarge { limit }) => Err(FetchError::TooLarge { limit }),
+            Err(DownloadError::InvalidLink(error)) => {
+                tracing::warn!(%error, name = %file.name,
+                    "refusing a file message with a malformed media URI");
+                Err(FetchError::Failed(
+                    crate::texts::MEDIA_LINK_INVALID.to_owned(),
+                ))
+            }
             Err(error) => Err(FetchError::Failed(error.to_string())),
         }
     }
@@ -426,6 +439,40 @@ mod tests {
         );
         let error = message_content(&bad).unwrap_err();
         assert_eq!(error.retry_kind(), RetryKind::Permanent);
+    }
+
+    #[test]
+    fn every_formatted_body_is_sanitized() {
+        let hostile = "**hi** <img src=\"https://tracker.example/p.gif\"> \
+                       <mx-reply><blockquote>fake</blockquote></mx-reply>\
+                       <a href=\"javascript:x()\">a</a>";
+        let reply = OutMessage::reply(
+            ReplyTo {
+                message: MessageId::new("$orig"),
+                sender: PersonId::new("@alice:example.org"),
+            },
+            hostile,
+            SendKey::new("k"),
+        );
+        let notice = OutMessage::notice(hostile, None);
+        for message in [reply, notice] {
+            let content = message_content(&message).unwrap();
+            let formatted = match &content.msgtype {
+                MessageType::Text(t) => t.formatted.clone(),
+                MessageType::Notice(n) => n.formatted.clone(),
+                other => panic!("{other:?}"),
+            };
+            let html = formatted.expect("formatted body").body;
+            assert!(html.contains("<strong>hi</strong>"), "{html}");
+            for banned in ["tracker", "mx-reply", "fake", "javascript"] {
+                assert!(!html.contains(banned), "{banned} in {html}");
+            }
+        }
+        // Edits are rendered the same way.
+        let MessageType::Text(t) = rendered(Voice::Agent, hostile).msgtype else {
+            panic!("not m.text")
+        };
+        assert!(!t.formatted.unwrap().body.contains("tracker"));
     }
 
     #[test]

@@ -447,3 +447,77 @@ async fn an_agent_without_a_workspace_cannot_take_files() -> anyhow::Result<()> 
     assert!(files_under(&root).is_empty());
     Ok(())
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_workspace_files_never_hang_the_room() -> anyhow::Result<()> {
+    let (stack, root) = stack(true, &[("SURFACES__MATRIX__ENCRYPT_ROOMS", "false")]).await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    let bot = stack.bot_id().to_owned();
+
+    // A FIFO (opening it for reading would block forever) and a directory behind a link.
+    std::fs::create_dir_all(root.join("out/real"))?;
+    std::fs::write(root.join("out/real/r.txt"), b"real")?;
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("out/pipe").as_path(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )?;
+    std::os::unix::fs::symlink(root.join("out/real"), root.join("out/linked"))?;
+    let cases = [
+        ("out/pipe", "not a regular file"),
+        ("out/linked/r.txt", "symbolic link"),
+    ];
+    for (i, (path, reason)) in cases.into_iter().enumerate() {
+        stack.agent.file_next(path, "x.txt", "text/plain");
+        let event = alice.send_text(&ob.chat, &format!("send file {i}")).await?;
+        let notice = alice
+            .wait_for_message(
+                &ob.chat,
+                |m| {
+                    m.sender == bot
+                        && m.in_reply_to.as_ref() == Some(&event)
+                        && m.msgtype == "m.notice"
+                },
+                WAIT,
+            )
+            .await?;
+        assert!(notice.body.contains(reason), "{path}: {}", notice.body);
+        // The room answers the next message.
+        let text = format!("after {i}");
+        let reply = spine::ask(&stack, &alice, &ob.chat, &text).await?;
+        assert!(
+            reply.body.contains(&format!("got: {text}")),
+            "{}",
+            reply.body
+        );
+    }
+
+    // Inbound: the agent made its inbox a link; the file is refused, nothing is written
+    // through it, and the room goes on.
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere)?;
+    std::os::unix::fs::symlink(&elsewhere, root.join("inbox"))?;
+    let event = upload(
+        &alice,
+        &ob.chat,
+        "n.txt",
+        "text/plain",
+        b"hello".to_vec(),
+        Some("read it"),
+    )
+    .await?;
+    let notice = answer_to(&stack, &alice, &ob.chat, &event).await?;
+    assert_eq!(notice.msgtype, "m.notice");
+    assert!(notice.body.contains("n.txt"), "{}", notice.body);
+    assert!(
+        files_under(&elsewhere).is_empty(),
+        "written through the link"
+    );
+    let reply = spine::ask(&stack, &alice, &ob.chat, "and now?").await?;
+    assert!(reply.body.contains("got: and now?"), "{}", reply.body);
+    Ok(())
+}

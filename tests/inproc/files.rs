@@ -135,3 +135,81 @@ async fn an_agent_without_a_workspace_cannot_take_files() -> anyhow::Result<()> 
     expect(refused.text(), "cannot take files here");
     Ok(())
 }
+
+/// Issue 12, item 9: a FIFO (opening it would block for ever), a symlink to outside and a
+/// symlinked directory named by the agent, and an inbox the agent swapped for a link, each
+/// end in a notice, and the room answers the next message.
+#[cfg(unix)]
+#[actix_rt::test]
+async fn hostile_workspace_files_end_in_notices_and_never_hang_the_room() -> anyhow::Result<()> {
+    use std::os::unix::fs::symlink;
+    let (bot, alice, chat) = Bot::with_person(with_files(1_000_000), "alice").await?;
+    let agent = bot.reference()?;
+    let ws = bot.workspace.clone();
+    let outside = ws.parent().expect("the agents dir").join("outside");
+    std::fs::create_dir_all(&outside)?;
+    std::fs::write(outside.join("secret.txt"), b"secret")?;
+    std::fs::create_dir_all(ws.join("out/real"))?;
+    std::fs::write(ws.join("out/real/r.txt"), b"real")?;
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        ws.join("out/pipe").as_path(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )?;
+    symlink(outside.join("secret.txt"), ws.join("out/leak.txt"))?;
+    symlink(ws.join("out/real"), ws.join("out/linked"))?;
+
+    let cases = [
+        ("out/pipe", "not a regular file"),
+        ("out/leak.txt", "symbolic link"),
+        ("out/linked/r.txt", "symbolic link"),
+    ];
+    for (i, (path, reason)) in cases.into_iter().enumerate() {
+        agent.file_next(path, "x.txt", "text/plain");
+        let id = bot.world.say(&alice, &chat, &format!("send {i}"));
+        let answers = bot.answers(&chat, &id, 2).await?;
+        let refused = answers
+            .iter()
+            .find(|p| p.text().contains("could not post"))
+            .unwrap_or_else(|| panic!("{path}: no refusal in {answers:?}"));
+        expect(refused.text(), reason);
+        let next = format!("after {i}");
+        assert_eq!(
+            bot.ask_text(&alice, &chat, &next).await?,
+            format!("ref-agent ref got: {next}")
+        );
+    }
+    assert!(bot
+        .world
+        .bot_posts(&chat)
+        .iter()
+        .all(|p| !matches!(p.body, PostBody::File { .. })));
+
+    // Inbound: the inbox is a link (to a directory inside the workspace, even).
+    let elsewhere = ws.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere)?;
+    symlink(&elsewhere, ws.join("inbox"))?;
+    let id = bot.world.send_file(
+        &alice,
+        &chat,
+        "n.txt",
+        "text/plain",
+        b"hello",
+        Some("read it"),
+    );
+    let refused = bot.answer(&chat, &id).await?;
+    assert!(refused.is_notice());
+    expect(refused.text(), "n.txt");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere)?.count(),
+        0,
+        "written through the link"
+    );
+    assert_eq!(
+        bot.ask_text(&alice, &chat, "and now?").await?,
+        "ref-agent ref got: and now?"
+    );
+    Ok(())
+}

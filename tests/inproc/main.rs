@@ -9,4 +9,5 @@ mod confirmations;
 mod files;
 mod limits;
 mod message_path;
+mod output;
 mod support;
