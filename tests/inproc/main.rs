@@ -9,3 +9,4 @@ mod confirmations;
 mod files;
 mod message_path;
 mod support;
+mod trust;
