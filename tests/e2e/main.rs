@@ -17,3 +17,4 @@ mod harness_smoke;
 mod matrix_glue;
 mod ops;
 mod spine;
+mod trust;
