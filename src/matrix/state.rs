@@ -15,12 +15,13 @@ use matrix_sdk::{
     deserialized_responses::RawSyncOrStrippedState,
     ruma::{
         events::{
-            macros::EventContent, space::parent::SpaceParentEventContent, EmptyStateKey,
-            RedactContent, RedactedStateEventContent, StaticStateEventContent,
+            macros::EventContent, room::create::RoomCreateEventContent,
+            space::parent::SpaceParentEventContent, EmptyStateKey, RedactContent,
+            RedactedStateEventContent, StaticStateEventContent,
         },
         OwnedEventId, OwnedRoomId, OwnedUserId,
     },
-    Room,
+    Room, RoomMemberships,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tracing::warn;
@@ -62,23 +63,68 @@ pub struct SurfacesSpaceEventContent {
     pub selected_agent: Option<String>,
 }
 
+/// A state event's content and who sent it (anyone with enough power can send state:
+/// reconciliation trusts only what the bot sent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent<T> {
+    /// The content.
+    pub content: T,
+    /// Its sender, if the stored event says.
+    pub sender: Option<OwnedUserId>,
+}
+
 /// The chat-room binding of `room` from the local store, if it has a valid
 /// one.
 pub async fn room_binding(room: &Room) -> Result<Option<SurfacesRoomEventContent>, MatrixError> {
+    Ok(room_binding_sent(room).await?.map(|sent| sent.content))
+}
+
+/// The chat-room binding of `room` and its sender, if it has a valid one.
+pub async fn room_binding_sent(
+    room: &Room,
+) -> Result<Option<Sent<SurfacesRoomEventContent>>, MatrixError> {
     let raw = room
         .get_state_event_static::<SurfacesRoomEventContent>()
         .await
         .map_err(|e| MatrixError::from_sdk("reading the room binding", e))?;
-    Ok(content_of(room, SURFACES_ROOM_EVENT_TYPE, raw.as_ref()))
+    Ok(sent_of(room, SURFACES_ROOM_EVENT_TYPE, raw.as_ref()))
 }
 
 /// The Space marker of `room` from the local store, if it has a valid one.
 pub async fn space_binding(room: &Room) -> Result<Option<SurfacesSpaceEventContent>, MatrixError> {
+    Ok(space_binding_sent(room).await?.map(|sent| sent.content))
+}
+
+/// The Space marker of `room` and its sender, if it has a valid one.
+pub async fn space_binding_sent(
+    room: &Room,
+) -> Result<Option<Sent<SurfacesSpaceEventContent>>, MatrixError> {
     let raw = room
         .get_state_event_static::<SurfacesSpaceEventContent>()
         .await
         .map_err(|e| MatrixError::from_sdk("reading the space marker", e))?;
-    Ok(content_of(room, SURFACES_SPACE_EVENT_TYPE, raw.as_ref()))
+    Ok(sent_of(room, SURFACES_SPACE_EVENT_TYPE, raw.as_ref()))
+}
+
+/// Who created `room`: the sender of its `m.room.create` event from the local store
+/// (matrix-sdk's summary of it as a fallback), if known.
+pub async fn room_creator(room: &Room) -> Result<Option<OwnedUserId>, MatrixError> {
+    let raw = room
+        .get_state_event_static::<RoomCreateEventContent>()
+        .await
+        .map_err(|e| MatrixError::from_sdk("reading the room's creation", e))?;
+    let sender = raw.as_ref().and_then(|raw| sender_of(&raw_json(raw)));
+    Ok(sender.or_else(|| room.create_content().map(|content| content.creator)))
+}
+
+/// The people in `room` or invited to it, from the local store (members are not
+/// lazy-loaded: the first sync brought them all).
+pub async fn members(room: &Room) -> Result<Vec<OwnedUserId>, MatrixError> {
+    let members = room
+        .members_no_sync(RoomMemberships::JOIN | RoomMemberships::INVITE)
+        .await
+        .map_err(|e| MatrixError::from_sdk("reading the room's members", e))?;
+    Ok(members.iter().map(|m| m.user_id().to_owned()).collect())
 }
 
 /// The owner named by the Space marker of `room`, if it has a valid one.
@@ -112,21 +158,67 @@ pub async fn set_room_binding(
 /// The Space that `room` names as its parent (`m.space.parent`, state key =
 /// Space id), preferring a `canonical` one; from the local store.
 pub async fn space_parent_of(room: &Room) -> Result<Option<OwnedRoomId>, MatrixError> {
+    Ok(space_parent_sent(room).await?.map(|sent| sent.content))
+}
+
+/// The parent chosen as [`space_parent_of`] does, and who sent that link.
+pub async fn space_parent_sent(room: &Room) -> Result<Option<Sent<OwnedRoomId>>, MatrixError> {
     let events = room
         .get_state_events_static::<SpaceParentEventContent>()
         .await
         .map_err(|e| MatrixError::from_sdk("reading the space parents", e))?;
-    let parents = events.iter().filter_map(|raw| {
-        let json = raw_json(raw);
-        let state_key = json.get_field::<String>("state_key").ok().flatten()?;
-        let content = json
-            .get_field::<serde_json::Value>("content")
-            .ok()
-            .flatten()?;
-        let content = serde_json::from_value::<SpaceParentEventContent>(content).ok()?;
-        Some((state_key, content))
-    });
-    Ok(pick_space_parent(parents))
+    let parents: Vec<(String, SpaceParentEventContent, Option<OwnedUserId>)> = events
+        .iter()
+        .filter_map(|raw| {
+            let json = raw_json(raw);
+            let state_key = json.get_field::<String>("state_key").ok().flatten()?;
+            let content = json
+                .get_field::<serde_json::Value>("content")
+                .ok()
+                .flatten()?;
+            let content = serde_json::from_value::<SpaceParentEventContent>(content).ok()?;
+            Some((state_key, content, sender_of(&json)))
+        })
+        .collect();
+    let chosen = pick_space_parent(
+        parents
+            .iter()
+            .map(|(key, content, _)| (key.clone(), content.clone())),
+    );
+    Ok(chosen.map(|parent| {
+        let sender = parents
+            .iter()
+            .find(|(key, _, _)| key.as_str() == parent.as_str())
+            .and_then(|(_, _, sender)| sender.clone());
+        Sent {
+            content: parent,
+            sender,
+        }
+    }))
+}
+
+/// The sender of a stored state event, if it names a valid one.
+fn sender_of(json: &matrix_sdk::ruma::serde::Raw<serde_json::Value>) -> Option<OwnedUserId> {
+    let sender = json.get_field::<String>("sender").ok().flatten()?;
+    OwnedUserId::try_from(sender.as_str()).ok()
+}
+
+/// [`content_of`] with the event's sender.
+fn sent_of<C, T>(
+    room: &Room,
+    event_type: &str,
+    raw: Option<&RawSyncOrStrippedState<C>>,
+) -> Option<Sent<T>>
+where
+    C: StaticStateEventContent + RedactContent,
+    C::Redacted: RedactedStateEventContent,
+    T: DeserializeOwned,
+{
+    let content = content_of(room, event_type, raw)?;
+    Some(Sent {
+        content,
+        sender: raw.and_then(|raw| sender_of(&raw_json(raw))),
+    })
 }
 
 /// Chooses the parent among `(state key, content)` pairs: only entries whose

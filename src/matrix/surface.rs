@@ -322,7 +322,10 @@ impl Surface for MatrixSurface {
 
     async fn chat_facts(&self, chat: &ChatId) -> Result<ChatFacts, SurfaceError> {
         let room = self.room(chat)?;
-        let home = match state::space_binding(&room).await? {
+        let person = |id: &UserId| PersonId::new(id.as_str());
+        let marker = state::space_binding_sent(&room).await?;
+        let home_sender = marker.as_ref().and_then(|m| m.sender.as_deref().map(person));
+        let home = match marker.map(|m| m.content) {
             Some(marker) => match UserId::parse(marker.owner.as_str()) {
                 Ok(owner) => Some(HomeFacts {
                     owner: PersonId::new(owner.as_str()),
@@ -338,14 +341,27 @@ impl Surface for MatrixSurface {
             },
             None => None,
         };
+        let binding = state::room_binding_sent(&room).await?;
+        let parent = state::space_parent_sent(&room).await?;
         Ok(ChatFacts {
             chat: chat.clone(),
             name: room.name(),
-            binding: state::room_binding(&room).await?.map(Binding::from),
+            binding_sender: binding
+                .as_ref()
+                .and_then(|b| b.sender.as_deref().map(person)),
+            binding: binding.map(|b| Binding::from(b.content)),
+            home_sender: home.as_ref().and(home_sender),
             home,
-            parent: state::space_parent_of(&room)
+            parent_sender: parent
+                .as_ref()
+                .and_then(|p| p.sender.as_deref().map(person)),
+            parent: parent.map(|p| ChatId::new(p.content.as_str())),
+            creator: state::room_creator(&room).await?.as_deref().map(person),
+            members: state::members(&room)
                 .await?
-                .map(|parent| ChatId::new(parent.as_str())),
+                .iter()
+                .map(|id| person(id))
+                .collect(),
         })
     }
 }

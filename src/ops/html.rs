@@ -171,6 +171,29 @@ fn empty_row(out: &mut String, columns: usize, text: &str) {
     );
 }
 
+/// A table of rooms the reconciliation rejected or could not handle (`id`: the table's id).
+fn problems_table(
+    out: &mut String,
+    id: &str,
+    what: &str,
+    rooms: &[super::status::RoomProblem],
+) {
+    header(out, id, &["Room", "Why"]);
+    if rooms.is_empty() {
+        empty_row(out, 2, &format!("no room {what}"));
+    }
+    for room in rooms {
+        row_start(out, &room.room_id, CONFLICT_STATE);
+        let _ = write!(
+            out,
+            "<td><code>{}</code></td><td>{}</td></tr>",
+            escape(&room.room_id),
+            escape(&room.reason)
+        );
+    }
+    out.push_str("</tbody></table>");
+}
+
 /// The page.
 pub fn render(status: &Status) -> String {
     let now = status.generated_at_ms;
@@ -389,6 +412,18 @@ pub fn render(status: &Status) -> String {
         );
     }
     out.push_str("</tbody></table>");
+    problems_table(
+        &mut out,
+        "rejected-rooms",
+        "not adopted (state not written by the bot)",
+        &status.reconciliation.rejected,
+    );
+    problems_table(
+        &mut out,
+        "failed-rooms",
+        "could not be read or written back",
+        &status.reconciliation.failed,
+    );
 
     let _ = write!(out, "<script src=\"{SCRIPT_SRC}\"></script></body></html>");
     out
@@ -468,6 +503,11 @@ mod tests {
                 done: true,
                 elapsed_ms: Some(12),
                 conflicts: Vec::new(),
+                rejected: vec![super::super::status::RoomProblem {
+                    room_id: "!forged:hs".into(),
+                    reason: "its binding was not written by the bot (<b>x</b>)".into(),
+                }],
+                failed: Vec::new(),
             },
             rooms: vec![
                 room("!a:hs", "<script>alert('x')</script>", "failed"),
@@ -505,6 +545,8 @@ mod tests {
             name_len > 0 && rest[name_len..].starts_with('=')
         });
         assert!(!handler, "no inline event handlers");
+        assert!(page.contains("<code>!forged:hs</code></td>"));
+        assert!(page.contains("by the bot (&lt;b&gt;x&lt;/b&gt;)"), "rejected rooms are listed");
         assert!(page.contains("data-state=\"failed\" data-actor-id=\"room:!a:hs\""));
         assert!(page.contains("not ready"));
         assert!(page.contains("1 min ago"));

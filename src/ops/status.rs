@@ -116,6 +116,22 @@ pub struct Reconciliation {
     pub elapsed_ms: Option<u64>,
     /// The conflicts it found.
     pub conflicts: Vec<Conflict>,
+    /// Rooms whose state was not written by the bot as the bot writes it (forged bindings,
+    /// homes, ids): not adopted.
+    #[serde(default)]
+    pub rejected: Vec<RoomProblem>,
+    /// Rooms whose state could not be read or written back (the rest carried on).
+    #[serde(default)]
+    pub failed: Vec<RoomProblem>,
+}
+
+/// A room the start-up reconciliation rejected or could not handle, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomProblem {
+    /// The room.
+    pub room_id: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// One room actor.
@@ -426,13 +442,27 @@ fn reconciliation(view: &RuntimeView) -> Reconciliation {
                     matrix: c.matrix.clone(),
                 })
                 .collect(),
+            rejected: problems(&report.rejected),
+            failed: problems(&report.failed),
         },
         None => Reconciliation {
             done: false,
             elapsed_ms: None,
             conflicts: Vec::new(),
+            rejected: Vec::new(),
+            failed: Vec::new(),
         },
     }
+}
+
+fn problems(rooms: &[crate::runtime::reconcile::RoomProblem]) -> Vec<RoomProblem> {
+    rooms
+        .iter()
+        .map(|r| RoomProblem {
+            room_id: r.room_id.clone(),
+            reason: r.reason.clone(),
+        })
+        .collect()
 }
 
 fn room_status(

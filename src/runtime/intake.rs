@@ -10,7 +10,8 @@
 //! actor, text is journaled — and makes the whole batch durable with **one flush** (the
 //! cursor in the same write, so it never moves past a message that is not journaled).
 //! Only then do the messages reach their room actors, in order. Invites go to the
-//! provisioner.
+//! provisioner, once [`super::invites`] found them worth joining (the others are declined
+//! beside it).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +20,7 @@ use actors::ChildHandle;
 use async_trait::async_trait;
 
 use super::directory::RoomDirectory;
+use super::invites::{self, Decliner, Verdict};
 use super::provisioner::{Invited, Provisioner};
 use super::room::{Chat, RoomActor, UserFile, UserMessage};
 use crate::commands::{Command, Parsed};
@@ -49,6 +51,7 @@ struct Inner {
     store: Store,
     access: AccessPolicy,
     journal: Journal,
+    declines: Decliner,
     limits: IntakeLimits,
 }
 
@@ -87,6 +90,7 @@ impl Intake {
                 access,
                 journal,
                 limits,
+                declines: Decliner::default(),
             }),
         }
     }
@@ -317,6 +321,12 @@ impl Inbound for Intake {
     }
 
     fn invited(&self, surface: &Arc<dyn Surface>, invite: Invite) {
+        // Decided here: strangers' and group invites are declined off the provisioner's
+        // serial path, so they never delay an allowed person's onboarding.
+        if let Verdict::Decline(reason) = invites::decide(&self.inner.access, &invite) {
+            self.inner.declines.decline(surface, invite, reason);
+            return;
+        }
         let invited = Invited {
             surface: surface.clone(),
             chat: invite.chat.clone(),

@@ -22,6 +22,7 @@ pub mod commands;
 pub mod directory;
 pub mod ids;
 pub mod intake;
+pub mod invites;
 pub mod provisioner;
 pub mod reconcile;
 pub mod room;

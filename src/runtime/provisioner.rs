@@ -3,7 +3,9 @@
 //! Invites and `!new` are handled one at a time (`ctx.wait`), so two invites from the same
 //! person can never race into two homes. The home's id is written to the store the moment
 //! the home exists, so a second invite, or a restart, finds it and never creates another.
-//! Invites from people the access policy does not allow are declined. Everything goes
+//! Only invites worth joining reach it (a direct chat from an allowed person: the intake
+//! declines the others beside it, see [`super::invites`]); the access check is repeated
+//! here as a safeguard. Everything goes
 //! through the chat's messenger ([`Surface`]): on Matrix a home is a Space and a chat a
 //! room in it; a messenger without homes uses the direct chat as the home.
 
@@ -296,7 +298,7 @@ async fn create_chat(
         name: Some(name),
     };
     deps.store.put_room(&record).await?;
-    user.next_chat_index = chat_index + 1;
+    user.next_chat_index = chat_index.saturating_add(1);
     deps.store.put_user(user).await?;
     deps.rooms.start(surface.clone(), chat.clone()).await?;
     Chat::new(surface.clone(), chat.clone())

@@ -4,7 +4,9 @@
 //! hold state (Matrix room state). A chat's [`Binding`] says which agent and upstream
 //! conversation it belongs to and whose it is; a person's home (a Space on Matrix) holds
 //! their [`HomePrefs`]. Reconciliation reads [`ChatFacts`] and rebuilds the store from
-//! them; a messenger without chat state keeps bindings in the store alone.
+//! them; a messenger without chat state keeps bindings in the store alone. Anyone with
+//! enough power in a chat can write such state, so the facts also say who wrote each piece
+//! and who is in the chat: reconciliation trusts only what the bot itself wrote.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,16 @@ pub struct ChatFacts {
     pub home: Option<HomeFacts>,
     /// The home it belongs to (Matrix: `m.space.parent`), if any.
     pub parent: Option<ChatId>,
+    /// Who created the chat (Matrix: the sender of `m.room.create`), if known.
+    pub creator: Option<PersonId>,
+    /// Who wrote the binding (Matrix: the sender of `org.surfaces.room`).
+    pub binding_sender: Option<PersonId>,
+    /// Who wrote the home marker (Matrix: the sender of `org.surfaces.space`).
+    pub home_sender: Option<PersonId>,
+    /// Who wrote the link to the home (Matrix: the sender of the chosen `m.space.parent`).
+    pub parent_sender: Option<PersonId>,
+    /// Who is in the chat or invited to it (the owner must be one of them).
+    pub members: Vec<PersonId>,
 }
 
 /// A home the bot made for a person.

@@ -138,6 +138,9 @@ pub struct Invite {
     pub chat: ChatId,
     /// Who invited the bot.
     pub inviter: PersonId,
+    /// Whether the inviter marked it as a direct chat with the bot (Matrix: `is_direct` on
+    /// the invite); only such a chat can become a person's way in (onboarding).
+    pub direct: bool,
 }
 
 /// Messages read from a messenger, to be accepted together.

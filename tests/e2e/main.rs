@@ -18,3 +18,4 @@ mod limits;
 mod matrix_glue;
 mod ops;
 mod spine;
+mod trust;

@@ -11,3 +11,4 @@ mod limits;
 mod message_path;
 mod output;
 mod support;
+mod trust;

@@ -223,6 +223,10 @@ impl Surface for MemorySurface {
     }
 
     async fn decline_invite(&self, chat: &ChatId) -> Result<(), SurfaceError> {
+        let delay = self.world.faults(|f| f.decline_delay);
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let bot = self.world.bot().clone();
         self.with_state(|state| {
             if let Some(room) = state.chats.get_mut(chat) {
@@ -285,7 +289,10 @@ impl Surface for MemorySurface {
         self.unsupported_unless(self.capabilities().chat_state, "store bindings")?;
         let bot = self.world.bot().clone();
         self.with_state(|state| {
-            state.joined(&bot, chat)?.binding = Some(binding.clone());
+            refuse_unwritable(state, chat)?;
+            let room = state.joined(&bot, chat)?;
+            room.binding = Some(binding.clone());
+            room.state_sender = None;
             Ok(())
         })
     }
@@ -299,6 +306,7 @@ impl Surface for MemorySurface {
         self.unsupported_unless(self.capabilities().homes, "store preferences")?;
         let bot = self.world.bot().clone();
         self.with_state(|state| {
+            refuse_unwritable(state, home)?;
             state.joined(&bot, home)?.home = Some(HomeFacts {
                 owner: owner.clone(),
                 prefs: prefs.clone(),
@@ -321,6 +329,22 @@ impl Surface for MemorySurface {
 
     async fn chat_facts(&self, chat: &ChatId) -> Result<ChatFacts, SurfaceError> {
         let bot = self.world.bot().clone();
-        self.with_state(|state| Ok(facts_of(chat, state.joined(&bot, chat)?)))
+        self.with_state(|state| Ok(facts_of(chat, state.joined(&bot, chat)?, &bot)))
     }
+}
+
+/// Fails a state write in a chat made unwritable by [`super::Faults::unwritable`], as a
+/// homeserver refuses it without the power to.
+fn refuse_unwritable(state: &State, chat: &ChatId) -> Result<(), SurfaceError> {
+    if state.faults.unwritable.contains(chat) {
+        return Err(SurfaceError::failed(
+            format!("writing the state of {chat}"),
+            surfaces::retry::RetryKind::Permanent,
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the bot lacks the power to",
+            ),
+        ));
+    }
+    Ok(())
 }

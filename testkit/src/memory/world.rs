@@ -51,6 +51,11 @@ pub struct Faults {
     pub sends: VecDeque<RetryKind>,
     /// Every operation fails with rejected credentials (a revoked token).
     pub revoked: bool,
+    /// Chats whose state the bot may not write (as without the power to): storing a binding
+    /// or preferences there fails permanently.
+    pub unwritable: BTreeSet<ChatId>,
+    /// Each decline of an invite takes this long (a slow homeserver).
+    pub decline_delay: Option<std::time::Duration>,
 }
 
 /// Something a person did, in the order the messenger saw it.
@@ -141,6 +146,9 @@ pub struct ChatState {
     pub home: Option<HomeFacts>,
     /// The home it belongs to.
     pub parent: Option<ChatId>,
+    /// Who wrote its binding, home marker and link to a home: `None`, the bot (a chat
+    /// forged by someone else: see [`World::forge_chat`]).
+    pub state_sender: Option<PersonId>,
     /// The chats of a home.
     pub children: BTreeSet<ChatId>,
     /// Every post, in order.
@@ -256,6 +264,44 @@ impl World {
 
     /// `person` opens a direct chat with the bot and invites it.
     pub fn invite_bot(&self, person: &PersonId) -> ChatId {
+        self.invite_bot_to(person, true)
+    }
+
+    /// `person` opens a group chat (not a direct chat) and invites the bot.
+    pub fn invite_bot_to_group(&self, person: &PersonId) -> ChatId {
+        self.invite_bot_to(person, false)
+    }
+
+    /// A chat `forger` made and bound themselves, carrying `binding` (which may name someone
+    /// else as owner, with their chat id) and, if given, a link to `parent`; the bot is in
+    /// it (as if it had accepted `forger`'s invite earlier), with `members` beside them.
+    pub fn forge_chat(
+        &self,
+        forger: &PersonId,
+        binding: Option<Binding>,
+        parent: Option<ChatId>,
+        members: &[PersonId],
+    ) -> ChatId {
+        let mut state = self.inner.state.lock();
+        let chat = ChatId::new(state.mint('!'));
+        let mut all: BTreeSet<PersonId> = [forger.clone(), self.inner.bot.clone()].into();
+        all.extend(members.iter().cloned());
+        state.chats.insert(
+            chat.clone(),
+            ChatState {
+                name: Some(format!("forged by {forger}")),
+                creator: Some(forger.clone()),
+                members: all,
+                binding,
+                parent,
+                state_sender: Some(forger.clone()),
+                ..ChatState::default()
+            },
+        );
+        chat
+    }
+
+    fn invite_bot_to(&self, person: &PersonId, direct: bool) -> ChatId {
         let chat = {
             let mut state = self.inner.state.lock();
             let chat = ChatId::new(state.mint('!'));
@@ -268,6 +314,7 @@ impl World {
         self.log(Event::Invite(Invite {
             chat: chat.clone(),
             inviter: person.clone(),
+            direct,
         }));
         chat
     }
@@ -440,7 +487,7 @@ impl World {
             .lock()
             .chats
             .get(chat)
-            .map(|c| facts_of(chat, c))
+            .map(|c| facts_of(chat, c, &self.inner.bot))
     }
 
     /// Sets a chat's state directly (a person or another client writing it).
@@ -541,12 +588,20 @@ fn mint_number(id: &ChatId) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-pub(super) fn facts_of(id: &ChatId, chat: &ChatState) -> ChatFacts {
+pub(super) fn facts_of(id: &ChatId, chat: &ChatState, bot: &PersonId) -> ChatFacts {
+    let sender = |present: bool| {
+        present.then(|| chat.state_sender.clone().unwrap_or_else(|| bot.clone()))
+    };
     ChatFacts {
         chat: id.clone(),
         name: chat.name.clone(),
         binding: chat.binding.clone(),
         home: chat.home.clone(),
         parent: chat.parent.clone(),
+        creator: chat.creator.clone(),
+        binding_sender: sender(chat.binding.is_some()),
+        home_sender: sender(chat.home.is_some()),
+        parent_sender: sender(chat.parent.is_some()),
+        members: chat.members.union(&chat.invited).cloned().collect(),
     }
 }
