@@ -60,6 +60,12 @@ impl Config {
             ));
         }
         self.sync.check(&mut problems);
+        if self.limits.room_queue_max == 0 {
+            problems.push(ConfigError::invalid(
+                "limits.room_queue_max",
+                "must be at least 1",
+            ));
+        }
         ConfigError::from_problems(problems)
     }
 

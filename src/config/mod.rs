@@ -54,13 +54,13 @@ pub use legacy::{
 };
 pub use secret::Secret;
 pub use sections::{
-    AccessConfig, CommandsConfig, FilesConfig, LogConfig, LogFormat, MatrixConfig, OpsConfig,
+    AccessConfig, CommandsConfig, FilesConfig, LimitsConfig, LogConfig, LogFormat, MatrixConfig, OpsConfig,
     ReconcileConfig, ShutdownConfig, SupervisionConfig, SyncConfig, DEFAULT_BACKFILL_PAGE_SIZE,
     DEFAULT_BACKOFF_MAX_MS, DEFAULT_BACKOFF_MIN_MS, DEFAULT_CATCH_UP_MAX_AGE_SECS,
     DEFAULT_CATCH_UP_MAX_MESSAGES, DEFAULT_CONFIRMATION_TTL_SECS, DEFAULT_DEVICE_NAME,
     DEFAULT_ENCRYPT_ROOMS, DEFAULT_FILES_MAX_BYTES, DEFAULT_LOG_FILTER, DEFAULT_MAX_RESTARTS,
     DEFAULT_OPS_BIND, DEFAULT_RESTART_PERIOD_SECS, DEFAULT_SHUTDOWN_GRACE_SECS,
-    DEFAULT_SYNC_TIMELINE_LIMIT, MAX_SYNC_PAGE,
+    DEFAULT_ROOM_QUEUE_MAX, DEFAULT_SYNC_TIMELINE_LIMIT, MAX_SYNC_PAGE,
 };
 
 use agents::{resolve_agent, RawAgent};
@@ -89,6 +89,7 @@ struct RawConfig {
     files: FilesConfig,
     commands: CommandsConfig,
     sync: SyncConfig,
+    limits: LimitsConfig,
 }
 
 /// The whole, validated configuration.
@@ -122,6 +123,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     /// `[sync]`.
     pub sync: SyncConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -255,6 +258,7 @@ impl Config {
             files: raw.files,
             commands: raw.commands,
             sync: raw.sync,
+            limits: raw.limits,
         };
         if let Err(e) = config.check() {
             problems.push(e);

@@ -1,5 +1,6 @@
 //! The plain sections of the config file: `[matrix]`, `[access]`, `[ops]`, `[log]`,
-//! `[shutdown]`, `[commands]`, `[reconcile]`, `[files]`, `[sync]`, `[supervision]`.
+//! `[shutdown]`, `[commands]`, `[reconcile]`, `[files]`, `[sync]`, `[supervision]`,
+//! `[limits]`.
 //!
 //! Why this file exists: each of these sections is a struct deserialized as written, with
 //! its defaults (the `DEFAULT_*` constants) and nothing resolved afterwards; they are read
@@ -364,5 +365,25 @@ mod tests {
         assert_eq!(c.files.max_bytes, 1000);
         let e = load_err(&toml, &[("SURFACES__FILES__MAX_BYTES", "0")]);
         assert!(e.keys().contains(&"files.max_bytes"), "{e}");
+    }
+}
+
+/// Default `limits.room_queue_max`: messages waiting in one chat's queue.
+pub const DEFAULT_ROOM_QUEUE_MAX: usize = 100;
+
+/// `[limits]`: bounds that keep one person or chat from taking the bot over.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Messages (text and files) waiting in one chat's queue behind the turn that runs;
+    /// past it a message is not taken (marked done, the chat told once per burst).
+    pub room_queue_max: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            room_queue_max: DEFAULT_ROOM_QUEUE_MAX,
+        }
     }
 }

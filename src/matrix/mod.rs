@@ -26,6 +26,7 @@ pub mod connector;
 pub mod inbound;
 pub mod media;
 pub mod provision;
+pub mod relations;
 pub mod session;
 pub mod state;
 pub mod surface;

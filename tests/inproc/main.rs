@@ -6,6 +6,8 @@
 mod busy;
 mod commands;
 mod confirmations;
+mod edits;
 mod files;
 mod message_path;
+mod owner;
 mod support;
