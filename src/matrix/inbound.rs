@@ -35,8 +35,8 @@ use parking_lot::Mutex;
 
 use super::backfill::{catch_up_room, CatchUpParams, RoomCatchUp, SyncedTimeline};
 use super::catch_up::{Bounds, EventFacts, FactKind};
-use super::sync::{CatchUpCounters, SyncHealth};
 use super::relations::{self, Shape};
+use super::sync::{CatchUpCounters, SyncHealth};
 use super::{media, surface};
 use crate::config::SyncConfig;
 use crate::surface::{

@@ -10,9 +10,7 @@
 //! the core: only `body` is read, after [`strip_reply_fallback`].)
 
 use matrix_sdk::ruma::events::relation::RelationType;
-use matrix_sdk::ruma::events::room::message::{
-    MessageType, Relation, RoomMessageEventContent,
-};
+use matrix_sdk::ruma::events::room::message::{MessageType, Relation, RoomMessageEventContent};
 use matrix_sdk::ruma::events::room::redaction::OriginalSyncRoomRedactionEvent;
 
 use crate::surface::MessageId;
@@ -115,7 +113,10 @@ mod tests {
         let table = [
             ("> <@a:x> hello\n\n!yes", "!yes"),
             ("> <@a:x> !clear\n\nthanks", "thanks"),
-            ("> <@a:x> line one\n> line two\n>\n> three\n\n!agent coder", "!agent coder"),
+            (
+                "> <@a:x> line one\n> line two\n>\n> three\n\n!agent coder",
+                "!agent coder",
+            ),
             ("> <@a:x> quote\n\nfirst\n\nsecond", "first\n\nsecond"),
             ("> <@a:x> quote\r\n\r\n!no", "!no"),
             ("> <@a:x> quote\n!no", "!no"),
@@ -195,7 +196,10 @@ mod tests {
             else {
                 panic!("not a redaction")
             };
-            assert_eq!(redacted(&ev).map(|m| m.as_str().to_owned()).as_deref(), Some("$old"));
+            assert_eq!(
+                redacted(&ev).map(|m| m.as_str().to_owned()).as_deref(),
+                Some("$old")
+            );
         }
     }
 }

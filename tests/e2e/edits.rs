@@ -32,9 +32,14 @@ pub(crate) async fn slow_stack() -> anyhow::Result<Stack> {
          timeout_secs = {TIMEOUT_SECS}\ndefault = true\n",
         agent.base_url()
     );
-    let mut bot =
-        BotProcess::start(&synapse, &bot_creds, &data.path().join("bot"), &[], Some(&toml))
-            .await?;
+    let mut bot = BotProcess::start(
+        &synapse,
+        &bot_creds,
+        &data.path().join("bot"),
+        &[],
+        Some(&toml),
+    )
+    .await?;
     bot.wait_for_log("surfaces is running", WAIT).await?;
     Ok(Stack {
         synapse,
@@ -54,7 +59,12 @@ pub(crate) async fn chat_id(person: &Person, room: &OwnedRoomId) -> anyhow::Resu
 }
 
 /// The bot's messages replying to `event` so far.
-async fn answers_to(stack: &Stack, person: &Person, room: &OwnedRoomId, event: &OwnedEventId) -> Vec<String> {
+async fn answers_to(
+    stack: &Stack,
+    person: &Person,
+    room: &OwnedRoomId,
+    event: &OwnedEventId,
+) -> Vec<String> {
     person
         .messages(room)
         .await
@@ -65,7 +75,12 @@ async fn answers_to(stack: &Stack, person: &Person, room: &OwnedRoomId, event: &
 }
 
 /// Waits for the bot's reply to `event`; returns its body.
-async fn answer(stack: &Stack, person: &Person, room: &OwnedRoomId, event: &OwnedEventId) -> anyhow::Result<String> {
+async fn answer(
+    stack: &Stack,
+    person: &Person,
+    room: &OwnedRoomId,
+    event: &OwnedEventId,
+) -> anyhow::Result<String> {
     let bot = stack.bot_id().to_owned();
     Ok(person
         .wait_for_message(
@@ -85,7 +100,9 @@ async fn edits_and_redactions_of_waiting_and_answered_messages() -> anyhow::Resu
     let c1 = chat_id(&alice, &a.chat).await?;
 
     // A slow turn holds the chat; what follows waits in its queue.
-    stack.agent.set_chat_delay(&c1, Duration::from_secs(TIMEOUT_SECS - 10));
+    stack
+        .agent
+        .set_chat_delay(&c1, Duration::from_secs(TIMEOUT_SECS - 10));
     let slow = alice.send_text(&a.chat, "hold the chat").await?;
     assert!(stack.agent.wait_for_turn_text("hold the chat", WAIT).await);
     let secret = alice.send_text(&a.chat, "my secret").await?;
@@ -104,17 +121,31 @@ async fn edits_and_redactions_of_waiting_and_answered_messages() -> anyhow::Resu
     );
     // An edit of an answered message: no second answer, no turn.
     let ping = alice.send_text(&a.chat, "ping").await?;
-    assert_eq!(answer(&stack, &alice, &a.chat, &ping).await?, "ref-agent ref got: ping");
+    assert_eq!(
+        answer(&stack, &alice, &a.chat, &ping).await?,
+        "ref-agent ref got: ping"
+    );
     let late_edit = alice.send_edit(&a.chat, &ping, "ping edited").await?;
     let reply = ask(&stack, &alice, &a.chat, "pong").await?;
     assert_eq!(reply.body, "ref-agent ref got: pong");
 
-    assert!(answers_to(&stack, &alice, &a.chat, &secret).await.is_empty(), "the redacted message was answered");
+    assert!(
+        answers_to(&stack, &alice, &a.chat, &secret)
+            .await
+            .is_empty(),
+        "the redacted message was answered"
+    );
     assert!(answers_to(&stack, &alice, &a.chat, &edit).await.is_empty());
-    assert!(answers_to(&stack, &alice, &a.chat, &late_edit).await.is_empty());
+    assert!(answers_to(&stack, &alice, &a.chat, &late_edit)
+        .await
+        .is_empty());
     assert_eq!(answers_to(&stack, &alice, &a.chat, &ping).await.len(), 1);
     let texts: Vec<String> = stack.agent.turns().into_iter().map(|t| t.text).collect();
-    assert_eq!(texts, ["hold the chat", "final text", "ping", "pong"], "turns the agent ran");
+    assert_eq!(
+        texts,
+        ["hold the chat", "final text", "ping", "pong"],
+        "turns the agent ran"
+    );
     Ok(())
 }
 
@@ -128,7 +159,11 @@ async fn replies_are_read_without_their_fallback_quote() -> anyhow::Result<()> {
     let answer_id = {
         let bot = stack.bot_id().to_owned();
         alice
-            .wait_for_message(&a.chat, |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&hello), WAIT)
+            .wait_for_message(
+                &a.chat,
+                |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&hello),
+                WAIT,
+            )
             .await?
             .event_id
     };
@@ -143,11 +178,21 @@ async fn replies_are_read_without_their_fallback_quote() -> anyhow::Result<()> {
 
     // A command under a quote is a command.
     let settings = alice
-        .send_reply_with_fallback(&a.chat, &answer_id, stack.bot_id(), "ref-agent ref got: hello", "!settings")
+        .send_reply_with_fallback(
+            &a.chat,
+            &answer_id,
+            stack.bot_id(),
+            "ref-agent ref got: hello",
+            "!settings",
+        )
         .await?;
     let bot = stack.bot_id().to_owned();
     let answered = alice
-        .wait_for_message(&a.chat, |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&settings), WAIT)
+        .wait_for_message(
+            &a.chat,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&settings),
+            WAIT,
+        )
         .await?;
     assert_eq!(answered.msgtype, "m.notice", "{}", answered.body);
     let texts: Vec<String> = stack.agent.turns().into_iter().map(|t| t.text).collect();

@@ -21,13 +21,20 @@ async fn a_member_cannot_clear_and_the_owner_cannot_redact_the_binding() -> anyh
     alice.invite(&a.chat, bob.user_id()).await?;
     bob.wait_for_invite(|i| i.room_id == a.chat, WAIT).await?;
     bob.join(&a.chat).await?;
-    bob.wait_for_joined_member(&a.chat, stack.bot_id(), WAIT).await?;
-    alice.wait_for_joined_member(&a.chat, bob.user_id(), WAIT).await?;
+    bob.wait_for_joined_member(&a.chat, stack.bot_id(), WAIT)
+        .await?;
+    alice
+        .wait_for_joined_member(&a.chat, bob.user_id(), WAIT)
+        .await?;
 
     let refused = ask(&stack, &bob, &a.chat, "!clear").await?;
     assert_eq!(refused.msgtype, "m.notice");
     assert_eq!(refused.body, texts::OWNER_ONLY);
-    assert_eq!(chat_id(&alice, &a.chat).await?, c1, "alice's conversation is untouched");
+    assert_eq!(
+        chat_id(&alice, &a.chat).await?,
+        c1,
+        "alice's conversation is untouched"
+    );
     // Bob may still talk to the agent in the room he was invited to.
     let reply = ask(&stack, &bob, &a.chat, "hi from bob").await?;
     assert_eq!(reply.body, "ref-agent ref got: hi from bob");

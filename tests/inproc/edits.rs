@@ -28,10 +28,22 @@ async fn hold(bot: &Bot, agent: &ReferenceAgent, who: &PersonId, chat: &ChatId) 
 }
 
 /// Ends the slow turn (the owner cancels it) so the queue moves on.
-async fn release(bot: &Bot, agent: &ReferenceAgent, owner: &PersonId, chat: &ChatId, slow: &MessageId) {
+async fn release(
+    bot: &Bot,
+    agent: &ReferenceAgent,
+    owner: &PersonId,
+    chat: &ChatId,
+    slow: &MessageId,
+) {
     agent.set_chat_delay(&platform_chat(bot, chat), Duration::ZERO);
-    expect(&command(bot, owner, chat, "!cancel").await, texts::CANCELLING);
-    assert_eq!(bot.answer(chat, slow).await.unwrap().text(), texts::TURN_CANCELLED);
+    expect(
+        &command(bot, owner, chat, "!cancel").await,
+        texts::CANCELLING,
+    );
+    assert_eq!(
+        bot.answer(chat, slow).await.unwrap().text(),
+        texts::TURN_CANCELLED
+    );
 }
 
 /// The texts the agent was asked to answer, in order.
@@ -48,13 +60,27 @@ async fn an_edit_of_a_waiting_message_replaces_it() -> anyhow::Result<()> {
     let edit = bot.world.edit(&alice, &chat, &draft, "final text");
     release(&bot, agent, &alice, &chat, &slow).await;
 
-    assert_eq!(bot.answer(&chat, &draft).await?.text(), "ref-agent ref got: final text");
+    assert_eq!(
+        bot.answer(&chat, &draft).await?.text(),
+        "ref-agent ref got: final text"
+    );
     // One more message round-trips, then: the edit itself was never a turn nor answered.
-    assert_eq!(bot.ask_text(&alice, &chat, "ping").await?, "ref-agent ref got: ping");
-    assert!(bot.world.answers_to(&chat, &edit).is_empty(), "{}", bot.transcript(&chat));
+    assert_eq!(
+        bot.ask_text(&alice, &chat, "ping").await?,
+        "ref-agent ref got: ping"
+    );
+    assert!(
+        bot.world.answers_to(&chat, &edit).is_empty(),
+        "{}",
+        bot.transcript(&chat)
+    );
     let texts = turn_texts(agent);
     assert!(!texts.iter().any(|t| t.contains("draft")), "{texts:?}");
-    assert_eq!(texts.iter().filter(|t| *t == "final text").count(), 1, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| *t == "final text").count(),
+        1,
+        "{texts:?}"
+    );
     Ok(())
 }
 
@@ -63,15 +89,25 @@ async fn an_edit_of_an_answered_message_gets_no_second_answer() -> anyhow::Resul
     let (bot, alice, chat) = Bot::with_person(reference(), "alice").await?;
     let agent = bot.reference()?;
     let first = bot.world.say(&alice, &chat, "hello");
-    assert_eq!(bot.answer(&chat, &first).await?.text(), "ref-agent ref got: hello");
+    assert_eq!(
+        bot.answer(&chat, &first).await?.text(),
+        "ref-agent ref got: hello"
+    );
     let edit = bot.world.edit(&alice, &chat, &first, "hello again");
     let edit_cmd = bot.world.edit(&alice, &chat, &first, "!clear");
     let before = platform_chat(&bot, &chat);
-    assert_eq!(bot.ask_text(&alice, &chat, "ping").await?, "ref-agent ref got: ping");
+    assert_eq!(
+        bot.ask_text(&alice, &chat, "ping").await?,
+        "ref-agent ref got: ping"
+    );
     assert_eq!(bot.world.answers_to(&chat, &first).len(), 1);
     assert!(bot.world.answers_to(&chat, &edit).is_empty());
     assert!(bot.world.answers_to(&chat, &edit_cmd).is_empty());
-    assert_eq!(platform_chat(&bot, &chat), before, "an edit to !clear is no command");
+    assert_eq!(
+        platform_chat(&bot, &chat),
+        before,
+        "an edit to !clear is no command"
+    );
     assert_eq!(turn_texts(agent), ["hello", "ping"]);
     Ok(())
 }
@@ -89,8 +125,14 @@ async fn only_the_senders_latest_waiting_message_can_be_edited() -> anyhow::Resu
     bot.world.edit(&bob, &chat, &latest, "bob was here");
     release(&bot, agent, &alice, &chat, &slow).await;
 
-    assert_eq!(bot.answer(&chat, &older).await?.text(), "ref-agent ref got: older");
-    assert_eq!(bot.answer(&chat, &latest).await?.text(), "ref-agent ref got: latest");
+    assert_eq!(
+        bot.answer(&chat, &older).await?.text(),
+        "ref-agent ref got: older"
+    );
+    assert_eq!(
+        bot.answer(&chat, &latest).await?.text(),
+        "ref-agent ref got: latest"
+    );
     Ok(())
 }
 
@@ -113,14 +155,28 @@ async fn a_redacted_waiting_message_is_never_answered() -> anyhow::Result<()> {
         let agent = bot.reference()?;
         release(&bot, agent, &alice, &chat, &slow).await;
     }
-    assert_eq!(bot.answer(&chat, &kept).await?.text(), "ref-agent ref got: keep me");
-    assert!(bot.world.answers_to(&chat, &secret).is_empty(), "{}", bot.transcript(&chat));
+    assert_eq!(
+        bot.answer(&chat, &kept).await?.text(),
+        "ref-agent ref got: keep me"
+    );
+    assert!(
+        bot.world.answers_to(&chat, &secret).is_empty(),
+        "{}",
+        bot.transcript(&chat)
+    );
     assert!(bot.world.answers_to(&chat, &redaction).is_empty());
 
     // Marked done in the journal: a restart does not bring it back.
     bot.restart().await?;
-    assert_eq!(bot.ask_text(&alice, &chat, "after").await?, "ref-agent ref got: after");
-    assert!(bot.world.answers_to(&chat, &secret).is_empty(), "{}", bot.transcript(&chat));
+    assert_eq!(
+        bot.ask_text(&alice, &chat, "after").await?,
+        "ref-agent ref got: after"
+    );
+    assert!(
+        bot.world.answers_to(&chat, &secret).is_empty(),
+        "{}",
+        bot.transcript(&chat)
+    );
     let agent = bot.reference()?;
     assert!(!turn_texts(agent).iter().any(|t| t == "my secret"));
     Ok(())
@@ -147,10 +203,19 @@ async fn a_full_queue_refuses_once_per_burst_and_never_answers_the_refused() -> 
         let agent = bot.reference()?;
         release(&bot, agent, &alice, &chat, &slow).await;
     }
-    assert_eq!(bot.answer(&chat, &ids[0]).await?.text(), "ref-agent ref got: m0");
-    assert_eq!(bot.answer(&chat, &ids[1]).await?.text(), "ref-agent ref got: m1");
+    assert_eq!(
+        bot.answer(&chat, &ids[0]).await?.text(),
+        "ref-agent ref got: m0"
+    );
+    assert_eq!(
+        bot.answer(&chat, &ids[1]).await?.text(),
+        "ref-agent ref got: m1"
+    );
     // The queue emptied: the chat takes messages again.
-    assert_eq!(bot.ask_text(&alice, &chat, "later").await?, "ref-agent ref got: later");
+    assert_eq!(
+        bot.ask_text(&alice, &chat, "later").await?,
+        "ref-agent ref got: later"
+    );
     let full = texts::queue_full(2);
     let notices = bot
         .world
@@ -158,21 +223,38 @@ async fn a_full_queue_refuses_once_per_burst_and_never_answers_the_refused() -> 
         .into_iter()
         .filter(|p| p.text() == full)
         .count();
-    assert_eq!(notices, 1, "one notice per burst: {}", bot.transcript(&chat));
+    assert_eq!(
+        notices,
+        1,
+        "one notice per burst: {}",
+        bot.transcript(&chat)
+    );
     for id in &ids[3..] {
-        assert!(bot.world.answers_to(&chat, id).is_empty(), "{}", bot.transcript(&chat));
+        assert!(
+            bot.world.answers_to(&chat, id).is_empty(),
+            "{}",
+            bot.transcript(&chat)
+        );
     }
     // Refused messages were marked done: a restart does not answer them either.
     bot.restart().await?;
-    assert_eq!(bot.ask_text(&alice, &chat, "after").await?, "ref-agent ref got: after");
+    assert_eq!(
+        bot.ask_text(&alice, &chat, "after").await?,
+        "ref-agent ref got: after"
+    );
     for id in &ids[2..] {
         assert!(
-            bot.world.answers_to(&chat, id).iter().all(|p| p.is_notice()),
+            bot.world
+                .answers_to(&chat, id)
+                .iter()
+                .all(|p| p.is_notice()),
             "{}",
             bot.transcript(&chat)
         );
     }
     let agent = bot.reference()?;
-    assert!(!turn_texts(agent).iter().any(|t| ["m2", "m3", "m4"].contains(&t.as_str())));
+    assert!(!turn_texts(agent)
+        .iter()
+        .any(|t| ["m2", "m3", "m4"].contains(&t.as_str())));
     Ok(())
 }

@@ -41,8 +41,17 @@ async fn members_cannot_run_the_owners_commands() -> anyhow::Result<()> {
     // Nothing of alice's changed: same conversation, name, agent, not archived.
     assert_eq!(platform_chat(&bot, &chat), before);
     assert_eq!(bot.world.chat(&chat).and_then(|c| c.name), name);
-    for endpoint in [Endpoint::Context, Endpoint::Snapshot, Endpoint::Restore, Endpoint::Delete] {
-        assert_eq!(agent.request_count(endpoint), 0, "{endpoint:?} called for bob");
+    for endpoint in [
+        Endpoint::Context,
+        Endpoint::Snapshot,
+        Endpoint::Restore,
+        Endpoint::Delete,
+    ] {
+        assert_eq!(
+            agent.request_count(endpoint),
+            0,
+            "{endpoint:?} called for bob"
+        );
     }
     // Open commands still answer bob.
     expect(&command(&bot, &bob, &chat, "!help").await, "!new");
@@ -54,7 +63,11 @@ async fn members_cannot_run_the_owners_commands() -> anyhow::Result<()> {
     // The owner may.
     let cleared = command(&bot, &alice, &chat, "!clear").await;
     assert!(!cleared.contains(texts::OWNER_ONLY), "{cleared}");
-    assert_ne!(platform_chat(&bot, &chat), before, "alice's !clear started afresh");
+    assert_ne!(
+        platform_chat(&bot, &chat),
+        before,
+        "alice's !clear started afresh"
+    );
     Ok(())
 }
 
@@ -91,8 +104,14 @@ async fn only_the_owner_or_the_turns_sender_may_cancel_it() -> anyhow::Result<()
         &command(&bot, &carol, &chat, "!cancel").await,
         texts::CANCEL_NOT_YOURS,
     );
-    expect(&command(&bot, &bob, &chat, "!cancel").await, texts::CANCELLING);
-    assert_eq!(bot.answer(&chat, &slow).await?.text(), texts::TURN_CANCELLED);
+    expect(
+        &command(&bot, &bob, &chat, "!cancel").await,
+        texts::CANCELLING,
+    );
+    assert_eq!(
+        bot.answer(&chat, &slow).await?.text(),
+        texts::TURN_CANCELLED
+    );
 
     // The owner may cancel anyone's turn.
     let slow = bot.world.say(&bob, &chat, "another long task");
@@ -101,7 +120,13 @@ async fn only_the_owner_or_the_turns_sender_may_cancel_it() -> anyhow::Result<()
             .wait_for_turn_text("another long task", surfaces_testkit::inproc::WAIT)
             .await
     );
-    expect(&command(&bot, &alice, &chat, "!cancel").await, texts::CANCELLING);
-    assert_eq!(bot.answer(&chat, &slow).await?.text(), texts::TURN_CANCELLED);
+    expect(
+        &command(&bot, &alice, &chat, "!cancel").await,
+        texts::CANCELLING,
+    );
+    assert_eq!(
+        bot.answer(&chat, &slow).await?.text(),
+        texts::TURN_CANCELLED
+    );
     Ok(())
 }

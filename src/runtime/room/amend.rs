@@ -104,8 +104,11 @@ async fn refuse(chat: Chat, deps: Arc<RoomDeps>, item: Queued, notify: bool) {
     }
     if notify {
         let text = texts::queue_full(deps.queue_max);
-        let notice =
-            OutMessage::notice_to(msg.reply_to(), text, SendKey::answer(&msg.id, AnswerPart::Notice));
+        let notice = OutMessage::notice_to(
+            msg.reply_to(),
+            text,
+            SendKey::answer(&msg.id, AnswerPart::Notice),
+        );
         if let Err(error) = chat.send(notice).await {
             tracing::warn!(room_id = %chat.id, %error, "cannot tell the chat its queue is full");
         }

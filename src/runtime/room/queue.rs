@@ -152,7 +152,12 @@ impl RoomQueue {
 
     /// `sender` edits their message `of` to `text`: replaced only if it waits, is theirs,
     /// is text, and is their latest waiting message.
-    pub fn edit(&mut self, of: &MessageId, sender: &PersonId, text: &str) -> Result<(), NotApplied> {
+    pub fn edit(
+        &mut self,
+        of: &MessageId,
+        sender: &PersonId,
+        text: &str,
+    ) -> Result<(), NotApplied> {
         let at = self.position_of(of, sender)?;
         let latest = self
             .items
@@ -269,7 +274,11 @@ mod tests {
         ];
         for (of, editor, outcome) in table {
             let mut queue = sample();
-            assert_eq!(queue.edit(&id(of), editor, "new"), outcome, "{of} by {editor}");
+            assert_eq!(
+                queue.edit(&id(of), editor, "new"),
+                outcome,
+                "{of} by {editor}"
+            );
             let changed = bodies(&queue).iter().filter(|b| *b == "new").count();
             assert_eq!(changed, usize::from(outcome.is_ok()), "{of} by {editor}");
         }
@@ -305,12 +314,21 @@ mod tests {
         assert_eq!(queue.push(text("$1", "@a", "1")), Pushed::Taken);
         assert_eq!(queue.push(text("$1", "@a", "1")), Pushed::Duplicate);
         assert_eq!(queue.push(text("$2", "@a", "2")), Pushed::Taken);
-        assert_eq!(queue.push(text("$3", "@a", "3")), Pushed::Refused { notify: true });
-        assert_eq!(queue.push(file("$4", "@a")), Pushed::Refused { notify: false });
+        assert_eq!(
+            queue.push(text("$3", "@a", "3")),
+            Pushed::Refused { notify: true }
+        );
+        assert_eq!(
+            queue.push(file("$4", "@a")),
+            Pushed::Refused { notify: false }
+        );
         // Room again, but the burst is not over: still refused quietly when full.
         assert_eq!(queue.pop().unwrap().id(), "$1");
         assert_eq!(queue.push(text("$5", "@a", "5")), Pushed::Taken);
-        assert_eq!(queue.push(text("$6", "@a", "6")), Pushed::Refused { notify: false });
+        assert_eq!(
+            queue.push(text("$6", "@a", "6")),
+            Pushed::Refused { notify: false }
+        );
         // Resumed messages were accepted before: never refused.
         assert_eq!(queue.push_resumed(resumed("$7", "@a", "7")), Pushed::Taken);
         assert_eq!(queue.len(), 3);
@@ -319,13 +337,19 @@ mod tests {
         assert!(queue.is_empty());
         assert_eq!(queue.push(text("$8", "@a", "8")), Pushed::Taken);
         assert_eq!(queue.push(text("$9", "@a", "9")), Pushed::Taken);
-        assert_eq!(queue.push(text("$10", "@a", "10")), Pushed::Refused { notify: true });
+        assert_eq!(
+            queue.push(text("$10", "@a", "10")),
+            Pushed::Refused { notify: true }
+        );
     }
 
     #[test]
     fn a_zero_cap_still_takes_one() {
         let mut queue = RoomQueue::new(0);
         assert_eq!(queue.push(text("$1", "@a", "1")), Pushed::Taken);
-        assert_eq!(queue.push(text("$2", "@a", "2")), Pushed::Refused { notify: true });
+        assert_eq!(
+            queue.push(text("$2", "@a", "2")),
+            Pushed::Refused { notify: true }
+        );
     }
 }
