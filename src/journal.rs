@@ -184,6 +184,28 @@ impl Journal {
         self.pending.len()
     }
 
+    /// Replaces the text of a pending message (an edit of a message still waiting), durably;
+    /// false when it is not pending.
+    pub async fn amend(&self, event_id: &str, body: &str) -> Result<bool, StoreError> {
+        let Some(seq) = self.index.get(event_id.as_bytes())? else {
+            return Ok(false);
+        };
+        let Some(bytes) = self.pending.get(&seq)? else {
+            return Ok(false);
+        };
+        let mut entry: JournalEntry =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &seq, e))?;
+        body.clone_into(&mut entry.body);
+        let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
+            tree: PENDING_TREE,
+            key: event_id.to_owned(),
+            message: e.to_string(),
+        })?;
+        self.pending.insert(seq, bytes)?;
+        self.commit().await?;
+        Ok(true)
+    }
+
     /// Forgets done event ids older than `retention`; returns how many.
     pub async fn prune_done(&self, retention: Duration) -> Result<usize, StoreError> {
         let cutoff =

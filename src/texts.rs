@@ -744,6 +744,24 @@ pub const ADDRESS_HIDDEN: &str = "[address hidden]";
 
 /// Why a file message whose media link is malformed was not fetched (it never is).
 pub const MEDIA_LINK_INVALID: &str = "its media link is not a valid Matrix media link";
+// --- Who may command; edits, withdrawals and the chat's queue (issue 12) ------------
+
+/// An owner-only command from another member of the chat.
+pub const OWNER_ONLY: &str =
+    "Only this chat's owner (or one of the bot's administrators) can use that command here.";
+
+/// `!cancel` from a member whose turn is not the one running.
+pub const CANCEL_NOT_YOURS: &str =
+    "Only this chat's owner or the person whose message is being answered can cancel it.";
+
+/// The chat's queue is full: said once per burst, replying to the first message not taken.
+pub fn queue_full(max: usize) -> String {
+    format!(
+        "Too many messages are waiting in this chat (at most {max}): this one was not taken, \
+         nor will others be while the queue is full. Please send it again once the answers \
+         have come."
+    )
+}
 
 #[cfg(test)]
 mod tests {

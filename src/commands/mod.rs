@@ -16,8 +16,10 @@
 //! as a command, multi-line messages, name rules) are documented in `parse.rs`.
 
 mod parse;
+pub mod permission;
 
 pub use parse::{
     help_text, lookup, parse, Argument, Command, CommandError, CommandInfo, Parsed, COMMANDS,
     MAX_COMMAND_WORD_CHARS, MAX_NAME_CHARS,
 };
+pub use permission::{may_cancel, may_run, permission, Asker, Permission};

@@ -16,6 +16,8 @@ pub const DEFAULT_MAX_CHATS_PER_PERSON: u32 = 50;
 pub const DEFAULT_MAX_CONCURRENT_CANCELS: u32 = 8;
 /// Default `limits.inbox_retention_hours`: a week.
 pub const DEFAULT_INBOX_RETENTION_HOURS: u64 = 7 * 24;
+/// Default `limits.room_queue_max`: messages waiting in one chat's queue.
+pub const DEFAULT_ROOM_QUEUE_MAX: usize = 100;
 
 /// `[limits]`: per-person limits.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -31,6 +33,9 @@ pub struct LimitsConfig {
     pub max_concurrent_cancels: u32,
     /// Files in the agents' `inbox/` older than this are deleted; `0`: kept forever.
     pub inbox_retention_hours: u64,
+    /// Messages (text and files) waiting in one chat's queue behind the turn that runs;
+    /// past it a message is not taken (marked done, the chat told once per burst).
+    pub room_queue_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -41,6 +46,7 @@ impl Default for LimitsConfig {
             max_chats_per_person: DEFAULT_MAX_CHATS_PER_PERSON,
             max_concurrent_cancels: DEFAULT_MAX_CONCURRENT_CANCELS,
             inbox_retention_hours: DEFAULT_INBOX_RETENTION_HOURS,
+            room_queue_max: DEFAULT_ROOM_QUEUE_MAX,
         }
     }
 }
@@ -52,6 +58,12 @@ impl LimitsConfig {
             problems.push(ConfigError::invalid(
                 "limits.messages_burst",
                 "must be at least 1 while limits.messages_per_minute is set (0 turns the limit off)",
+            ));
+        }
+        if self.room_queue_max == 0 {
+            problems.push(ConfigError::invalid(
+                "limits.room_queue_max",
+                "must be at least 1",
             ));
         }
         if self.max_concurrent_cancels == 0 {

@@ -1,5 +1,6 @@
 //! The plain sections of the config file: `[matrix]`, `[access]`, `[ops]`, `[log]`,
-//! `[shutdown]`, `[commands]`, `[reconcile]`, `[files]`, `[sync]`, `[supervision]`.
+//! `[shutdown]`, `[commands]`, `[reconcile]`, `[files]`, `[sync]`, `[supervision]`,
+//! `[limits]`.
 //!
 //! Why this file exists: each of these sections is a struct deserialized as written, with
 //! its defaults (the `DEFAULT_*` constants) and nothing resolved afterwards; they are read

@@ -6,7 +6,9 @@
 //!   of a run (catch-up after down time), a managed room is caught up first ([`super::catch_up`]
 //!   decides, [`super::backfill`] pages): the missed messages come before the newer ones,
 //!   within the `[sync]` bounds, and the room is told once how many the bounds left out;
-//! - its messages become the core's [`Incoming`] (text, or a file with its media source);
+//! - its messages become the core's [`Incoming`] (text, or a file with its media source;
+//!   an edit or a redaction of an earlier message as such, a reply without its fallback
+//!   quote: see [`super::relations`]);
 //! - the whole response goes to the intake as one [`Batch`] with the response's token as the
 //!   cursor, made durable in one write before anything is answered.
 //!
@@ -20,16 +22,20 @@ use std::sync::Arc;
 
 use matrix_sdk::deserialized_responses::TimelineEvent;
 use matrix_sdk::ruma::events::room::message::{MessageType, OriginalSyncRoomMessageEvent};
+use matrix_sdk::ruma::events::room::redaction::{
+    OriginalSyncRoomRedactionEvent, SyncRoomRedactionEvent,
+};
 use matrix_sdk::ruma::events::{
     AnySyncMessageLikeEvent, AnySyncTimelineEvent, SyncMessageLikeEvent,
 };
-use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
+use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, UserId};
 use matrix_sdk::sync::SyncResponse;
 use matrix_sdk::{Client, Room, RoomState};
 use parking_lot::Mutex;
 
 use super::backfill::{catch_up_room, CatchUpParams, RoomCatchUp, SyncedTimeline};
 use super::catch_up::{Bounds, EventFacts, FactKind};
+use super::relations::{self, Shape};
 use super::sync::{CatchUpCounters, SyncHealth};
 use super::{media, surface};
 use crate::config::SyncConfig;
@@ -161,9 +167,9 @@ impl MatrixInbound {
             batch.messages.extend(
                 events
                     .into_iter()
-                    .filter_map(room_message)
-                    .filter(|ev| ev.sender != inner.deps.bot)
-                    .filter_map(|ev| incoming(&chat, ev)),
+                    .filter_map(person_event)
+                    .filter(|ev| ev.sender() != inner.deps.bot)
+                    .filter_map(|ev| ev.incoming(&chat)),
             );
         }
         if first {
@@ -300,12 +306,47 @@ impl MatrixInbound {
     }
 }
 
-/// The `m.room.message` in a timeline event, if it is one (decrypted where it could be).
-fn room_message(event: TimelineEvent) -> Option<OriginalSyncRoomMessageEvent> {
+/// A person's event the core reads: a message (new, edit or reply) or a redaction.
+enum PersonEvent {
+    Message(OriginalSyncRoomMessageEvent),
+    Redaction(OriginalSyncRoomRedactionEvent),
+}
+
+impl PersonEvent {
+    fn sender(&self) -> &UserId {
+        match self {
+            PersonEvent::Message(ev) => &ev.sender,
+            PersonEvent::Redaction(ev) => &ev.sender,
+        }
+    }
+
+    fn incoming(self, chat: &ChatId) -> Option<Incoming> {
+        match self {
+            PersonEvent::Message(ev) => incoming(chat, ev),
+            PersonEvent::Redaction(ev) => {
+                let of = relations::redacted(&ev)?;
+                Some(Incoming {
+                    chat: chat.clone(),
+                    id: MessageId::new(ev.event_id.as_str()),
+                    sender: PersonId::new(ev.sender.as_str()),
+                    display_name: None,
+                    body: IncomingBody::Withdraw { of },
+                })
+            }
+        }
+    }
+}
+
+/// The `m.room.message` or `m.room.redaction` in a timeline event, if it is one (decrypted
+/// where it could be).
+fn person_event(event: TimelineEvent) -> Option<PersonEvent> {
     match event.raw().deserialize() {
         Ok(AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(
             SyncMessageLikeEvent::Original(ev),
-        ))) => Some(ev),
+        ))) => Some(PersonEvent::Message(ev)),
+        Ok(AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomRedaction(
+            SyncRoomRedactionEvent::Original(ev),
+        ))) => Some(PersonEvent::Redaction(ev)),
         Ok(_) => None,
         Err(error) => {
             tracing::debug!(%error, event_id = ?event.event_id(), "unreadable timeline event");
@@ -314,20 +355,45 @@ fn room_message(event: TimelineEvent) -> Option<OriginalSyncRoomMessageEvent> {
     }
 }
 
-/// A person's message as the core reads it: text (and emotes), or a file, image, audio or
-/// video; other bots' notices and unsupported types are left out.
+/// A person's message as the core reads it: text (and emotes, a reply without its fallback
+/// quote), an edit of an earlier message, or a file, image, audio or video; other bots'
+/// notices and unsupported types are left out.
 fn incoming(chat: &ChatId, ev: OriginalSyncRoomMessageEvent) -> Option<Incoming> {
-    let body = match &ev.content.msgtype {
-        MessageType::Text(text) => IncomingBody::Text(text.body.clone()),
-        MessageType::Emote(emote) => IncomingBody::Text(emote.body.clone()),
-        MessageType::Notice(_) => return None, // other bots' notices are not addressed to us
-        MessageType::File(_)
-        | MessageType::Image(_)
-        | MessageType::Audio(_)
-        | MessageType::Video(_) => IncomingBody::File(surface::incoming_file(
-            media::incoming_file(&ev.content.msgtype)?,
-        )),
-        other => {
+    let shape = relations::shape(&ev.content);
+    let text = |body: &str| match shape {
+        Shape::Reply => relations::strip_reply_fallback(body).to_owned(),
+        _ => body.to_owned(),
+    };
+    let body = match (&shape, &ev.content.msgtype) {
+        (Shape::Edit { of, new }, _) => match relations::text_of(new) {
+            Some(new) => IncomingBody::Edit {
+                of: of.clone(),
+                text: new.to_owned(),
+            },
+            None => {
+                tracing::debug!(room_id = %chat, event_id = %ev.event_id,
+                    "ignoring an edit to something other than text");
+                return None;
+            }
+        },
+        (Shape::MalformedEdit, _) => {
+            tracing::debug!(room_id = %chat, event_id = %ev.event_id,
+                "ignoring an edit without its new content");
+            return None;
+        }
+        (_, MessageType::Text(body)) => IncomingBody::Text(text(&body.body)),
+        (_, MessageType::Emote(emote)) => IncomingBody::Text(text(&emote.body)),
+        (_, MessageType::Notice(_)) => return None, // other bots' notices are not addressed to us
+        (
+            _,
+            MessageType::File(_)
+            | MessageType::Image(_)
+            | MessageType::Audio(_)
+            | MessageType::Video(_),
+        ) => IncomingBody::File(surface::incoming_file(media::incoming_file(
+            &ev.content.msgtype,
+        )?)),
+        (_, other) => {
             tracing::info!(room_id = %chat, msgtype = other.msgtype(),
                 "ignoring a message type that is not supported yet");
             return None;

@@ -28,6 +28,7 @@ pub mod inbound;
 pub mod media;
 pub mod mxc;
 pub mod provision;
+pub mod relations;
 pub mod session;
 pub mod state;
 pub mod surface;

@@ -9,7 +9,8 @@
 //! Power levels: the owner gets [`OWNER_POWER_LEVEL`] (moderator) while the
 //! bot keeps full power, and our own state events and the Space links
 //! require [`PROTECTED_EVENT_POWER_LEVEL`], so the owner cannot rebind a
-//! room or rewire the Space. This is done by reading the power levels the
+//! room or rewire the Space; redacting others' events needs [`REDACT_POWER_LEVEL`], above
+//! the owner's, so the owner cannot strip the bot's state events either. This is done by reading the power levels the
 //! homeserver created and writing them back adjusted, right after creation,
 //! because `power_level_content_override` replaces `users` and `events`
 //! wholesale and must or must not name the creator depending on the room
@@ -53,6 +54,10 @@ use crate::retry::{retry, RetryKind, RetryPolicy, Retryable};
 pub const OWNER_POWER_LEVEL: i64 = 50;
 /// Power level needed to change our state events and the Space links.
 pub const PROTECTED_EVENT_POWER_LEVEL: i64 = 100;
+/// Power level needed to redact other people's events (the bot's binding and Space state
+/// included): above the owner's, so an owner cannot strip a binding by redacting it. Anyone
+/// may still redact their own messages (that needs only `m.room.redaction`'s level).
+pub const REDACT_POWER_LEVEL: i64 = PROTECTED_EVENT_POWER_LEVEL;
 /// Event types only the bot may change.
 const PROTECTED_EVENT_TYPES: &[&str] = &[
     SURFACES_ROOM_EVENT_TYPE,
@@ -246,8 +251,9 @@ async fn grant_owner_power(
     Ok(())
 }
 
-/// The power levels `current` with `owner` at [`OWNER_POWER_LEVEL`] and
-/// [`PROTECTED_EVENT_TYPES`] at least [`PROTECTED_EVENT_POWER_LEVEL`];
+/// The power levels `current` with `owner` at [`OWNER_POWER_LEVEL`],
+/// [`PROTECTED_EVENT_TYPES`] at least [`PROTECTED_EVENT_POWER_LEVEL`] and `redact` at least
+/// [`REDACT_POWER_LEVEL`];
 /// `None` when nothing needs to change. The bot's own entry is never
 /// touched (room version 12 forbids listing the creator).
 fn adjusted_power_levels(current: Value, owner: &UserId, bot: &UserId) -> Option<Value> {
@@ -270,6 +276,10 @@ fn adjusted_power_levels(current: Value, owner: &UserId, bot: &UserId) -> Option
             }
         }
     });
+    let redact = levels.get("redact").and_then(Value::as_i64);
+    if redact.is_none_or(|level| level < REDACT_POWER_LEVEL) {
+        levels.insert("redact".to_owned(), json!(REDACT_POWER_LEVEL));
+    }
     (levels != before).then_some(Value::Object(levels))
 }
 
@@ -383,6 +393,8 @@ mod tests {
             assert_eq!(adjusted["events"][event_type], PROTECTED_EVENT_POWER_LEVEL);
         }
         assert_eq!(adjusted["state_default"], 50);
+        assert_eq!(adjusted["redact"], REDACT_POWER_LEVEL);
+        assert!(REDACT_POWER_LEVEL > OWNER_POWER_LEVEL);
         // Applying it again changes nothing.
         assert_eq!(adjusted_power_levels(adjusted, owner, bot), None);
     }
@@ -409,6 +421,11 @@ mod tests {
             adjusted_power_levels(json!({"events": {"org.surfaces.room": 150}}), owner, bot)
                 .unwrap();
         assert_eq!(adjusted["events"]["org.surfaces.room"], 150);
+        // The default redact level (50, the owner's) is raised; a higher one is kept.
+        let adjusted = adjusted_power_levels(json!({"redact": 50}), owner, bot).unwrap();
+        assert_eq!(adjusted["redact"], REDACT_POWER_LEVEL);
+        let adjusted = adjusted_power_levels(json!({"redact": 200}), owner, bot).unwrap();
+        assert_eq!(adjusted["redact"], 200);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,9 +6,11 @@
 //! does not manage gets one explanation, a person the access policy does not allow is
 //! ignored, a person past their rate (`[limits]`, [`crate::limits`]) is not taken (recorded
 //! as done, told once per flood), `!cancel` is run at once beside the busy room actor
-//! (bounded), files go to their chat's
-//! actor, text is journaled — and makes the whole batch durable with **one flush** (the
-//! cursor in the same write, so it never moves past a message that is not journaled).
+//! (bounded), files go to their chat's actor, edits and redactions go to their chat's actor
+//! (which applies them to a message still waiting, or ignores them; they are never
+//! journaled nor answered), text is journaled — and makes the whole batch durable with
+//! **one flush** (the cursor in the same write, so it never moves past a message that is
+//! not journaled).
 //! Only then do the messages reach their room actors, in order. Invites go to the
 //! provisioner, once [`super::invites`] found them worth joining (the others are declined
 //! beside it).
@@ -22,7 +24,7 @@ use async_trait::async_trait;
 use super::directory::RoomDirectory;
 use super::invites::{self, Decliner, Verdict};
 use super::provisioner::{Invited, Provisioner};
-use super::room::{Chat, RoomActor, UserFile, UserMessage};
+use super::room::{Amend, Change, Chat, RoomActor, UserFile, UserMessage};
 use crate::commands::{Command, Parsed};
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
@@ -70,6 +72,7 @@ enum Delivery {
     Cancel(Chat, UserMessage),
     /// The person is past their rate: told once (this message is recorded as done).
     Limited(Chat, UserMessage),
+    Amend(ChildHandle<RoomActor>, Amend),
 }
 
 impl Intake {
@@ -115,6 +118,29 @@ impl Intake {
         }
         let body = match message.body {
             IncomingBody::Text(body) => body,
+            // Not new messages: the room actor applies them to its queue, or ignores them.
+            IncomingBody::Edit { of, text } => {
+                return Some(Delivery::Amend(
+                    actor,
+                    Amend {
+                        of,
+                        sender: message.sender,
+                        id: message.id,
+                        change: Change::Edit(text),
+                    },
+                ))
+            }
+            IncomingBody::Withdraw { of } => {
+                return Some(Delivery::Amend(
+                    actor,
+                    Amend {
+                        of,
+                        sender: message.sender,
+                        id: message.id,
+                        change: Change::Withdraw,
+                    },
+                ))
+            }
             IncomingBody::File(file) => {
                 return Some(Delivery::File(
                     actor,
@@ -208,6 +234,12 @@ impl Intake {
                             tracing::error!(%error, "a file message could not reach its room actor");
                         }
                     });
+                }
+            }
+            Delivery::Amend(actor, amend) => {
+                if let Err(error) = actor.tell(amend) {
+                    // Its queue went with the old incarnation: nothing waits to amend.
+                    tracing::debug!(%error, "room actor not running; ignoring an edit or redaction");
                 }
             }
             Delivery::Cancel(chat, msg) => {

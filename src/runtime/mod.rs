@@ -209,6 +209,7 @@ pub async fn start_with(
             journal: journal.clone(),
             resumes: Arc::default(),
             files: room::FileDeps::new(config.files.max_bytes),
+            queue_max: config.limits.room_queue_max,
             commands: CommandDeps {
                 access: config.access_policy(),
                 confirmations: confirmations.clone(),

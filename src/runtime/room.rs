@@ -1,9 +1,10 @@
 //! One actor per managed chat: strict order within the chat, independence between chats.
 //!
-//! A room actor takes its chat's messages one at a time (`ctx.wait`: the next message waits
-//! until this one is answered, while the thread and every other chat keep going), runs the
-//! turn through the router and the agent's connection, shows that it is working meanwhile,
-//! and answers as a reply to the person's message. Every failure ends in a notice in the
+//! A room actor takes its chat's messages one at a time (they wait in its own bounded
+//! [`queue`], where an edit can still replace a waiting message and a redaction withdraw
+//! it, see [`amend`]; the thread and every other chat keep going), runs the turn through the
+//! router and the agent's connection, shows that it is working meanwhile, and answers as a
+//! reply to the person's message. Every failure ends in a notice in the
 //! chat: a person never waits in silence. It speaks only through its chat's [`Surface`]:
 //! the same actor serves a Matrix room or any other messenger's chat.
 //!
@@ -17,14 +18,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{Actor, Context, Handler, Message};
 use actors::{ChildCtx, ChildHandle};
 use parking_lot::Mutex;
 use tracing::Instrument;
 
+pub mod amend;
 pub mod attachments;
+pub mod queue;
 
+pub use self::amend::{Amend, Change};
 pub use self::attachments::{FileDeps, UserFile};
+use self::queue::RoomQueue;
 
 use super::agent_conn::RunTurn;
 use super::commands::{self, InFlight};
@@ -32,7 +37,7 @@ use super::router::{ResolveAgent, Router};
 use crate::agent::{AgentError, RetryKind, TurnRequest, TurnSender};
 use crate::commands::Parsed;
 use crate::crash::{self, CrashPoint};
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalEntry};
 use crate::metrics::{MessageOutcome, Metrics};
 use crate::retry::{retry, RetryPolicy};
 use crate::store::Store;
@@ -66,6 +71,8 @@ pub struct RoomDeps {
     pub files: FileDeps,
     /// What the chat commands need.
     pub commands: commands::CommandDeps,
+    /// Config `limits.room_queue_max`: messages waiting per chat.
+    pub queue_max: usize,
 }
 
 /// A chat as the core speaks to it: its id and its messenger. Cheap to clone.
@@ -126,15 +133,22 @@ impl Chat {
 pub struct RoomActor {
     chat: Chat,
     deps: Arc<RoomDeps>,
+    /// The messages waiting behind the one being answered.
+    queue: RoomQueue,
+    /// A message is being answered.
+    busy: bool,
     _ctx: ChildCtx,
 }
 
 impl RoomActor {
     /// A fresh incarnation for `chat`.
     pub fn new(chat: Chat, deps: Arc<RoomDeps>, ctx: ChildCtx) -> Self {
+        let queue = RoomQueue::new(deps.queue_max);
         Self {
             chat,
             deps,
+            queue,
+            busy: false,
             _ctx: ctx,
         }
     }
@@ -144,11 +158,23 @@ impl Actor for RoomActor {
     type Context = Context<Self>;
 
     /// Every incarnation first finishes what its chat left pending in the journal (after a
-    /// crash of the process or of a previous incarnation), in journal order.
+    /// crash of the process or of a previous incarnation), in journal order: those messages
+    /// go first into the queue.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let chat = self.chat.clone();
-        let deps = self.deps.clone();
-        ctx.wait(resume_pending(chat, deps).into_actor(self));
+        match self.deps.journal.pending() {
+            Ok(entries) => {
+                for entry in entries
+                    .into_iter()
+                    .filter(|e| e.room_id == self.chat.id.as_str())
+                {
+                    self.queue.push_resumed(queue::Queued::Resumed(entry));
+                }
+            }
+            Err(error) => {
+                tracing::error!(chat = ?self.chat, %error, "cannot read the journal to resume");
+            }
+        }
+        self.pump(ctx);
     }
 }
 actors::supervised_actor!(RoomActor);
@@ -181,47 +207,34 @@ impl Handler<UserMessage> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: UserMessage, ctx: &mut Context<Self>) {
-        let work = process(self.chat.clone(), self.deps.clone(), msg);
-        // Strict order: the next message of this chat waits for this one.
-        ctx.wait(work.into_actor(self));
+        // Strict order: it waits in the queue behind the messages before it.
+        self.enqueue(queue::Queued::Text(msg), ctx);
     }
 }
 
-/// Answers the chat's pending journal entries, oldest first.
-async fn resume_pending(chat: Chat, deps: Arc<RoomDeps>) {
-    let entries = match deps.journal.pending() {
-        Ok(entries) => entries,
-        Err(error) => {
-            tracing::error!(chat = ?chat, %error, "cannot read the journal to resume");
-            return;
-        }
+/// Answers one journal entry left pending by an earlier run or incarnation.
+async fn resume_pending(chat: Chat, deps: Arc<RoomDeps>, entry: JournalEntry) {
+    let msg = UserMessage {
+        id: MessageId::new(entry.event_id.clone()),
+        sender: PersonId::new(entry.sender),
+        display_name: None,
+        body: entry.body,
     };
-    for entry in entries
-        .into_iter()
-        .filter(|e| e.room_id == chat.id.as_str())
-    {
-        let msg = UserMessage {
-            id: MessageId::new(entry.event_id.clone()),
-            sender: PersonId::new(entry.sender),
-            display_name: None,
-            body: entry.body,
-        };
-        let resumes = {
-            let mut map = deps.resumes.lock();
-            let n = map.entry(entry.event_id).or_insert(0);
-            *n += 1;
-            *n
-        };
-        tracing::info!(chat = ?chat, event_id = %msg.id, resumes, "resuming a journaled message");
-        if resumes > MAX_RESUMES {
-            tracing::error!(chat = ?chat, event_id = %msg.id,
-                "giving up on a message that keeps failing its chat");
-            chat.notice(&msg, texts::internal_error()).await;
-            finish(&deps, &msg).await;
-            continue;
-        }
-        process(chat.clone(), deps.clone(), msg).await;
+    let resumes = {
+        let mut map = deps.resumes.lock();
+        let n = map.entry(entry.event_id).or_insert(0);
+        *n += 1;
+        *n
+    };
+    tracing::info!(chat = ?chat, event_id = %msg.id, resumes, "resuming a journaled message");
+    if resumes > MAX_RESUMES {
+        tracing::error!(chat = ?chat, event_id = %msg.id,
+            "giving up on a message that keeps failing its chat");
+        chat.notice(&msg, texts::internal_error()).await;
+        finish(&deps, &msg).await;
+        return;
     }
+    process(chat, deps, msg).await;
 }
 
 /// Answers one message unless it was answered already, then marks it done.
@@ -317,6 +330,7 @@ async fn answer(
         turn_id: request.turn_id.clone(),
         chat_id: record.platform_chat_id.clone(),
         agent_id: route.id.clone(),
+        sender: msg.sender.clone(),
     };
     deps.commands
         .inflight

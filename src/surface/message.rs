@@ -31,6 +31,21 @@ pub enum IncomingBody {
     Text(String),
     /// A file, image, audio or video.
     File(IncomingFile),
+    /// An edit of an earlier message of the chat: not a new message. The core honours it
+    /// only from the original's sender, and only while the original still waits in its
+    /// chat's queue (see `docs/ARCHITECTURE.md`, "Edits and redactions").
+    Edit {
+        /// The message edited.
+        of: MessageId,
+        /// Its new text.
+        text: String,
+    },
+    /// An earlier message withdrawn by its sender (Matrix: a redaction). The core honours
+    /// it only from the original's sender, while the original still waits in the queue.
+    Withdraw {
+        /// The message withdrawn.
+        of: MessageId,
+    },
 }
 
 /// A file a person sent, as the message describes it (not downloaded yet).

@@ -14,11 +14,12 @@ use matrix_sdk::event_handler::RawEvent;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{
     Request as CreateRoomRequest, RoomPreset,
 };
-use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
+use matrix_sdk::ruma::events::relation::{InReplyTo, Replacement, Reply};
 use matrix_sdk::ruma::events::room::encrypted::OriginalSyncRoomEncryptedEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::{
     OriginalSyncRoomMessageEvent, Relation, RoomMessageEventContent,
+    RoomMessageEventContentWithoutRelation,
 };
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::serde::Raw;
@@ -486,6 +487,71 @@ impl Person {
             in_reply_to.to_owned(),
         ))));
         self.send_content(room_id, content).await
+    }
+
+    /// Sends a reply to `in_reply_to` the way older clients do: `body` under a fallback
+    /// quote of `quoted` (`> <@sender> quoted`, then a blank line); returns its event id.
+    pub async fn send_reply_with_fallback(
+        &self,
+        room_id: &RoomId,
+        in_reply_to: &matrix_sdk::ruma::EventId,
+        quoted_sender: &UserId,
+        quoted: &str,
+        body: &str,
+    ) -> anyhow::Result<OwnedEventId> {
+        let fallback: Vec<String> = quoted
+            .lines()
+            .enumerate()
+            .map(|(i, line)| match i {
+                0 => format!("> <{quoted_sender}> {line}"),
+                _ => format!("> {line}"),
+            })
+            .collect();
+        let full = format!("{}\n\n{body}", fallback.join("\n"));
+        let mut content = RoomMessageEventContent::text_plain(full);
+        content.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
+            in_reply_to.to_owned(),
+        ))));
+        self.send_content(room_id, content).await
+    }
+
+    /// Edits this person's message `original` to `new_body` (`m.replace`, with the `* `
+    /// fallback body clients send); returns the edit's event id.
+    pub async fn send_edit(
+        &self,
+        room_id: &RoomId,
+        original: &matrix_sdk::ruma::EventId,
+        new_body: &str,
+    ) -> anyhow::Result<OwnedEventId> {
+        let mut content = RoomMessageEventContent::text_plain(format!("* {new_body}"));
+        content.relates_to = Some(Relation::Replacement(Replacement::new(
+            original.to_owned(),
+            RoomMessageEventContentWithoutRelation::text_plain(new_body),
+        )));
+        self.send_content(room_id, content).await
+    }
+
+    /// Redacts an event; returns the redaction's event id, or the homeserver's refusal.
+    pub async fn redact(
+        &self,
+        room_id: &RoomId,
+        event_id: &matrix_sdk::ruma::EventId,
+    ) -> anyhow::Result<OwnedEventId> {
+        let room = self.room(room_id).await?;
+        let response = room
+            .redact(event_id, None, None)
+            .await
+            .with_context(|| format!("{} redacting {event_id} in {room_id}", self.user_id()))?;
+        Ok(response.event_id)
+    }
+
+    /// Invites `user` to a room.
+    pub async fn invite(&self, room_id: &RoomId, user: &UserId) -> anyhow::Result<()> {
+        self.room(room_id)
+            .await?
+            .invite_user_by_id(user)
+            .await
+            .with_context(|| format!("{} inviting {user} to {room_id}", self.user_id()))
     }
 
     /// Sends any `m.room.message` content; returns its event id.

@@ -6,9 +6,11 @@
 mod busy;
 mod commands;
 mod confirmations;
+mod edits;
 mod files;
 mod limits;
 mod message_path;
 mod output;
+mod owner;
 mod support;
 mod trust;

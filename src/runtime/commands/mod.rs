@@ -42,6 +42,8 @@ pub struct InFlight {
     pub chat_id: String,
     /// Its agent.
     pub agent_id: String,
+    /// Whose message it answers (they may cancel it, as may the chat's owner).
+    pub sender: crate::surface::PersonId,
 }
 
 /// What commands need.
@@ -103,8 +105,15 @@ pub(super) async fn execute(
 ) -> bool {
     let cmd = &deps.commands;
     let sender = msg.sender.as_str();
-    if command.is_admin_only() && !cmd.access.is_admin(sender) {
-        return chat.notice(msg, texts::ADMIN_ONLY).await;
+    let asker = asker(cmd, record, sender);
+    if !crate::commands::may_run(&command, asker) {
+        tracing::info!(room_id = %chat.id, command = command.name(), sender,
+            owner = %record.owner, "refusing a command the asker may not run here");
+        let text = match crate::commands::permission(&command) {
+            crate::commands::Permission::Admin => texts::ADMIN_ONLY,
+            _ => texts::OWNER_ONLY,
+        };
+        return chat.notice(msg, text).await;
     }
     tracing::info!(command = command.name(), sender, "command");
     let result = match command {
@@ -125,6 +134,14 @@ pub(super) async fn execute(
         Command::No => return confirm::answer(chat, deps, msg, false).await,
     };
     chat.notice(msg, &answer_text(result)).await
+}
+
+/// Who `sender` is in the chat of `record`: its owner, an admin, both or neither.
+pub fn asker(cmd: &CommandDeps, record: &RoomRecord, sender: &str) -> crate::commands::Asker {
+    crate::commands::Asker {
+        owner: record.owner == sender,
+        admin: cmd.access.is_admin(sender),
+    }
 }
 
 /// The text a command's result is answered with (internal failures are logged here).

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix::{AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{Context, Handler, Message};
 use parking_lot::Mutex;
 use tracing::Instrument;
 
@@ -127,11 +127,15 @@ impl Handler<UserFile> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: UserFile, ctx: &mut Context<Self>) {
-        let span = tracing::info_span!("file", room_id = %self.chat.id, event_id = %msg.id);
-        let work = receive(self.chat.clone(), self.deps.clone(), msg).instrument(span);
         // Same strict order as text: a file is in place before the next message is answered.
-        ctx.wait(work.into_actor(self));
+        self.enqueue(super::queue::Queued::File(msg), ctx);
     }
+}
+
+/// Receives a file message taken from the chat's queue.
+pub(super) async fn receive_queued(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
+    let span = tracing::info_span!("file", room_id = %chat.id, event_id = %msg.id);
+    receive(chat, deps, msg).instrument(span).await;
 }
 
 /// The route of the chat's agent, or the notice to answer with.

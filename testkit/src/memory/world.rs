@@ -339,6 +339,56 @@ impl World {
         id
     }
 
+    /// `person` edits the message `of` in `chat` to `text` (as a messenger would, the post
+    /// shows the new text only if `person` wrote it); returns the edit's own id.
+    pub fn edit(&self, person: &PersonId, chat: &ChatId, of: &MessageId, text: &str) -> MessageId {
+        let id = {
+            let mut state = self.inner.state.lock();
+            let id = MessageId::new(state.mint('$'));
+            if let Some(post) = state
+                .chats
+                .get_mut(chat)
+                .and_then(|c| c.posts.iter_mut().find(|p| &p.id == of))
+                .filter(|p| &p.sender == person)
+            {
+                post.edits.push(text.to_owned());
+            }
+            id
+        };
+        self.log(Event::Message(Incoming {
+            chat: chat.clone(),
+            id: id.clone(),
+            sender: person.clone(),
+            display_name: None,
+            body: IncomingBody::Edit {
+                of: of.clone(),
+                text: text.to_owned(),
+            },
+        }));
+        id
+    }
+
+    /// `person` withdraws (redacts) the message `of` in `chat`; returns the redaction's id.
+    pub fn redact(&self, person: &PersonId, chat: &ChatId, of: &MessageId) -> MessageId {
+        let id = MessageId::new(self.inner.state.lock().mint('$'));
+        self.log(Event::Message(Incoming {
+            chat: chat.clone(),
+            id: id.clone(),
+            sender: person.clone(),
+            display_name: None,
+            body: IncomingBody::Withdraw { of: of.clone() },
+        }));
+        id
+    }
+
+    /// `person` joins `chat` (invited by its owner, say), so their messages reach the bot.
+    pub fn join(&self, person: &PersonId, chat: &ChatId) {
+        if let Some(state) = self.inner.state.lock().chats.get_mut(chat) {
+            state.invited.remove(person);
+            state.members.insert(person.clone());
+        }
+    }
+
     /// Many messages at once (one log append): `(person, chat, text)` each; returns their
     /// ids in order. They are not kept as posts (benchmarks: the log is what the bot reads).
     pub fn say_many(

@@ -1,0 +1,166 @@
+//! The room actor's queue in motion: taking messages in, one turn at a time, and what an
+//! edit or a withdrawal (Matrix: a redaction) of a waiting message does.
+//!
+//! Why this exists: the actor must keep receiving while a turn runs — an edit or a
+//! redaction of a message waiting behind it can only be honoured then — so the turn runs as
+//! a spawned future and the next message is taken from the [`super::queue`] when it ends.
+//! The rules (see `docs/ARCHITECTURE.md`, "Edits and redactions"):
+//! - an edit from the original's sender of their latest message still waiting replaces its
+//!   text (in the journal too, so a restart answers the edited text); any other edit is
+//!   ignored, with no reply (logged at debug);
+//! - a redaction from the original's sender of a message still waiting withdraws it: it is
+//!   marked done in the journal and never reaches the agent; any other is ignored;
+//! - past `limits.room_queue_max` waiting messages, a new one is not taken: it is marked
+//!   done (so nothing loops on it) and the chat is told once per burst.
+
+use std::sync::Arc;
+
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+
+use super::queue::{Pushed, Queued};
+use super::{Chat, RoomActor, RoomDeps, UserMessage};
+use crate::surface::{AnswerPart, MessageId, OutMessage, PersonId, SendKey};
+use crate::texts;
+
+/// What a person did to one of their earlier messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Edited it to this text.
+    Edit(String),
+    /// Withdrew it (a redaction).
+    Withdraw,
+}
+
+/// An edit or withdrawal of an earlier message of this chat.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Amend {
+    /// The message changed.
+    pub of: MessageId,
+    /// Who asked (honoured only if they sent `of`).
+    pub sender: PersonId,
+    /// The edit or withdrawal event's own id (for the log).
+    pub id: MessageId,
+    /// What they did.
+    pub change: Change,
+}
+
+impl RoomActor {
+    /// Takes a message in: queued, or refused when the queue is full.
+    pub(super) fn enqueue(&mut self, item: Queued, ctx: &mut Context<Self>) {
+        let (id, sender) = (item.id().to_owned(), item.sender().to_owned());
+        match self.queue.push(item.clone()) {
+            Pushed::Taken => self.pump(ctx),
+            Pushed::Duplicate => {
+                tracing::debug!(room_id = %self.chat.id, event_id = %id, "already waiting");
+            }
+            Pushed::Refused { notify } => {
+                tracing::warn!(room_id = %self.chat.id, event_id = %id, %sender,
+                    waiting = self.queue.len(), notify,
+                    "the chat's queue is full; not taking the message");
+                let (chat, deps) = (self.chat.clone(), self.deps.clone());
+                ctx.spawn(refuse(chat, deps, item, notify).into_actor(self));
+            }
+        }
+    }
+
+    /// Starts answering the next waiting message, unless one is being answered.
+    pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let Some(next) = self.queue.pop() else {
+            return;
+        };
+        self.busy = true;
+        let work = run(self.chat.clone(), self.deps.clone(), next);
+        ctx.spawn(work.into_actor(self).map(|(), actor, ctx| {
+            actor.busy = false;
+            actor.pump(ctx);
+        }));
+    }
+}
+
+/// Answers one message taken from the queue.
+async fn run(chat: Chat, deps: Arc<RoomDeps>, item: Queued) {
+    match item {
+        Queued::Text(msg) => super::process(chat, deps, msg).await,
+        Queued::Resumed(entry) => super::resume_pending(chat, deps, entry).await,
+        Queued::File(file) => super::attachments::receive_queued(chat, deps, file).await,
+    }
+}
+
+/// A message not taken: marked done so it is never answered nor resumed; the chat is told
+/// once per burst (replying to the first message refused).
+async fn refuse(chat: Chat, deps: Arc<RoomDeps>, item: Queued, notify: bool) {
+    let msg = UserMessage {
+        id: MessageId::new(item.id()),
+        sender: PersonId::new(item.sender()),
+        display_name: None,
+        body: String::new(),
+    };
+    if !matches!(item, Queued::File(_)) {
+        super::finish(&deps, &msg).await;
+    }
+    if notify {
+        let text = texts::queue_full(deps.queue_max);
+        let notice = OutMessage::notice_to(
+            msg.reply_to(),
+            text,
+            SendKey::answer(&msg.id, AnswerPart::Notice),
+        );
+        if let Err(error) = chat.send(notice).await {
+            tracing::warn!(room_id = %chat.id, %error, "cannot tell the chat its queue is full");
+        }
+    }
+}
+
+impl Handler<Amend> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, amend: Amend, ctx: &mut Context<Self>) {
+        let room_id = self.chat.id.clone();
+        match amend.change {
+            Change::Edit(text) => match self.queue.edit(&amend.of, &amend.sender, &text) {
+                Ok(()) => {
+                    tracing::info!(%room_id, event_id = %amend.of, edit = %amend.id,
+                        "a waiting message was edited; answering the new text");
+                    let journal = self.deps.journal.clone();
+                    let of = amend.of;
+                    ctx.spawn(
+                        async move {
+                            if let Err(error) = journal.amend(of.as_str(), &text).await {
+                                tracing::error!(event_id = %of, %error,
+                                    "cannot journal an edit; a restart would answer the old text");
+                            }
+                        }
+                        .into_actor(self),
+                    );
+                }
+                Err(why) => tracing::debug!(%room_id, event_id = %amend.of, edit = %amend.id,
+                    sender = %amend.sender, ?why, "ignoring an edit"),
+            },
+            Change::Withdraw => match self.queue.withdraw(&amend.of, &amend.sender) {
+                Ok(item) => {
+                    tracing::info!(%room_id, event_id = %amend.of, redaction = %amend.id,
+                        "a waiting message was withdrawn; it will not be answered");
+                    let deps = self.deps.clone();
+                    ctx.spawn(
+                        async move {
+                            if !matches!(item, Queued::File(_)) {
+                                if let Err(error) = deps.journal.complete(item.id()).await {
+                                    tracing::error!(event_id = %item.id(), %error,
+                                        "cannot mark a withdrawn message done");
+                                }
+                            }
+                        }
+                        .into_actor(self),
+                    );
+                }
+                Err(why) => tracing::debug!(%room_id, event_id = %amend.of,
+                    redaction = %amend.id, sender = %amend.sender, ?why,
+                    "ignoring a redaction"),
+            },
+        }
+    }
+}

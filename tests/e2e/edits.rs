@@ -1,0 +1,202 @@
+//! Edits, redactions and replies against a real Synapse (issue 12, item 5): an edit of a
+//! message waiting behind a busy turn replaces it; an edit of an answered message gets no
+//! second answer; a redacted waiting message is never answered; a reply is read without
+//! its fallback quote, so a quoted `!clear` does not clear and a command under a quote runs.
+
+use std::time::Duration;
+
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
+use tempfile::TempDir;
+
+use crate::spine::{ask, field, onboard, Stack};
+use crate::support::bot::BotProcess;
+use crate::support::person::Person;
+use crate::support::reference_agent::ReferenceAgent;
+use crate::support::synapse::Synapse;
+use crate::support::WAIT;
+
+/// Long enough that no slow turn here times out.
+const TIMEOUT_SECS: u64 = 40;
+
+/// Synapse, the reference agent (with a timeout slow turns fit in) and the bot.
+pub(crate) async fn slow_stack() -> anyhow::Result<Stack> {
+    let synapse = Synapse::start().await?;
+    let bot_creds = synapse
+        .registrar()
+        .register("surfaces", "bot-password", false)
+        .await?;
+    let agent = ReferenceAgent::start("ref").await;
+    let data = TempDir::new()?;
+    let toml = format!(
+        "[[agents]]\nid = \"ref\"\nname = \"Reference\"\nbase_url = \"{}\"\n\
+         timeout_secs = {TIMEOUT_SECS}\ndefault = true\n",
+        agent.base_url()
+    );
+    let mut bot = BotProcess::start(
+        &synapse,
+        &bot_creds,
+        &data.path().join("bot"),
+        &[],
+        Some(&toml),
+    )
+    .await?;
+    bot.wait_for_log("surfaces is running", WAIT).await?;
+    Ok(Stack {
+        synapse,
+        agent,
+        bot_creds,
+        bot,
+        data,
+        bot_env: Vec::new(),
+    })
+}
+
+/// The room's platform chat id, from its binding.
+pub(crate) async fn chat_id(person: &Person, room: &OwnedRoomId) -> anyhow::Result<String> {
+    let binding = person
+        .wait_for_state_event(room, "org.surfaces.room", "", |_| true, WAIT)
+        .await?;
+    Ok(field(&binding, "platform_chat_id").to_owned())
+}
+
+/// The bot's messages replying to `event` so far.
+async fn answers_to(
+    stack: &Stack,
+    person: &Person,
+    room: &OwnedRoomId,
+    event: &OwnedEventId,
+) -> Vec<String> {
+    person
+        .messages(room)
+        .await
+        .into_iter()
+        .filter(|m| m.sender == stack.bot_id() && m.in_reply_to.as_ref() == Some(event))
+        .map(|m| m.body)
+        .collect()
+}
+
+/// Waits for the bot's reply to `event`; returns its body.
+async fn answer(
+    stack: &Stack,
+    person: &Person,
+    room: &OwnedRoomId,
+    event: &OwnedEventId,
+) -> anyhow::Result<String> {
+    let bot = stack.bot_id().to_owned();
+    Ok(person
+        .wait_for_message(
+            room,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(event),
+            WAIT,
+        )
+        .await?
+        .body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_redactions_of_waiting_and_answered_messages() -> anyhow::Result<()> {
+    let stack = slow_stack().await?;
+    let alice = stack.person("alice").await?;
+    let a = onboard(&stack, &alice).await?;
+    let c1 = chat_id(&alice, &a.chat).await?;
+
+    // A slow turn holds the chat; what follows waits in its queue.
+    stack
+        .agent
+        .set_chat_delay(&c1, Duration::from_secs(TIMEOUT_SECS - 10));
+    let slow = alice.send_text(&a.chat, "hold the chat").await?;
+    assert!(stack.agent.wait_for_turn_text("hold the chat", WAIT).await);
+    let secret = alice.send_text(&a.chat, "my secret").await?;
+    alice.redact(&a.chat, &secret).await?;
+    let draft = alice.send_text(&a.chat, "draft").await?;
+    let edit = alice.send_edit(&a.chat, &draft, "final text").await?;
+    // Release the chat: the owner cancels the slow turn (after the edit, in the same order).
+    stack.agent.set_chat_delay(&c1, Duration::ZERO);
+    alice.send_text(&a.chat, "!cancel").await?;
+    assert_eq!(answer(&stack, &alice, &a.chat, &slow).await?, "Cancelled.");
+
+    // The edited text is what the agent answered, once.
+    assert_eq!(
+        answer(&stack, &alice, &a.chat, &draft).await?,
+        "ref-agent ref got: final text"
+    );
+    // An edit of an answered message: no second answer, no turn.
+    let ping = alice.send_text(&a.chat, "ping").await?;
+    assert_eq!(
+        answer(&stack, &alice, &a.chat, &ping).await?,
+        "ref-agent ref got: ping"
+    );
+    let late_edit = alice.send_edit(&a.chat, &ping, "ping edited").await?;
+    let reply = ask(&stack, &alice, &a.chat, "pong").await?;
+    assert_eq!(reply.body, "ref-agent ref got: pong");
+
+    assert!(
+        answers_to(&stack, &alice, &a.chat, &secret)
+            .await
+            .is_empty(),
+        "the redacted message was answered"
+    );
+    assert!(answers_to(&stack, &alice, &a.chat, &edit).await.is_empty());
+    assert!(answers_to(&stack, &alice, &a.chat, &late_edit)
+        .await
+        .is_empty());
+    assert_eq!(answers_to(&stack, &alice, &a.chat, &ping).await.len(), 1);
+    let texts: Vec<String> = stack.agent.turns().into_iter().map(|t| t.text).collect();
+    assert_eq!(
+        texts,
+        ["hold the chat", "final text", "ping", "pong"],
+        "turns the agent ran"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_read_without_their_fallback_quote() -> anyhow::Result<()> {
+    let stack = slow_stack().await?;
+    let alice = stack.person("alice").await?;
+    let a = onboard(&stack, &alice).await?;
+    let c1 = chat_id(&alice, &a.chat).await?;
+    let hello = alice.send_text(&a.chat, "hello").await?;
+    let answer_id = {
+        let bot = stack.bot_id().to_owned();
+        alice
+            .wait_for_message(
+                &a.chat,
+                |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&hello),
+                WAIT,
+            )
+            .await?
+            .event_id
+    };
+
+    // A reply quoting `!clear`: the quote is not a command; the agent gets the reply alone.
+    let quoting = alice
+        .send_reply_with_fallback(&a.chat, &hello, alice.user_id(), "!clear", "thanks")
+        .await?;
+    let reply = answer(&stack, &alice, &a.chat, &quoting).await?;
+    assert_eq!(reply, "ref-agent ref got: thanks");
+    assert_eq!(chat_id(&alice, &a.chat).await?, c1, "nothing was cleared");
+
+    // A command under a quote is a command.
+    let settings = alice
+        .send_reply_with_fallback(
+            &a.chat,
+            &answer_id,
+            stack.bot_id(),
+            "ref-agent ref got: hello",
+            "!settings",
+        )
+        .await?;
+    let bot = stack.bot_id().to_owned();
+    let answered = alice
+        .wait_for_message(
+            &a.chat,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&settings),
+            WAIT,
+        )
+        .await?;
+    assert_eq!(answered.msgtype, "m.notice", "{}", answered.body);
+    let texts: Vec<String> = stack.agent.turns().into_iter().map(|t| t.text).collect();
+    assert_eq!(texts, ["hello", "thanks"]);
+    Ok(())
+}
