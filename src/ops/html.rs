@@ -535,6 +535,26 @@ mod tests {
     }
 
     #[test]
+    fn rejected_and_failed_rooms_are_listed_on_the_page_and_in_the_cli() {
+        let mut s = status();
+        s.reconciliation.failed = vec![super::super::status::RoomProblem {
+            room_id: "!unwritable:hs".into(),
+            reason: "cannot write its binding back: forbidden".into(),
+        }];
+        let page = render(&s);
+        assert!(page.contains("id=\"rejected-rooms\""), "{page}");
+        assert!(page.contains("<code>!unwritable:hs</code></td><td>cannot write its binding back"));
+        let table = crate::ops::cli::render_table(&s);
+        assert!(table.contains("REJECTED (not adopted): 1"), "{table}");
+        assert!(table.contains("!forged:hs"), "{table}");
+        assert!(table.contains("FAILED (could not be read or written back): 1"), "{table}");
+        assert!(table.contains("!unwritable:hs"), "{table}");
+        let json = serde_json::to_value(&s).expect("serializes");
+        assert_eq!(json["reconciliation"]["rejected"][0]["room_id"], "!forged:hs");
+        assert_eq!(json["reconciliation"]["failed"][0]["room_id"], "!unwritable:hs");
+    }
+
+    #[test]
     fn escaping_and_times() {
         assert_eq!(escape("a<b>&\"'c"), "a&lt;b&gt;&amp;&quot;&#39;c");
         assert_eq!(ago(10_000, 4_000), "6 s ago");
