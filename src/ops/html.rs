@@ -155,12 +155,7 @@ fn empty_row(out: &mut String, columns: usize, text: &str) {
 }
 
 /// A table of rooms the reconciliation rejected or could not handle (`id`: the table's id).
-fn problems_table(
-    out: &mut String,
-    id: &str,
-    what: &str,
-    rooms: &[super::status::RoomProblem],
-) {
+fn problems_table(out: &mut String, id: &str, what: &str, rooms: &[super::status::RoomProblem]) {
     header(out, id, &["Room", "Why"]);
     if rooms.is_empty() {
         empty_row(out, 2, &format!("no room {what}"));
@@ -523,7 +518,10 @@ mod tests {
         assert!(page.contains("panic: &lt;boom&gt; &amp; &quot;quotes&quot;"));
         assert!(page.contains("Ref &lt;agent&gt;"));
         assert!(page.contains("<code>!forged:hs</code></td>"));
-        assert!(page.contains("by the bot (&lt;b&gt;x&lt;/b&gt;)"), "rejected rooms are listed");
+        assert!(
+            page.contains("by the bot (&lt;b&gt;x&lt;/b&gt;)"),
+            "rejected rooms are listed"
+        );
         assert_eq!(page.matches("<script>").count(), 1, "only our own script");
         assert!(page.contains("data-state=\"failed\" data-actor-id=\"room:!a:hs\""));
         assert!(page.contains("not ready"));
@@ -547,11 +545,20 @@ mod tests {
         let table = crate::ops::cli::render_table(&s);
         assert!(table.contains("REJECTED (not adopted): 1"), "{table}");
         assert!(table.contains("!forged:hs"), "{table}");
-        assert!(table.contains("FAILED (could not be read or written back): 1"), "{table}");
+        assert!(
+            table.contains("FAILED (could not be read or written back): 1"),
+            "{table}"
+        );
         assert!(table.contains("!unwritable:hs"), "{table}");
         let json = serde_json::to_value(&s).expect("serializes");
-        assert_eq!(json["reconciliation"]["rejected"][0]["room_id"], "!forged:hs");
-        assert_eq!(json["reconciliation"]["failed"][0]["room_id"], "!unwritable:hs");
+        assert_eq!(
+            json["reconciliation"]["rejected"][0]["room_id"],
+            "!forged:hs"
+        );
+        assert_eq!(
+            json["reconciliation"]["failed"][0]["room_id"],
+            "!unwritable:hs"
+        );
     }
 
     #[test]
