@@ -324,7 +324,9 @@ impl Surface for MatrixSurface {
         let room = self.room(chat)?;
         let person = |id: &UserId| PersonId::new(id.as_str());
         let marker = state::space_binding_sent(&room).await?;
-        let home_sender = marker.as_ref().and_then(|m| m.sender.as_deref().map(person));
+        let home_sender = marker
+            .as_ref()
+            .and_then(|m| m.sender.as_deref().map(person));
         let home = match marker.map(|m| m.content) {
             Some(marker) => match UserId::parse(marker.owner.as_str()) {
                 Ok(owner) => Some(HomeFacts {

@@ -437,14 +437,21 @@ pub fn render_table(status: &Status) -> String {
     }
     for (label, rooms) in [
         ("REJECTED (not adopted)", &status.reconciliation.rejected),
-        ("FAILED (could not be read or written back)", &status.reconciliation.failed),
+        (
+            "FAILED (could not be read or written back)",
+            &status.reconciliation.failed,
+        ),
     ] {
         if rooms.is_empty() {
             continue;
         }
         out.push_str(&format!("{label}: {}\n", rooms.len()));
         for room in rooms {
-            out.push_str(&format!("  {} {}\n", cell(&room.room_id), cell(&room.reason)));
+            out.push_str(&format!(
+                "  {} {}\n",
+                cell(&room.room_id),
+                cell(&room.reason)
+            ));
         }
     }
     out

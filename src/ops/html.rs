@@ -172,12 +172,7 @@ fn empty_row(out: &mut String, columns: usize, text: &str) {
 }
 
 /// A table of rooms the reconciliation rejected or could not handle (`id`: the table's id).
-fn problems_table(
-    out: &mut String,
-    id: &str,
-    what: &str,
-    rooms: &[super::status::RoomProblem],
-) {
+fn problems_table(out: &mut String, id: &str, what: &str, rooms: &[super::status::RoomProblem]) {
     header(out, id, &["Room", "Why"]);
     if rooms.is_empty() {
         empty_row(out, 2, &format!("no room {what}"));
@@ -546,7 +541,10 @@ mod tests {
         });
         assert!(!handler, "no inline event handlers");
         assert!(page.contains("<code>!forged:hs</code></td>"));
-        assert!(page.contains("by the bot (&lt;b&gt;x&lt;/b&gt;)"), "rejected rooms are listed");
+        assert!(
+            page.contains("by the bot (&lt;b&gt;x&lt;/b&gt;)"),
+            "rejected rooms are listed"
+        );
         assert!(page.contains("data-state=\"failed\" data-actor-id=\"room:!a:hs\""));
         assert!(page.contains("not ready"));
         assert!(page.contains("1 min ago"));
@@ -571,6 +569,35 @@ mod tests {
         assert!(js.contains(&format!("{}", u64::from(REFRESH_SECS) * MS_PER_SEC)));
         assert!(!js.contains("REFRESH_MS"));
         assert!(js.contains("data-script"));
+    }
+
+    #[test]
+    fn rejected_and_failed_rooms_are_listed_on_the_page_and_in_the_cli() {
+        let mut s = status();
+        s.reconciliation.failed = vec![super::super::status::RoomProblem {
+            room_id: "!unwritable:hs".into(),
+            reason: "cannot write its binding back: forbidden".into(),
+        }];
+        let page = render(&s);
+        assert!(page.contains("id=\"rejected-rooms\""), "{page}");
+        assert!(page.contains("<code>!unwritable:hs</code></td><td>cannot write its binding back"));
+        let table = crate::ops::cli::render_table(&s);
+        assert!(table.contains("REJECTED (not adopted): 1"), "{table}");
+        assert!(table.contains("!forged:hs"), "{table}");
+        assert!(
+            table.contains("FAILED (could not be read or written back): 1"),
+            "{table}"
+        );
+        assert!(table.contains("!unwritable:hs"), "{table}");
+        let json = serde_json::to_value(&s).expect("serializes");
+        assert_eq!(
+            json["reconciliation"]["rejected"][0]["room_id"],
+            "!forged:hs"
+        );
+        assert_eq!(
+            json["reconciliation"]["failed"][0]["room_id"],
+            "!unwritable:hs"
+        );
     }
 
     #[test]

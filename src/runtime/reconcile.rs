@@ -758,8 +758,8 @@ mod tests {
         ];
         let planned = || {
             plan(
-            "matrix",
-            BOT,
+                "matrix",
+                BOT,
                 &facts,
                 &joined(&["!s", "!old", "!older"]),
                 &[],
@@ -837,9 +837,7 @@ mod tests {
             room_id: "!dm".into(),
             ..RoomFacts::default()
         }];
-        let p = plan(
-            "matrix",
-            BOT, &facts, &joined(&["!dm"]), &[], &[], "echo");
+        let p = plan("matrix", BOT, &facts, &joined(&["!dm"]), &[], &[], "echo");
         assert_eq!(p, Plan::default());
         assert_eq!(chat_seq_of("sfc-12"), Some(12));
         assert_eq!(chat_seq_of("sfc-r12"), None);
@@ -869,37 +867,68 @@ mod tests {
         // Mallory's own room, bound by her to Victor's chat id; a home marker she wrote; a
         // room linked by her into Victor's home; Victor's real chat and home.
         let cases: Vec<(&str, RoomFacts, &str)> = vec![
-            ("bound by another", forged("!f", "@m:x", victim.clone()), "not written by the bot"),
-            ("a room another made", {
-                let mut f = forged("!f", "@m:x", victim.clone());
-                f.binding_sender = Some(BOT.into());
-                f
-            }, "not created by the bot"),
-            ("owner not a member", {
-                let mut f = chat("!f", victim.clone(), None);
-                f.members = vec![BOT.into(), "@m:x".into()];
-                f
-            }, "not a member"),
-            ("forged home", {
-                let mut h = space("!f", "@v:x");
-                h.space_sender = Some("@v:x".into());
-                h
-            }, "home marker was not written by the bot"),
-            ("forged link to a home", {
-                let mut l = legacy_child("!f", "@v:x", "!s");
-                l.parent_sender = Some("@m:x".into());
-                l
-            }, "link to a home was not written by the bot"),
-            ("out-of-range chat id", chat("!f", binding("@v:x", "sfc-18446744073709551615", 2), None),
-                "could have minted"),
-            ("out-of-range index", chat("!f", binding("@v:x", "sfc-9", u32::MAX), None), "out of range"),
+            (
+                "bound by another",
+                forged("!f", "@m:x", victim.clone()),
+                "not written by the bot",
+            ),
+            (
+                "a room another made",
+                {
+                    let mut f = forged("!f", "@m:x", victim.clone());
+                    f.binding_sender = Some(BOT.into());
+                    f
+                },
+                "not created by the bot",
+            ),
+            (
+                "owner not a member",
+                {
+                    let mut f = chat("!f", victim.clone(), None);
+                    f.members = vec![BOT.into(), "@m:x".into()];
+                    f
+                },
+                "not a member",
+            ),
+            (
+                "forged home",
+                {
+                    let mut h = space("!f", "@v:x");
+                    h.space_sender = Some("@v:x".into());
+                    h
+                },
+                "home marker was not written by the bot",
+            ),
+            (
+                "forged link to a home",
+                {
+                    let mut l = legacy_child("!f", "@v:x", "!s");
+                    l.parent_sender = Some("@m:x".into());
+                    l
+                },
+                "link to a home was not written by the bot",
+            ),
+            (
+                "out-of-range chat id",
+                chat("!f", binding("@v:x", "sfc-18446744073709551615", 2), None),
+                "could have minted",
+            ),
+            (
+                "out-of-range index",
+                chat("!f", binding("@v:x", "sfc-9", u32::MAX), None),
+                "out of range",
+            ),
         ];
         for (name, bad, reason) in cases {
             for store_lost in [true, false] {
                 let mut user = UserRecord::new("@v:x");
                 user.space_id = Some("!s".into());
                 user.next_chat_index = 2;
-                let known_rooms = if store_lost { vec![] } else { vec![record("!c", &victim)] };
+                let known_rooms = if store_lost {
+                    vec![]
+                } else {
+                    vec![record("!c", &victim)]
+                };
                 let known_users = if store_lost { vec![] } else { vec![user] };
                 // With an intact store only the unknown room is walked.
                 let mut facts = vec![bad.clone()];
@@ -927,8 +956,11 @@ mod tests {
                 assert!(p.conflicts.is_empty(), "{name}: {:?}", p.conflicts);
                 assert!(p.chat_seq_at_least <= 3, "{name}: counter moved");
                 assert!(
-                    p.users.iter().all(|u| u.next_chat_index == 2 && u.space_id.as_deref() == Some("!s")),
-                    "{name}: {:?}", p.users
+                    p.users
+                        .iter()
+                        .all(|u| u.next_chat_index == 2 && u.space_id.as_deref() == Some("!s")),
+                    "{name}: {:?}",
+                    p.users
                 );
                 if store_lost {
                     assert_eq!(p.rooms, vec![record("!c", &victim)], "{name}");
@@ -960,12 +992,40 @@ mod tests {
         let a = binding("@a:x", "sfc-5", 1);
         let twins = vec![chat("!b", a.clone(), None), chat("!a", a.clone(), None)];
         // Store lost: the lowest room id keeps it, the other is reported.
-        let p = plan("matrix", BOT, &twins, &joined(&["!a", "!b"]), &[], &[], "echo");
-        assert_eq!(p.rooms.iter().map(|r| r.room_id.as_str()).collect::<Vec<_>>(), vec!["!a"]);
-        assert_eq!(rejected(&p), vec![("!b", "another room (!a) holds the same chat id")]);
+        let p = plan(
+            "matrix",
+            BOT,
+            &twins,
+            &joined(&["!a", "!b"]),
+            &[],
+            &[],
+            "echo",
+        );
+        assert_eq!(
+            p.rooms
+                .iter()
+                .map(|r| r.room_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["!a"]
+        );
+        assert_eq!(
+            rejected(&p),
+            vec![("!b", "another room (!a) holds the same chat id")]
+        );
         // The room the store knew with that id keeps it, walked or not.
-        let p = plan("matrix", BOT, &twins, &joined(&["!a", "!b"]), &[record("!b", &a)], &[], "echo");
-        assert_eq!(rejected(&p), vec![("!a", "another room (!b) holds the same chat id")]);
+        let p = plan(
+            "matrix",
+            BOT,
+            &twins,
+            &joined(&["!a", "!b"]),
+            &[record("!b", &a)],
+            &[],
+            "echo",
+        );
+        assert_eq!(
+            rejected(&p),
+            vec![("!a", "another room (!b) holds the same chat id")]
+        );
         let p = plan(
             "matrix",
             BOT,
@@ -975,7 +1035,10 @@ mod tests {
             &[],
             "echo",
         );
-        assert_eq!(rejected(&p), vec![("!a", "another room (!b) holds the same chat id")]);
+        assert_eq!(
+            rejected(&p),
+            vec![("!a", "another room (!b) holds the same chat id")]
+        );
         assert!(p.rooms.is_empty());
     }
 
@@ -988,7 +1051,15 @@ mod tests {
             chat("!c", top, Some("!s")),
             legacy_child("!l", "@a:x", "!s"),
         ];
-        let p = plan("matrix", BOT, &facts, &joined(&["!s", "!c", "!l"]), &[], &[], "echo");
+        let p = plan(
+            "matrix",
+            BOT,
+            &facts,
+            &joined(&["!s", "!c", "!l"]),
+            &[],
+            &[],
+            "echo",
+        );
         assert_eq!(p.users[0].next_chat_index, MAX_CHAT_INDEX + 2);
         // A store that holds a forged id (adopted by an older version) does not move it.
         let bad = binding("@a:x", "sfc-18446744073709551615", 1);

@@ -29,7 +29,11 @@ async fn status(stack: &Stack) -> anyhow::Result<Value> {
         .get(format!("{}/status.json", stack.bot.ops_url()))
         .send()
         .await?;
-    anyhow::ensure!(response.status().is_success(), "/status.json: {}", response.status());
+    anyhow::ensure!(
+        response.status().is_success(),
+        "/status.json: {}",
+        response.status()
+    );
     Ok(serde_json::from_str(&response.text().await?)?)
 }
 
@@ -48,11 +52,7 @@ fn listed(status: &Value, list: &str) -> Vec<String> {
 
 /// `person` opens a direct chat with the bot, waits until the bot joined, then writes
 /// `binding` into it themselves (they created the room: they have the power to).
-async fn forge(
-    stack: &Stack,
-    person: &Person,
-    binding: Value,
-) -> anyhow::Result<OwnedRoomId> {
+async fn forge(stack: &Stack, person: &Person, binding: Value) -> anyhow::Result<OwnedRoomId> {
     let bot = stack.bot_id();
     let room = person.create_dm(bot).await?;
     person.wait_for_joined_member(&room, bot, WAIT).await?;
@@ -86,7 +86,11 @@ async fn forged_room_reaches_no_agent(
 ) -> anyhow::Result<()> {
     mallory.send_text(forged, text).await?;
     let reply = ask(stack, alice, chat, &format!("after {text}")).await?;
-    assert!(reply.body.contains(&format!("after {text}")), "{}", reply.body);
+    assert!(
+        reply.body.contains(&format!("after {text}")),
+        "{}",
+        reply.body
+    );
     assert!(
         stack.agent.turns().iter().all(|t| t.text != text),
         "the forged room reached the agent"
@@ -190,7 +194,11 @@ async fn forged_bindings_are_rejected_and_a_room_without_power_does_not_stop_sta
         "{s}"
     );
     forged_room_reaches_no_agent(&stack, &alice, &a.chat, &mallory, &stolen, "steal 2").await?;
-    assert_eq!(chat_id(&alice, &a.chat).await?, c1, "Alice's conversation is hers");
+    assert_eq!(
+        chat_id(&alice, &a.chat).await?,
+        c1,
+        "Alice's conversation is hers"
+    );
     assert!(stack
         .agent
         .turns()
@@ -234,7 +242,10 @@ async fn group_invites_are_declined_and_strangers_do_not_hold_up_onboarding() ->
     carol
         .wait_for_state_event(&group, "m.room.member", bot.as_str(), left, WAIT)
         .await?;
-    assert!(carol.invites().await.is_empty(), "no Space for a group invite");
+    assert!(
+        carol.invites().await.is_empty(),
+        "no Space for a group invite"
+    );
 
     // Strangers invite the bot all at once, then Alice: she is onboarded, and every
     // stranger's invite is declined.

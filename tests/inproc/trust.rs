@@ -23,7 +23,10 @@ fn reconciled(bot: &Bot) -> (Vec<String>, Vec<String>) {
 }
 
 /// Waits for the bot's first post in `chat`.
-async fn first_bot_post(bot: &Bot, chat: &ChatId) -> anyhow::Result<surfaces_testkit::memory::Post> {
+async fn first_bot_post(
+    bot: &Bot,
+    chat: &ChatId,
+) -> anyhow::Result<surfaces_testkit::memory::Post> {
     wait_until(WAIT, POLL, || {
         let post = bot.world.bot_posts(chat).first().cloned();
         async move { post }
@@ -40,7 +43,11 @@ async fn a_forged_binding_is_never_adopted_with_or_without_the_store() -> anyhow
     let (mut bot, alice, chat) = Bot::with_person(setup, "alice").await?;
     let (mallory, _) = bot.onboard("mallory").await?;
     bot.ask(&alice, &chat, "hello").await?;
-    let victim = bot.world.chat(&chat).and_then(|c| c.binding).expect("bound");
+    let victim = bot
+        .world
+        .chat(&chat)
+        .and_then(|c| c.binding)
+        .expect("bound");
 
     // Mallory's own room, bound by her to Alice's conversation (Alice invited, so the
     // owner is a member).
@@ -63,10 +70,15 @@ async fn a_forged_binding_is_never_adopted_with_or_without_the_store() -> anyhow
         let post = first_bot_post(&bot, &forged).await?;
         assert!(post.is_notice(), "not answered by an agent: {post:?}");
         let agent = bot.reference()?;
-        assert!(agent.turns().iter().all(|t| t.text != text), "the forged room reached the agent");
+        assert!(
+            agent.turns().iter().all(|t| t.text != text),
+            "the forged room reached the agent"
+        );
 
         // Alice's conversation is untouched.
-        let reply = bot.ask_text(&alice, &chat, &format!("still mine {without_store}")).await?;
+        let reply = bot
+            .ask_text(&alice, &chat, &format!("still mine {without_store}"))
+            .await?;
         assert!(reply.contains("still mine"), "{reply}");
         assert_eq!(platform_chat(&bot, &chat), victim.platform_chat_id);
         assert!(bot
@@ -90,9 +102,12 @@ async fn forged_numbers_do_not_block_new_chats() -> anyhow::Result<()> {
         chat_index: index,
         archived: false,
     };
-    let end_of_range = bot
-        .world
-        .forge_chat(&mallory, Some(forged("sfc-18446744073709551615", 2)), None, &[]);
+    let end_of_range = bot.world.forge_chat(
+        &mallory,
+        Some(forged("sfc-18446744073709551615", 2)),
+        None,
+        &[],
+    );
     let huge_index = bot
         .world
         .forge_chat(&mallory, Some(forged("sfc-99", u32::MAX)), None, &[]);
@@ -168,13 +183,16 @@ async fn group_invites_are_declined_and_strangers_do_not_delay_onboarding() -> a
     // Every stranger's invite and the group invite are declined; no home for a group.
     wait_until(WAIT, POLL, || {
         let all = strangers.iter().chain([&group]).all(|c| {
-            bot.world
-                .chat(c)
-                .is_some_and(|c| !c.invited.contains(bot.world.bot()) && !c.members.contains(bot.world.bot()))
+            bot.world.chat(c).is_some_and(|c| {
+                !c.invited.contains(bot.world.bot()) && !c.members.contains(bot.world.bot())
+            })
         });
         async move { all.then_some(()) }
     })
     .await?;
-    assert!(bot.world.home_of(&carol).is_none(), "a group invite onboarded");
+    assert!(
+        bot.world.home_of(&carol).is_none(),
+        "a group invite onboarded"
+    );
     Ok(())
 }

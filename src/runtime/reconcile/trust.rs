@@ -56,8 +56,7 @@ pub enum Distrust {
 /// it: decimal, no sign, no leading zero, 1..=[`MAX_CHAT_SEQ`]), if it is one.
 pub fn chat_seq_of(chat_id: &str) -> Option<u64> {
     let digits = chat_id.strip_prefix(CHAT_ID_PREFIX)?;
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits
@@ -168,23 +167,87 @@ mod tests {
         type Change = fn(&mut RoomFacts, &mut Binding);
         let cases: Vec<(&str, Change, Option<&str>)> = vec![
             ("the bot's own", |_, _| {}, None),
-            ("a legacy binding without id", |_, b| b.platform_chat_id = String::new(), None),
-            ("the room's own legacy id", |f, b| b.platform_chat_id = legacy_chat_id(&f.room_id), None),
-            ("bound by someone else", |f, _| f.binding_sender = Some("@m:x".into()), Some("not written by the bot")),
-            ("sender unknown", |f, _| f.binding_sender = None, Some("sender: unknown")),
-            ("a room someone else made", |f, _| f.creator = Some("@m:x".into()), Some("not created by the bot")),
-            ("creator unknown", |f, _| f.creator = None, Some("creator: unknown")),
-            ("owner not in the room", |f, _| f.members = vec![BOT.into(), "@m:x".into()], Some("not a member")),
-            ("another room's legacy id", |_, b| b.platform_chat_id = legacy_chat_id("!other:x"), Some("could have minted")),
-            ("the end of the range", |_, b| b.platform_chat_id = "sfc-18446744073709551615".into(), Some("could have minted")),
-            ("just past the range", |_, b| b.platform_chat_id = format!("sfc-{}", MAX_CHAT_SEQ + 1), Some("could have minted")),
-            ("a leading zero", |_, b| b.platform_chat_id = "sfc-07".into(), Some("could have minted")),
-            ("a sign", |_, b| b.platform_chat_id = "sfc-+7".into(), Some("could have minted")),
-            ("zero", |_, b| b.platform_chat_id = "sfc-0".into(), Some("could have minted")),
-            ("another format", |_, b| b.platform_chat_id = "conv-7".into(), Some("could have minted")),
-            ("an index out of range", |_, b| b.chat_index = MAX_CHAT_INDEX + 1, Some("out of range")),
+            (
+                "a legacy binding without id",
+                |_, b| b.platform_chat_id = String::new(),
+                None,
+            ),
+            (
+                "the room's own legacy id",
+                |f, b| b.platform_chat_id = legacy_chat_id(&f.room_id),
+                None,
+            ),
+            (
+                "bound by someone else",
+                |f, _| f.binding_sender = Some("@m:x".into()),
+                Some("not written by the bot"),
+            ),
+            (
+                "sender unknown",
+                |f, _| f.binding_sender = None,
+                Some("sender: unknown"),
+            ),
+            (
+                "a room someone else made",
+                |f, _| f.creator = Some("@m:x".into()),
+                Some("not created by the bot"),
+            ),
+            (
+                "creator unknown",
+                |f, _| f.creator = None,
+                Some("creator: unknown"),
+            ),
+            (
+                "owner not in the room",
+                |f, _| f.members = vec![BOT.into(), "@m:x".into()],
+                Some("not a member"),
+            ),
+            (
+                "another room's legacy id",
+                |_, b| b.platform_chat_id = legacy_chat_id("!other:x"),
+                Some("could have minted"),
+            ),
+            (
+                "the end of the range",
+                |_, b| b.platform_chat_id = "sfc-18446744073709551615".into(),
+                Some("could have minted"),
+            ),
+            (
+                "just past the range",
+                |_, b| b.platform_chat_id = format!("sfc-{}", MAX_CHAT_SEQ + 1),
+                Some("could have minted"),
+            ),
+            (
+                "a leading zero",
+                |_, b| b.platform_chat_id = "sfc-07".into(),
+                Some("could have minted"),
+            ),
+            (
+                "a sign",
+                |_, b| b.platform_chat_id = "sfc-+7".into(),
+                Some("could have minted"),
+            ),
+            (
+                "zero",
+                |_, b| b.platform_chat_id = "sfc-0".into(),
+                Some("could have minted"),
+            ),
+            (
+                "another format",
+                |_, b| b.platform_chat_id = "conv-7".into(),
+                Some("could have minted"),
+            ),
+            (
+                "an index out of range",
+                |_, b| b.chat_index = MAX_CHAT_INDEX + 1,
+                Some("out of range"),
+            ),
             ("the last index", |_, b| b.chat_index = MAX_CHAT_INDEX, None),
-            ("the last sequence number", |_, b| b.platform_chat_id = format!("sfc-{MAX_CHAT_SEQ}"), None),
+            (
+                "the last sequence number",
+                |_, b| b.platform_chat_id = format!("sfc-{MAX_CHAT_SEQ}"),
+                None,
+            ),
         ];
         for (name, change, expected) in cases {
             let (mut fact, mut binding) = bound("sfc-7", 2);

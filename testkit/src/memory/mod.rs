@@ -12,7 +12,9 @@
 //!
 //! It is a messenger with every capability by default; [`Options`] takes some away (a
 //! messenger without edits, without chat state, without homes) and [`Faults`] makes it fail
-//! the way real ones do (transient send errors, revoked credentials).
+//! the way real ones do (transient send errors, revoked credentials, state writes refused for
+//! want of power, slow declines). [`World::forge_chat`] makes a chat someone else created and
+//! bound, and [`World::invite_bot_to_group`] an invite that is not a direct chat.
 
 mod connector;
 mod surface;

@@ -639,9 +639,8 @@ fn mint_number(id: &ChatId) -> u64 {
 }
 
 pub(super) fn facts_of(id: &ChatId, chat: &ChatState, bot: &PersonId) -> ChatFacts {
-    let sender = |present: bool| {
-        present.then(|| chat.state_sender.clone().unwrap_or_else(|| bot.clone()))
-    };
+    let sender =
+        |present: bool| present.then(|| chat.state_sender.clone().unwrap_or_else(|| bot.clone()));
     ChatFacts {
         chat: id.clone(),
         name: chat.name.clone(),
