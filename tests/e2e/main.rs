@@ -16,4 +16,5 @@ mod files;
 mod harness_smoke;
 mod matrix_glue;
 mod ops;
+mod output;
 mod spine;
