@@ -19,5 +19,6 @@ mod limits;
 mod matrix_glue;
 mod ops;
 mod owner;
+mod output;
 mod spine;
 mod trust;
