@@ -368,8 +368,11 @@ mod tests {
     }
 }
 
-/// Default `limits.room_queue_max`: messages waiting in one chat's queue.
-pub const DEFAULT_ROOM_QUEUE_MAX: usize = 100;
+/// Default `limits.room_queue_max`: messages waiting in one chat's queue. As many as one
+/// catch-up may deliver to a room at once ([`DEFAULT_CATCH_UP_MAX_MESSAGES`]), so a
+/// person's burst from several devices or the messages of a down time are never refused;
+/// a flood beyond that is.
+pub const DEFAULT_ROOM_QUEUE_MAX: usize = 1000;
 
 /// `[limits]`: bounds that keep one person or chat from taking the bot over.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
