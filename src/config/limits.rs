@@ -16,8 +16,11 @@ pub const DEFAULT_MAX_CHATS_PER_PERSON: u32 = 50;
 pub const DEFAULT_MAX_CONCURRENT_CANCELS: u32 = 8;
 /// Default `limits.inbox_retention_hours`: a week.
 pub const DEFAULT_INBOX_RETENTION_HOURS: u64 = 7 * 24;
-/// Default `limits.room_queue_max`: messages waiting in one chat's queue.
-pub const DEFAULT_ROOM_QUEUE_MAX: usize = 100;
+/// Default `limits.room_queue_max`: messages waiting in one chat's queue. As many as one
+/// catch-up may deliver to a room at once (`sync.catch_up_max_messages`), so a person's
+/// burst from several devices or the messages of a down time are never refused; a flood
+/// beyond that is.
+pub const DEFAULT_ROOM_QUEUE_MAX: usize = 1000;
 
 /// `[limits]`: per-person limits.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -137,6 +137,9 @@ pub struct RoomActor {
     queue: RoomQueue,
     /// A message is being answered.
     busy: bool,
+    /// Asked to stop: it stops once the turn running is answered (the supervisor aborts it
+    /// after its shutdown timeout); the messages waiting stay pending in the journal.
+    draining: bool,
     _ctx: ChildCtx,
 }
 
@@ -149,6 +152,7 @@ impl RoomActor {
             deps,
             queue,
             busy: false,
+            draining: false,
             _ctx: ctx,
         }
     }
@@ -175,6 +179,22 @@ impl Actor for RoomActor {
             }
         }
         self.pump(ctx);
+    }
+
+    /// A stop (shutdown, or the chat's actor being stopped) lets the turn running finish and
+    /// its answer go out; nothing new starts (the rest of the runtime is stopping too). The
+    /// text messages waiting stay pending in the journal and the next incarnation answers
+    /// them; files waiting are dropped, as in a crash (they are not journaled).
+    fn stopping(&mut self, _ctx: &mut Context<Self>) -> actix::Running {
+        self.draining = true;
+        if self.busy {
+            return actix::Running::Continue;
+        }
+        if !self.queue.is_empty() {
+            tracing::info!(chat = ?self.chat, waiting = self.queue.len(),
+                "stopping; the messages waiting are answered when the chat starts again");
+        }
+        actix::Running::Stop
     }
 }
 actors::supervised_actor!(RoomActor);

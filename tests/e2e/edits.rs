@@ -1,7 +1,9 @@
 //! Edits, redactions and replies against a real Synapse (issue 12, item 5): an edit of a
 //! message waiting behind a busy turn replaces it; an edit of an answered message gets no
 //! second answer; a redacted waiting message is never answered; a reply is read without
-//! its fallback quote, so a quoted `!clear` does not clear and a command under a quote runs.
+//! its fallback quote, so a quoted `!clear` does not clear and a command under a quote runs;
+//! past `limits.room_queue_max` waiting messages, the chat is told once and the messages
+//! not taken are never answered (item 12, the queue cap).
 
 use std::time::Duration;
 
@@ -18,8 +20,8 @@ use crate::support::WAIT;
 /// Long enough that no slow turn here times out.
 const TIMEOUT_SECS: u64 = 40;
 
-/// Synapse, the reference agent (with a timeout slow turns fit in) and the bot.
-pub(crate) async fn slow_stack() -> anyhow::Result<Stack> {
+/// Synapse, the reference agent (with a timeout slow turns fit in) and the bot, with `env`.
+pub(crate) async fn slow_stack(env: &[(&str, &str)]) -> anyhow::Result<Stack> {
     let synapse = Synapse::start().await?;
     let bot_creds = synapse
         .registrar()
@@ -36,7 +38,7 @@ pub(crate) async fn slow_stack() -> anyhow::Result<Stack> {
         &synapse,
         &bot_creds,
         &data.path().join("bot"),
-        &[],
+        env,
         Some(&toml),
     )
     .await?;
@@ -95,7 +97,7 @@ async fn answer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_and_redactions_of_waiting_and_answered_messages() -> anyhow::Result<()> {
-    let stack = slow_stack().await?;
+    let stack = slow_stack(&[]).await?;
     let alice = stack.person("alice").await?;
     let a = onboard(&stack, &alice).await?;
     let c1 = chat_id(&alice, &a.chat).await?;
@@ -152,7 +154,7 @@ async fn edits_and_redactions_of_waiting_and_answered_messages() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_are_read_without_their_fallback_quote() -> anyhow::Result<()> {
-    let stack = slow_stack().await?;
+    let stack = slow_stack(&[]).await?;
     let alice = stack.person("alice").await?;
     let a = onboard(&stack, &alice).await?;
     let c1 = chat_id(&alice, &a.chat).await?;
@@ -198,5 +200,53 @@ async fn replies_are_read_without_their_fallback_quote() -> anyhow::Result<()> {
     assert_eq!(answered.msgtype, "m.notice", "{}", answered.body);
     let texts: Vec<String> = stack.agent.turns().into_iter().map(|t| t.text).collect();
     assert_eq!(texts, ["hello", "thanks"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_once_and_never_answers_what_it_refused() -> anyhow::Result<()> {
+    let stack = slow_stack(&[("SURFACES__LIMITS__ROOM_QUEUE_MAX", "2")]).await?;
+    let alice = stack.person("alice").await?;
+    let a = onboard(&stack, &alice).await?;
+    let c1 = chat_id(&alice, &a.chat).await?;
+
+    stack
+        .agent
+        .set_chat_delay(&c1, Duration::from_secs(TIMEOUT_SECS - 10));
+    let slow = alice.send_text(&a.chat, "hold the chat").await?;
+    assert!(stack.agent.wait_for_turn_text("hold the chat", WAIT).await);
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(alice.send_text(&a.chat, &format!("m{i}")).await?);
+    }
+    let full = surfaces::texts::queue_full(2);
+    assert_eq!(answer(&stack, &alice, &a.chat, &sent[2]).await?, full);
+    stack.agent.set_chat_delay(&c1, Duration::ZERO);
+    alice.send_text(&a.chat, "!cancel").await?;
+    assert_eq!(answer(&stack, &alice, &a.chat, &slow).await?, "Cancelled.");
+    assert_eq!(
+        answer(&stack, &alice, &a.chat, &sent[0]).await?,
+        "ref-agent ref got: m0"
+    );
+    assert_eq!(
+        answer(&stack, &alice, &a.chat, &sent[1]).await?,
+        "ref-agent ref got: m1"
+    );
+    // The queue emptied: the chat takes messages again.
+    let reply = ask(&stack, &alice, &a.chat, "later").await?;
+    assert_eq!(reply.body, "ref-agent ref got: later");
+
+    for id in &sent[3..] {
+        assert!(answers_to(&stack, &alice, &a.chat, id).await.is_empty());
+    }
+    let notices = alice
+        .messages(&a.chat)
+        .await
+        .into_iter()
+        .filter(|m| m.sender == stack.bot_id() && m.body == full)
+        .count();
+    assert_eq!(notices, 1, "one notice per burst");
+    let texts: Vec<String> = stack.agent.turns().into_iter().map(|t| t.text).collect();
+    assert_eq!(texts, ["hold the chat", "m0", "m1", "later"]);
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::support::WAIT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cannot_clear_and_the_owner_cannot_redact_the_binding() -> anyhow::Result<()> {
-    let stack = slow_stack().await?;
+    let stack = slow_stack(&[]).await?;
     let alice = stack.person("alice").await?;
     let bob = stack.person("bob").await?;
     let a = onboard(&stack, &alice).await?;

@@ -258,3 +258,47 @@ async fn a_full_queue_refuses_once_per_burst_and_never_answers_the_refused() -> 
         .any(|t| ["m2", "m3", "m4"].contains(&t.as_str())));
     Ok(())
 }
+
+#[actix_rt::test]
+async fn a_stop_finishes_the_turn_running_and_keeps_the_messages_waiting() -> anyhow::Result<()> {
+    let (mut bot, alice, chat) = Bot::with_person(reference(), "alice").await?;
+    let (running, waiting) = {
+        let agent = bot.reference()?;
+        agent.set_chat_delay(&platform_chat(&bot, &chat), Duration::from_millis(1000));
+        let running = bot.world.say(&alice, &chat, "running");
+        assert!(agent.wait_for_turn_text("running", WAIT).await);
+        (running, bot.world.say(&alice, &chat, "waiting"))
+    };
+    // Once "waiting" is journaled (then handed to the room actor), stop.
+    let journal = surfaces::journal::Journal::open(&bot.view()?.store)?;
+    surfaces_testkit::wait::wait_until(WAIT, surfaces_testkit::wait::POLL, || {
+        let known = journal.is_known(waiting.as_str()).unwrap_or(false);
+        async move { known.then_some(()) }
+    })
+    .await?;
+    drop(journal);
+    assert_eq!(bot.stop().await?, std::process::ExitCode::SUCCESS);
+    // The turn in flight was answered before the exit; the waiting message was not started.
+    assert_eq!(
+        bot.world.answers_to(&chat, &running)[0].text(),
+        "ref-agent ref got: running"
+    );
+    assert!(
+        bot.world.answers_to(&chat, &waiting).is_empty(),
+        "{}",
+        bot.transcript(&chat)
+    );
+    // The next start answers it, once.
+    bot.start_again().await?;
+    assert_eq!(
+        bot.answer(&chat, &waiting).await?.text(),
+        "ref-agent ref got: waiting"
+    );
+    assert_eq!(
+        bot.ask_text(&alice, &chat, "after").await?,
+        "ref-agent ref got: after"
+    );
+    assert_eq!(bot.world.answers_to(&chat, &waiting).len(), 1);
+    assert_eq!(bot.world.answers_to(&chat, &running).len(), 1);
+    Ok(())
+}

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 
 use super::queue::{Pushed, Queued};
 use super::{Chat, RoomActor, RoomDeps, UserMessage};
@@ -67,6 +67,11 @@ impl RoomActor {
     /// Starts answering the next waiting message, unless one is being answered.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.busy {
+            return;
+        }
+        if self.draining {
+            // Stopping: the turn that ran is answered; the rest waits in the journal.
+            ctx.stop();
             return;
         }
         let Some(next) = self.queue.pop() else {
