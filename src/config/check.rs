@@ -60,6 +60,7 @@ impl Config {
             ));
         }
         self.sync.check(&mut problems);
+        self.replies.check(&mut problems);
         ConfigError::from_problems(problems)
     }
 

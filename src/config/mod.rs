@@ -36,6 +36,7 @@ mod check;
 mod env;
 mod error;
 mod legacy;
+mod replies;
 mod secret;
 mod sections;
 #[cfg(test)]
@@ -52,6 +53,7 @@ pub use legacy::{
     DEFAULT_AGENTS_FILE, LEGACY_AGENT_BASE_URL_ENV, LEGACY_AGENT_ID, LEGACY_AGENT_NAME,
     LEGACY_AGENT_TOKEN_ENV,
 };
+pub use replies::RepliesConfig;
 pub use secret::Secret;
 pub use sections::{
     AccessConfig, CommandsConfig, FilesConfig, LogConfig, LogFormat, MatrixConfig, OpsConfig,
@@ -89,6 +91,7 @@ struct RawConfig {
     files: FilesConfig,
     commands: CommandsConfig,
     sync: SyncConfig,
+    replies: RepliesConfig,
 }
 
 /// The whole, validated configuration.
@@ -122,6 +125,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     /// `[sync]`.
     pub sync: SyncConfig,
+    /// `[replies]`.
+    pub replies: RepliesConfig,
 }
 
 impl Config {
@@ -255,6 +260,7 @@ impl Config {
             files: raw.files,
             commands: raw.commands,
             sync: raw.sync,
+            replies: raw.replies,
         };
         if let Err(e) = config.check() {
             problems.push(e);
