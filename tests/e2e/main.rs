@@ -14,6 +14,7 @@ mod delivery;
 mod exit_code;
 mod files;
 mod harness_smoke;
+mod long_replies;
 mod matrix_glue;
 mod ops;
 mod spine;

@@ -7,5 +7,7 @@ mod busy;
 mod commands;
 mod confirmations;
 mod files;
+mod long_replies;
 mod message_path;
+mod poison;
 mod support;
