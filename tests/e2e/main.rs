@@ -17,4 +17,5 @@ mod harness_smoke;
 mod long_replies;
 mod matrix_glue;
 mod ops;
+mod poison;
 mod spine;
