@@ -5,6 +5,10 @@
 //! the pending entries are handed to their rooms again, in order per room. Done event
 //! ids are remembered, so an event seen again (a replayed sync, a reset sync token) is
 //! not answered twice. Unlike the rest of sled, the journal cannot be rebuilt from Matrix.
+//!
+//! Each pending entry also counts how often it was resumed (durably, before each attempt), so
+//! a message that keeps taking its room or the whole process down is given up after a few
+//! restarts instead of being retried forever.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +38,10 @@ pub struct JournalEntry {
     pub sender: String,
     /// The text.
     pub body: String,
+    /// How many times it was resumed after a restart (of its room actor or of the process).
+    /// Entries written before this was counted load with 0.
+    #[serde(default)]
+    pub resumes: u32,
 }
 
 /// What `accept` decided.
@@ -125,6 +133,7 @@ impl Journal {
             event_id: event_id.to_owned(),
             sender: sender.to_owned(),
             body: body.to_owned(),
+            resumes: 0,
         };
         let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
             tree: PENDING_TREE,
@@ -161,6 +170,29 @@ impl Journal {
         self.done
             .insert(event_id.as_bytes(), &now_ms().to_be_bytes())?;
         Ok(())
+    }
+
+    /// Counts one more resume of a pending message, durably (flushed before it returns, so
+    /// the count survives the attempt crashing the process); returns the new count. A message
+    /// that is not pending (answered meanwhile) counts 0.
+    pub async fn count_resume(&self, event_id: &str) -> Result<u32, StoreError> {
+        let Some(seq) = self.index.get(event_id.as_bytes())? else {
+            return Ok(0);
+        };
+        let Some(bytes) = self.pending.get(&seq)? else {
+            return Ok(0);
+        };
+        let mut entry: JournalEntry =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &seq, e))?;
+        entry.resumes = entry.resumes.saturating_add(1);
+        let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
+            tree: PENDING_TREE,
+            key: event_id.to_owned(),
+            message: e.to_string(),
+        })?;
+        self.pending.insert(&seq, bytes)?;
+        self.commit().await?;
+        Ok(entry.resumes)
     }
 
     /// True if the event was answered.
@@ -344,5 +376,33 @@ mod tests {
         assert_eq!(j.prune_done(Duration::from_secs(3600)).await.unwrap(), 0);
         assert_eq!(j.prune_done(Duration::ZERO).await.unwrap(), 1);
         assert!(!j.is_done("$old").unwrap());
+    }
+
+    #[tokio::test]
+    async fn resume_counts_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = open_in(dir.path());
+            j.accept("!r", "$p", "@u", "poison").await.unwrap();
+            assert_eq!(j.count_resume("$p").await.unwrap(), 1);
+            assert_eq!(j.count_resume("$p").await.unwrap(), 2);
+            assert_eq!(j.count_resume("$unknown").await.unwrap(), 0);
+        }
+        let j = open_in(dir.path());
+        assert_eq!(j.pending().unwrap()[0].resumes, 2);
+        assert_eq!(j.count_resume("$p").await.unwrap(), 3);
+        j.complete("$p").await.unwrap();
+        assert_eq!(j.count_resume("$p").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn entries_written_without_a_count_still_load() {
+        let (_dir, j) = journal().await;
+        let old = br#"{"seq":7,"room_id":"!r","event_id":"$old","sender":"@u","body":"hi"}"#;
+        j.pending.insert(7u64.to_be_bytes(), old.to_vec()).unwrap();
+        j.index.insert(b"$old", &7u64.to_be_bytes()).unwrap();
+        let entries = j.pending().unwrap();
+        assert_eq!((entries[0].event_id.as_str(), entries[0].resumes), ("$old", 0));
+        assert_eq!(j.count_resume("$old").await.unwrap(), 1);
     }
 }

@@ -290,6 +290,36 @@ fn short_path(path: &str) -> String {
     }
 }
 
+/// The name of the file a reply too long for messages is attached as.
+pub const REPLY_FILE_NAME: &str = "reply.md";
+
+/// Added where a turn was cut at the accumulation limit (`limit` written for people).
+pub fn reply_cut(limit: &str) -> String {
+    format!(
+        "✂️ *The reply was cut here: it went past the {} limit for one answer.*",
+        escape_markdown(limit)
+    )
+}
+
+/// A reply too long for messages follows as a file (`size` written for people).
+pub fn reply_as_file(agent_name: &str, size: &str) -> String {
+    format!(
+        "📎 {}'s reply is long ({}), so it is attached as {}.",
+        escape_markdown(agent_name),
+        escape_markdown(size),
+        escape_markdown(REPLY_FILE_NAME)
+    )
+}
+
+/// The messenger refused the reply for good (too large, or not allowed here).
+pub fn reply_undeliverable(agent_name: &str) -> String {
+    format!(
+        "⚠️ {} answered, but this chat refused the reply (it may be too long), so I could not \
+         show it, or not all of it. Ask for a shorter answer or for a file.",
+        escape_markdown(agent_name)
+    )
+}
+
 // --- Chat commands -----------------------------------------------------------------
 
 /// A short form of a platform chat id for people (the last 8 characters).

@@ -32,6 +32,15 @@ impl AgentClient {
         HttpAgent::new(base_url, token, timeout).map(AgentClient::Http)
     }
 
+    /// Cuts a turn past `max_bytes` of text and file events (config `replies.max_turn_bytes`).
+    /// The echo agent's replies are bounded by the message they repeat.
+    pub fn with_max_turn_bytes(mut self, max_bytes: usize) -> Self {
+        if let AgentClient::Http(agent) = &mut self {
+            agent.set_max_turn_bytes(max_bytes);
+        }
+        self
+    }
+
     /// The built-in echo agent.
     pub fn echo() -> Self {
         AgentClient::Echo(EchoAgent::new())

@@ -43,6 +43,8 @@ pub struct HttpAgent {
     base: String,
     timeout: Duration,
     has_token: bool,
+    /// Most bytes one turn may accumulate (see [`TurnAccumulator::with_limit`]).
+    max_turn_bytes: usize,
 }
 
 impl fmt::Debug for HttpAgent {
@@ -160,6 +162,7 @@ impl HttpAgent {
             base: parsed.as_str().trim_end_matches('/').to_owned(),
             timeout,
             has_token,
+            max_turn_bytes: super::accumulator::DEFAULT_MAX_TURN_BYTES,
         })
     }
 
@@ -268,6 +271,11 @@ impl HttpAgent {
         .await
     }
 
+    /// Cuts turns past `max_bytes` of text and file events (config `replies.max_turn_bytes`).
+    pub fn set_max_turn_bytes(&mut self, max_bytes: usize) {
+        self.max_turn_bytes = max_bytes;
+    }
+
     async fn with_timeout<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, AgentError>>,
@@ -307,7 +315,7 @@ impl HttpAgent {
                 )));
             }
             let mut parser = SseParser::new();
-            let mut acc = TurnAccumulator::new();
+            let mut acc = TurnAccumulator::with_limit(self.max_turn_bytes);
             loop {
                 let chunk = resp.chunk().await.map_err(|e| self.map_reqwest(e))?;
                 let events = match &chunk {

@@ -94,6 +94,9 @@ pub struct TurnOutcome {
     pub files: Vec<FileEvent>,
     /// Set when the stream ended on a `confirm` event: the turn waits for the user.
     pub confirm: Option<ConfirmEvent>,
+    /// Set when the turn was cut at the accumulation limit (`replies.max_turn_bytes`): the
+    /// reply is its beginning and the agent call was ended.
+    pub truncated: bool,
 }
 
 /// The `{"error": {"code", "message"}}` body of a non-2xx answer.

@@ -62,6 +62,7 @@ impl Config {
         self.sync.check(&mut problems);
         self.limits.check(&mut problems);
         self.ops.check(&mut problems);
+        self.replies.check(&mut problems);
         ConfigError::from_problems(problems)
     }
 

@@ -37,6 +37,7 @@ mod env;
 mod error;
 mod legacy;
 mod limits;
+mod replies;
 mod secret;
 mod sections;
 #[cfg(test)]
@@ -54,6 +55,7 @@ pub use legacy::{
     LEGACY_AGENT_TOKEN_ENV,
 };
 pub use limits::{LimitsConfig, DEFAULT_ROOM_QUEUE_MAX};
+pub use replies::RepliesConfig;
 pub use secret::Secret;
 pub use sections::{
     AccessConfig, CommandsConfig, FilesConfig, LogConfig, LogFormat, MatrixConfig,
@@ -92,6 +94,7 @@ struct RawConfig {
     commands: CommandsConfig,
     sync: SyncConfig,
     limits: LimitsConfig,
+    replies: RepliesConfig,
 }
 
 /// The whole, validated configuration.
@@ -127,6 +130,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// `[limits]`.
     pub limits: LimitsConfig,
+    /// `[replies]`.
+    pub replies: RepliesConfig,
 }
 
 impl Config {
@@ -261,6 +266,7 @@ impl Config {
             commands: raw.commands,
             sync: raw.sync,
             limits: raw.limits,
+            replies: raw.replies,
         };
         if let Err(e) = config.check() {
             problems.push(e);

@@ -207,7 +207,6 @@ pub async fn start_with(
             router: router.clone(),
             metrics: metrics.clone(),
             journal: journal.clone(),
-            resumes: Arc::default(),
             files: room::FileDeps::new(config.files.max_bytes),
             queue_max: config.limits.room_queue_max,
             commands: CommandDeps {
@@ -222,6 +221,7 @@ pub async fn start_with(
                     inbound: inbound_health.iter().map(|(_, h)| h.clone()).collect(),
                 },
             },
+            replies: config.replies.clone(),
         },
     );
     tokio::spawn(rooms.clone().serve(start_requests));
@@ -350,7 +350,8 @@ async fn start_agents(
                 agent.token.as_ref().map(|t| t.expose().to_owned()),
                 agent.timeout(),
             )
-            .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?,
+            .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?
+            .with_max_turn_bytes(config.replies.max_turn_bytes),
         });
         let stats = Arc::new(AgentStats::default());
         let stats_view = stats.clone();

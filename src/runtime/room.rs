@@ -14,18 +14,18 @@
 //! with the same person's next message in the chat. The files the agent posts (`file`
 //! events) follow its reply; refused ones get a notice.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Message};
 use actors::{ChildCtx, ChildHandle};
-use parking_lot::Mutex;
 use tracing::Instrument;
 
 pub mod amend;
 pub mod attachments;
 pub mod queue;
+pub mod reply;
+pub mod split;
 
 pub use self::amend::{Amend, Change};
 pub use self::attachments::{FileDeps, UserFile};
@@ -60,11 +60,10 @@ pub struct RoomDeps {
     pub store: Store,
     /// The router.
     pub router: ChildHandle<Router>,
-    /// The inbound journal (resume, completion).
+    /// The inbound journal (resume, completion, and the resume count of each message: a
+    /// message that keeps killing its room actor, or the whole process, is given up after
+    /// [`MAX_RESUMES`]).
     pub journal: Journal,
-    /// Resumes per message in this process, across incarnations (a message that keeps
-    /// killing its room actor is given up after [`MAX_RESUMES`]).
-    pub resumes: Arc<Mutex<HashMap<String, u32>>>,
     /// Message outcomes are counted here.
     pub metrics: Arc<Metrics>,
     /// Files: the size limit, and the files waiting for their sender's next message.
@@ -73,6 +72,8 @@ pub struct RoomDeps {
     pub commands: commands::CommandDeps,
     /// Config `limits.room_queue_max`: messages waiting per chat.
     pub queue_max: usize,
+    /// How big a reply may grow, and how a long one is delivered.
+    pub replies: crate::config::RepliesConfig,
 }
 
 /// A chat as the core speaks to it: its id and its messenger. Cheap to clone.
@@ -240,11 +241,15 @@ async fn resume_pending(chat: Chat, deps: Arc<RoomDeps>, entry: JournalEntry) {
         display_name: None,
         body: entry.body,
     };
-    let resumes = {
-        let mut map = deps.resumes.lock();
-        let n = map.entry(entry.event_id).or_insert(0);
-        *n += 1;
-        *n
+    // Counted durably before the attempt: a message that takes the whole process down is
+    // given up after MAX_RESUMES restarts too.
+    let resumes = match deps.journal.count_resume(&entry.event_id).await {
+        Ok(n) => n,
+        Err(error) => {
+            tracing::error!(chat = ?chat, event_id = %msg.id, %error,
+                "cannot count the resume of a journaled message; resuming it anyway");
+            entry.resumes.saturating_add(1)
+        }
     };
     tracing::info!(chat = ?chat, event_id = %msg.id, resumes, "resuming a journaled message");
     if resumes > MAX_RESUMES {
@@ -392,18 +397,24 @@ async fn answer(
             } else {
                 outcome.reply
             };
-            let reply = OutMessage::reply(
-                msg.reply_to(),
-                text,
-                SendKey::answer(&msg.id, AnswerPart::Reply),
-            );
-            match chat.send(reply).await {
-                Ok(_) => {
+            let text = if outcome.truncated {
+                reply::with_cut_note(text, &deps.replies)
+            } else {
+                text
+            };
+            match reply::send_reply(&chat, &msg, &route.name, text, &deps.replies).await {
+                reply::Delivery::Sent => {
                     deps.metrics.message(MessageOutcome::Replied);
                     attachments::post_turn_files(&chat, &deps, &route, &msg, &files).await;
                     true
                 }
-                Err(error) => {
+                reply::Delivery::Refused(_) => {
+                    // Retrying cannot help: the person is told, and the message is done.
+                    deps.metrics.message(MessageOutcome::InternalError);
+                    chat.notice(&msg, &texts::reply_undeliverable(&route.name))
+                        .await
+                }
+                reply::Delivery::Failed(error) => {
                     tracing::error!(%error, "cannot send the reply; the message stays pending");
                     deps.metrics.message(MessageOutcome::InternalError);
                     false

@@ -95,10 +95,18 @@ pub enum AnswerPart {
     CatchUpUnreadable,
     /// The `n`-th file the agent posted after its reply.
     File(u32),
+    /// Part `n` (from 1) of a reply split into several messages (part 0 is [`AnswerPart::Reply`]).
+    ReplyPart(u32),
+    /// A reply too long for messages, attached as a file.
+    ReplyFile,
 }
 
 /// Key part numbers: fixed forever (a change would defeat deduplication across an upgrade).
 const FILE_PART_BASE: u32 = 100;
+/// Base of [`AnswerPart::ReplyPart`] numbers (far above the files a turn may post).
+const REPLY_PART_BASE: u32 = 100_000;
+/// Number of [`AnswerPart::ReplyFile`].
+const REPLY_FILE_PART: u32 = 4;
 
 impl AnswerPart {
     fn number(self) -> u32 {
@@ -108,6 +116,8 @@ impl AnswerPart {
             AnswerPart::CatchUpSkipped => 2,
             AnswerPart::CatchUpUnreadable => 3,
             AnswerPart::File(n) => FILE_PART_BASE.saturating_add(n),
+            AnswerPart::ReplyPart(n) => REPLY_PART_BASE.saturating_add(n),
+            AnswerPart::ReplyFile => REPLY_FILE_PART,
         }
     }
 }
@@ -156,6 +166,9 @@ mod tests {
             AnswerPart::CatchUpUnreadable,
             AnswerPart::File(0),
             AnswerPart::File(7),
+            AnswerPart::ReplyPart(1),
+            AnswerPart::ReplyPart(2),
+            AnswerPart::ReplyFile,
         ];
         let mut seen = HashSet::new();
         for message in [&a, &b] {
@@ -186,6 +199,14 @@ mod tests {
         assert_eq!(
             SendKey::answer(&x, AnswerPart::File(2)).as_str(),
             format!("sfc-{hex}-102")
+        );
+        assert_eq!(
+            SendKey::answer(&x, AnswerPart::ReplyPart(3)).as_str(),
+            format!("sfc-{hex}-100003")
+        );
+        assert_eq!(
+            SendKey::answer(&x, AnswerPart::ReplyFile).as_str(),
+            format!("sfc-{hex}-4")
         );
         assert_eq!(turn_id_for(&x), format!("turn-{hex}"));
     }

@@ -114,7 +114,7 @@ async fn media_from_bot(
 }
 
 /// Downloads (and decrypts) a media source with the person's own client.
-async fn download(person: &Person, source: &MediaSource) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn download(person: &Person, source: &MediaSource) -> anyhow::Result<Vec<u8>> {
     let request = MediaRequestParameters {
         source: source.clone(),
         format: MediaFormat::File,

@@ -12,5 +12,8 @@ mod limits;
 mod message_path;
 mod output;
 mod owner;
+mod long_replies;
+mod message_path;
+mod poison;
 mod support;
 mod trust;

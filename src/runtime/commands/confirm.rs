@@ -11,10 +11,10 @@ use crate::agent::ConfirmEvent;
 use crate::confirmations::{Confirmation, Confirmations, Pending};
 use crate::runtime::agent_conn::{Call, CallOutcome};
 use crate::runtime::directory::Surfaces;
-use crate::runtime::room::{Chat, RoomDeps, UserMessage};
+use crate::runtime::room::{reply, Chat, RoomDeps, UserMessage};
 use crate::runtime::router::AgentRoute;
 use crate::store::Store;
-use crate::surface::{AnswerPart, ChatId, OutMessage, SendKey};
+use crate::surface::ChatId;
 use crate::texts;
 
 /// Stores an agent's question and returns the text asking it.
@@ -97,14 +97,18 @@ pub async fn answer(chat: &Chat, deps: &RoomDeps, msg: &UserMessage, yes: bool) 
                         return chat.notice(msg, &text).await;
                     }
                     // The rest of the turn is the agent speaking: a normal reply, like any turn's.
-                    let reply = OutMessage::reply(
-                        msg.reply_to(),
-                        outcome.reply,
-                        SendKey::answer(&msg.id, AnswerPart::Reply),
-                    );
-                    match chat.send(reply).await {
-                        Ok(_) => true,
-                        Err(error) => {
+                    let text = if outcome.truncated {
+                        reply::with_cut_note(outcome.reply, &deps.replies)
+                    } else {
+                        outcome.reply
+                    };
+                    match reply::send_reply(chat, msg, &route.name, text, &deps.replies).await {
+                        reply::Delivery::Sent => true,
+                        reply::Delivery::Refused(_) => {
+                            chat.notice(msg, &texts::reply_undeliverable(&route.name))
+                                .await
+                        }
+                        reply::Delivery::Failed(error) => {
                             tracing::error!(%error, "cannot send the confirmed turn's reply");
                             false
                         }

@@ -12,6 +12,8 @@
 //!   ([`ReferenceAgent::fail_next`], [`ReferenceAgent::fail_next_with_retry_after`]);
 //! - answer garbage or end a stream without `done` ([`Fault`]);
 //! - ask for a confirmation, post a file, fail a turn with an `error` event ([`Script`]);
+//! - reply at length: a turn whose text is `ref:long-reply <bytes>` gets a markdown reply of
+//!   that many bytes ([`long_reply`]);
 //! - require a Bearer token ([`ReferenceAgent::require_token`]);
 //! - go down (the port refuses connections, open connections are cut) and come back up on the
 //!   same port ([`ReferenceAgent::go_down`], [`ReferenceAgent::come_up`]).
@@ -28,6 +30,7 @@
 
 mod chats;
 mod listener;
+mod long;
 mod orders;
 mod records;
 mod routes;
@@ -46,6 +49,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use listener::spawn_server;
+pub use long::{long_reply, LONG_REPLY_COMMAND};
 pub use orders::{Fault, Script};
 pub use records::{Endpoint, RecordedAttachment, RecordedRequest, RecordedTurn};
 use state::{AgentState, Shared};

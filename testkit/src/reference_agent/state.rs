@@ -126,6 +126,9 @@ impl Shared {
     }
 
     pub(super) fn reply_text(&self, body: &TurnBody) -> String {
+        if let Some(bytes) = super::long::requested(&body.text) {
+            return super::long::long_reply(bytes);
+        }
         let mut reply = format!("ref-agent {} got: {}", self.agent_id, body.text);
         if !body.attachments.is_empty() {
             let names: Vec<&str> = body.attachments.iter().map(|a| a.name.as_str()).collect();
