@@ -40,6 +40,7 @@ async fn stack_with(extra: &str) -> anyhow::Result<(Stack, String)> {
         bot_creds,
         bot,
         data,
+        bot_env: Vec::new(),
     };
     Ok((stack, toml))
 }

@@ -21,8 +21,6 @@ mod ops;
 mod owner;
 mod output;
 mod long_replies;
-mod matrix_glue;
-mod ops;
 mod poison;
 mod spine;
 mod trust;

@@ -52,6 +52,7 @@ async fn stack() -> anyhow::Result<Stack> {
         bot_creds,
         bot,
         data,
+        bot_env: Vec::new(),
     })
 }
 

@@ -13,7 +13,6 @@ mod message_path;
 mod output;
 mod owner;
 mod long_replies;
-mod message_path;
 mod poison;
 mod support;
 mod trust;
