@@ -104,10 +104,12 @@ impl RoomDirectory {
         let deps = self.deps.clone();
         let factory_room = room.clone();
         // Replies and turns are idempotent (keys derived from the message id): safe to redeliver.
+        let stop_timeout = deps.stop_timeout;
         let spec = ChildSpec::new(id, move |ctx| {
             RoomActor::new(factory_room.clone(), deps.clone(), ctx)
         })
-        .redeliver(true);
+        .redeliver(true)
+        .shutdown_timeout(stop_timeout);
         let handle = self.supervisor.start_child(spec).await?;
         self.rooms.write().insert(chat, (room, handle.clone()));
         Ok(handle)

@@ -209,6 +209,7 @@ pub async fn start_with(
             journal: journal.clone(),
             files: room::FileDeps::new(config.files.max_bytes),
             queue_max: config.limits.room_queue_max,
+            stop_timeout: room::stop_timeout(config.shutdown.grace()),
             commands: CommandDeps {
                 access: config.access_policy(),
                 confirmations: confirmations.clone(),

@@ -74,7 +74,23 @@ pub struct RoomDeps {
     pub queue_max: usize,
     /// How big a reply may grow, and how a long one is delivered.
     pub replies: crate::config::RepliesConfig,
+    /// How long a stopping room actor may take to finish its turn before it is aborted:
+    /// a little under `shutdown.grace_secs` ([`stop_timeout`]), so that nothing of a
+    /// stopped runtime outlives its grace period.
+    pub stop_timeout: Duration,
 }
+
+/// What a room actor is given to finish its turn when the runtime stops: the grace
+/// period less [`STOP_MARGIN`] (the rest is for flushing the store), at least
+/// [`MIN_STOP_TIMEOUT`].
+pub fn stop_timeout(grace: Duration) -> Duration {
+    grace.saturating_sub(STOP_MARGIN).max(MIN_STOP_TIMEOUT)
+}
+
+/// Part of the grace period kept for what follows the room actors' stop.
+pub const STOP_MARGIN: Duration = Duration::from_secs(1);
+/// The least a stopping room actor is given.
+pub const MIN_STOP_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// A chat as the core speaks to it: its id and its messenger. Cheap to clone.
 #[derive(Clone)]
