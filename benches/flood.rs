@@ -66,7 +66,13 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The victim asks `n` messages one at a time; returns each answer's latency.
-async fn measure(bot: &Bot, victim: &PersonId, chat: &ChatId, n: usize, tag: &str) -> Vec<Duration> {
+async fn measure(
+    bot: &Bot,
+    victim: &PersonId,
+    chat: &ChatId,
+    n: usize,
+    tag: &str,
+) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         let t0 = Instant::now();
@@ -96,7 +102,10 @@ async fn phase(label: &str, limits: &str, flood: bool, victims: usize, delay: Du
         let onboarded = bot.onboard(&format!("victim{i}")).await;
         people.push(onboarded.unwrap_or_else(|e| fail("onboard", e)));
     }
-    let (flooder, flooder_chat) = bot.onboard("flooder").await.unwrap_or_else(|e| fail("onboard", e));
+    let (flooder, flooder_chat) = bot
+        .onboard("flooder")
+        .await
+        .unwrap_or_else(|e| fail("onboard", e));
     agent.set_delay(delay);
     // Warm-up: the first turns open connections.
     for (victim, chat) in &people {
@@ -200,8 +209,17 @@ fn main() {
             ratio(limited.p99, alone.p99),
             ratio(unlimited.p99, alone.p99)
         );
-        println!("FIGURE flood_ratio_p99 {:.3}", ratio(limited.p99, alone.p99));
-        println!("FIGURE flood_ratio_p50 {:.3}", ratio(limited.p50, alone.p50));
-        println!("FIGURE flood_unlimited_ratio_p99 {:.3}", ratio(unlimited.p99, alone.p99));
+        println!(
+            "FIGURE flood_ratio_p99 {:.3}",
+            ratio(limited.p99, alone.p99)
+        );
+        println!(
+            "FIGURE flood_ratio_p50 {:.3}",
+            ratio(limited.p50, alone.p50)
+        );
+        println!(
+            "FIGURE flood_unlimited_ratio_p99 {:.3}",
+            ratio(unlimited.p99, alone.p99)
+        );
     });
 }

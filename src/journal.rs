@@ -402,7 +402,10 @@ mod tests {
         j.pending.insert(7u64.to_be_bytes(), old.to_vec()).unwrap();
         j.index.insert(b"$old", &7u64.to_be_bytes()).unwrap();
         let entries = j.pending().unwrap();
-        assert_eq!((entries[0].event_id.as_str(), entries[0].resumes), ("$old", 0));
+        assert_eq!(
+            (entries[0].event_id.as_str(), entries[0].resumes),
+            ("$old", 0)
+        );
         assert_eq!(j.count_resume("$old").await.unwrap(), 1);
     }
 }

@@ -198,14 +198,22 @@ mod tests {
     fn accumulator_cuts_a_turn_past_its_limit() {
         // Deltas: the stream ends at the limit, on a char boundary, marked truncated.
         let mut acc = TurnAccumulator::with_limit(10);
-        assert!(acc.apply(&AgentEvent::Delta { text: "12345".into() }).is_none());
-        let out = acc.apply(&AgentEvent::Delta { text: "678€€".into() });
+        assert!(acc
+            .apply(&AgentEvent::Delta {
+                text: "12345".into()
+            })
+            .is_none());
+        let out = acc.apply(&AgentEvent::Delta {
+            text: "678€€".into(),
+        });
         let out = out.and_then(Result::ok).expect("cut");
         assert_eq!((out.reply.as_str(), out.truncated), ("12345678", true));
 
         // A `done` carrying more than the limit.
         let mut acc = TurnAccumulator::with_limit(4);
-        let out = acc.apply(&AgentEvent::Done { text: "abcdef".into() });
+        let out = acc.apply(&AgentEvent::Done {
+            text: "abcdef".into(),
+        });
         let out = out.and_then(Result::ok).expect("cut");
         assert_eq!((out.reply.as_str(), out.truncated), ("abcd", true));
 
@@ -223,7 +231,9 @@ mod tests {
         // Within the limit nothing changes.
         let mut acc = TurnAccumulator::with_limit(6);
         acc.apply(&AgentEvent::Delta { text: "abc".into() });
-        let out = acc.apply(&AgentEvent::Done { text: "abcdef".into() });
+        let out = acc.apply(&AgentEvent::Done {
+            text: "abcdef".into(),
+        });
         let out = out.and_then(Result::ok).expect("done");
         assert_eq!((out.reply.as_str(), out.truncated), ("abcdef", false));
     }

@@ -99,9 +99,21 @@ mod tests {
             (5000, 1000, 4000)
         );
         let cases = [
-            ("SURFACES__REPLIES__MAX_TURN_BYTES", "0", "replies.max_turn_bytes"),
-            ("SURFACES__REPLIES__MAX_MESSAGE_BYTES", "10", "replies.max_message_bytes"),
-            ("SURFACES__REPLIES__MAX_INLINE_BYTES", "999", "replies.max_inline_bytes"),
+            (
+                "SURFACES__REPLIES__MAX_TURN_BYTES",
+                "0",
+                "replies.max_turn_bytes",
+            ),
+            (
+                "SURFACES__REPLIES__MAX_MESSAGE_BYTES",
+                "10",
+                "replies.max_message_bytes",
+            ),
+            (
+                "SURFACES__REPLIES__MAX_INLINE_BYTES",
+                "999",
+                "replies.max_inline_bytes",
+            ),
         ];
         for (var, value, key) in cases {
             let e = load_err(&toml, &[(var, value)]);

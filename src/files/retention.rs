@@ -211,8 +211,14 @@ mod tests {
 
         let report = sweep(&root, 7 * DAY, SystemTime::now()).expect("sweep");
 
-        assert!(!root.join("inbox/room-a").exists(), "old file and its empty room gone");
-        assert!(root.join("inbox/room-b/new.txt").exists(), "a recent file stays");
+        assert!(
+            !root.join("inbox/room-a").exists(),
+            "old file and its empty room gone"
+        );
+        assert!(
+            root.join("inbox/room-b/new.txt").exists(),
+            "a recent file stays"
+        );
         assert_eq!(
             fs::read_to_string(outside.join("old.txt")).expect("outside file"),
             "precious",

@@ -110,7 +110,12 @@ mod tests {
             per_minute: 3,
         }; // one token per 20 s
         let cases: &[(&str, Rate, &[u64], &[bool])] = &[
-            ("a burst fits", three_per_minute, &[0, 0, 0], &[true, true, true]),
+            (
+                "a burst fits",
+                three_per_minute,
+                &[0, 0, 0],
+                &[true, true, true],
+            ),
             (
                 "past the burst: refused",
                 three_per_minute,

@@ -106,7 +106,7 @@ mod tests {
             ("a", 10, Refuse),
             ("b", 10, Take), // someone else is not affected
             ("a", 500, Refuse),
-            ("a", 1_000, Take), // a token came back
+            ("a", 1_000, Take),          // a token came back
             ("a", 1_001, RefuseAndTell), // a new flood: told again
             ("a", 1_002, Refuse),
             ("b", 1_002, Take),

@@ -150,7 +150,11 @@ mod tests {
             ("secret\0", "secret", false),
             ("secre", "secret", false),
         ] {
-            assert_eq!(constant_time_eq(a.as_bytes(), b.as_bytes()), equal, "{a:?} {b:?}");
+            assert_eq!(
+                constant_time_eq(a.as_bytes(), b.as_bytes()),
+                equal,
+                "{a:?} {b:?}"
+            );
         }
     }
 
@@ -167,13 +171,37 @@ mod tests {
             (Some(&token), Some("Bearer"), Auth::Denied),
             (Some(&token), Some("Bearer "), Auth::Denied),
             (Some(&token), Some("Bearer wrong"), Auth::Denied),
-            (Some(&token), Some("Bearer s3cret-token-012345678"), Auth::Denied),
-            (Some(&token), Some("Bearer s3cret-token-01234567890"), Auth::Denied),
-            (Some(&token), Some("Basic s3cret-token-0123456789"), Auth::Denied),
+            (
+                Some(&token),
+                Some("Bearer s3cret-token-012345678"),
+                Auth::Denied,
+            ),
+            (
+                Some(&token),
+                Some("Bearer s3cret-token-01234567890"),
+                Auth::Denied,
+            ),
+            (
+                Some(&token),
+                Some("Basic s3cret-token-0123456789"),
+                Auth::Denied,
+            ),
             (Some(&token), Some("s3cret-token-0123456789"), Auth::Denied),
-            (Some(&token), Some("Bearer s3cret-token-0123456789"), Auth::Allowed),
-            (Some(&token), Some("bearer s3cret-token-0123456789"), Auth::Allowed),
-            (Some(&token), Some(" Bearer  s3cret-token-0123456789 "), Auth::Allowed),
+            (
+                Some(&token),
+                Some("Bearer s3cret-token-0123456789"),
+                Auth::Allowed,
+            ),
+            (
+                Some(&token),
+                Some("bearer s3cret-token-0123456789"),
+                Auth::Allowed,
+            ),
+            (
+                Some(&token),
+                Some(" Bearer  s3cret-token-0123456789 "),
+                Auth::Allowed,
+            ),
         ];
         for (expected, header, answer) in cases {
             assert_eq!(authorize(*expected, *header), *answer, "{header:?}");

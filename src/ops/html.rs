@@ -533,7 +533,10 @@ mod tests {
         assert_eq!(page.matches("<script").count(), 1, "only our own script");
         assert!(page.contains("<script src=\"status.js\"></script>"));
         assert!(page.contains("<link rel=\"stylesheet\" href=\"status.css\">"));
-        assert!(!page.contains("<style") && !page.contains("style="), "no inline style");
+        assert!(
+            !page.contains("<style") && !page.contains("style="),
+            "no inline style"
+        );
         let handler = page.match_indices(" on").any(|(i, _)| {
             let rest = &page[i + 3..];
             let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();

@@ -81,7 +81,8 @@ const TEXT_CSS: &str = "text/css; charset=utf-8";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Content-Security-Policy of every answer but the status page (which has its own,
 /// [`html::CONTENT_SECURITY_POLICY`]): nothing may load, nothing may frame it.
-pub const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+pub const DEFAULT_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 /// The challenge of a 401 (RFC 6750).
 const BEARER_CHALLENGE: &str = "Bearer realm=\"surfaces ops\"";
 /// `Referrer-Policy` of every answer.

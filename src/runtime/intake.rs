@@ -29,8 +29,8 @@ use crate::commands::{Command, Parsed};
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
 use crate::journal::{Accepted, Journal};
-use crate::metrics::MessageOutcome;
 use crate::limits::{Admission, CancelGate, CancelRefusal, PersonLimiter};
+use crate::metrics::MessageOutcome;
 use crate::store::{Store, StoreError};
 use crate::surface::{
     Batch, ChatId, DeliveryError, Inbound, Incoming, IncomingBody, Invite, MessageId, PersonId,
@@ -202,7 +202,11 @@ impl Intake {
         if let Err(error) = self.inner.journal.stage_done(message.id.as_str()) {
             tracing::warn!(%error, event_id = %message.id, "cannot record a refused message");
         }
-        self.inner.rooms.deps().metrics.message(MessageOutcome::Limited);
+        self.inner
+            .rooms
+            .deps()
+            .metrics
+            .message(MessageOutcome::Limited);
         if admission == Admission::Refuse {
             return Some(None);
         }

@@ -8,13 +8,10 @@
 use std::time::Duration;
 
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
-use tempfile::TempDir;
 
 use crate::spine::{ask, field, onboard, Stack};
-use crate::support::bot::BotProcess;
 use crate::support::person::Person;
 use crate::support::reference_agent::ReferenceAgent;
-use crate::support::synapse::Synapse;
 use crate::support::WAIT;
 
 /// Long enough that no slow turn here times out.
@@ -22,35 +19,14 @@ const TIMEOUT_SECS: u64 = 40;
 
 /// Synapse, the reference agent (with a timeout slow turns fit in) and the bot, with `env`.
 pub(crate) async fn slow_stack(env: &[(&str, &str)]) -> anyhow::Result<Stack> {
-    let synapse = Synapse::start().await?;
-    let bot_creds = synapse
-        .registrar()
-        .register("surfaces", "bot-password", false)
-        .await?;
-    let agent = ReferenceAgent::start("ref").await;
-    let data = TempDir::new()?;
-    let toml = format!(
-        "[[agents]]\nid = \"ref\"\nname = \"Reference\"\nbase_url = \"{}\"\n\
-         timeout_secs = {TIMEOUT_SECS}\ndefault = true\n",
-        agent.base_url()
-    );
-    let mut bot = BotProcess::start(
-        &synapse,
-        &bot_creds,
-        &data.path().join("bot"),
-        env,
-        Some(&toml),
-    )
-    .await?;
-    bot.wait_for_log("surfaces is running", WAIT).await?;
-    Ok(Stack {
-        synapse,
-        agent,
-        bot_creds,
-        bot,
-        data,
-        bot_env: Vec::new(),
-    })
+    let toml = |agent: &ReferenceAgent, _: &std::path::Path| {
+        Ok(format!(
+            "[[agents]]\nid = \"ref\"\nname = \"Reference\"\nbase_url = \"{}\"\n\
+             timeout_secs = {TIMEOUT_SECS}\ndefault = true\n",
+            agent.base_url()
+        ))
+    };
+    Stack::start_configured(toml, env).await
 }
 
 /// The room's platform chat id, from its binding.

@@ -13,47 +13,28 @@ use matrix_sdk::ruma::events::room::message::{
 };
 use matrix_sdk::ruma::events::room::MediaSource;
 use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId, UInt};
-use tempfile::TempDir;
 
 use crate::spine::{self, onboard, Stack};
-use crate::support::bot::BotProcess;
 use crate::support::person::{Person, ReceivedMessage};
 use crate::support::reference_agent::{RecordedTurn, ReferenceAgent};
-use crate::support::synapse::Synapse;
 use crate::support::WAIT;
 
 /// A stack whose agent has the workspace `<data>/agents/3` (when `with_workspace`), with
 /// extra bot environment. Returns the stack and the workspace root.
 async fn stack(with_workspace: bool, env: &[(&str, &str)]) -> anyhow::Result<(Stack, PathBuf)> {
-    let synapse = Synapse::start().await?;
-    let bot_creds = synapse.register("surfaces", "bot-password", false).await?;
-    let agent = ReferenceAgent::start("ref").await;
-    let data = TempDir::new()?;
-    let root = data.path().join("agents").join("3");
-    std::fs::create_dir_all(&root)?;
-    std::fs::create_dir_all(data.path().join("agents").join("4"))?;
-    std::fs::write(data.path().join("agents/4/secret.txt"), b"agent 4 only")?;
-    let mut toml = spine::agents_toml(&agent);
-    if with_workspace {
-        toml.push_str(&format!("workspace = {:?}\n", root.display().to_string()));
-    }
-    let mut bot = BotProcess::start(
-        &synapse,
-        &bot_creds,
-        &data.path().join("bot"),
-        env,
-        Some(&toml),
-    )
-    .await?;
-    bot.wait_for_log("surfaces is running", WAIT).await?;
-    let stack = Stack {
-        synapse,
-        agent,
-        bot_creds,
-        bot,
-        data,
-        bot_env: Vec::new(),
+    let toml = |agent: &ReferenceAgent, data: &std::path::Path| {
+        let root = data.join("agents").join("3");
+        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(data.join("agents").join("4"))?;
+        std::fs::write(data.join("agents/4/secret.txt"), b"agent 4 only")?;
+        let mut toml = spine::agents_toml(agent);
+        if with_workspace {
+            toml.push_str(&format!("workspace = {:?}\n", root.display().to_string()));
+        }
+        Ok(toml)
     };
+    let stack = Stack::start_configured(toml, env).await?;
+    let root = stack.data.path().join("agents").join("3");
     Ok((stack, root))
 }
 

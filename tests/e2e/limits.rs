@@ -56,7 +56,9 @@ async fn a_flood_is_cut_and_told_once_while_others_are_answered() -> anyhow::Res
     let from_bot: Vec<_> = history.iter().filter(|m| m.sender == bot).collect();
     for event in &sent[BURST + 1..] {
         assert!(
-            !from_bot.iter().any(|m| m.in_reply_to.as_ref() == Some(event)),
+            !from_bot
+                .iter()
+                .any(|m| m.in_reply_to.as_ref() == Some(event)),
             "a refused message was answered: {from_bot:#?}"
         );
     }

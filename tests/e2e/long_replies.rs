@@ -5,14 +5,12 @@
 
 use matrix_sdk::ruma::events::room::message::{MessageType, RoomMessageEventContent};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
-use tempfile::TempDir;
 
 use crate::files::download;
 use crate::spine::{agents_toml, ask, onboard, Stack};
 use crate::support::bot::BotProcess;
 use crate::support::person::{Person, ReceivedMessage};
-use crate::support::reference_agent::{long_reply, ReferenceAgent, LONG_REPLY_COMMAND};
-use crate::support::synapse::Synapse;
+use crate::support::reference_agent::{long_reply, LONG_REPLY_COMMAND};
 use crate::support::{wait_until, POLL, WAIT};
 
 /// The non-blank characters of `s` outside code-fence lines (what a person reads).
@@ -26,23 +24,16 @@ fn content(s: &str) -> String {
 
 /// A stack whose bot config has `extra` after the agent.
 async fn stack_with(extra: &str) -> anyhow::Result<(Stack, String)> {
-    let synapse = Synapse::start().await?;
-    let bot_creds = synapse.register("surfaces", "bot-password", false).await?;
-    let agent = ReferenceAgent::start("ref").await;
-    let data = TempDir::new()?;
-    let toml = format!("{}\n{extra}\n", agents_toml(&agent));
-    let mut bot =
-        BotProcess::start(&synapse, &bot_creds, &data.path().join("bot"), &[], Some(&toml)).await?;
-    bot.wait_for_log("surfaces is running", WAIT).await?;
-    let stack = Stack {
-        synapse,
-        agent,
-        bot_creds,
-        bot,
-        data,
-        bot_env: Vec::new(),
-    };
-    Ok((stack, toml))
+    let mut config = String::new();
+    let stack = Stack::start_configured(
+        |agent, _| {
+            config = format!("{}\n{extra}\n", agents_toml(agent));
+            Ok(config.clone())
+        },
+        &[],
+    )
+    .await?;
+    Ok((stack, config))
 }
 
 /// Stops the bot (SIGTERM) and starts it again with `toml`.
@@ -89,7 +80,12 @@ async fn bot_messages_from(
 
 /// How many turns the agent got with this text.
 fn turns_with(stack: &Stack, text: &str) -> usize {
-    stack.agent.turns().iter().filter(|t| t.text == text).count()
+    stack
+        .agent
+        .turns()
+        .iter()
+        .filter(|t| t.text == text)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

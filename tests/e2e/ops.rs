@@ -15,9 +15,6 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::spine::{agents_toml, ask, onboard, Stack};
-use crate::support::bot::BotProcess;
-use crate::support::reference_agent::ReferenceAgent;
-use crate::support::synapse::Synapse;
 use crate::support::{free_port, try_wait_until, POLL, WAIT};
 
 /// The fault endpoint's bearer token in these tests.
@@ -35,29 +32,9 @@ const FAST_GIVE_UP: [(&str, &str); 3] = [
 
 /// Synapse, the reference agent and the bot with a fault token and `extra_env`.
 async fn stack_with(extra_env: &[(&str, &str)]) -> anyhow::Result<Stack> {
-    let synapse = Synapse::start().await?;
-    let bot_creds = synapse.register("surfaces", "bot-password", false).await?;
-    let agent = ReferenceAgent::start("ref").await;
-    let data = TempDir::new()?;
     let mut env = vec![("SURFACES__OPS__FAULT_TOKEN", FAULT_TOKEN)];
     env.extend_from_slice(extra_env);
-    let mut bot = BotProcess::start(
-        &synapse,
-        &bot_creds,
-        &data.path().join("bot"),
-        &env,
-        Some(&agents_toml(&agent)),
-    )
-    .await?;
-    bot.wait_for_log("surfaces is running", WAIT).await?;
-    Ok(Stack {
-        synapse,
-        agent,
-        bot_creds,
-        bot,
-        data,
-        bot_env: Vec::new(),
-    })
+    Stack::start_configured(|agent, _| Ok(agents_toml(agent)), &env).await
 }
 
 /// An HTTP client of the bot's ops endpoint.
@@ -625,7 +602,10 @@ async fn status_page_in_a_headless_browser_shows_rooms_and_a_failed_room() -> an
     // The page's own script ran under its CSP (no 'unsafe-inline'): it marks the page, and
     // the refresh it schedules is in place; a CSP that blocked it fails here.
     let (_, _, page) = ops.get_with("/status.html", None).await?;
-    assert!(!page.contains("data-script="), "the mark comes from the script alone");
+    assert!(
+        !page.contains("data-script="),
+        "the mark comes from the script alone"
+    );
     assert!(
         dom.contains("data-script=\"ran\""),
         "the status page's script did not run (blocked by the CSP?):\n{dom}"
@@ -775,7 +755,10 @@ async fn ops_endpoint_token_host_allowlist_timeouts_and_csp() -> anyhow::Result<
     }
     let (code, answer) = raw_request(addr, "/livez", "rebind.evil.example", &[]).await?;
     assert_eq!(code, 200, "probes answer any Host: {answer}");
-    assert!(stack.bot.log_contains("rebind.evil.example"), "refusals are logged");
+    assert!(
+        stack.bot.log_contains("rebind.evil.example"),
+        "refusals are logged"
+    );
 
     // The page under a strict CSP, and the headers every answer carries.
     let page = ops
@@ -792,8 +775,15 @@ async fn ops_endpoint_token_host_allowlist_timeouts_and_csp() -> anyhow::Result<
             .to_owned()
     };
     let csp = header("content-security-policy");
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
-    for needed in ["script-src 'self'", "frame-ancestors 'none'", "default-src 'none'"] {
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    for needed in [
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "default-src 'none'",
+    ] {
         assert!(csp.contains(needed), "{needed} in {csp}");
     }
     assert_eq!(header("x-content-type-options"), "nosniff");
@@ -801,7 +791,10 @@ async fn ops_endpoint_token_host_allowlist_timeouts_and_csp() -> anyhow::Result<
     let html = page.text().await?;
     assert!(html.contains("<script src=\"status.js\">"), "{html}");
     assert!(!html.contains("<script>"), "no inline script");
-    for (path, kind) in [("/status.js", "text/javascript"), ("/status.css", "text/css")] {
+    for (path, kind) in [
+        ("/status.js", "text/javascript"),
+        ("/status.css", "text/css"),
+    ] {
         let (code, content_type, body) = ops.get_with(path, None).await?;
         assert_eq!(code, 200, "{path}");
         assert!(content_type.starts_with(kind), "{path}: {content_type}");
@@ -809,7 +802,10 @@ async fn ops_endpoint_token_host_allowlist_timeouts_and_csp() -> anyhow::Result<
     }
     let denied = ops.http.get(format!("{}/metrics", ops.base)).send().await?;
     assert_eq!(
-        denied.headers().get("x-content-type-options").map(|v| v.as_bytes()),
+        denied
+            .headers()
+            .get("x-content-type-options")
+            .map(|v| v.as_bytes()),
         Some(&b"nosniff"[..]),
         "on refusals too"
     );
@@ -829,7 +825,10 @@ async fn ops_endpoint_token_host_allowlist_timeouts_and_csp() -> anyhow::Result<
     }
     let limit = HEADER_READ_TIMEOUT + CLOSE_MARGIN;
     let took = closed_within(&mut silent, limit).await?;
-    assert!(took >= HEADER_READ_TIMEOUT / 2, "closed after the timeout, not at once: {took:?}");
+    assert!(
+        took >= HEADER_READ_TIMEOUT / 2,
+        "closed after the timeout, not at once: {took:?}"
+    );
     closed_within(&mut partial, limit).await?;
 
     // A bounded number of connections: with every slot held by an idle client, the next
@@ -1045,7 +1044,10 @@ fn packaging_files_are_well_formed() -> anyhow::Result<()> {
     let token = prod["services"]["surfaces"]["environment"]["SURFACES__OPS__TOKEN"]
         .as_str()
         .unwrap_or_default();
-    assert!(token.contains(":?"), "prod refuses to start without a token: {token}");
+    assert!(
+        token.contains(":?"),
+        "prod refuses to start without a token: {token}"
+    );
 
     // Instructions, with their continuation lines joined.
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile"))?.replace("\\\n", " ");

@@ -8,12 +8,9 @@ use matrix_sdk::ruma::events::room::message::{
     FileMessageEventContent, MessageType, RoomMessageEventContent,
 };
 use matrix_sdk::ruma::OwnedMxcUri;
-use tempfile::TempDir;
 
 use crate::spine::{self, onboard, Stack, AGENT_TIMEOUT_SECS};
-use crate::support::bot::BotProcess;
 use crate::support::reference_agent::ReferenceAgent;
-use crate::support::synapse::Synapse;
 use crate::support::WAIT;
 
 /// Credentials in the agent's base URL that must never reach a room nor the log.
@@ -23,37 +20,19 @@ const AGENT_PASSWORD: &str = "hunter2-secret";
 /// A stack (unencrypted rooms: what the person reads is what Synapse holds) whose agent's
 /// base URL carries credentials (the reference agent ignores them).
 async fn stack() -> anyhow::Result<Stack> {
-    let synapse = Synapse::start().await?;
-    let bot_creds = synapse.register("surfaces", "bot-password", false).await?;
-    let agent = ReferenceAgent::start("ref").await;
-    let data = TempDir::new()?;
-    // A workspace, so that files are fetched at all.
-    let workspace = data.path().join("agents").join("3");
-    std::fs::create_dir_all(&workspace)?;
-    let toml = format!(
-        "[[agents]]\nid = \"ref\"\nname = \"Reference\"\n\
-         base_url = \"http://{AGENT_USER}:{AGENT_PASSWORD}@{}\"\n\
-         timeout_secs = {AGENT_TIMEOUT_SECS}\ndefault = true\nworkspace = {:?}\n",
-        agent.addr(),
-        workspace.display().to_string()
-    );
-    let mut bot = BotProcess::start(
-        &synapse,
-        &bot_creds,
-        &data.path().join("bot"),
-        &[("SURFACES__MATRIX__ENCRYPT_ROOMS", "false")],
-        Some(&toml),
-    )
-    .await?;
-    bot.wait_for_log("surfaces is running", WAIT).await?;
-    Ok(Stack {
-        synapse,
-        agent,
-        bot_creds,
-        bot,
-        data,
-        bot_env: Vec::new(),
-    })
+    let toml = |agent: &ReferenceAgent, data: &std::path::Path| {
+        // A workspace, so that files are fetched at all.
+        let workspace = data.join("agents").join("3");
+        std::fs::create_dir_all(&workspace)?;
+        Ok(format!(
+            "[[agents]]\nid = \"ref\"\nname = \"Reference\"\n\
+             base_url = \"http://{AGENT_USER}:{AGENT_PASSWORD}@{}\"\n\
+             timeout_secs = {AGENT_TIMEOUT_SECS}\ndefault = true\nworkspace = {:?}\n",
+            agent.addr(),
+            workspace.display().to_string()
+        ))
+    };
+    Stack::start_configured(toml, &[("SURFACES__MATRIX__ENCRYPT_ROOMS", "false")]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

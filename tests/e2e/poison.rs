@@ -39,7 +39,14 @@ async fn a_message_that_kills_the_process_is_given_up_after_max_resumes() -> any
         assert!(!status.success(), "resume {attempt} killed it: {status:?}");
     }
     let calls = usize::try_from(MAX_RESUMES)? + 1;
-    let turns = |stack: &Stack| stack.agent.turns().iter().filter(|t| t.text == text).count();
+    let turns = |stack: &Stack| {
+        stack
+            .agent
+            .turns()
+            .iter()
+            .filter(|t| t.text == text)
+            .count()
+    };
     assert_eq!(turns(&stack), calls);
 
     // The next start gives it up (still armed to crash on any turn: it stays up).
@@ -58,7 +65,11 @@ async fn a_message_that_kills_the_process_is_given_up_after_max_resumes() -> any
     // Done for good: a normal start answers new messages and leaves this one alone.
     stack.restart_bot().await?;
     ask(&stack, &alice, &ob.chat, "and now?").await?;
-    assert_eq!(turns(&stack), calls, "the agent was not called for it again");
+    assert_eq!(
+        turns(&stack),
+        calls,
+        "the agent was not called for it again"
+    );
     let told = alice
         .messages_from(&ob.chat, &bot)
         .await

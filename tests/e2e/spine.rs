@@ -48,25 +48,42 @@ impl Stack {
 
     /// Like [`Stack::start`], with `env` for every start of the bot.
     pub async fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Stack> {
-        let bot_env: Vec<(String, String)> = env
+        let mut stack = Self::start_configured(|agent, _| Ok(agents_toml(agent)), env).await?;
+        stack.bot_env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        Ok(stack)
+    }
+
+    /// Synapse, the reference agent and the bot, whose config `toml` makes from the agent and
+    /// the stack's data dir, started with `env` (this start only: [`Stack::restart_bot`] and
+    /// [`Stack::relaunch`] use [`agents_toml`]).
+    pub async fn start_configured(
+        toml: impl FnOnce(&ReferenceAgent, &std::path::Path) -> anyhow::Result<String>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Stack> {
         let synapse = Synapse::start().await?;
-        let bot_creds = synapse
-            .registrar()
-            .register("surfaces", "bot-password", false)
-            .await?;
+        let bot_creds = synapse.register("surfaces", "bot-password", false).await?;
         let agent = ReferenceAgent::start("ref").await;
         let data = TempDir::new()?;
-        let bot = Self::start_bot(&synapse, &bot_creds, &data, &agent, &bot_env).await?;
+        let toml = toml(&agent, data.path())?;
+        let mut bot = BotProcess::start(
+            &synapse,
+            &bot_creds,
+            &data.path().join("bot"),
+            env,
+            Some(&toml),
+        )
+        .await?;
+        bot.wait_for_log("surfaces is running", WAIT).await?;
         Ok(Stack {
             synapse,
             agent,
             bot_creds,
             bot,
             data,
-            bot_env,
+            bot_env: Vec::new(),
         })
     }
 

@@ -32,7 +32,10 @@ async fn a_flood_is_cut_at_the_burst_told_once_and_never_replayed() -> anyhow::R
         .collect();
     // The first BURST are answered, in order; the next one gets the one notice.
     for (i, id) in sent.iter().take(BURST).enumerate() {
-        assert_eq!(bot.answer(&chat, id).await?.text(), format!("echo: flood {i}"));
+        assert_eq!(
+            bot.answer(&chat, id).await?.text(),
+            format!("echo: flood {i}")
+        );
     }
     let told = bot.answer(&chat, &sent[BURST]).await?;
     assert!(told.is_notice(), "{told:?}");
@@ -48,7 +51,12 @@ async fn a_flood_is_cut_at_the_burst_told_once_and_never_replayed() -> anyhow::R
             .filter(|i| !bot.world.answers_to(&chat, &sent[*i]).is_empty())
             .collect()
     };
-    assert_eq!(answered(&bot), Vec::<usize>::new(), "{}", bot.transcript(&chat));
+    assert_eq!(
+        answered(&bot),
+        Vec::<usize>::new(),
+        "{}",
+        bot.transcript(&chat)
+    );
     let notices = bot
         .world
         .bot_posts(&chat)
@@ -62,15 +70,28 @@ async fn a_flood_is_cut_at_the_burst_told_once_and_never_replayed() -> anyhow::R
         .encode(&Observed::default(), Exposition::Prometheus)?;
     expect(
         &metrics,
-        &format!("surfaces_messages_total{{outcome=\"limited\"}} {}", FLOOD - BURST),
+        &format!(
+            "surfaces_messages_total{{outcome=\"limited\"}} {}",
+            FLOOD - BURST
+        ),
     );
 
     // Refused means done: a restart replays none of them.
     let posts_before = bot.world.bot_posts(&chat).len();
     bot.restart().await?;
     assert_eq!(bot.ask_text(&bob, &bob_chat, "after").await?, "echo: after");
-    assert_eq!(answered(&bot), Vec::<usize>::new(), "{}", bot.transcript(&chat));
-    assert_eq!(bot.world.bot_posts(&chat).len(), posts_before, "{}", bot.transcript(&chat));
+    assert_eq!(
+        answered(&bot),
+        Vec::<usize>::new(),
+        "{}",
+        bot.transcript(&chat)
+    );
+    assert_eq!(
+        bot.world.bot_posts(&chat).len(),
+        posts_before,
+        "{}",
+        bot.transcript(&chat)
+    );
     Ok(())
 }
 

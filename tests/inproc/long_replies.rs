@@ -44,7 +44,12 @@ fn content(s: &str) -> String {
 }
 
 /// The bot's posts in `chat` from its answer to `id` on, once there are `n` after it.
-async fn posts_from(bot: &Bot, chat: &ChatId, id: &MessageId, n: usize) -> anyhow::Result<Vec<Post>> {
+async fn posts_from(
+    bot: &Bot,
+    chat: &ChatId,
+    id: &MessageId,
+    n: usize,
+) -> anyhow::Result<Vec<Post>> {
     wait_until(surfaces_testkit::inproc::WAIT, POLL, || {
         let posts = bot.world.bot_posts(chat);
         let from = posts
@@ -55,7 +60,12 @@ async fn posts_from(bot: &Bot, chat: &ChatId, id: &MessageId, n: usize) -> anyho
         async move { from }
     })
     .await
-    .map_err(|e| e.context(format!("no {n} posts answering {id}; {}", bot.transcript(chat))))
+    .map_err(|e| {
+        e.context(format!(
+            "no {n} posts answering {id}; {}",
+            bot.transcript(chat)
+        ))
+    })
 }
 
 /// Restarts the bot, asks something else, and checks the agent saw `text` only once.
@@ -69,7 +79,11 @@ async fn done_after_restart(
     bot.restart().await?;
     bot.ask(alice, chat, "still there?").await?;
     let agent = bot.reference()?;
-    assert_eq!(agent.request_count(Endpoint::Turn), before + 1, "only the new message");
+    assert_eq!(
+        agent.request_count(Endpoint::Turn),
+        before + 1,
+        "only the new message"
+    );
     assert_eq!(
         agent.turns().iter().filter(|t| t.text == text).count(),
         1,
@@ -98,11 +112,20 @@ async fn a_long_reply_arrives_in_parts_under_the_limit() -> anyhow::Result<()> {
         async move { got }
     })
     .await
-    .map_err(|e| e.context(format!("the reply never arrived; {}", bot.transcript(&chat))))?;
+    .map_err(|e| {
+        e.context(format!(
+            "the reply never arrived; {}",
+            bot.transcript(&chat)
+        ))
+    })?;
 
     assert!(posts.len() >= 9, "{} parts", posts.len());
     for (i, post) in posts.iter().enumerate() {
-        assert!(post.text().len() <= 1000, "part {i}: {} bytes", post.text().len());
+        assert!(
+            post.text().len() <= 1000,
+            "part {i}: {} bytes",
+            post.text().len()
+        );
         assert!(!post.is_notice(), "part {i} is the agent speaking");
         // A part never ends inside a code block it opened (the last one may: the reply
         // itself ends inside one).
@@ -138,8 +161,15 @@ async fn a_reply_past_the_inline_limit_is_attached_as_a_file() -> anyhow::Result
     let PostBody::File { name, mime, data } = &posts[1].body else {
         panic!("not a file: {:?}", posts[1]);
     };
-    assert_eq!((name.as_str(), mime.as_str()), ("reply.md", "text/markdown"));
-    assert_eq!(data, long_reply(200000).as_bytes(), "the whole reply, intact");
+    assert_eq!(
+        (name.as_str(), mime.as_str()),
+        ("reply.md", "text/markdown")
+    );
+    assert_eq!(
+        data,
+        long_reply(200000).as_bytes(),
+        "the whole reply, intact"
+    );
 
     done_after_restart(&mut bot, &alice, &chat, &text).await
 }

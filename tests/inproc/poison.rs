@@ -23,7 +23,10 @@ async fn a_message_that_keeps_taking_the_process_down_is_given_up_across_restart
     let (mut bot, alice, chat) = Bot::with_person(setup, "alice").await?;
     bot.reference()?.set_delay(HANG);
     let poison = bot.world.say(&alice, &chat, "this one never finishes");
-    assert!(bot.reference()?.wait_for_turns(1, WAIT).await, "the first attempt");
+    assert!(
+        bot.reference()?.wait_for_turns(1, WAIT).await,
+        "the first attempt"
+    );
 
     // Each restart resumes it (the agent is called again), up to MAX_RESUMES times.
     let attempts = usize::try_from(MAX_RESUMES)? + 1;
@@ -45,7 +48,11 @@ async fn a_message_that_keeps_taking_the_process_down_is_given_up_across_restart
     bot.restart().await?;
     bot.ask(&alice, &chat, "and now?").await?;
     let agent = bot.reference()?;
-    assert_eq!(agent.request_count(Endpoint::Turn), attempts + 1, "only the new message");
+    assert_eq!(
+        agent.request_count(Endpoint::Turn),
+        attempts + 1,
+        "only the new message"
+    );
     assert_eq!(bot.world.answers_to(&chat, &poison).len(), 1, "told once");
     Ok(())
 }

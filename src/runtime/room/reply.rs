@@ -74,7 +74,11 @@ pub async fn send_reply(
 }
 
 /// The parts in order: the first answers the message, the others follow it.
-async fn send_parts(chat: &Chat, msg: &UserMessage, parts: Vec<String>) -> Result<(), SurfaceError> {
+async fn send_parts(
+    chat: &Chat,
+    msg: &UserMessage,
+    parts: Vec<String>,
+) -> Result<(), SurfaceError> {
     let count = parts.len();
     if count > 1 {
         tracing::info!(parts = count, "sending a long reply in parts");

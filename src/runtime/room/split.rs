@@ -269,7 +269,9 @@ impl Parts {
         if self.add(&whole) {
             return;
         }
-        let fence = Fence::opening(open).map(|f| f.closing()).unwrap_or_default();
+        let fence = Fence::opening(open)
+            .map(|f| f.closing())
+            .unwrap_or_default();
         let open_line = if open.ends_with('\n') {
             open.to_owned()
         } else {
@@ -413,7 +415,10 @@ mod tests {
                 "a long line is cut at a space",
                 format!("{} {}", para('x', 50), para('y', 50)),
                 64,
-                vec![format!("{} ", para('x', 50)).trim_end().to_owned(), para('y', 50)],
+                vec![
+                    format!("{} ", para('x', 50)).trim_end().to_owned(),
+                    para('y', 50),
+                ],
             ),
             (
                 "a too long code block is closed and reopened",
@@ -442,7 +447,11 @@ mod tests {
     #[test]
     fn never_cuts_inside_a_character() {
         // 3-byte and 4-byte characters with no spaces: every cut must land on a boundary.
-        for text in ["€".repeat(100), "🦀".repeat(100), format!("a{}", "é".repeat(99))] {
+        for text in [
+            "€".repeat(100),
+            "🦀".repeat(100),
+            format!("a{}", "é".repeat(99)),
+        ] {
             let parts = split(&text, 64);
             assert!(parts.len() > 1);
             for part in &parts {
@@ -509,7 +518,12 @@ mod tests {
     fn plans() {
         let l = limits(100, 1000);
         assert_eq!(plan("short", &l), ReplyPlan::Messages(vec!["short".into()]));
-        let three = format!("{}\n\n{}\n\n{}", "a".repeat(90), "b".repeat(90), "c".repeat(90));
+        let three = format!(
+            "{}\n\n{}\n\n{}",
+            "a".repeat(90),
+            "b".repeat(90),
+            "c".repeat(90)
+        );
         match plan(&three, &l) {
             ReplyPlan::Messages(parts) => assert_eq!(parts.len(), 3),
             other => panic!("{other:?}"),
