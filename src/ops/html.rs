@@ -472,6 +472,7 @@ mod tests {
                 last_activity_ms: None,
             }],
             actors: Vec::new(),
+            encryption: None,
         }
     }
 
