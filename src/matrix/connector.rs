@@ -129,6 +129,7 @@ impl Connector for MatrixConnector {
 
     async fn prepare(&mut self, inbound: Arc<dyn Inbound>) -> Result<(), SurfaceError> {
         register_invites(&self.client, &self.bot, self.surface(), inbound.clone());
+        super::verification::cancel_incoming_requests(&self.client);
         self.settings.filter = sync_filter(&self.client, self.sync.timeline_limit).await;
         let cursor = inbound.cursor(self.surface.name()).map_err(|e| {
             SurfaceError::failed(

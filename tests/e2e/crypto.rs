@@ -47,12 +47,27 @@ async fn careful_person(stack: &Stack, localpart: &str) -> anyhow::Result<Person
 /// The `elapsed_ms` of the bot's identity check in this run's log.
 fn identity_check_ms(stack: &Stack) -> Option<u64> {
     let log = stack.bot.log_text();
-    let line = log.lines().find(|l| l.contains(IDENTITY_CHECKED))?;
-    let rest = &line[line.find("elapsed_ms=")? + "elapsed_ms=".len()..];
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    let coloured = log.lines().find(|l| l.contains(IDENTITY_CHECKED))?;
+    // Without the terminal colour codes (`ESC [ ... m`).
+    let mut line = String::new();
+    let mut in_escape = false;
+    for c in coloured.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => line.push(c),
+        }
+    }
+    // Past the field name (and any colour codes or `=`/`:`), the first run of digits.
+    let rest = &line[line.find("elapsed_ms")? + "elapsed_ms".len()..];
+    let digits: String = rest
+        .chars()
+        .skip_while(|c| *c != '=' && *c != ':')
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,4 +353,29 @@ fn erin_creds(erin: &Person) -> crate::support::synapse::UserCreds {
         access_token: String::new(),
         device_id: String::new(),
     }
+}
+
+/// Item 5: a person asking to verify the bot's device sees the request cancelled by the
+/// bot (it cannot compare emoji), instead of a request left waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_request_to_the_bot_is_cancelled() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let alice = stack.person("alice").await?;
+    onboard(&stack, &alice).await?;
+    let encryption = alice.client().encryption();
+    let devices = encryption.get_user_devices(stack.bot_id()).await?;
+    let device = devices
+        .devices()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("alice knows no device of the bot"))?;
+    let request = device.request_verification().await?;
+    wait_until(WAIT, POLL, || async { request.is_cancelled().then_some(()) })
+        .await
+        .map_err(|e| anyhow::anyhow!("the bot never cancelled the request: {e}"))?;
+    assert!(
+        stack.bot.log_contains("cancelled a verification request"),
+        "{}",
+        stack.bot.log_tail(30)
+    );
+    Ok(())
 }
