@@ -226,6 +226,8 @@ pub async fn secure_identity(client: &Client, setup: &CryptoSetup) -> bool {
         cross_signed = signed,
         holds_cross_signing_keys = status.is_some_and(|s| s.is_complete()),
         recovery = ?client.encryption().recovery().state(),
+        device_id = ?client.device_id(),
+        device_ed25519 = ?client.encryption().ed25519_key().await,
         backup = ?client.encryption().backups().state(),
         elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "end-to-end encryption identity checked"
