@@ -111,8 +111,12 @@ struct SessionFile {
 /// A restored session is checked with `whoami`: a rejected token gives
 /// [`MatrixError::InvalidToken`]; an unreachable homeserver only logs a
 /// warning and the client is returned anyway (the sync loop will retry).
+///
+/// This client shares its room keys with every device: identity-based sharing needs the
+/// device's own cross-signing identity, which only the connector sets up
+/// ([`super::crypto::secure_identity`]) before choosing the strategy with [`connect_with`].
 pub async fn connect(params: &LoginParams, data_dir: &Path) -> Result<Client, MatrixError> {
-    connect_with(params, data_dir, KeySharing::default()).await
+    connect_with(params, data_dir, KeySharing::AllDevices).await
 }
 
 /// [`connect`], the client sharing its room keys as `key_sharing` says.
