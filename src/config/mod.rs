@@ -58,7 +58,7 @@ pub use limits::{LimitsConfig, DEFAULT_ROOM_QUEUE_MAX};
 pub use replies::RepliesConfig;
 pub use secret::Secret;
 pub use sections::{
-    AccessConfig, CommandsConfig, FilesConfig, LogConfig, LogFormat, MatrixConfig, OpsConfig,
+    AccessConfig, CommandsConfig, FilesConfig, KeySharing, LogConfig, LogFormat, MatrixConfig, OpsConfig,
     ReconcileConfig, ShutdownConfig, SupervisionConfig, SyncConfig, DEFAULT_BACKFILL_PAGE_SIZE,
     DEFAULT_BACKOFF_MAX_MS, DEFAULT_BACKOFF_MIN_MS, DEFAULT_CATCH_UP_MAX_AGE_SECS,
     DEFAULT_CATCH_UP_MAX_MESSAGES, DEFAULT_CONFIRMATION_TTL_SECS, DEFAULT_DEVICE_NAME,

@@ -53,6 +53,23 @@ pub struct MatrixConfig {
     pub device_name: String,
     /// Whether new chat rooms are created end-to-end encrypted.
     pub encrypt_rooms: bool,
+    /// The recovery key of the bot's secret storage, to restore its identity and room keys
+    /// on a fresh data directory; unset: `<data_dir>/recovery-key` when it exists.
+    pub recovery_key: Option<Secret>,
+    /// Which devices the bot shares its room keys with.
+    pub key_sharing: KeySharing,
+}
+
+/// `matrix.key_sharing`: which of a person's devices receive the bot's room keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySharing {
+    /// Only devices cross-signed by their owner (MSC4153; Element's "exclude insecure
+    /// devices"): a person's unsigned or rogue device gets no keys.
+    #[default]
+    IdentityBased,
+    /// Every device that is not blacklisted (the legacy behaviour).
+    AllDevices,
 }
 
 impl Default for MatrixConfig {
@@ -64,6 +81,8 @@ impl Default for MatrixConfig {
             access_token: None,
             device_name: DEFAULT_DEVICE_NAME.to_owned(),
             encrypt_rooms: DEFAULT_ENCRYPT_ROOMS,
+            recovery_key: None,
+            key_sharing: KeySharing::default(),
         }
     }
 }

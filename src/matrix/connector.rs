@@ -20,7 +20,7 @@ use super::surface::MatrixSurface;
 use super::sync_actor::{SyncActor, SyncDeps};
 use super::{bot_filter, initial_sync, InitialSync, LoginParams, MatrixError, SyncHealth};
 use super::{MatrixError as Error, SyncLoopSettings};
-use crate::config::Config;
+use crate::config::{Config, KeySharing};
 use crate::retry::{retry, RetryPolicy};
 use crate::runtime::ids::SYNC_ACTOR;
 use crate::surface::{
@@ -44,20 +44,49 @@ impl MatrixConnector {
         let params = LoginParams {
             homeserver_url: config.matrix.homeserver_url.clone(),
             user_id: config.matrix.user_id.clone(),
+            // An empty secret is unset (as the config check reads it), so an empty
+            // password beside an access token does not turn into a failing password login.
             password: config
                 .matrix
                 .password
                 .as_ref()
+                .filter(|s| !s.is_empty())
                 .map(|s| s.expose().to_owned()),
             access_token: config
                 .matrix
                 .access_token
                 .as_ref()
+                .filter(|s| !s.is_empty())
                 .map(|s| s.expose().to_owned()),
             device_name: config.matrix.device_name.clone(),
         };
-        let client = super::connect(&params, &config.data_dir).await?;
-        Self::new(client, config)
+        let mut client =
+            super::connect_with(&params, &config.data_dir, config.matrix.key_sharing).await?;
+        let setup = super::crypto::CryptoSetup {
+            password: params.password.clone(),
+            recovery_key: config
+                .matrix
+                .recovery_key
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+            data_dir: config.data_dir.clone(),
+            key_sharing: config.matrix.key_sharing,
+        };
+        let has_identity = super::crypto::secure_identity(&client, &setup).await;
+        if !has_identity && config.matrix.key_sharing == KeySharing::IdentityBased {
+            // matrix-sdk cannot send at all with identity-based sharing from a device
+            // without a verified identity; the strategy is fixed when the client is built.
+            tracing::warn!("the bot has no cross-signing identity (see above), so it cannot \
+                share room keys by identity (matrix.key_sharing); until it has one it shares \
+                them with every device");
+            drop(client);
+            client = super::connect_with(&params, &config.data_dir, KeySharing::AllDevices)
+                .await?;
+        }
+        let this = Self::new(client, config)?;
+        this.health
+            .set_encryption(super::crypto::snapshot(&this.client).await);
+        Ok(this)
     }
 
     /// The adapter of the bot logged in as `client`.
@@ -100,6 +129,7 @@ impl Connector for MatrixConnector {
 
     async fn prepare(&mut self, inbound: Arc<dyn Inbound>) -> Result<(), SurfaceError> {
         register_invites(&self.client, &self.bot, self.surface(), inbound.clone());
+        super::verification::cancel_incoming_requests(&self.client);
         self.settings.filter = sync_filter(&self.client, self.sync.timeline_limit).await;
         let cursor = inbound.cursor(self.surface.name()).map_err(|e| {
             SurfaceError::failed(
@@ -151,6 +181,11 @@ impl Connector for MatrixConnector {
             }
             None => None,
         };
+        tokio::spawn(super::crypto::keep_snapshot_fresh(
+            this.client.clone(),
+            this.health.clone(),
+            shutdown.clone(),
+        ));
         let deps = SyncDeps {
             client: this.client.clone(),
             health: this.health.clone(),

@@ -24,16 +24,19 @@ pub mod backfill;
 pub mod catch_up;
 pub mod connector;
 pub mod html;
+pub mod crypto;
 pub mod inbound;
 pub mod media;
 pub mod mxc;
 pub mod provision;
 pub mod relations;
+pub mod recovery;
 pub mod session;
 pub mod state;
 pub mod surface;
 pub mod sync;
 pub mod sync_actor;
+pub mod verification;
 
 use std::{error::Error as StdError, path::PathBuf, time::Duration};
 
@@ -46,7 +49,7 @@ use matrix_sdk::{
 };
 
 pub use provision::{create_chat_room, create_space, join_invite, leave, link_space_child};
-pub use session::{connect, LoginParams, SESSION_FILE_NAME, STORE_DIR_NAME};
+pub use session::{connect, connect_with, LoginParams, SESSION_FILE_NAME, STORE_DIR_NAME};
 pub use state::{
     room_binding, set_room_binding, space_binding, space_owner, space_parent_of,
     SurfacesRoomEventContent, SurfacesSpaceEventContent, SURFACES_ROOM_EVENT_TYPE,

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::MatrixError;
+use crate::config::KeySharing;
 
 /// Name of the session file inside the data directory.
 pub const SESSION_FILE_NAME: &str = "matrix-session.json";
@@ -110,7 +111,20 @@ struct SessionFile {
 /// A restored session is checked with `whoami`: a rejected token gives
 /// [`MatrixError::InvalidToken`]; an unreachable homeserver only logs a
 /// warning and the client is returned anyway (the sync loop will retry).
+///
+/// This client shares its room keys with every device: identity-based sharing needs the
+/// device's own cross-signing identity, which only the connector sets up
+/// ([`super::crypto::secure_identity`]) before choosing the strategy with [`connect_with`].
 pub async fn connect(params: &LoginParams, data_dir: &Path) -> Result<Client, MatrixError> {
+    connect_with(params, data_dir, KeySharing::AllDevices).await
+}
+
+/// [`connect`], the client sharing its room keys as `key_sharing` says.
+pub async fn connect_with(
+    params: &LoginParams,
+    data_dir: &Path,
+    key_sharing: KeySharing,
+) -> Result<Client, MatrixError> {
     let user_id = parse_user_id(&params.user_id)?;
     fs::create_dir_all(data_dir)
         .map_err(|e| MatrixError::io("creating the data directory", data_dir, e))?;
@@ -120,7 +134,7 @@ pub async fn connect(params: &LoginParams, data_dir: &Path) -> Result<Client, Ma
     if session_path.exists() {
         let stored = read_session_file(&session_path)?;
         check_stored_session(&stored, params, &user_id, &session_path)?;
-        let client = build_client(&params.homeserver_url, &store_path).await?;
+        let client = build_client(&params.homeserver_url, &store_path, key_sharing).await?;
         let device_id = stored.session.meta.device_id.clone();
         client
             .restore_session(stored.session)
@@ -142,7 +156,7 @@ pub async fn connect(params: &LoginParams, data_dir: &Path) -> Result<Client, Ma
     // use (its token is lost): keep it aside rather than mixing its keys
     // with the new device's.
     set_aside_orphan_store(&store_path)?;
-    let client = build_client(&params.homeserver_url, &store_path).await?;
+    let client = build_client(&params.homeserver_url, &store_path, key_sharing).await?;
 
     let session = if let Some(password) = &params.password {
         let response = client
@@ -311,11 +325,17 @@ async fn device_of_token(
 }
 
 /// Builds a client whose state and crypto stores live in `store_path`.
-async fn build_client(homeserver_url: &str, store_path: &Path) -> Result<Client, MatrixError> {
+async fn build_client(
+    homeserver_url: &str,
+    store_path: &Path,
+    key_sharing: KeySharing,
+) -> Result<Client, MatrixError> {
     create_private_dir(store_path)?;
     Client::builder()
         .homeserver_url(homeserver_url)
         .sqlite_store(store_path, None)
+        .with_encryption_settings(super::crypto::encryption_settings())
+        .with_room_key_recipient_strategy(super::crypto::key_sharing_strategy(key_sharing))
         .request_config(RequestConfig::new().retry_limit(REQUEST_RETRY_LIMIT))
         .build()
         .await

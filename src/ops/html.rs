@@ -520,6 +520,7 @@ mod tests {
                 last_activity_ms: None,
             }],
             actors: Vec::new(),
+            encryption: None,
         }
     }
 

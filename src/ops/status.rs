@@ -224,6 +224,9 @@ pub struct Status {
     pub agents: Vec<AgentStatus>,
     /// The other actors, failing first.
     pub actors: Vec<ActorStatus>,
+    /// The bot's end-to-end encryption state (messengers that encrypt).
+    #[serde(default)]
+    pub encryption: Option<crate::surface::encryption::EncryptionHealth>,
 }
 
 /// Unix milliseconds of a time (0 before the epoch).
@@ -315,6 +318,10 @@ pub fn readiness(view: &RuntimeView, root: &SupervisorHandle) -> Readiness {
         ),
     };
     check("sync", ok, detail);
+    // Informational: an unsigned device or a missing backup does not make the bot unready.
+    if let Some(encryption) = view.sync.encryption() {
+        check("encryption", true, encryption.summary());
+    }
     for agent in &view.agents {
         let state = agent.conn.state();
         let ok = state == ActorState::Running;
@@ -424,6 +431,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         rooms,
         agents,
         actors,
+        encryption: view.sync.encryption(),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct SyncHealth {
     successes: AtomicU64,
     /// Catch-up: gaps seen, events back-filled, messages left out.
     catch_up: CatchUpCounters,
+    /// The latest end-to-end encryption snapshot, for messengers that encrypt.
+    encryption: parking_lot::Mutex<Option<super::encryption::EncryptionHealth>>,
 }
 
 /// What catch-up did since start-up (for `/metrics` and `/status`).
@@ -72,6 +74,7 @@ impl Default for SyncHealth {
             consecutive_failures: AtomicU32::new(0),
             successes: AtomicU64::new(0),
             catch_up: CatchUpCounters::default(),
+            encryption: parking_lot::Mutex::new(None),
         }
     }
 }
@@ -123,6 +126,16 @@ impl SyncHealth {
             .store(ms.saturating_add(1), Ordering::Release);
         self.consecutive_failures.store(0, Ordering::Release);
         self.successes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records the latest end-to-end encryption snapshot.
+    pub fn set_encryption(&self, health: super::encryption::EncryptionHealth) {
+        *self.encryption.lock() = Some(health);
+    }
+
+    /// The latest end-to-end encryption snapshot, if the messenger recorded one.
+    pub fn encryption(&self) -> Option<super::encryption::EncryptionHealth> {
+        self.encryption.lock().clone()
     }
 
     /// Records a failed sync; returns the new count of consecutive failures.

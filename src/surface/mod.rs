@@ -21,6 +21,7 @@
 //! What a messenger lacks is declared in [`Capabilities`], never assumed.
 
 pub mod binding;
+pub mod encryption;
 pub mod error;
 pub mod health;
 pub mod ids;

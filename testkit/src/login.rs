@@ -7,6 +7,8 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use matrix_sdk::encryption::EncryptionSettings;
+use surfaces::matrix::crypto::CollectStrategy;
 use matrix_sdk::Client;
 
 /// Logs `user` (an id or a local part) in on `homeserver` as a new device named `device`,
@@ -18,9 +20,38 @@ pub async fn password_client(
     store: &Path,
     device: &str,
 ) -> anyhow::Result<Client> {
+    password_client_sharing(
+        homeserver,
+        user,
+        password,
+        store,
+        device,
+        CollectStrategy::AllDevices,
+    )
+    .await
+}
+
+/// [`password_client`] whose room keys go to the devices `key_sharing` selects (Element's
+/// "exclude insecure devices" is [`CollectStrategy::IdentityBasedStrategy`]). Like a
+/// current client, it sets up cross-signing at its first login (the password answers the
+/// homeserver's auth), so its device is signed by its owner and identity-based senders,
+/// the bot among them, share their room keys with it.
+pub async fn password_client_sharing(
+    homeserver: &str,
+    user: &str,
+    password: &str,
+    store: &Path,
+    device: &str,
+    key_sharing: CollectStrategy,
+) -> anyhow::Result<Client> {
     let client = Client::builder()
         .homeserver_url(homeserver)
         .sqlite_store(store, None)
+        .with_encryption_settings(EncryptionSettings {
+            auto_enable_cross_signing: true,
+            ..Default::default()
+        })
+        .with_room_key_recipient_strategy(key_sharing)
         .build()
         .await
         .context("building the matrix-sdk client")?;
@@ -31,5 +62,8 @@ pub async fn password_client(
         .send()
         .await
         .with_context(|| format!("logging in as {user}"))?;
+    // Cross-signing is set up in the background after login: wait for it, so the device is
+    // signed before anyone decides whether to share keys with it.
+    client.encryption().wait_for_e2ee_initialization_tasks().await;
     Ok(client)
 }

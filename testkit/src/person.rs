@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use matrix_sdk::config::SyncSettings;
+pub use surfaces::matrix::crypto::CollectStrategy;
 use matrix_sdk::event_handler::RawEvent;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{
     Request as CreateRoomRequest, RoomPreset,
@@ -187,15 +188,27 @@ impl Person {
     /// E2EE keys), does a first sync (which uploads the device keys), then
     /// keeps syncing in the background.
     pub async fn login(synapse: &Synapse, creds: &UserCreds) -> anyhow::Result<Person> {
+        Person::login_sharing(synapse, creds, CollectStrategy::AllDevices).await
+    }
+
+    /// [`Person::login`] with a client that shares its room keys as `key_sharing` says:
+    /// [`CollectStrategy::IdentityBasedStrategy`] is Element's "exclude insecure devices"
+    /// (MSC4153), which gives no keys to a device its owner has not cross-signed.
+    pub async fn login_sharing(
+        synapse: &Synapse,
+        creds: &UserCreds,
+        key_sharing: CollectStrategy,
+    ) -> anyhow::Result<Person> {
         let store = tempfile::Builder::new()
             .prefix(&format!("surfaces-person-{}-", creds.localpart))
             .tempdir()?;
-        let client = crate::login::password_client(
+        let client = crate::login::password_client_sharing(
             &synapse.base_url,
             creds.user_id.as_str(),
             &creds.password,
             store.path(),
             &format!("e2e person {}", creds.localpart),
+            key_sharing,
         )
         .await?;
 
@@ -577,6 +590,19 @@ impl Person {
             .iter()
             .filter(|m| m.room_id == room_id)
             .cloned()
+            .collect()
+    }
+
+    /// The ids of the room's encrypted events this device has received but cannot decrypt
+    /// (after trying again), e.g. because the sender withheld the room key from it.
+    pub async fn undecryptable(&self, room_id: &RoomId) -> Vec<String> {
+        self.retry_undecrypted().await;
+        let inbox = self.inbox.lock().unwrap();
+        inbox
+            .undecrypted
+            .iter()
+            .filter(|u| u.room_id == room_id)
+            .filter_map(|u| u.event_id.clone())
             .collect()
     }
 

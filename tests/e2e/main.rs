@@ -10,6 +10,7 @@ mod support;
 mod agent_http;
 mod catch_up;
 mod commands;
+mod crypto;
 mod delivery;
 mod edits;
 mod exit_code;

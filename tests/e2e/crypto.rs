@@ -1,0 +1,381 @@
+//! End-to-end encryption that real clients trust, against the real Synapse: a person whose
+//! client excludes insecure devices (Element's MSC4153 setting, matrix-sdk's
+//! `IdentityBasedStrategy`) is read and answered by a fresh bot, because the bot
+//! cross-signs its device at its first start; the bot's own room keys go only to devices
+//! their owner has signed; a bot whose whole data dir was deleted while it was down comes
+//! back with its recovery key and answers what was sent meanwhile, once.
+
+use std::time::Duration;
+
+use matrix_sdk::ruma::OwnedRoomId;
+
+use crate::spine::{agents_toml, ask, onboard, Stack};
+use crate::support::bot::BotProcess;
+use crate::support::person::{CollectStrategy, Person};
+use crate::support::reference_agent::ReferenceAgent;
+use crate::support::synapse::Synapse;
+use crate::support::{wait_until, POLL, WAIT};
+
+/// The bot's log line once its identity is settled (with `elapsed_ms`).
+const IDENTITY_CHECKED: &str = "end-to-end encryption identity checked";
+/// The bot's log line after creating its cross-signing identity.
+const BOOTSTRAPPED: &str = "created the bot's cross-signing identity";
+/// The bot's log line after setting up recovery (names the key file).
+const RECOVERY_SET_UP: &str = "key backup and recovery are set up. The recovery key";
+/// The bot's log line after restoring from secret storage.
+const RESTORED: &str = "restored the bot's identity and room keys";
+/// matrix-sdk's warning when it has room keys to back up and no backup.
+const NO_BACKUP_WARNING: &str = "no backup key was found";
+/// How long the bot's key backup may take to hold a new room key.
+const BACKUP_WAIT: Duration = Duration::from_secs(60);
+
+/// A person on a client that shares room keys only with cross-signed devices.
+async fn careful_person(stack: &Stack, localpart: &str) -> anyhow::Result<Person> {
+    let creds = stack
+        .synapse
+        .registrar()
+        .register(localpart, "person-password", false)
+        .await?;
+    Person::login_sharing(
+        &stack.synapse,
+        &creds,
+        CollectStrategy::IdentityBasedStrategy,
+    )
+    .await
+}
+
+/// The `elapsed_ms` of the bot's identity check in this run's log.
+fn identity_check_ms(stack: &Stack) -> Option<u64> {
+    let log = stack.bot.log_text();
+    let coloured = log.lines().find(|l| l.contains(IDENTITY_CHECKED))?;
+    // Without the terminal colour codes (`ESC [ ... m`).
+    let mut line = String::new();
+    let mut in_escape = false;
+    for c in coloured.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => line.push(c),
+        }
+    }
+    // Past the field name (and any colour codes or `=`/`:`), the first run of digits.
+    let rest = &line[line.find("elapsed_ms")? + "elapsed_ms".len()..];
+    let digits: String = rest
+        .chars()
+        .skip_while(|c| *c != '=' && *c != ':')
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_who_excludes_insecure_devices_is_read_and_answered() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    assert!(
+        stack.bot.log_contains(BOOTSTRAPPED),
+        "the first start creates the identity:\n{}",
+        stack.bot.log_tail(60)
+    );
+    eprintln!(
+        "first start: identity + recovery set up in {:?} ms",
+        identity_check_ms(&stack)
+    );
+    assert_crypto_health_shown(&stack).await?;
+    let erin = careful_person(&stack, "erin").await?;
+    let ob = onboard(&stack, &erin).await?;
+    let reply = ask(&stack, &erin, &ob.chat, "can you read me?").await?;
+    assert!(reply.was_encrypted, "the answer is encrypted: {reply:?}");
+    // Item 6: with backup set up, matrix-sdk has a backup key for every sync's room keys.
+    assert!(
+        !stack.bot.log_contains(NO_BACKUP_WARNING),
+        "no 'no backup key' warnings with backup set up:\n{}",
+        stack.bot.log_tail(40)
+    );
+    Ok(())
+}
+
+/// Item 4: `/status.json` and `/readyz?verbose` show the bot's encryption state.
+async fn assert_crypto_health_shown(stack: &Stack) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let url = format!("{}/status.json", stack.bot.ops_url());
+    // The device's own signature shows once the bot's keys query sees it (a sync or two),
+    // and the snapshot is refreshed every 30 s.
+    let status: serde_json::Value = wait_until(Duration::from_secs(90), POLL, || async {
+        let status: serde_json::Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+        (status["encryption"]["cross_signed"] == true).then_some(status)
+    })
+    .await?;
+    let crypto = &status["encryption"];
+    assert_eq!(crypto["backup_enabled"], true, "{status:#}");
+    assert!(crypto["backup_version"].is_string(), "{status:#}");
+    assert_eq!(crypto["recovery"], "enabled", "{status:#}");
+    assert!(
+        crypto["one_time_keys"].as_u64().is_some_and(|n| n > 0),
+        "{status:#}"
+    );
+    let verbose = http
+        .get(format!("{}/readyz?verbose", stack.bot.ops_url()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        verbose.contains("[+] encryption: device cross-signed, key backup enabled (version"),
+        "{verbose}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_shares_its_room_keys_only_with_signed_devices() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    // A second device that alice never verified: no cross-signing keys, so unsigned.
+    let rogue = alice.another_device(&stack.synapse).await?;
+    rogue.room(&ob.chat).await?;
+    let reply = ask(&stack, &alice, &ob.chat, "who can read this?").await?;
+    // The reply reaches the unsigned device only as an event it cannot decrypt.
+    let withheld = wait_until(WAIT, POLL, || async {
+        rogue
+            .undecryptable(&ob.chat)
+            .await
+            .contains(&reply.event_id.to_string())
+            .then_some(())
+    })
+    .await;
+    assert!(
+        withheld.is_ok(),
+        "the unsigned device got no key for the bot's reply {}; it read: {:?}",
+        reply.event_id,
+        rogue.messages(&ob.chat).await
+    );
+    Ok(())
+}
+
+/// Waits until the homeserver's key backup of the bot holds a key of `room`.
+async fn wait_for_backup_of(stack: &Stack, room: &OwnedRoomId) -> anyhow::Result<()> {
+    let session: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        stack.bot.data_dir().join("matrix-session.json"),
+    )?)?;
+    let token = session["access_token"].as_str().unwrap_or_default().to_owned();
+    let http = reqwest::Client::new();
+    let base = stack.synapse.base_url.clone();
+    wait_until(BACKUP_WAIT, POLL, || {
+        let (http, token, base) = (http.clone(), token.clone(), base.clone());
+        async move {
+            let version: serde_json::Value = http
+                .get(format!("{base}/_matrix/client/v3/room_keys/version"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let version = version["version"].as_str()?.to_owned();
+            let keys: serde_json::Value = http
+                .get(format!(
+                    "{base}/_matrix/client/v3/room_keys/keys?version={version}"
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            keys["rooms"].get(room.as_str()).map(|_| ())
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the bot's key backup never held a key of {room}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_restored_with_its_recovery_key_answers_what_was_sent_while_it_was_down(
+) -> anyhow::Result<()> {
+    let mut stack = Stack::start().await?;
+    assert!(
+        stack.bot.log_contains(RECOVERY_SET_UP),
+        "the first start sets up recovery and names the key file:\n{}",
+        stack.bot.log_tail(60)
+    );
+    let key_path = stack.bot.data_dir().join("recovery-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the recovery key file is private");
+    }
+    let recovery_key = std::fs::read_to_string(&key_path)?.trim().to_owned();
+    assert!(
+        !stack.bot.log_contains(&recovery_key),
+        "the recovery key itself is never logged"
+    );
+
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    let first = alice.send_text(&ob.chat, "before the redeploy").await?;
+    let bot = stack.bot_id().to_owned();
+    alice
+        .wait_for_message(
+            &ob.chat,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&first),
+            WAIT,
+        )
+        .await?;
+    // The room key of alice's session reached the backup before the bot goes down.
+    wait_for_backup_of(&stack, &ob.chat).await?;
+    assert!(
+        !stack.bot.log_contains(NO_BACKUP_WARNING),
+        "no 'no backup key' warnings with backup set up:\n{}",
+        stack.bot.log_tail(40)
+    );
+
+    // Down, and its whole data dir (crypto store, journal, session) is gone.
+    let status = stack.bot.stop().await?;
+    assert!(status.success(), "the bot exits 0 on SIGTERM: {status:?}");
+    std::fs::remove_dir_all(stack.bot.data_dir())?;
+    let while_down = alice.send_text(&ob.chat, "sent while you were away").await?;
+
+    stack
+        .relaunch(&[("SURFACES__MATRIX__RECOVERY_KEY", recovery_key.as_str())])
+        .await?;
+    assert!(
+        stack.bot.log_contains(RESTORED),
+        "the new device restores the identity:\n{}",
+        stack.bot.log_tail(60)
+    );
+    alice
+        .wait_for_message(
+            &ob.chat,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&while_down),
+            WAIT,
+        )
+        .await?;
+    // Answered once, and the message from before the redeploy not again.
+    let history = alice.history(&ob.chat).await?;
+    let answers_to = |id: &matrix_sdk::ruma::OwnedEventId| {
+        history
+            .iter()
+            .filter(|m| m.sender == bot && m.in_reply_to.as_ref() == Some(id))
+            .count()
+    };
+    assert_eq!(answers_to(&while_down), 1, "answered once");
+    assert_eq!(answers_to(&first), 1, "the old message is not answered again");
+    // The new device is cross-signed: a careful person is answered too.
+    let erin = careful_person(&stack, "erin").await?;
+    let ob_erin = onboard(&stack, &erin).await?;
+    ask(&stack, &erin, &ob_erin.chat, "still there?").await?;
+    Ok(())
+}
+
+/// The failure the bootstrap fixes, shown with the real binary: a bot that cannot create its
+/// identity (an access-token login, no password) says what the operator must do, and a
+/// careful person's message stays unreadable to it, while the same person's message from a
+/// client that shares with every device, sent after it in the same room, is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_bot_says_what_to_do_and_cannot_read_a_careful_person() -> anyhow::Result<()>
+{
+    let synapse = Synapse::start().await?;
+    let bot_creds = synapse
+        .registrar()
+        .register("surfaces", "bot-password", false)
+        .await?;
+    let agent = ReferenceAgent::start("ref").await;
+    let data = tempfile::TempDir::new()?;
+    let mut bot = BotProcess::start(
+        &synapse,
+        &bot_creds,
+        &data.path().join("bot"),
+        &[
+            ("SURFACES__MATRIX__PASSWORD", ""),
+            ("SURFACES__MATRIX__ACCESS_TOKEN", bot_creds.access_token.as_str()),
+        ],
+        Some(&agents_toml(&agent)),
+    )
+    .await?;
+    bot.wait_for_log("surfaces is running", WAIT).await?;
+    for needle in [
+        "the bot's device is not cross-signed",
+        "set matrix.password (or SURFACES__MATRIX__PASSWORD) for one start",
+    ] {
+        assert!(
+            bot.log_contains(needle),
+            "expected {needle:?} in the log:\n{}",
+            bot.log_tail(60)
+        );
+    }
+    let stack = Stack {
+        synapse,
+        agent,
+        bot_creds,
+        bot,
+        data,
+        bot_env: Vec::new(),
+    };
+    let erin = careful_person(&stack, "erin").await?;
+    let ob = onboard(&stack, &erin).await?;
+    let unread = erin.send_text(&ob.chat, "from the careful client").await?;
+    // Erin's other client shares with every device: its message, sent after, is answered.
+    let laptop = Person::login(&stack.synapse, &erin_creds(&erin)).await?;
+    laptop.room(&ob.chat).await?;
+    let later = laptop.send_text(&ob.chat, "from the laptop").await?;
+    let bot_id = stack.bot_id().to_owned();
+    erin.wait_for_message(
+        &ob.chat,
+        |m| m.sender == bot_id && m.in_reply_to.as_ref() == Some(&later),
+        WAIT,
+    )
+    .await?;
+    let bot = stack.bot_id().to_owned();
+    let answered = erin
+        .history(&ob.chat)
+        .await?
+        .iter()
+        .any(|m| m.sender == bot && m.in_reply_to.as_ref() == Some(&unread));
+    assert!(
+        !answered,
+        "an unsigned bot cannot read a person who excludes insecure devices"
+    );
+    Ok(())
+}
+
+/// Erin's credentials again (registered with the password every test person has).
+fn erin_creds(erin: &Person) -> crate::support::synapse::UserCreds {
+    crate::support::synapse::UserCreds {
+        user_id: erin.user_id().to_owned(),
+        localpart: erin.user_id().localpart().to_owned(),
+        password: "person-password".to_owned(),
+        access_token: String::new(),
+        device_id: String::new(),
+    }
+}
+
+/// Item 5: a person asking to verify the bot's device sees the request cancelled by the
+/// bot (it cannot compare emoji), instead of a request left waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_request_to_the_bot_is_cancelled() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let alice = stack.person("alice").await?;
+    onboard(&stack, &alice).await?;
+    let encryption = alice.client().encryption();
+    let devices = encryption.get_user_devices(stack.bot_id()).await?;
+    let device = devices
+        .devices()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("alice knows no device of the bot"))?;
+    let request = device.request_verification().await?;
+    wait_until(WAIT, POLL, || async { request.is_cancelled().then_some(()) })
+        .await
+        .map_err(|e| anyhow::anyhow!("the bot never cancelled the request: {e}"))?;
+    assert!(
+        stack.bot.log_contains("cancelled a verification request"),
+        "{}",
+        stack.bot.log_tail(30)
+    );
+    Ok(())
+}
