@@ -34,7 +34,13 @@ impl EnvProvider {
 }
 
 /// Keys whose environment values are always taken verbatim (a password may look like a list).
-const SECRET_KEYS: &[&str] = &["password", "access_token", "token", "fault_token", "recovery_key"];
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "access_token",
+    "token",
+    "fault_token",
+    "recovery_key",
+];
 
 /// `SURFACES__MATRIX__USER_ID` → `matrix.user_id`; `None` for other variables.
 fn env_key(name: &str) -> Option<String> {

@@ -76,12 +76,13 @@ impl MatrixConnector {
         if !has_identity && config.matrix.key_sharing == KeySharing::IdentityBased {
             // matrix-sdk cannot send at all with identity-based sharing from a device
             // without a verified identity; the strategy is fixed when the client is built.
-            tracing::warn!("the bot has no cross-signing identity (see above), so it cannot \
+            tracing::warn!(
+                "the bot has no cross-signing identity (see above), so it cannot \
                 share room keys by identity (matrix.key_sharing); until it has one it shares \
-                them with every device");
+                them with every device"
+            );
             drop(client);
-            client = super::connect_with(&params, &config.data_dir, KeySharing::AllDevices)
-                .await?;
+            client = super::connect_with(&params, &config.data_dir, KeySharing::AllDevices).await?;
         }
         let this = Self::new(client, config)?;
         this.health

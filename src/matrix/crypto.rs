@@ -26,19 +26,21 @@ use std::path::PathBuf;
 
 use matrix_sdk::encryption::recovery::RecoveryState;
 use matrix_sdk::encryption::{BackupDownloadStrategy, EncryptionSettings};
+use matrix_sdk::ruma::api::client::uiaa::{
+    AuthData, MatrixUserIdentifier, Password, UserIdentifier,
+};
+use matrix_sdk::Client;
 /// matrix-sdk's key-sharing strategies (re-exported for the test kit's simulated clients).
 pub use matrix_sdk_crypto::CollectStrategy;
-use matrix_sdk::ruma::api::client::uiaa::{AuthData, MatrixUserIdentifier, Password, UserIdentifier};
-use matrix_sdk::Client;
 use tracing::{error, info, warn};
 
 use matrix_sdk::ruma::api::client::backup::get_latest_backup_info;
 use matrix_sdk::ruma::api::client::keys::upload_keys;
 
 use super::recovery::{self, KeySource};
-use crate::surface::encryption::EncryptionHealth;
 use super::MatrixError;
 use crate::config::KeySharing;
+use crate::surface::encryption::EncryptionHealth;
 
 /// What [`secure_identity`] needs besides the client.
 #[derive(Clone)]
@@ -209,7 +211,10 @@ pub async fn secure_identity(client: &Client, setup: &CryptoSetup) -> bool {
     let started = std::time::Instant::now();
     // matrix-sdk's own set-up after login (backup resume, recovery state) runs in the
     // background; the decisions below read its results.
-    client.encryption().wait_for_e2ee_initialization_tasks().await;
+    client
+        .encryption()
+        .wait_for_e2ee_initialization_tasks()
+        .await;
     let key = recovery::find_key(setup.recovery_key.as_deref(), &setup.data_dir);
     if let Err(error) = settle_identity(client, setup, key.as_ref()).await {
         error!(%error, "cannot set up the bot's cross-signing identity; people who exclude \
@@ -376,11 +381,16 @@ async fn settle_identity(
         IdentityStep::Bootstrap => {
             let password = setup.password.clone().unwrap_or_default();
             bootstrap(client, &user_id, password).await?;
-            info!("created the bot's cross-signing identity and signed its device; clients \
-                that exclude insecure devices now share room keys with it");
+            info!(
+                "created the bot's cross-signing identity and signed its device; clients \
+                that exclude insecure devices now share room keys with it"
+            );
         }
         IdentityStep::Operator(action) => {
-            warn!(advice = action.advice(), "the bot's device is not cross-signed");
+            warn!(
+                advice = action.advice(),
+                "the bot's device is not cross-signed"
+            );
         }
     }
     Ok(())
@@ -398,7 +408,10 @@ async fn bootstrap(
         Ok(()) => Ok(()),
         Err(error) => {
             let Some(uiaa) = error.as_uiaa_response() else {
-                return Err(MatrixError::from_sdk("uploading the cross-signing keys", error));
+                return Err(MatrixError::from_sdk(
+                    "uploading the cross-signing keys",
+                    error,
+                ));
             };
             let mut auth = Password::new(
                 UserIdentifier::Matrix(MatrixUserIdentifier::new(user_id.to_string())),
@@ -434,14 +447,18 @@ async fn settle_recovery(
             None => Ok(()),
         },
         RecoveryStep::NeedKey => {
-            warn!("the account has secret storage but this device lacks some of its secrets \
+            warn!(
+                "the account has secret storage but this device lacks some of its secrets \
                 and no recovery key is at hand; set matrix.recovery_key (or \
-                SURFACES__MATRIX__RECOVERY_KEY) to the bot's recovery key and restart");
+                SURFACES__MATRIX__RECOVERY_KEY) to the bot's recovery key and restart"
+            );
             Ok(())
         }
         RecoveryStep::NoIdentity => {
-            warn!("key backup and recovery are not set up: the bot has no cross-signing \
-                identity yet (see the line above)");
+            warn!(
+                "key backup and recovery are not set up: the bot has no cross-signing \
+                identity yet (see the line above)"
+            );
             Ok(())
         }
     }
@@ -472,11 +489,20 @@ mod tests {
             (facts(true, false, true, false, false), SignDevice),
             (facts(false, false, true, true, false), Recover),
             (facts(false, false, true, true, true), Recover),
-            (facts(false, false, true, false, true), Operator(NeedRecoveryKey)),
+            (
+                facts(false, false, true, false, true),
+                Operator(NeedRecoveryKey),
+            ),
             (facts(false, false, false, false, true), Bootstrap),
             (facts(false, false, false, true, true), Bootstrap),
-            (facts(false, false, false, false, false), Operator(NeedPassword)),
-            (facts(false, false, false, true, false), Operator(NeedPassword)),
+            (
+                facts(false, false, false, false, false),
+                Operator(NeedPassword),
+            ),
+            (
+                facts(false, false, false, true, false),
+                Operator(NeedPassword),
+            ),
         ];
         for (facts, want) in table {
             assert_eq!(identity_step(facts), want, "{facts:?}");
@@ -501,7 +527,11 @@ mod tests {
             (S::Incomplete, false, false, NoIdentity),
         ];
         for (state, holds, key, want) in table {
-            assert_eq!(recovery_step(state, holds, key), want, "{state:?} {holds} {key}");
+            assert_eq!(
+                recovery_step(state, holds, key),
+                want,
+                "{state:?} {holds} {key}"
+            );
         }
     }
 
@@ -534,6 +564,9 @@ mod tests {
             key_sharing: KeySharing::default(),
         };
         let shown = format!("{setup:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("sekrit"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sekrit"),
+            "{shown}"
+        );
     }
 }

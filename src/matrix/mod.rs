@@ -23,14 +23,14 @@
 pub mod backfill;
 pub mod catch_up;
 pub mod connector;
-pub mod html;
 pub mod crypto;
+pub mod html;
 pub mod inbound;
 pub mod media;
 pub mod mxc;
 pub mod provision;
-pub mod relations;
 pub mod recovery;
+pub mod relations;
 pub mod session;
 pub mod state;
 pub mod surface;

@@ -16,7 +16,12 @@ use matrix_sdk::Client;
 pub fn cancel_incoming_requests(client: &Client) {
     client.add_event_handler(
         |event: ToDeviceKeyVerificationRequestEvent, client: Client| async move {
-            cancel(&client, &event.sender, event.content.transaction_id.as_str()).await;
+            cancel(
+                &client,
+                &event.sender,
+                event.content.transaction_id.as_str(),
+            )
+            .await;
         },
     );
     client.add_event_handler(

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use matrix_sdk::encryption::EncryptionSettings;
-use surfaces::matrix::crypto::CollectStrategy;
 use matrix_sdk::Client;
+use surfaces::matrix::crypto::CollectStrategy;
 
 /// Logs `user` (an id or a local part) in on `homeserver` as a new device named `device`,
 /// keeping the client's state (E2EE keys included) in `store`.
@@ -64,6 +64,9 @@ pub async fn password_client_sharing(
         .with_context(|| format!("logging in as {user}"))?;
     // Cross-signing is set up in the background after login: wait for it, so the device is
     // signed before anyone decides whether to share keys with it.
-    client.encryption().wait_for_e2ee_initialization_tasks().await;
+    client
+        .encryption()
+        .wait_for_e2ee_initialization_tasks()
+        .await;
     Ok(client)
 }

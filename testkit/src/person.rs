@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use matrix_sdk::config::SyncSettings;
-pub use surfaces::matrix::crypto::CollectStrategy;
 use matrix_sdk::event_handler::RawEvent;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{
     Request as CreateRoomRequest, RoomPreset,
@@ -27,6 +26,7 @@ use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use matrix_sdk::{Client, Room, RoomMemberships, RoomState};
 use serde_json::Value;
+pub use surfaces::matrix::crypto::CollectStrategy;
 use tokio::task::JoinHandle;
 
 use crate::synapse::{Synapse, UserCreds};

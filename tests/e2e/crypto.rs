@@ -160,7 +160,10 @@ async fn wait_for_backup_of(stack: &Stack, room: &OwnedRoomId) -> anyhow::Result
     let session: serde_json::Value = serde_json::from_slice(&std::fs::read(
         stack.bot.data_dir().join("matrix-session.json"),
     )?)?;
-    let token = session["access_token"].as_str().unwrap_or_default().to_owned();
+    let token = session["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let http = reqwest::Client::new();
     let base = stack.synapse.base_url.clone();
     wait_until(BACKUP_WAIT, POLL, || {
@@ -239,7 +242,9 @@ async fn a_bot_restored_with_its_recovery_key_answers_what_was_sent_while_it_was
     let status = stack.bot.stop().await?;
     assert!(status.success(), "the bot exits 0 on SIGTERM: {status:?}");
     std::fs::remove_dir_all(stack.bot.data_dir())?;
-    let while_down = alice.send_text(&ob.chat, "sent while you were away").await?;
+    let while_down = alice
+        .send_text(&ob.chat, "sent while you were away")
+        .await?;
 
     stack
         .relaunch(&[("SURFACES__MATRIX__RECOVERY_KEY", recovery_key.as_str())])
@@ -265,7 +270,11 @@ async fn a_bot_restored_with_its_recovery_key_answers_what_was_sent_while_it_was
             .count()
     };
     assert_eq!(answers_to(&while_down), 1, "answered once");
-    assert_eq!(answers_to(&first), 1, "the old message is not answered again");
+    assert_eq!(
+        answers_to(&first),
+        1,
+        "the old message is not answered again"
+    );
     // The new device is cross-signed: a careful person is answered too.
     let erin = careful_person(&stack, "erin").await?;
     let ob_erin = onboard(&stack, &erin).await?;
@@ -278,8 +287,7 @@ async fn a_bot_restored_with_its_recovery_key_answers_what_was_sent_while_it_was
 /// careful person's message stays unreadable to it, while the same person's message from a
 /// client that shares with every device, sent after it in the same room, is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unsigned_bot_says_what_to_do_and_cannot_read_a_careful_person() -> anyhow::Result<()>
-{
+async fn an_unsigned_bot_says_what_to_do_and_cannot_read_a_careful_person() -> anyhow::Result<()> {
     let synapse = Synapse::start().await?;
     let bot_creds = synapse
         .registrar()
@@ -293,7 +301,10 @@ async fn an_unsigned_bot_says_what_to_do_and_cannot_read_a_careful_person() -> a
         &data.path().join("bot"),
         &[
             ("SURFACES__MATRIX__PASSWORD", ""),
-            ("SURFACES__MATRIX__ACCESS_TOKEN", bot_creds.access_token.as_str()),
+            (
+                "SURFACES__MATRIX__ACCESS_TOKEN",
+                bot_creds.access_token.as_str(),
+            ),
         ],
         Some(&agents_toml(&agent)),
     )
@@ -369,9 +380,11 @@ async fn a_verification_request_to_the_bot_is_cancelled() -> anyhow::Result<()> 
         .next()
         .ok_or_else(|| anyhow::anyhow!("alice knows no device of the bot"))?;
     let request = device.request_verification().await?;
-    wait_until(WAIT, POLL, || async { request.is_cancelled().then_some(()) })
-        .await
-        .map_err(|e| anyhow::anyhow!("the bot never cancelled the request: {e}"))?;
+    wait_until(WAIT, POLL, || async {
+        request.is_cancelled().then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the bot never cancelled the request: {e}"))?;
     assert!(
         stack.bot.log_contains("cancelled a verification request"),
         "{}",
