@@ -139,6 +139,46 @@ pub struct CatchUpSnapshot {
     pub failed_rounds: u64,
 }
 
+/// Messages the bot could not decrypt ([`crate::surface::undecryptable`]): what happened
+/// since start-up, and what the journal holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UndecryptableSnapshot {
+    /// Held since start-up because they could not be decrypted.
+    pub held: u64,
+    /// Decrypted later (their key arrived) since start-up.
+    pub decrypted: u64,
+    /// Given up on after the grace period since start-up (their person was told).
+    pub given_up: u64,
+    /// Held now, still within their grace period.
+    pub waiting_now: usize,
+    /// Held now, given up on (answered still if their key comes).
+    pub given_up_now: usize,
+}
+
+impl UndecryptableSnapshot {
+    /// One line for `/readyz?verbose` and `surfaces status`.
+    pub fn summary(&self) -> String {
+        format!(
+            "undecryptable messages: {} waiting for their key, {} given up (the person was \
+             told)",
+            self.waiting_now, self.given_up_now
+        )
+    }
+
+    /// The snapshot of `journal` now.
+    pub fn of(journal: &crate::journal::Journal) -> Self {
+        let (held, decrypted, given_up) = journal.undecryptable_counts().snapshot();
+        let (waiting_now, given_up_now) = journal.undecryptable_now();
+        Self {
+            held,
+            decrypted,
+            given_up,
+            waiting_now,
+            given_up_now,
+        }
+    }
+}
+
 /// What is read from the running bot at scrape time.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
@@ -156,6 +196,8 @@ pub struct Observed {
     pub journal_pending: usize,
     /// What catch-up did since start-up (gaps, back-filled and skipped messages).
     pub catch_up: CatchUpSnapshot,
+    /// Messages that could not be decrypted.
+    pub undecryptable: UndecryptableSnapshot,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -216,6 +258,18 @@ pub struct Metrics {
     sync_skipped: Family<ReasonLabels, Counter>,
     sync_unreadable_gaps: Counter,
     sync_failed_rounds: Counter,
+    undecryptable: Family<EventLabels, Counter>,
+    undecryptable_now: Family<StateLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -253,6 +307,8 @@ impl Metrics {
         let sync_skipped = Family::<ReasonLabels, Counter>::default();
         let sync_unreadable_gaps = Counter::default();
         let sync_failed_rounds = Counter::default();
+        let undecryptable = Family::<EventLabels, Counter>::default();
+        let undecryptable_now = Family::<StateLabels, Gauge>::default();
 
         registry.register(
             "messages",
@@ -340,6 +396,23 @@ impl Metrics {
              is read again",
             sync_failed_rounds.clone(),
         );
+        registry.register(
+            "undecryptable_messages",
+            "Messages the bot could not decrypt (their room key had not reached its device), \
+             by event: held (kept in the journal), decrypted (read later, when the key came), \
+             given_up (still unreadable after matrix.undecryptable_grace_secs; the person is \
+             told)",
+            undecryptable.clone(),
+        );
+        registry.register(
+            "undecryptable_messages_held",
+            "Messages the journal holds because they cannot be decrypted yet, by state \
+             (waiting: within the grace period; given_up: the person was told)",
+            undecryptable_now.clone(),
+        );
+        for event in UNDECRYPTABLE_EVENTS {
+            let _ = undecryptable.get_or_create(&EventLabels { event });
+        }
         for reason in SKIP_REASONS {
             let _ = sync_skipped.get_or_create(&ReasonLabels { reason });
         }
@@ -369,6 +442,8 @@ impl Metrics {
             sync_skipped,
             sync_unreadable_gaps,
             sync_failed_rounds,
+            undecryptable,
+            undecryptable_now,
         }
     }
 
@@ -517,8 +592,30 @@ impl Metrics {
         }
         advance(&self.sync_unreadable_gaps, catch_up.unreadable_gaps);
         advance(&self.sync_failed_rounds, catch_up.failed_rounds);
+        let held = &observed.undecryptable;
+        for (event, value) in [
+            ("held", held.held),
+            ("decrypted", held.decrypted),
+            ("given_up", held.given_up),
+        ] {
+            advance(
+                &self.undecryptable.get_or_create(&EventLabels { event }),
+                value,
+            );
+        }
+        for (state, value) in [
+            ("waiting", held.waiting_now),
+            ("given_up", held.given_up_now),
+        ] {
+            self.undecryptable_now
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
     }
 }
+
+/// Events of `surfaces_undecryptable_messages_total` (each exported from the start, at 0).
+const UNDECRYPTABLE_EVENTS: [&str; 3] = ["held", "decrypted", "given_up"];
 
 /// Reasons of `surfaces_sync_catch_up_skipped_total` (each exported from the start, at 0).
 const SKIP_REASONS: [&str; 2] = ["too_old", "too_many"];
@@ -682,6 +779,13 @@ mod tests {
                 skipped_too_many: 2,
                 unreadable_gaps: 0,
                 failed_rounds: 1,
+            },
+            undecryptable: UndecryptableSnapshot {
+                held: 5,
+                decrypted: 3,
+                given_up: 1,
+                waiting_now: 1,
+                given_up_now: 1,
             },
         };
         let text = m.encode(&observed, Exposition::Prometheus).unwrap();

@@ -613,6 +613,13 @@ pub fn catch_up_skipped(
     )
 }
 
+/// Told once per person and room when their messages stayed undecryptable past
+/// `matrix.undecryptable_grace_secs` (answering the oldest; the person is mentioned).
+pub const UNDECRYPTABLE: &str = "I could not read your encrypted message: its key has not \
+reached my device. It is not lost: if the key still arrives, I will answer it then. If your \
+app sends keys only to verified sessions, allow unverified sessions in this room (you can \
+compare my keys with `!settings`), then send your message again.";
+
 /// After giving up on fetching a gap: some messages may not have been answered.
 pub const CATCH_UP_UNREADABLE: &str = "I could not read some of the messages sent here while \
      I was busy or away, so I may not have answered all of them. If you are waiting for an \

@@ -53,6 +53,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.matrix.undecryptable_grace_secs == 0 {
+            problems.push(ConfigError::invalid(
+                "matrix.undecryptable_grace_secs",
+                "must be at least 1",
+            ));
+        }
         if self.files.max_bytes == 0 {
             problems.push(ConfigError::invalid(
                 "files.max_bytes",

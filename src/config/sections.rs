@@ -58,6 +58,9 @@ pub struct MatrixConfig {
     pub recovery_key: Option<Secret>,
     /// Which devices the bot shares its room keys with.
     pub key_sharing: KeySharing,
+    /// How long a message the bot cannot decrypt waits for its key before the person is
+    /// told (once per person and room); it is still answered if the key comes later.
+    pub undecryptable_grace_secs: u64,
 }
 
 /// `matrix.key_sharing`: which of a person's devices receive the bot's room keys.
@@ -83,11 +86,20 @@ impl Default for MatrixConfig {
             encrypt_rooms: DEFAULT_ENCRYPT_ROOMS,
             recovery_key: None,
             key_sharing: KeySharing::default(),
+            undecryptable_grace_secs: DEFAULT_UNDECRYPTABLE_GRACE_SECS,
         }
     }
 }
 
+/// Default of `matrix.undecryptable_grace_secs`: keys usually arrive within seconds.
+pub const DEFAULT_UNDECRYPTABLE_GRACE_SECS: u64 = 60;
+
 impl MatrixConfig {
+    /// `matrix.undecryptable_grace_secs` as a duration.
+    pub fn undecryptable_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.undecryptable_grace_secs)
+    }
+
     /// The server name of the bot's user id (`example.org` for `@surfaces:example.org`).
     pub fn server_name(&self) -> Option<&str> {
         split_user_id(&self.user_id).map(|(_, server)| server)

@@ -5,7 +5,8 @@
 //! [`Connector::prepare`] uploads the sync filter, registers the invite handler and runs the
 //! first sync from the bot's own cursor (so reconciliation reads current room state);
 //! [`Connector::go_live`] hands the first sync's messages to the core (catch-up after down
-//! time) and starts the supervised sync actor.
+//! time), starts the watcher of messages that cannot be decrypted yet, and the supervised
+//! sync actor.
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub struct MatrixConnector {
     sync: crate::config::SyncConfig,
     settings: SyncLoopSettings,
     initial: Option<InitialSync>,
+    /// `matrix.undecryptable_grace_secs`.
+    undecryptable_grace: std::time::Duration,
 }
 
 impl MatrixConnector {
@@ -109,6 +112,7 @@ impl MatrixConnector {
             sync: config.sync.clone(),
             settings: SyncLoopSettings::default(),
             initial: None,
+            undecryptable_grace: config.matrix.undecryptable_grace(),
         })
     }
 
@@ -156,6 +160,14 @@ impl Connector for MatrixConnector {
         shutdown: Shutdown,
     ) -> Result<(), SurfaceError> {
         let this = *self;
+        let undecryptable = super::undecryptable::start(super::undecryptable::WatcherDeps {
+            client: this.client.clone(),
+            bot: this.bot.clone(),
+            surface: this.surface.clone(),
+            inbound: inbound.clone(),
+            grace: this.undecryptable_grace,
+            shutdown: shutdown.clone(),
+        });
         let matrix_inbound = MatrixInbound::new(InboundDeps {
             surface: this.surface.clone(),
             client: this.client.clone(),
@@ -163,6 +175,7 @@ impl Connector for MatrixConnector {
             inbound,
             health: this.health.clone(),
             sync: this.sync.clone(),
+            undecryptable,
         });
         let start = match this.initial {
             Some(initial) => {

@@ -9,6 +9,8 @@
 //! - its messages become the core's [`Incoming`] (text, or a file with its media source;
 //!   an edit or a redaction of an earlier message as such, a reply without its fallback
 //!   quote: see [`super::relations`]);
+//! - a message the bot could not decrypt (in a managed room, from a person it serves) is
+//!   handed over to be held, and to the [`super::undecryptable`] watcher once held;
 //! - the whole response goes to the intake as one [`Batch`] with the response's token as the
 //!   cursor, made durable in one write before anything is answered.
 //!
@@ -37,11 +39,11 @@ use super::backfill::{catch_up_room, CatchUpParams, RoomCatchUp, SyncedTimeline}
 use super::catch_up::{Bounds, EventFacts, FactKind};
 use super::relations::{self, Shape};
 use super::sync::{CatchUpCounters, SyncHealth};
-use super::{media, surface};
+use super::{media, surface, undecryptable};
 use crate::config::SyncConfig;
 use crate::surface::{
     AnswerPart, Batch, ChatId, DeliveryError, Inbound, Incoming, IncomingBody, MessageId,
-    OutMessage, PersonId, SendKey, Surface,
+    OutMessage, PersonId, SendKey, Surface, Undecryptable,
 };
 use crate::texts;
 
@@ -82,6 +84,8 @@ pub struct InboundDeps {
     pub health: Arc<SyncHealth>,
     /// `[sync]`: catch-up bounds and page sizes.
     pub sync: SyncConfig,
+    /// The watcher of messages that cannot be decrypted yet.
+    pub undecryptable: undecryptable::Watch,
 }
 
 struct Inner {
@@ -164,13 +168,13 @@ impl MatrixInbound {
             if room.state() != RoomState::Joined {
                 continue;
             }
-            batch.messages.extend(
-                events
-                    .into_iter()
-                    .filter_map(person_event)
-                    .filter(|ev| ev.sender() != inner.deps.bot)
-                    .filter_map(|ev| ev.incoming(&chat)),
-            );
+            for event in events {
+                if let Some(held) = self.undecryptable(&chat, &event) {
+                    batch.undecryptable.push(held);
+                } else if let Some(incoming) = incoming_of(&chat, event, &inner.deps.bot) {
+                    batch.messages.push(incoming);
+                }
+            }
         }
         if first {
             tracing::info!(
@@ -182,11 +186,13 @@ impl MatrixInbound {
         if failed == 0 {
             batch.cursor = Some(response.next_batch);
         }
+        let held = batch.undecryptable.clone();
         inner
             .deps
             .inbound
             .deliver(&inner.deps.surface, batch)
             .await?;
+        inner.deps.undecryptable.watch(held);
         if failed > 0 {
             CatchUpCounters::add(&counters.failed_rounds, 1);
             return Err(InboundError::Gaps { rooms: failed });
@@ -294,6 +300,25 @@ impl MatrixInbound {
         }
     }
 
+    /// The event as a message to hold, when the bot could not decrypt it and it concerns the
+    /// core: a managed room, a person the bot serves, and room for it in the watcher.
+    fn undecryptable(&self, chat: &ChatId, event: &TimelineEvent) -> Option<Undecryptable> {
+        let deps = &self.inner.deps;
+        let held = undecryptable::held(chat, event, &deps.bot)?;
+        if !deps.inbound.is_managed(chat) || !deps.inbound.serves(&held.sender) {
+            return None;
+        }
+        if !deps.undecryptable.has_room(&held.sender) {
+            tracing::warn!(room_id = %chat, event_id = %held.id, sender = %held.sender,
+                max = undecryptable::MAX_WATCHED, max_per_person = undecryptable::MAX_WATCHED_PER_PERSON,
+                "too many messages that cannot be decrypted are held; not holding this one");
+            return None;
+        }
+        tracing::info!(room_id = %chat, event_id = %held.id, sender = %held.sender,
+            "cannot decrypt a message yet (its room key has not arrived)");
+        Some(held)
+    }
+
     /// Sends a notice from a task (the sync does not wait for it).
     fn notice_later(&self, room: &Room, text: String, key: Option<SendKey>) {
         let surface = self.inner.deps.surface.clone();
@@ -335,6 +360,14 @@ impl PersonEvent {
             }
         }
     }
+}
+
+/// A timeline event as the core's message, if it is a person's message (or an edit or
+/// redaction) the core reads: not the bot's own.
+pub(super) fn incoming_of(chat: &ChatId, event: TimelineEvent, bot: &UserId) -> Option<Incoming> {
+    person_event(event)
+        .filter(|ev| ev.sender() != bot)?
+        .incoming(chat)
 }
 
 /// The `m.room.message` or `m.room.redaction` in a timeline event, if it is one (decrypted

@@ -36,6 +36,7 @@ pub mod state;
 pub mod surface;
 pub mod sync;
 pub mod sync_actor;
+pub mod undecryptable;
 pub mod verification;
 
 use std::{error::Error as StdError, path::PathBuf, time::Duration};

@@ -521,6 +521,7 @@ mod tests {
             }],
             actors: Vec::new(),
             encryption: None,
+            undecryptable: Default::default(),
         }
     }
 

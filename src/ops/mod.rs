@@ -353,6 +353,7 @@ async fn metrics_handler(State(ops): State<Ops>, headers: HeaderMap) -> Response
         ready: status::readiness(view, &ops.root).ready,
         journal_pending: view.journal.pending_count(),
         catch_up: view.sync.catch_up().snapshot(),
+        undecryptable: crate::metrics::UndecryptableSnapshot::of(&view.journal),
     };
     match view.metrics.encode(&observed, format) {
         Ok(body) => (

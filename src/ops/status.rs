@@ -14,6 +14,7 @@ use actors::{ActorHealth, ActorId, ActorState, SupervisorHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::sync::DEFAULT_SYNC_TIMEOUT;
+use crate::metrics::UndecryptableSnapshot;
 pub use crate::runtime::ids::{AGENT_KIND, ROOM_KIND, SYNC_ACTOR};
 use crate::runtime::RuntimeView;
 use crate::store::RoomRecord;
@@ -227,6 +228,9 @@ pub struct Status {
     /// The bot's end-to-end encryption state (messengers that encrypt).
     #[serde(default)]
     pub encryption: Option<crate::surface::encryption::EncryptionHealth>,
+    /// Messages the bot could not decrypt: held now, and what happened since start-up.
+    #[serde(default)]
+    pub undecryptable: UndecryptableSnapshot,
 }
 
 /// Unix milliseconds of a time (0 before the epoch).
@@ -320,7 +324,12 @@ pub fn readiness(view: &RuntimeView, root: &SupervisorHandle) -> Readiness {
     check("sync", ok, detail);
     // Informational: an unsigned device or a missing backup does not make the bot unready.
     if let Some(encryption) = view.sync.encryption() {
-        check("encryption", true, encryption.summary());
+        let held = UndecryptableSnapshot::of(&view.journal);
+        check(
+            "encryption",
+            true,
+            format!("{}; {}", encryption.summary(), held.summary()),
+        );
     }
     for agent in &view.agents {
         let state = agent.conn.state();
@@ -432,6 +441,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         agents,
         actors,
         encryption: view.sync.encryption(),
+        undecryptable: UndecryptableSnapshot::of(&view.journal),
     }
 }
 

@@ -11,6 +11,9 @@
 //! journaled nor answered), text is journaled — and makes the whole batch durable with
 //! **one flush** (the cursor in the same write, so it never moves past a message that is
 //! not journaled).
+//! Messages the adapter cannot read yet (end-to-end encrypted without their key) are held in
+//! the journal in the same flush, and released when the adapter reads them at last
+//! ([`crate::surface::undecryptable`]).
 //! Only then do the messages reach their room actors, in order. Invites go to the
 //! provisioner, once [`super::invites`] found them worth joining (the others are declined
 //! beside it).
@@ -34,7 +37,7 @@ use crate::metrics::MessageOutcome;
 use crate::store::{Store, StoreError};
 use crate::surface::{
     Batch, ChatId, DeliveryError, Inbound, Incoming, IncomingBody, Invite, MessageId, PersonId,
-    Surface,
+    Surface, Undecryptable,
 };
 use crate::texts;
 
@@ -279,6 +282,34 @@ impl Intake {
         }
     }
 
+    /// Stages what a batch says about messages the adapter cannot read yet (held, given up
+    /// on, read at last), for the batch's flush. A failure is logged: the adapter keeps
+    /// them in memory and tries again, and the person is told all the same.
+    fn stage_undecryptable(&self, surface: &str, batch: &Batch) {
+        let journal = &self.inner.journal;
+        for message in &batch.undecryptable {
+            match journal.stage_undecryptable(surface, message) {
+                Ok(true) => tracing::info!(room_id = %message.chat, event_id = %message.id,
+                    sender = %message.sender, "holding a message that cannot be decrypted yet"),
+                Ok(false) => {}
+                Err(error) => tracing::error!(room_id = %message.chat, event_id = %message.id,
+                    %error, "cannot journal a message that cannot be decrypted yet"),
+            }
+        }
+        for id in &batch.given_up {
+            if let Err(error) = journal.stage_given_up(surface, id) {
+                tracing::error!(event_id = %id, %error,
+                    "cannot record giving up on an undecryptable message");
+            }
+        }
+        for id in &batch.decrypted {
+            if let Err(error) = journal.stage_decrypted(surface, id) {
+                tracing::error!(event_id = %id, %error,
+                    "cannot release a message that was decrypted at last");
+            }
+        }
+    }
+
     /// A message in a chat the bot does not manage: not registered; a warning in the log
     /// and, once per chat, an explanation.
     fn unmanaged(&self, surface: &Arc<dyn Surface>, chat: &ChatId, sender: &PersonId) {
@@ -327,6 +358,7 @@ impl Inbound for Intake {
                 tracing::warn!(%error, event_id = %message, "cannot record an answered message");
             }
         }
+        self.stage_undecryptable(surface.name(), &batch);
         let mut deliveries = Vec::new();
         for message in batch.messages {
             let span =
@@ -354,6 +386,10 @@ impl Inbound for Intake {
 
     fn cursor(&self, surface: &str) -> Result<Option<String>, StoreError> {
         self.inner.store.cursor(surface)
+    }
+
+    fn undecryptable(&self, surface: &str) -> Result<Vec<Undecryptable>, StoreError> {
+        self.inner.journal.undecryptable(surface)
     }
 
     fn invited(&self, surface: &Arc<dyn Surface>, invite: Invite) {

@@ -99,6 +99,9 @@ pub enum AnswerPart {
     ReplyPart(u32),
     /// A reply too long for messages, attached as a file.
     ReplyFile,
+    /// The notice that a person's messages could not be decrypted (once per person and
+    /// chat, answering the oldest).
+    Undecryptable,
 }
 
 /// Key part numbers: fixed forever (a change would defeat deduplication across an upgrade).
@@ -107,6 +110,8 @@ const FILE_PART_BASE: u32 = 100;
 const REPLY_PART_BASE: u32 = 100_000;
 /// Number of [`AnswerPart::ReplyFile`].
 const REPLY_FILE_PART: u32 = 4;
+/// Number of [`AnswerPart::Undecryptable`].
+const UNDECRYPTABLE_PART: u32 = 5;
 
 impl AnswerPart {
     fn number(self) -> u32 {
@@ -118,6 +123,7 @@ impl AnswerPart {
             AnswerPart::File(n) => FILE_PART_BASE.saturating_add(n),
             AnswerPart::ReplyPart(n) => REPLY_PART_BASE.saturating_add(n),
             AnswerPart::ReplyFile => REPLY_FILE_PART,
+            AnswerPart::Undecryptable => UNDECRYPTABLE_PART,
         }
     }
 }

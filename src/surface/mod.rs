@@ -26,6 +26,7 @@ pub mod error;
 pub mod health;
 pub mod ids;
 pub mod message;
+pub mod undecryptable;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ pub use self::ids::{turn_id_for, AnswerPart, ChatId, MessageId, PersonId, SendKe
 pub use self::message::{
     FetchError, FileRef, Incoming, IncomingBody, IncomingFile, OutFile, OutMessage, ReplyTo, Voice,
 };
+pub use self::undecryptable::Undecryptable;
 
 /// What a messenger can do. The core adapts to what is missing: no edits → no streaming
 /// (the final reply only); no chat state → the store is the source of truth for bindings;
@@ -155,6 +157,14 @@ pub struct Batch {
     /// Where the adapter has read up to, stored in the same durable write as the messages
     /// (`None`: do not move the cursor, e.g. when part of the range must be read again).
     pub cursor: Option<String>,
+    /// Messages the adapter cannot read yet ([`undecryptable`]): held in the journal (a
+    /// message already held, journaled or answered is left as it is).
+    pub undecryptable: Vec<Undecryptable>,
+    /// Held messages the adapter gave up waiting for (their person was told): still held.
+    pub given_up: Vec<MessageId>,
+    /// Held messages the adapter could read at last (they are among `messages`, or were
+    /// not messages for the core): no longer held.
+    pub decrypted: Vec<MessageId>,
 }
 
 /// Why a batch was not accepted durably.
@@ -181,6 +191,9 @@ pub trait Inbound: Send + Sync + 'static {
 
     /// The cursor `surface` stored with its last accepted batch.
     fn cursor(&self, surface: &str) -> Result<Option<String>, crate::store::StoreError>;
+
+    /// The messages `surface` could not read yet and the core still holds for it.
+    fn undecryptable(&self, surface: &str) -> Result<Vec<Undecryptable>, crate::store::StoreError>;
 
     /// The bot was invited to a chat.
     fn invited(&self, surface: &Arc<dyn Surface>, invite: Invite);

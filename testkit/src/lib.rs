@@ -5,7 +5,8 @@
 //! ([`synapse`]) and users registered on it ([`register`]), simulated humans on matrix-sdk
 //! ([`person`]), the `surfaces` binary as a child process ([`bot`]), an in-process
 //! implementation of the agent API ([`reference_agent`]), bounded waits and child-process
-//! helpers ([`wait`]), and a counting allocator for heap figures ([`alloc`]).
+//! helpers ([`wait`]), a proxy that holds back room keys ([`key_hold`]), and a counting
+//! allocator for heap figures ([`alloc`]).
 //!
 //! For the core's own tests it also holds an in-memory messenger ([`memory`]) and the whole
 //! core running in-process over it ([`inproc`]): the room actor, commands and restarts
@@ -14,6 +15,7 @@
 pub mod alloc;
 pub mod bot;
 pub mod inproc;
+pub mod key_hold;
 pub mod login;
 pub mod memory;
 pub mod person;

@@ -199,11 +199,21 @@ impl Person {
         creds: &UserCreds,
         key_sharing: CollectStrategy,
     ) -> anyhow::Result<Person> {
+        Person::login_at(&synapse.base_url, creds, key_sharing).await
+    }
+
+    /// [`Person::login`] with a client that reaches the homeserver at `base_url` (e.g. a
+    /// [`crate::key_hold::KeyHold`] in front of Synapse).
+    pub async fn login_at(
+        base_url: &str,
+        creds: &UserCreds,
+        key_sharing: CollectStrategy,
+    ) -> anyhow::Result<Person> {
         let store = tempfile::Builder::new()
             .prefix(&format!("surfaces-person-{}-", creds.localpart))
             .tempdir()?;
         let client = crate::login::password_client_sharing(
-            &synapse.base_url,
+            base_url,
             creds.user_id.as_str(),
             &creds.password,
             store.path(),
@@ -265,7 +275,7 @@ impl Person {
         Ok(Person {
             client,
             creds: creds.clone(),
-            base_url: synapse.base_url.clone(),
+            base_url: base_url.to_owned(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,

@@ -181,7 +181,7 @@ async fn assert_ready(stack: &Stack) -> anyhow::Result<()> {
 }
 
 /// A sample of the bot's `/metrics` (0 when absent).
-async fn metric(stack: &Stack, name: &str) -> anyhow::Result<f64> {
+pub(crate) async fn metric(stack: &Stack, name: &str) -> anyhow::Result<f64> {
     let body = reqwest::get(format!("{}/metrics", stack.bot.ops_url()))
         .await?
         .text()

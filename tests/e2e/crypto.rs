@@ -3,14 +3,17 @@
 //! `IdentityBasedStrategy`) is read and answered by a fresh bot, because the bot
 //! cross-signs its device at its first start; the bot's own room keys go only to devices
 //! their owner has signed; a bot whose whole data dir was deleted while it was down comes
-//! back with its recovery key and answers what was sent meanwhile, once.
+//! back with its recovery key and answers what was sent meanwhile, once; a message whose
+//! room key comes late is answered when it comes, and missing keys are owned up to once.
 
 use std::time::Duration;
 
 use matrix_sdk::ruma::OwnedRoomId;
 
+use crate::catch_up::metric;
 use crate::spine::{agents_toml, ask, onboard, Stack};
 use crate::support::bot::BotProcess;
+use crate::support::key_hold::KeyHold;
 use crate::support::person::{CollectStrategy, Person};
 use crate::support::reference_agent::ReferenceAgent;
 use crate::support::synapse::Synapse;
@@ -390,5 +393,161 @@ async fn a_verification_request_to_the_bot_is_cancelled() -> anyhow::Result<()> 
         "{}",
         stack.bot.log_tail(30)
     );
+    Ok(())
+}
+
+/// The grace period of the undecryptable-message test (short, so giving up is quick to see;
+/// long enough for a released key to reach the bot well within it).
+const UNDECRYPTABLE_GRACE_SECS: &str = "8";
+
+/// The bot's `/status.json` `undecryptable` section.
+async fn undecryptable_status(stack: &Stack) -> anyhow::Result<serde_json::Value> {
+    let status: serde_json::Value = reqwest::get(format!("{}/status.json", stack.bot.ops_url()))
+        .await?
+        .json()
+        .await?;
+    Ok(status["undecryptable"].clone())
+}
+
+/// Waits until the bot's `/status.json` says `field` of `undecryptable` is `n`.
+async fn wait_for_undecryptable(stack: &Stack, field: &str, n: u64) -> anyhow::Result<()> {
+    wait_until(WAIT, POLL, || async {
+        let status = undecryptable_status(stack).await.ok()?;
+        (status[field].as_u64() == Some(n)).then_some(())
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "undecryptable.{field} never became {n}: {e}\n{}",
+            stack.bot.log_tail(40)
+        )
+    })
+}
+
+/// Item 3: a message whose room key reaches the bot late is held and answered once the key
+/// arrives; messages whose key never arrives bring one notice (per person and room) after
+/// the grace period, and stay held in the journal (on `/status`, in `/metrics`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_keys_are_answered_and_missing_keys_are_owned_up_to_once() -> anyhow::Result<()> {
+    let stack = Stack::start_with_env(&[(
+        "SURFACES__MATRIX__UNDECRYPTABLE_GRACE_SECS",
+        UNDECRYPTABLE_GRACE_SECS,
+    )])
+    .await?;
+    let hold = KeyHold::start(&stack.synapse.base_url).await?;
+    let creds = stack
+        .synapse
+        .registrar()
+        .register("gina", "person-password", false)
+        .await?;
+    let gina = Person::login_at(hold.url(), &creds, CollectStrategy::AllDevices).await?;
+    let ob = onboard(&stack, &gina).await?;
+    let bot = stack.bot_id().to_owned();
+    let room = gina.room(&ob.chat).await?;
+
+    // The key comes late: the message is held, then answered when the key arrives.
+    hold.hold(true);
+    let late = gina
+        .send_text(&ob.chat, "a question whose key is late")
+        .await?;
+    anyhow::ensure!(
+        hold.kept() > 0,
+        "the person's client sent no room key to hold"
+    );
+    wait_for_undecryptable(&stack, "waiting_now", 1).await?;
+    assert!(
+        stack.agent.turns().is_empty(),
+        "nothing reaches the agent before the key"
+    );
+    hold.release().await?;
+    let answer = gina
+        .wait_for_message(
+            &ob.chat,
+            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&late),
+            WAIT,
+        )
+        .await?;
+    assert!(
+        answer.body.contains("a question whose key is late"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        answer.msgtype, "m.text",
+        "the agent's answer, not a notice: {answer:?}"
+    );
+    wait_for_undecryptable(&stack, "waiting_now", 0).await?;
+    assert_eq!(
+        metric(
+            &stack,
+            "surfaces_undecryptable_messages_total{event=\"decrypted\"}"
+        )
+        .await?,
+        1.0
+    );
+
+    // The key never comes (a new session, its key dropped): two messages, one notice.
+    room.discard_room_key().await?;
+    hold.hold(true);
+    let lost = [
+        gina.send_text(&ob.chat, "first message without a key")
+            .await?,
+        gina.send_text(&ob.chat, "second message without a key")
+            .await?,
+    ];
+    anyhow::ensure!(
+        hold.discard() > 0,
+        "the person's client sent no room key to drop"
+    );
+    wait_for_undecryptable(&stack, "given_up_now", 2).await?;
+    let notice = gina
+        .wait_for_message(
+            &ob.chat,
+            |m| m.sender == bot && m.body.contains("could not read your encrypted message"),
+            WAIT,
+        )
+        .await?;
+    assert_eq!(notice.msgtype, "m.notice", "{notice:?}");
+    assert_eq!(
+        notice.in_reply_to.as_ref(),
+        Some(&lost[0]),
+        "the notice answers the oldest message: {notice:?}"
+    );
+    // The room still works (a fresh key reaches the bot); by the time this is answered any
+    // second notice would have been sent long before.
+    room.discard_room_key().await?;
+    ask(&stack, &gina, &ob.chat, "can you read this one?").await?;
+    let notices = gina
+        .messages(&ob.chat)
+        .await
+        .into_iter()
+        .filter(|m| m.sender == bot && m.body.contains("could not read your encrypted message"))
+        .count();
+    assert_eq!(
+        notices, 1,
+        "one notice per person and room, not per message"
+    );
+    // Nothing is lost: both are still held (answered if their key ever comes).
+    let status = undecryptable_status(&stack).await?;
+    assert_eq!(status["given_up_now"], 2, "{status}");
+    assert_eq!(status["held"], 3, "{status}");
+    assert_eq!(
+        metric(
+            &stack,
+            "surfaces_undecryptable_messages_total{event=\"given_up\"}"
+        )
+        .await?,
+        2.0
+    );
+    let verbose = reqwest::get(format!("{}/readyz?verbose", stack.bot.ops_url()))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        verbose.contains("undecryptable messages: 0 waiting for their key, 2 given up"),
+        "{verbose}"
+    );
+    // The agent saw the late message and the last one, never the two without a key.
+    let texts: Vec<String> = stack.agent.turns().into_iter().map(|t| t.text).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
     Ok(())
 }

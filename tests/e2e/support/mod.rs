@@ -28,6 +28,10 @@ pub mod bot {
     pub type BotProcess = surfaces_testkit::bot::BotProcess<Surfaces>;
 }
 
+pub mod key_hold {
+    pub use surfaces_testkit::key_hold::*;
+}
+
 pub mod person {
     pub use surfaces_testkit::person::*;
 }

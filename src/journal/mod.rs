@@ -6,15 +6,22 @@
 //! ids are remembered, so an event seen again (a replayed sync, a reset sync token) is
 //! not answered twice. Unlike the rest of sled, the journal cannot be rebuilt from Matrix.
 //!
+//! Messages the bot cannot read yet (end-to-end encrypted without their key) are held in a
+//! tree of their own until they are read or given up on: see [`undecryptable`].
+//!
 //! Each pending entry also counts how often it was resumed (durably, before each attempt), so
 //! a message that keeps taking its room or the whole process down is given up after a few
 //! restarts instead of being retried forever.
 
+mod undecryptable;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
+pub use undecryptable::UndecryptableCounts;
 
 /// Tree of pending entries, keyed by a big-endian sequence number (so iteration is in order).
 const PENDING_TREE: &str = "journal_pending";
@@ -62,6 +69,10 @@ pub struct Journal {
     pending: sled::Tree,
     index: sled::Tree,
     done: sled::Tree,
+    /// Messages that cannot be read yet ([`undecryptable`]).
+    undecryptable: sled::Tree,
+    /// What happened to them since start-up (for `/metrics`).
+    undecryptable_counts: Arc<UndecryptableCounts>,
     store: Store,
 }
 
@@ -88,6 +99,8 @@ impl Journal {
             pending: db.open_tree(PENDING_TREE)?,
             index: db.open_tree(INDEX_TREE)?,
             done: db.open_tree(DONE_TREE)?,
+            undecryptable: db.open_tree(undecryptable::TREE)?,
+            undecryptable_counts: Arc::default(),
             db,
             store: store.clone(),
         })
@@ -238,7 +251,8 @@ impl Journal {
         Ok(true)
     }
 
-    /// Forgets done event ids older than `retention`; returns how many.
+    /// Forgets done event ids older than `retention` (and drops messages held unreadable
+    /// for longer, with a warning); returns how many done ids.
     pub async fn prune_done(&self, retention: Duration) -> Result<usize, StoreError> {
         let cutoff =
             now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
@@ -252,7 +266,8 @@ impl Journal {
         for key in &old {
             self.done.remove(key)?;
         }
-        if !old.is_empty() {
+        let dropped = self.prune_undecryptable(cutoff)?;
+        if !old.is_empty() || dropped > 0 {
             self.store.flush().await?;
         }
         Ok(old.len())
