@@ -544,6 +544,23 @@ pub fn settings(
     )
 }
 
+/// `!settings`: the bot's encryption keys, to compare out of band (appended to
+/// [`settings`]).
+pub fn settings_keys(identity: &crate::surface::encryption::EncryptionIdentity) -> String {
+    use crate::surface::encryption::fingerprint;
+    let key = |k: &Option<String>| {
+        k.as_deref()
+            .map_or_else(|| "none".to_owned(), |k| format!("`{}`", fingerprint(k)))
+    };
+    format!(
+        "\n\n**My encryption keys** (I cannot compare emoji: compare these with what your app \
+         shows for me)\n- Identity (cross-signing master key): {}\n- Device: `{}`, key {}",
+        key(&identity.identity_key),
+        identity.device_id.as_deref().unwrap_or("unknown"),
+        key(&identity.device_key),
+    )
+}
+
 /// `!settings`: an agent id a chat names that is not configured any more.
 pub fn agent_not_configured(agent_id: &str) -> String {
     format!("{agent_id} (gone)")

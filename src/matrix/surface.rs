@@ -22,6 +22,7 @@ use super::media::{self, DownloadError};
 use super::state::{SurfacesRoomEventContent, SurfacesSpaceEventContent};
 use super::{html, provision, state, MatrixError};
 use crate::retry::RetryKind;
+use crate::surface::encryption::EncryptionIdentity;
 use crate::surface::{
     Binding, Capabilities, ChatFacts, ChatId, FetchError, FileRef, HomeFacts, HomePrefs,
     IncomingFile, MessageId, NewChat, OutFile, OutMessage, PersonId, SendKey, Surface,
@@ -318,6 +319,27 @@ impl Surface for MatrixSurface {
             .iter()
             .map(|room| ChatId::new(room.room_id().as_str()))
             .collect())
+    }
+
+    async fn encryption_identity(&self) -> Option<EncryptionIdentity> {
+        let encryption = self.client.encryption();
+        let identity_key = match self.client.user_id() {
+            Some(user) => match encryption.get_user_identity(user).await {
+                Ok(identity) => identity
+                    .and_then(|i| i.master_key().get_first_key())
+                    .map(|k| k.to_base64()),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the bot's own identity for !settings");
+                    None
+                }
+            },
+            None => None,
+        };
+        Some(EncryptionIdentity {
+            identity_key,
+            device_id: self.client.device_id().map(ToString::to_string),
+            device_key: encryption.ed25519_key().await,
+        })
     }
 
     async fn chat_facts(&self, chat: &ChatId) -> Result<ChatFacts, SurfaceError> {

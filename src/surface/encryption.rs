@@ -25,6 +25,32 @@ pub struct EncryptionHealth {
     pub one_time_keys: Option<u64>,
 }
 
+/// The bot's keys as a person compares them out of band (a bot cannot compare emoji, so
+/// it shows its keys instead: `!settings`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncryptionIdentity {
+    /// The bot's identity key (Matrix: its cross-signing master key), unpadded base64;
+    /// `None` without an identity.
+    pub identity_key: Option<String>,
+    /// The bot's device id.
+    pub device_id: Option<String>,
+    /// The device's signing key (Matrix: ed25519), unpadded base64.
+    pub device_key: Option<String>,
+}
+
+/// A key as clients show it for comparison: groups of four characters.
+pub fn fingerprint(key: &str) -> String {
+    key.chars()
+        .collect::<Vec<_>>()
+        .chunks(FINGERPRINT_GROUP)
+        .map(|group| group.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Characters per group of a shown fingerprint (as Element shows session keys).
+const FINGERPRINT_GROUP: usize = 4;
+
 impl EncryptionHealth {
     /// One line for `/readyz?verbose` and `surfaces status`.
     pub fn summary(&self) -> String {
@@ -57,6 +83,18 @@ impl EncryptionHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_in_groups_of_four() {
+        for (key, shown) in [
+            ("", ""),
+            ("abc", "abc"),
+            ("abcd", "abcd"),
+            ("abcdefghij", "abcd efgh ij"),
+        ] {
+            assert_eq!(fingerprint(key), shown);
+        }
+    }
 
     #[test]
     fn summaries() {

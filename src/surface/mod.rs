@@ -132,6 +132,12 @@ pub trait Surface: Send + Sync + 'static {
 
     /// What the messenger holds about one of them.
     async fn chat_facts(&self, chat: &ChatId) -> Result<ChatFacts, SurfaceError>;
+
+    /// The bot's end-to-end encryption keys, for a person to compare out of band (`None`
+    /// where the messenger does not encrypt end to end).
+    async fn encryption_identity(&self) -> Option<encryption::EncryptionIdentity> {
+        None
+    }
 }
 
 /// An invite of the bot to a chat.

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use matrix_sdk::ruma::OwnedRoomId;
+use surfaces::surface::encryption::fingerprint;
 
 use crate::catch_up::metric;
 use crate::spine::{agents_toml, ask, onboard, Stack};
@@ -90,12 +91,53 @@ async fn a_person_who_excludes_insecure_devices_is_read_and_answered() -> anyhow
     let ob = onboard(&stack, &erin).await?;
     let reply = ask(&stack, &erin, &ob.chat, "can you read me?").await?;
     assert!(reply.was_encrypted, "the answer is encrypted: {reply:?}");
+    assert_settings_show_the_keys_the_client_sees(&stack, &erin, &ob.chat).await?;
     // Item 6: with backup set up, matrix-sdk has a backup key for every sync's room keys.
     assert!(
         !stack.bot.log_contains(NO_BACKUP_WARNING),
         "no 'no backup key' warnings with backup set up:\n{}",
         stack.bot.log_tail(40)
     );
+    Ok(())
+}
+
+/// Item 5: `!settings` shows the bot's identity and device keys, the same the person's
+/// client sees for the bot, grouped as clients show them.
+async fn assert_settings_show_the_keys_the_client_sees(
+    stack: &Stack,
+    person: &Person,
+    chat: &OwnedRoomId,
+) -> anyhow::Result<()> {
+    let encryption = person.client().encryption();
+    let identity = encryption
+        .get_user_identity(stack.bot_id())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the person's client sees no identity of the bot"))?;
+    let master = identity
+        .master_key()
+        .get_first_key()
+        .ok_or_else(|| anyhow::anyhow!("the bot's identity has no master key"))?
+        .to_base64();
+    let devices = encryption.get_user_devices(stack.bot_id()).await?;
+    let device = devices
+        .devices()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the person's client knows no device of the bot"))?;
+    let device_key = device
+        .ed25519_key()
+        .ok_or_else(|| anyhow::anyhow!("the bot's device has no ed25519 key"))?
+        .to_base64();
+    let settings = ask(stack, person, chat, "!settings").await?.body;
+    for (what, expected) in [
+        ("identity", fingerprint(&master)),
+        ("device id", device.device_id().to_string()),
+        ("device key", fingerprint(&device_key)),
+    ] {
+        assert!(
+            settings.contains(&expected),
+            "!settings shows the bot's {what} {expected}:\n{settings}"
+        );
+    }
     Ok(())
 }
 

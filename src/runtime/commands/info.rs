@@ -8,14 +8,20 @@ use std::sync::atomic::Ordering;
 
 use super::{CommandError, CommandResult, StatusDeps};
 use crate::confirmations::Pending;
-use crate::runtime::room::RoomDeps;
+use crate::runtime::room::{Chat, RoomDeps};
 use crate::runtime::router::ListAgents;
 use crate::store::RoomRecord;
 use crate::texts;
 
 /// `!settings`: this chat's agent and conversation, the person's choice for new chats,
-/// their home and chats, and what waits for their answer.
-pub async fn settings(deps: &RoomDeps, record: &RoomRecord, sender: &str) -> CommandResult {
+/// their home and chats, what waits for their answer, and the bot's encryption keys (to
+/// compare out of band: the bot cancels interactive verification).
+pub async fn settings(
+    chat: &Chat,
+    deps: &RoomDeps,
+    record: &RoomRecord,
+    sender: &str,
+) -> CommandResult {
     let user = deps.store.user(sender).map_err(CommandError::internal)?;
     let owner_rooms = deps
         .store
@@ -46,7 +52,7 @@ pub async fn settings(deps: &RoomDeps, record: &RoomRecord, sender: &str) -> Com
             Pending::Archive => texts::PENDING_ARCHIVE.to_owned(),
             Pending::Agent { prompt, .. } => prompt,
         });
-    Ok(texts::settings(
+    let mut text = texts::settings(
         &name_of(&record.agent_id),
         &record.platform_chat_id,
         &name_of(&selected),
@@ -54,7 +60,11 @@ pub async fn settings(deps: &RoomDeps, record: &RoomRecord, sender: &str) -> Com
         owner_rooms.len() - archived,
         archived,
         pending.as_deref(),
-    ))
+    );
+    if let Some(identity) = chat.surface.encryption_identity().await {
+        text.push_str(&texts::settings_keys(&identity));
+    }
+    Ok(text)
 }
 
 /// `!status` (admins): actors by kind and state, agent connections, the messengers' loops.

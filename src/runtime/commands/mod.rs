@@ -127,7 +127,7 @@ pub(super) async fn execute(
         Command::Save { name } => agents::save(deps, record, name).await,
         Command::Load { name } => agents::load(deps, record, &name).await,
         Command::Context => agents::context(deps, record).await,
-        Command::Settings => info::settings(deps, record, sender).await,
+        Command::Settings => info::settings(chat, deps, record, sender).await,
         Command::Status => Ok(info::status(&cmd.status)),
         Command::Cancel => Ok(texts::NOTHING_TO_CANCEL.to_owned()),
         Command::Yes => return confirm::answer(chat, deps, msg, true).await,
