@@ -98,6 +98,18 @@ async fn a_person_who_excludes_insecure_devices_is_read_and_answered() -> anyhow
         "no 'no backup key' warnings with backup set up:\n{}",
         stack.bot.log_tail(40)
     );
+    // Item 6: nor the "not found" errors matrix-sdk expects while it sets up (secret
+    // storage, cross-signing keys and the backup do not exist before the first start).
+    let log = stack.bot.log_text();
+    let expected_404s: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("404"))
+        .collect();
+    assert!(
+        expected_404s.is_empty(),
+        "no ERROR lines for expected 404s:\n{}",
+        expected_404s.join("\n")
+    );
     Ok(())
 }
 
