@@ -630,6 +630,18 @@ pub fn catch_up_skipped(
     )
 }
 
+/// A live reply's progress line (the agent's `status`, escaped), its last line until the
+/// final text replaces it.
+pub fn stream_status(status: &str) -> String {
+    format!("_… {}_", escape_markdown(status.trim()))
+}
+
+/// The end of a live reply whose turn was stopped with `!cancel`.
+pub const STREAM_STOPPED: &str = "_(stopped)_";
+
+/// The end of a live reply whose turn failed half way (the failure notice follows).
+pub const STREAM_INCOMPLETE: &str = "_(incomplete: the answer stopped here)_";
+
 /// Told once per person and room when their messages stayed undecryptable past
 /// `matrix.undecryptable_grace_secs` (answering the oldest; the person is mentioned).
 pub const UNDECRYPTABLE: &str = "I could not read your encrypted message: its key has not \

@@ -157,8 +157,24 @@ pub async fn turn_with_retry(
     policy: RetryPolicy,
     on_event: &mut (dyn FnMut(&AgentEvent) + Send),
 ) -> Result<TurnOutcome, AgentError> {
+    turn_with_retry_observed(client, chat, req, policy, on_event, &mut || {}).await
+}
+
+/// [`turn_with_retry`], calling `on_retry` before each new attempt (whoever shows the events
+/// as they come starts over: the agent replays the turn from its start).
+pub async fn turn_with_retry_observed(
+    client: &AgentClient,
+    chat: &str,
+    req: &TurnRequest,
+    policy: RetryPolicy,
+    on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    on_retry: &mut (dyn FnMut() + Send),
+) -> Result<TurnOutcome, AgentError> {
     let mut attempts_made = 0u32;
     loop {
+        if attempts_made > 0 {
+            on_retry();
+        }
         attempts_made += 1;
         let err = match client.turn(chat, req, on_event).await {
             Ok(outcome) => return Ok(outcome),

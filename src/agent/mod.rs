@@ -23,7 +23,7 @@ pub mod sse;
 pub mod types;
 
 pub use self::accumulator::TurnAccumulator;
-pub use self::client::{turn_with_retry, AgentClient};
+pub use self::client::{turn_with_retry, turn_with_retry_observed, AgentClient};
 pub use self::error::{AgentError, CANCELLED_CODE};
 pub use self::types::*;
 pub use crate::retry::{RetryKind, RetryPolicy};

@@ -69,6 +69,7 @@ impl Config {
         self.limits.check(&mut problems);
         self.ops.check(&mut problems);
         self.replies.check(&mut problems);
+        self.streaming.check(&mut problems);
         ConfigError::from_problems(problems)
     }
 

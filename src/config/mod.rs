@@ -40,6 +40,7 @@ mod limits;
 mod replies;
 mod secret;
 mod sections;
+mod streaming;
 #[cfg(test)]
 mod test_support;
 
@@ -66,6 +67,7 @@ pub use sections::{
     DEFAULT_MAX_RESTARTS, DEFAULT_OPS_BIND, DEFAULT_RESTART_PERIOD_SECS,
     DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_SYNC_TIMELINE_LIMIT, MAX_SYNC_PAGE,
 };
+pub use streaming::StreamingConfig;
 
 use agents::{resolve_agent, RawAgent};
 use env::{process_env, EnvProvider};
@@ -95,6 +97,7 @@ struct RawConfig {
     sync: SyncConfig,
     limits: LimitsConfig,
     replies: RepliesConfig,
+    streaming: StreamingConfig,
 }
 
 /// The whole, validated configuration.
@@ -132,6 +135,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[replies]`.
     pub replies: RepliesConfig,
+    /// `[streaming]`.
+    pub streaming: StreamingConfig,
 }
 
 impl Config {
@@ -267,6 +272,7 @@ impl Config {
             sync: raw.sync,
             limits: raw.limits,
             replies: raw.replies,
+            streaming: raw.streaming,
         };
         if let Err(e) = config.check() {
             problems.push(e);

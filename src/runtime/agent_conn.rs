@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
 use crate::agent::{
-    turn_with_retry, AgentClient, AgentError, RetryPolicy, TurnOutcome, TurnRequest,
+    turn_with_retry_observed, AgentClient, AgentError, RetryPolicy, TurnOutcome, TurnRequest,
 };
 use crate::metrics::Metrics;
 
@@ -71,6 +71,19 @@ pub struct RunTurn {
     pub chat_id: String,
     /// The turn.
     pub request: TurnRequest,
+    /// Where the reply text and progress go as they arrive (a live reply), if anywhere.
+    pub live: Option<tokio::sync::mpsc::UnboundedSender<Live>>,
+}
+
+/// What a turn says while it runs, for a live reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Live {
+    /// More reply text.
+    Delta(String),
+    /// A progress line (replaces the previous one).
+    Status(String),
+    /// The turn is tried again: what was heard so far is replayed from the start.
+    Restart,
 }
 
 impl Handler<RunTurn> for AgentConn {
@@ -91,13 +104,35 @@ impl Handler<RunTurn> for AgentConn {
             stats.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let mut first_event = true;
-            let mut on_event = |_: &crate::agent::AgentEvent| {
+            let live = msg.live;
+            let mut on_event = |event: &crate::agent::AgentEvent| {
                 if std::mem::take(&mut first_event) {
                     crate::crash::point(crate::crash::CrashPoint::DuringTurn);
                 }
+                let said = match event {
+                    crate::agent::AgentEvent::Delta { text } => Live::Delta(text.clone()),
+                    crate::agent::AgentEvent::Status { text } => Live::Status(text.clone()),
+                    _ => return,
+                };
+                if let Some(live) = &live {
+                    // A live reply that ended early (its post failed) no longer listens.
+                    let _ = live.send(said);
+                }
             };
-            let result =
-                turn_with_retry(&client, &msg.chat_id, &msg.request, retry, &mut on_event).await;
+            let mut on_retry = || {
+                if let Some(live) = &live {
+                    let _ = live.send(Live::Restart);
+                }
+            };
+            let result = turn_with_retry_observed(
+                &client,
+                &msg.chat_id,
+                &msg.request,
+                retry,
+                &mut on_event,
+                &mut on_retry,
+            )
+            .await;
             metrics.turn_finished(&agent_id, started.elapsed());
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             *stats.last_error.lock() = result.as_ref().err().map(ToString::to_string);

@@ -223,6 +223,7 @@ pub async fn start_with(
                 },
             },
             replies: config.replies.clone(),
+            streaming: config.streaming.clone(),
         },
     );
     tokio::spawn(rooms.clone().serve(start_requests));

@@ -23,9 +23,11 @@ use tracing::Instrument;
 
 pub mod amend;
 pub mod attachments;
+pub mod pace;
 pub mod queue;
 pub mod reply;
 pub mod split;
+pub mod stream;
 
 pub use self::amend::{Amend, Change};
 pub use self::attachments::{FileDeps, UserFile};
@@ -74,6 +76,8 @@ pub struct RoomDeps {
     pub queue_max: usize,
     /// How big a reply may grow, and how a long one is delivered.
     pub replies: crate::config::RepliesConfig,
+    /// `[streaming]`: live replies.
+    pub streaming: crate::config::StreamingConfig,
     /// How long a stopping room actor may take to finish its turn before it is aborted:
     /// a little under `shutdown.grace_secs` ([`stop_timeout`]), so that nothing of a
     /// stopped runtime outlives its grace period.
@@ -367,6 +371,14 @@ async fn answer(
         attachments: deps.files.take(&chat.id, &msg.sender, extra),
     };
     let attachments = request.attachments.clone();
+    let live = (deps.streaming.enabled && chat.surface.capabilities().edits).then(|| {
+        stream::LiveReply::start(
+            chat.clone(),
+            &msg,
+            &deps.streaming,
+            reply::limits_for(&chat, &deps.replies),
+        )
+    });
     let in_flight = InFlight {
         turn_id: request.turn_id.clone(),
         chat_id: record.platform_chat_id.clone(),
@@ -382,8 +394,13 @@ async fn answer(
         .send(RunTurn {
             chat_id: record.platform_chat_id.clone(),
             request,
+            live: live.as_ref().map(stream::LiveReply::sender),
         })
         .await;
+    let streamed = match live {
+        Some(live) => live.finish().await,
+        None => stream::Streamed::default(),
+    };
     deps.commands.inflight.lock().remove(&chat.id);
     typing.abort();
     // Hide the typing notice without holding the answer back by a round trip.
@@ -418,7 +435,13 @@ async fn answer(
             } else {
                 text
             };
-            match reply::send_reply(&chat, &msg, &route.name, text, &deps.replies).await {
+            let delivery = match &streamed.message {
+                Some(live) => {
+                    reply::finish_live(&chat, &msg, live, &route.name, text, &deps.replies).await
+                }
+                None => reply::send_reply(&chat, &msg, &route.name, text, &deps.replies).await,
+            };
+            match delivery {
                 reply::Delivery::Sent => {
                     deps.metrics.message(MessageOutcome::Replied);
                     attachments::post_turn_files(&chat, &deps, &route, &msg, &files).await;
@@ -440,11 +463,23 @@ async fn answer(
         Ok(Err(error)) if error.is_cancelled() => {
             tracing::info!(agent = %route.id, "turn cancelled");
             deps.files.put_back(&chat.id, &msg.sender, attachments);
+            if let Some(live) = &streamed.message {
+                // What was said stays, marked as stopped.
+                let end = reply::end_live(&chat, &msg, live, &streamed.text, texts::STREAM_STOPPED);
+                if end.await {
+                    return true;
+                }
+            }
             chat.notice(&msg, texts::TURN_CANCELLED).await
         }
         Ok(Err(error)) => {
             tracing::warn!(%error, agent = %route.id, "agent turn failed");
             deps.files.put_back(&chat.id, &msg.sender, attachments);
+            if let Some(live) = &streamed.message {
+                let end =
+                    reply::end_live(&chat, &msg, live, &streamed.text, texts::STREAM_INCOMPLETE);
+                end.await;
+            }
             deps.metrics.message(MessageOutcome::AgentError);
             chat.notice(&msg, &agent_failure_text(&route.name, &error))
                 .await

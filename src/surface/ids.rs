@@ -102,6 +102,8 @@ pub enum AnswerPart {
     /// The notice that a person's messages could not be decrypted (once per person and
     /// chat, answering the oldest).
     Undecryptable,
+    /// The final edit of a reply streamed live.
+    LiveFinal,
 }
 
 /// Key part numbers: fixed forever (a change would defeat deduplication across an upgrade).
@@ -112,6 +114,8 @@ const REPLY_PART_BASE: u32 = 100_000;
 const REPLY_FILE_PART: u32 = 4;
 /// Number of [`AnswerPart::Undecryptable`].
 const UNDECRYPTABLE_PART: u32 = 5;
+/// Number of [`AnswerPart::LiveFinal`].
+const LIVE_FINAL_PART: u32 = 6;
 
 impl AnswerPart {
     fn number(self) -> u32 {
@@ -124,6 +128,7 @@ impl AnswerPart {
             AnswerPart::ReplyPart(n) => REPLY_PART_BASE.saturating_add(n),
             AnswerPart::ReplyFile => REPLY_FILE_PART,
             AnswerPart::Undecryptable => UNDECRYPTABLE_PART,
+            AnswerPart::LiveFinal => LIVE_FINAL_PART,
         }
     }
 }

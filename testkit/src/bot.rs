@@ -116,6 +116,9 @@ impl<B: BotBinary> BotProcess<B> {
             .env("SURFACES__DATA_DIR", &data_dir)
             .env("SURFACES__OPS__BIND", ops_addr.to_string())
             .env("SURFACES__LOG__FILTER", "info")
+            // One final reply per message, as most scenarios assert; the live-reply
+            // scenarios turn streaming on with their own environment.
+            .env("SURFACES__STREAMING__ENABLED", "false")
             .env("RUST_BACKTRACE", "1");
         for (key, value) in extra_env {
             command.env(key, value);

@@ -385,5 +385,10 @@ kind = "echo"
 "#,
     );
     toml.push_str(extra);
+    if !extra.contains("[streaming]") {
+        // One final reply per message, as most scenarios assert; the live-reply scenarios
+        // configure `[streaming]` themselves.
+        toml.push_str("\n[streaming]\nenabled = false\n");
+    }
     toml
 }

@@ -24,4 +24,5 @@ mod output;
 mod owner;
 mod poison;
 mod spine;
+mod streaming;
 mod trust;

@@ -14,5 +14,6 @@ mod message_path;
 mod output;
 mod owner;
 mod poison;
+mod streaming;
 mod support;
 mod trust;

@@ -5,12 +5,14 @@
 //! fixed key of its own, so a retry or a resumed message never posts a part twice), or as a
 //! `reply.md` file with a short message. What the messenger refuses for good is reported to the
 //! caller, which tells the person and marks the message done instead of retrying forever.
+//! A reply streamed live ([`super::stream`]) is finished here too: its message is edited into
+//! the first part, and the rest follows the same way.
 
 use super::split::{self, ReplyLimits, ReplyPlan};
 use super::{Chat, UserMessage};
 use crate::config::RepliesConfig;
 use crate::retry::{retry, RetryKind, RetryPolicy, Retryable};
-use crate::surface::{AnswerPart, OutFile, OutMessage, SendKey, SurfaceError, Voice};
+use crate::surface::{AnswerPart, MessageId, OutFile, OutMessage, SendKey, SurfaceError, Voice};
 use crate::texts;
 
 /// MIME type of the `reply.md` file.
@@ -63,6 +65,10 @@ pub async fn send_reply(
         ReplyPlan::Messages(parts) => send_parts(chat, msg, parts).await,
         ReplyPlan::File => send_file(chat, msg, agent_name, text).await,
     };
+    delivery(result, bytes)
+}
+
+fn delivery(result: Result<(), SurfaceError>, bytes: usize) -> Delivery {
     match result {
         Ok(()) => Delivery::Sent,
         Err(error) if error.retry_kind() == RetryKind::Permanent => {
@@ -73,17 +79,116 @@ pub async fn send_reply(
     }
 }
 
+/// Finishes a live reply (posted as `live` while the turn ran) with the whole `text`: the
+/// posted message is edited into the reply's first part (or the note of a reply sent as a
+/// file), and the rest follows as [`send_reply`] would send it.
+pub async fn finish_live(
+    chat: &Chat,
+    msg: &UserMessage,
+    live: &MessageId,
+    agent_name: &str,
+    text: String,
+    config: &RepliesConfig,
+) -> Delivery {
+    let limits = limits_for(chat, config);
+    let bytes = text.len();
+    let result = match split::plan(&text, &limits) {
+        ReplyPlan::Messages(mut parts) => {
+            let first = if parts.is_empty() {
+                String::new()
+            } else {
+                parts.remove(0)
+            };
+            match final_edit(chat, msg, live, first).await {
+                Ok(()) => send_parts_from(chat, msg, 1, parts).await,
+                Err(error) => Err(error),
+            }
+        }
+        ReplyPlan::File => {
+            let size = crate::files::human_size(u64::try_from(bytes).unwrap_or(u64::MAX));
+            match final_edit(chat, msg, live, texts::reply_as_file(agent_name, &size)).await {
+                Ok(()) => send_reply_file(chat, msg, text).await,
+                Err(error) => Err(error),
+            }
+        }
+    };
+    delivery(result, bytes)
+}
+
+/// Ends a live reply whose turn did not finish: what was said, then `ending`. True once the
+/// message says so.
+pub async fn end_live(
+    chat: &Chat,
+    msg: &UserMessage,
+    live: &MessageId,
+    said: &str,
+    ending: &str,
+) -> bool {
+    let text = super::stream::visible_text(said, None, limits_for_end(chat));
+    let text = if text.trim().is_empty() {
+        ending.to_owned()
+    } else {
+        format!("{text}\n\n{ending}")
+    };
+    match final_edit(chat, msg, live, text).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, "cannot end a live reply");
+            false
+        }
+    }
+}
+
+/// The most text an ended live reply keeps (one message).
+fn limits_for_end(chat: &Chat) -> usize {
+    chat.surface
+        .capabilities()
+        .max_message_bytes
+        .unwrap_or(crate::config::RepliesConfig::default().max_message_bytes)
+}
+
+/// The last edit of a live reply, keyed so a retry does not repeat it.
+async fn final_edit(
+    chat: &Chat,
+    msg: &UserMessage,
+    live: &MessageId,
+    markdown: String,
+) -> Result<(), SurfaceError> {
+    let message = OutMessage {
+        voice: Voice::Agent,
+        markdown,
+        reply_to: None,
+        key: Some(SendKey::answer(&msg.id, AnswerPart::LiveFinal)),
+    };
+    retry(&RetryPolicy::SEND, "finishing a live reply", || {
+        chat.surface.edit(&chat.id, live, message.clone())
+    })
+    .await
+    .map(|_| ())
+}
+
 /// The parts in order: the first answers the message, the others follow it.
 async fn send_parts(
     chat: &Chat,
     msg: &UserMessage,
     parts: Vec<String>,
 ) -> Result<(), SurfaceError> {
-    let count = parts.len();
+    send_parts_from(chat, msg, 0, parts).await
+}
+
+/// Parts `from`, `from + 1`, ... of a reply (part 0 answers the message).
+async fn send_parts_from(
+    chat: &Chat,
+    msg: &UserMessage,
+    from: usize,
+    parts: Vec<String>,
+) -> Result<(), SurfaceError> {
+    let count = parts.len() + from;
     if count > 1 {
         tracing::info!(parts = count, "sending a long reply in parts");
     }
     for (i, part) in parts.into_iter().enumerate() {
+        let i = i + from;
         let message = match u32::try_from(i) {
             Ok(0) => OutMessage::reply(
                 msg.reply_to(),
@@ -120,6 +225,11 @@ async fn send_file(
         SendKey::answer(&msg.id, AnswerPart::Reply),
     );
     chat.send(note).await?;
+    send_reply_file(chat, msg, text).await
+}
+
+/// The whole reply as `reply.md`.
+async fn send_reply_file(chat: &Chat, msg: &UserMessage, text: String) -> Result<(), SurfaceError> {
     let file = OutFile {
         name: texts::REPLY_FILE_NAME.to_owned(),
         mime: REPLY_FILE_MIME.to_owned(),

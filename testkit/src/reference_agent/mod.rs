@@ -14,6 +14,8 @@
 //! - ask for a confirmation, post a file, fail a turn with an `error` event ([`Script`]);
 //! - reply at length: a turn whose text is `ref:long-reply <bytes>` gets a markdown reply of
 //!   that many bytes ([`long_reply`]);
+//! - stream a reply word by word with progress lines: a turn whose text is `ref:stream <n>`
+//!   gets `n` words, one `delta` each, a `status` every few ([`streamed_reply`]);
 //! - require a Bearer token ([`ReferenceAgent::require_token`]);
 //! - go down (the port refuses connections, open connections are cut) and come back up on the
 //!   same port ([`ReferenceAgent::go_down`], [`ReferenceAgent::come_up`]).
@@ -36,6 +38,7 @@ mod records;
 mod routes;
 mod sse;
 mod state;
+mod streamed;
 mod turns;
 mod wire;
 
@@ -53,6 +56,7 @@ pub use long::{long_reply, LONG_REPLY_COMMAND};
 pub use orders::{Fault, Script};
 pub use records::{Endpoint, RecordedAttachment, RecordedRequest, RecordedTurn};
 use state::{AgentState, Shared};
+pub use streamed::{status_before, streamed_reply, STATUS_EVERY, STREAM_COMMAND};
 use wire::TurnBody;
 
 /// Version the reference agent reports in its health.

@@ -129,6 +129,9 @@ impl Shared {
         if let Some(bytes) = super::long::requested(&body.text) {
             return super::long::long_reply(bytes);
         }
+        if let Some(words) = super::streamed::requested(&body.text) {
+            return super::streamed::streamed_reply(words);
+        }
         let mut reply = format!("ref-agent {} got: {}", self.agent_id, body.text);
         if !body.attachments.is_empty() {
             let names: Vec<&str> = body.attachments.iter().map(|a| a.name.as_str()).collect();
@@ -137,8 +140,11 @@ impl Shared {
         reply
     }
 
-    /// Streams a reply as two deltas then done.
+    /// Streams a reply as two deltas then done (word by word for `ref:stream`).
     pub(super) fn reply_events(&self, reply: &str) -> Vec<Ev> {
+        if let Some(words) = self.streamed_words(reply) {
+            return super::streamed::events(words);
+        }
         let head = format!("ref-agent {} ", self.agent_id);
         let (first, rest) = match reply.strip_prefix(&head) {
             Some(rest) => (head.as_str(), rest),
@@ -155,6 +161,15 @@ impl Shared {
             Ev::new("delta", json!({ "text": rest })),
             Ev::new("done", json!({ "text": reply })),
         ]
+    }
+
+    /// The number of words of a streamed reply, if `reply` is one.
+    fn streamed_words(&self, reply: &str) -> Option<usize> {
+        if !reply.starts_with("word-1") {
+            return None;
+        }
+        let words = reply.split(' ').count();
+        (reply == super::streamed::streamed_reply(words)).then_some(words)
     }
 
     /// Runs a new turn (stores its events) or finds the stored one. Returns the events to send

@@ -1,0 +1,115 @@
+//! Live replies against the real Synapse (issue 14): a slow reply is posted at its first
+//! words as the reply (the person is mentioned once), edited with `m.replace` as it grows —
+//! never more than `streaming.max_edits` times — with the agent's progress as its last line,
+//! and its final edit carries exactly `done.text`. The person's client shows one reply.
+
+use std::time::{Duration, Instant};
+
+use crate::spine::{agents_toml, onboard, Stack, AGENT_TIMEOUT_SECS};
+use crate::support::reference_agent::{streamed_reply, STREAM_COMMAND};
+use crate::support::WAIT;
+
+/// The cap of this test's stream (final edit included).
+const MAX_EDITS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyhow::Result<()> {
+    let max_edits = MAX_EDITS.to_string();
+    // The agent's timeout bounds a whole turn: longer than this stream.
+    let stack = Stack::start_configured(
+        |agent, _| {
+            Ok(agents_toml(agent).replace(
+                &format!("timeout_secs = {AGENT_TIMEOUT_SECS}"),
+                "timeout_secs = 60",
+            ))
+        },
+        &[
+            ("SURFACES__STREAMING__ENABLED", "true"),
+            ("SURFACES__STREAMING__FIRST_INTERVAL_MS", "200"),
+            ("SURFACES__STREAMING__MAX_INTERVAL_MS", "1000"),
+            ("SURFACES__STREAMING__MAX_EDITS", max_edits.as_str()),
+        ],
+    )
+    .await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    let bot = stack.bot_id().to_owned();
+    // 40 words at 100 ms: a reply that takes about five seconds to write.
+    stack.agent.set_interval(Duration::from_millis(100));
+    let words = 40;
+    let whole = streamed_reply(words);
+    let sent = Instant::now();
+    let question = alice
+        .send_text(&ob.chat, &format!("{STREAM_COMMAND}{words}"))
+        .await?;
+    let first = alice
+        .wait_for_message(
+            &ob.chat,
+            |m| {
+                m.sender == bot && m.in_reply_to.as_ref() == Some(&question) && m.replaces.is_none()
+            },
+            WAIT,
+        )
+        .await?;
+    let first_word = sent.elapsed();
+    assert!(
+        first.body.starts_with("word-1") && first.body.len() < whole.len(),
+        "posted at its first words: {first:?}"
+    );
+    assert_eq!(first.msgtype, "m.text", "the agent speaks: {first:?}");
+    let last = alice
+        .wait_for_message(
+            &ob.chat,
+            |m| m.replaces.as_ref() == Some(&first.event_id) && m.body == whole,
+            WAIT,
+        )
+        .await?;
+    let final_text = sent.elapsed();
+    eprintln!("time to first word {first_word:?}, to the final text {final_text:?}");
+    assert!(
+        first_word < final_text / 2,
+        "{first_word:?} vs {final_text:?}"
+    );
+    let messages = alice.messages(&ob.chat).await;
+    let edits: Vec<_> = messages
+        .iter()
+        .filter(|m| m.replaces.as_ref() == Some(&first.event_id))
+        .collect();
+    assert!(
+        edits.len() <= MAX_EDITS,
+        "{} edits, over the cap of {MAX_EDITS}",
+        edits.len()
+    );
+    assert!(edits.len() >= 3, "edited as it grew: {}", edits.len());
+    assert!(
+        std::iter::once(&first.body)
+            .chain(edits.iter().map(|e| &e.body))
+            .any(|b| b.contains("step ")),
+        "progress shown while it ran"
+    );
+    assert!(
+        !last.body.contains("step "),
+        "the final text has no progress line"
+    );
+    // Edits carry a fallback body for clients without edits, and mention nobody again.
+    assert!(
+        last.content["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("* ")),
+        "{:#}",
+        last.content
+    );
+    assert!(
+        last.content["m.mentions"]["user_ids"]
+            .as_array()
+            .is_none_or(|ids| ids.is_empty()),
+        "an edit does not mention the person again: {:#}",
+        last.content
+    );
+    let replies = messages
+        .iter()
+        .filter(|m| m.sender == bot && m.in_reply_to.as_ref() == Some(&question))
+        .count();
+    assert_eq!(replies, 1, "one reply event; the rest are edits");
+    Ok(())
+}
