@@ -49,6 +49,10 @@ pub struct JournalEntry {
     /// Entries written before this was counted load with 0.
     #[serde(default)]
     pub resumes: u32,
+    /// The reply being streamed live for it, once posted (so a resumed turn finishes that
+    /// message instead of posting a second reply).
+    #[serde(default)]
+    pub live_reply: Option<String>,
 }
 
 /// What `accept` decided.
@@ -147,6 +151,7 @@ impl Journal {
             sender: sender.to_owned(),
             body: body.to_owned(),
             resumes: 0,
+            live_reply: None,
         };
         let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
             tree: PENDING_TREE,
@@ -189,23 +194,56 @@ impl Journal {
     /// the count survives the attempt crashing the process); returns the new count. A message
     /// that is not pending (answered meanwhile) counts 0.
     pub async fn count_resume(&self, event_id: &str) -> Result<u32, StoreError> {
-        let Some(seq) = self.index.get(event_id.as_bytes())? else {
+        let Some((seq, mut entry)) = self.pending_entry(event_id)? else {
             return Ok(0);
         };
-        let Some(bytes) = self.pending.get(&seq)? else {
-            return Ok(0);
-        };
-        let mut entry: JournalEntry =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &seq, e))?;
         entry.resumes = entry.resumes.saturating_add(1);
-        let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
-            tree: PENDING_TREE,
-            key: event_id.to_owned(),
-            message: e.to_string(),
-        })?;
-        self.pending.insert(&seq, bytes)?;
+        self.put_pending(seq, &entry)?;
         self.commit().await?;
         Ok(entry.resumes)
+    }
+
+    /// Records, durably, the live reply posted for a pending message; false when it is not
+    /// pending (answered meanwhile).
+    pub async fn record_live_reply(&self, event_id: &str, reply: &str) -> Result<bool, StoreError> {
+        let Some((seq, mut entry)) = self.pending_entry(event_id)? else {
+            return Ok(false);
+        };
+        entry.live_reply = Some(reply.to_owned());
+        self.put_pending(seq, &entry)?;
+        self.commit().await?;
+        Ok(true)
+    }
+
+    /// The live reply recorded for a pending message, if any.
+    pub fn live_reply(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .pending_entry(event_id)?
+            .and_then(|(_, entry)| entry.live_reply))
+    }
+
+    fn pending_entry(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<(sled::IVec, JournalEntry)>, StoreError> {
+        let Some(seq) = self.index.get(event_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.pending.get(&seq)? else {
+            return Ok(None);
+        };
+        let entry = serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &seq, e))?;
+        Ok(Some((seq, entry)))
+    }
+
+    fn put_pending(&self, seq: sled::IVec, entry: &JournalEntry) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Encode {
+            tree: PENDING_TREE,
+            key: entry.event_id.clone(),
+            message: e.to_string(),
+        })?;
+        self.pending.insert(seq, bytes)?;
+        Ok(())
     }
 
     /// True if the event was answered.
@@ -232,21 +270,11 @@ impl Journal {
     /// Replaces the text of a pending message (an edit of a message still waiting), durably;
     /// false when it is not pending.
     pub async fn amend(&self, event_id: &str, body: &str) -> Result<bool, StoreError> {
-        let Some(seq) = self.index.get(event_id.as_bytes())? else {
+        let Some((seq, mut entry)) = self.pending_entry(event_id)? else {
             return Ok(false);
         };
-        let Some(bytes) = self.pending.get(&seq)? else {
-            return Ok(false);
-        };
-        let mut entry: JournalEntry =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &seq, e))?;
         body.clone_into(&mut entry.body);
-        let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
-            tree: PENDING_TREE,
-            key: event_id.to_owned(),
-            message: e.to_string(),
-        })?;
-        self.pending.insert(seq, bytes)?;
+        self.put_pending(seq, &entry)?;
         self.commit().await?;
         Ok(true)
     }

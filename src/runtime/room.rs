@@ -372,11 +372,21 @@ async fn answer(
     };
     let attachments = request.attachments.clone();
     let live = (deps.streaming.enabled && chat.surface.capabilities().edits).then(|| {
+        // A turn resumed after a crash finishes the reply it had started.
+        let existing = match deps.journal.live_reply(msg.id.as_str()) {
+            Ok(existing) => existing.map(MessageId::new),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the journal's live reply; posting anew");
+                None
+            }
+        };
         stream::LiveReply::start(
             chat.clone(),
             &msg,
             &deps.streaming,
             reply::limits_for(&chat, &deps.replies),
+            deps.journal.clone(),
+            existing,
         )
     });
     let in_flight = InFlight {

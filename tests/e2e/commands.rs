@@ -63,12 +63,13 @@ impl Cmds {
         let data = TempDir::new()?;
         let env = env(&synapse);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let bot_toml = config_toml(&agent, &two, true);
         let mut bot = BotProcess::start(
             &synapse,
             &bot_creds,
             &data.path().join("bot"),
             &env,
-            Some(&config_toml(&agent, &two, true)),
+            Some(&bot_toml),
         )
         .await?;
         bot.wait_for_log("surfaces is running", WAIT).await?;
@@ -80,6 +81,7 @@ impl Cmds {
                 bot,
                 data,
                 bot_env: Vec::new(),
+                bot_toml,
             },
             two,
         })

@@ -378,6 +378,7 @@ async fn an_unsigned_bot_says_what_to_do_and_cannot_read_a_careful_person() -> a
         );
     }
     let stack = Stack {
+        bot_toml: agents_toml(&agent),
         synapse,
         agent,
         bot_creds,

@@ -25,6 +25,8 @@ pub struct Stack {
     pub data: TempDir,
     /// Environment every start of the bot gets (e.g. [`UNLIMITED`]).
     pub bot_env: Vec<(String, String)>,
+    /// The bot's config file, the same at every start.
+    pub bot_toml: String,
 }
 
 /// The environment that turns the per-person rate limit off, for the tests whose subject is
@@ -57,8 +59,7 @@ impl Stack {
     }
 
     /// Synapse, the reference agent and the bot, whose config `toml` makes from the agent and
-    /// the stack's data dir, started with `env` (this start only: [`Stack::restart_bot`] and
-    /// [`Stack::relaunch`] use [`agents_toml`]).
+    /// the stack's data dir (kept for every restart), started with `env` (this start only).
     pub async fn start_configured(
         toml: impl FnOnce(&ReferenceAgent, &std::path::Path) -> anyhow::Result<String>,
         env: &[(&str, &str)],
@@ -84,41 +85,14 @@ impl Stack {
             bot,
             data,
             bot_env: Vec::new(),
+            bot_toml: toml,
         })
-    }
-
-    async fn start_bot(
-        synapse: &Synapse,
-        creds: &UserCreds,
-        data: &TempDir,
-        agent: &ReferenceAgent,
-        env: &[(String, String)],
-    ) -> anyhow::Result<BotProcess> {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut bot = BotProcess::start(
-            synapse,
-            creds,
-            &data.path().join("bot"),
-            &env,
-            Some(&agents_toml(agent)),
-        )
-        .await?;
-        bot.wait_for_log("surfaces is running", WAIT).await?;
-        Ok(bot)
     }
 
     pub async fn restart_bot(&mut self) -> anyhow::Result<()> {
         let status = self.bot.stop().await?;
         assert!(status.success(), "the bot exits 0 on SIGTERM: {status:?}");
-        self.bot = Self::start_bot(
-            &self.synapse,
-            &self.bot_creds,
-            &self.data,
-            &self.agent,
-            &self.bot_env,
-        )
-        .await?;
-        Ok(())
+        self.relaunch(&[]).await
     }
 
     /// Starts a new bot process on the same data dir (the previous one must have ended,
@@ -135,7 +109,7 @@ impl Stack {
             &self.bot_creds,
             &self.data.path().join("bot"),
             &env,
-            Some(&agents_toml(&self.agent)),
+            Some(&self.bot_toml),
         )
         .await?;
         bot.wait_for_log("surfaces is running", WAIT).await?;

@@ -12,11 +12,11 @@ use crate::support::WAIT;
 /// The cap of this test's stream (final edit included).
 const MAX_EDITS: usize = 8;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyhow::Result<()> {
+/// A stack whose bot streams (capped at [`MAX_EDITS`]) and whose agent may take a minute.
+async fn streaming_stack() -> anyhow::Result<Stack> {
     let max_edits = MAX_EDITS.to_string();
-    // The agent's timeout bounds a whole turn: longer than this stream.
-    let stack = Stack::start_configured(
+    // The agent's timeout bounds a whole turn: longer than these streams.
+    Stack::start_configured(
         |agent, _| {
             Ok(agents_toml(agent).replace(
                 &format!("timeout_secs = {AGENT_TIMEOUT_SECS}"),
@@ -30,7 +30,16 @@ async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyh
             ("SURFACES__STREAMING__MAX_EDITS", max_edits.as_str()),
         ],
     )
-    .await?;
+    .await
+    .map(|mut stack| {
+        stack.bot_env = vec![("SURFACES__STREAMING__ENABLED".into(), "true".into())];
+        stack
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyhow::Result<()> {
+    let stack = streaming_stack().await?;
     let alice = stack.person("alice").await?;
     let ob = onboard(&stack, &alice).await?;
     let bot = stack.bot_id().to_owned();
@@ -111,5 +120,48 @@ async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyh
         .filter(|m| m.sender == bot && m.in_reply_to.as_ref() == Some(&question))
         .count();
     assert_eq!(replies, 1, "one reply event; the rest are edits");
+    Ok(())
+}
+
+/// Item 4: the bot killed (SIGKILL) while a reply streams finishes that same message after
+/// its restart (the journal recorded it; the agent replays the turn): no second reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_killed_mid_stream_finishes_the_same_reply_after_its_restart() -> anyhow::Result<()> {
+    let mut stack = streaming_stack().await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    let bot = stack.bot_id().to_owned();
+    stack.agent.set_interval(Duration::from_millis(150));
+    let words = 30;
+    let whole = streamed_reply(words);
+    let question = alice
+        .send_text(&ob.chat, &format!("{STREAM_COMMAND}{words}"))
+        .await?;
+    let first = alice
+        .wait_for_message(
+            &ob.chat,
+            |m| {
+                m.sender == bot && m.in_reply_to.as_ref() == Some(&question) && m.replaces.is_none()
+            },
+            WAIT,
+        )
+        .await?;
+    assert_ne!(first.body, whole, "killed mid-stream: {first:?}");
+    stack.bot.kill()?;
+    stack.relaunch(&[]).await?;
+    alice
+        .wait_for_message(
+            &ob.chat,
+            |m| m.replaces.as_ref() == Some(&first.event_id) && m.body == whole,
+            WAIT,
+        )
+        .await?;
+    let replies = alice
+        .messages(&ob.chat)
+        .await
+        .into_iter()
+        .filter(|m| m.sender == bot && m.in_reply_to.as_ref() == Some(&question))
+        .count();
+    assert_eq!(replies, 1, "the same message was finished; no second reply");
     Ok(())
 }

@@ -21,7 +21,8 @@ use super::pace::{Pacer, Step};
 use super::split::{self, ReplyLimits};
 use super::{Chat, UserMessage};
 use crate::config::StreamingConfig;
-use crate::runtime::agent_conn::Live;
+use crate::journal::Journal;
+use crate::runtime::agent_conn::Live as Said;
 use crate::surface::{AnswerPart, MessageId, OutMessage, SendKey, Voice};
 use crate::texts;
 
@@ -41,31 +42,39 @@ pub struct Streamed {
 
 /// A reply being streamed; the turn feeds it through [`LiveReply::sender`].
 pub struct LiveReply {
-    tx: mpsc::UnboundedSender<Live>,
+    tx: mpsc::UnboundedSender<Said>,
     task: JoinHandle<Streamed>,
 }
 
 impl LiveReply {
-    /// Starts streaming the answer to `msg` in `chat`.
+    /// Starts streaming the answer to `msg` in `chat`: in `existing` (the live reply an
+    /// earlier attempt posted, from the journal), else in a new message, recorded in
+    /// `journal` once posted.
     pub fn start(
         chat: Chat,
         msg: &UserMessage,
         config: &StreamingConfig,
         limits: ReplyLimits,
+        journal: Journal,
+        existing: Option<MessageId>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(
+        let mut pacer = Pacer::new(config);
+        if existing.is_some() {
+            pacer.posted(Instant::now());
+        }
+        let live = Live {
             chat,
-            msg.clone(),
-            Pacer::new(config),
-            limits.max_message_bytes,
-            rx,
-        ));
+            msg: msg.clone(),
+            max_bytes: limits.max_message_bytes,
+            journal,
+        };
+        let task = tokio::spawn(live.run(pacer, existing, rx));
         Self { tx, task }
     }
 
     /// Where the turn sends what it hears.
-    pub fn sender(&self) -> mpsc::UnboundedSender<Live> {
+    pub fn sender(&self) -> mpsc::UnboundedSender<Said> {
         self.tx.clone()
     }
 
@@ -90,81 +99,107 @@ struct Shown {
     changed: bool,
 }
 
-async fn run(
+/// What the live reply task works with.
+struct Live {
     chat: Chat,
     msg: UserMessage,
-    mut pacer: Pacer,
     max_bytes: usize,
-    mut rx: mpsc::UnboundedReceiver<Live>,
-) -> Streamed {
-    let mut shown = Shown {
-        text: String::new(),
-        status: None,
-        changed: false,
-    };
-    let mut message: Option<MessageId> = None;
-    let mut open = true;
-    while open {
-        let step = pacer.step(Instant::now(), shown.changed && !shown.text.is_empty());
-        match step {
-            Step::Post => {
-                let out = OutMessage::reply(
-                    msg.reply_to(),
-                    visible(&shown, max_bytes),
-                    SendKey::answer(&msg.id, AnswerPart::Reply),
-                );
-                match chat.send(out).await {
-                    Ok(id) => message = Some(id),
-                    // The whole reply is posted at the end instead.
-                    Err(error) => tracing::warn!(%error, "cannot post the start of a live reply"),
-                }
-                pacer.posted(Instant::now());
-                shown.changed = false;
-                if message.is_none() {
-                    break;
-                }
-                continue;
-            }
-            Step::Edit => {
-                if let Some(id) = &message {
-                    let out = edit_of(visible(&shown, max_bytes));
-                    // Best effort: a lost intermediate edit is made good by the next one.
-                    if let Err(error) = chat.surface.edit(&chat.id, id, out).await {
-                        tracing::debug!(%error, "cannot edit a live reply");
-                    }
-                }
-                pacer.edited(Instant::now());
-                shown.changed = false;
-                continue;
-            }
-            Step::WaitUntil(at) => {
-                tokio::select! {
-                    signal = rx.recv() => open = apply(&mut shown, signal),
-                    () = tokio::time::sleep_until(at.into()) => {}
-                }
-            }
-            Step::Idle => open = apply(&mut shown, rx.recv().await),
+    journal: Journal,
+}
+
+impl Live {
+    /// Records the posted reply with the message's journal entry (a resumed turn edits it).
+    async fn record(&self, reply: &MessageId) {
+        if let Err(error) = self
+            .journal
+            .record_live_reply(self.msg.id.as_str(), reply.as_str())
+            .await
+        {
+            tracing::warn!(%error, "cannot record the live reply in the journal; a restart \
+                mid-turn relies on the messenger's deduplication of the post");
         }
     }
-    Streamed {
-        edits: pacer.edits(),
-        message,
-        text: shown.text,
+
+    async fn run(
+        self,
+        mut pacer: Pacer,
+        mut message: Option<MessageId>,
+        mut rx: mpsc::UnboundedReceiver<Said>,
+    ) -> Streamed {
+        let (chat, msg, max_bytes) = (&self.chat, &self.msg, self.max_bytes);
+        let mut shown = Shown {
+            text: String::new(),
+            status: None,
+            changed: false,
+        };
+        let mut open = true;
+        while open {
+            let step = pacer.step(Instant::now(), shown.changed && !shown.text.is_empty());
+            match step {
+                Step::Post => {
+                    let out = OutMessage::reply(
+                        msg.reply_to(),
+                        visible(&shown, max_bytes),
+                        SendKey::answer(&msg.id, AnswerPart::Reply),
+                    );
+                    match chat.send(out).await {
+                        Ok(id) => {
+                            self.record(&id).await;
+                            message = Some(id);
+                        }
+                        // The whole reply is posted at the end instead.
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot post the start of a live reply")
+                        }
+                    }
+                    pacer.posted(Instant::now());
+                    shown.changed = false;
+                    if message.is_none() {
+                        break;
+                    }
+                    continue;
+                }
+                Step::Edit => {
+                    if let Some(id) = &message {
+                        let out = edit_of(visible(&shown, max_bytes));
+                        // Best effort: a lost intermediate edit is made good by the next one.
+                        if let Err(error) = chat.surface.edit(&chat.id, id, out).await {
+                            tracing::debug!(%error, "cannot edit a live reply");
+                        }
+                    }
+                    pacer.edited(Instant::now());
+                    shown.changed = false;
+                    continue;
+                }
+                Step::WaitUntil(at) => {
+                    tokio::select! {
+                        signal = rx.recv() => open = apply(&mut shown, signal),
+                        () = tokio::time::sleep_until(at.into()) => {}
+                    }
+                }
+                Step::Idle => open = apply(&mut shown, rx.recv().await),
+            }
+        }
+        Streamed {
+            edits: pacer.edits(),
+            message,
+            text: shown.text,
+        }
     }
 }
 
 /// Applies what the turn heard; false once the turn ended.
-fn apply(shown: &mut Shown, signal: Option<Live>) -> bool {
+fn apply(shown: &mut Shown, signal: Option<Said>) -> bool {
     match signal {
-        Some(Live::Delta(text)) => {
+        Some(Said::Delta(text)) => {
             shown.text.push_str(&text);
             shown.changed |= !text.is_empty();
         }
-        Some(Live::Status(status)) => {
+        Some(Said::Status(status)) => {
             shown.changed |= shown.status.as_deref() != Some(status.as_str());
             shown.status = Some(status);
         }
-        Some(Live::Restart) => {
+        Some(Said::Restart) => {
             // The turn is tried again: the agent replays it from the start.
             shown.text.clear();
             shown.status = None;
