@@ -636,6 +636,14 @@ pub fn stream_status(status: &str) -> String {
     format!("_… {}_", escape_markdown(status.trim()))
 }
 
+/// A message waits behind a long turn (`position` 1: it is next).
+pub fn queued(position: usize) -> String {
+    match position {
+        1 => "I'm still answering an earlier message here; yours is next.".to_owned(),
+        n => format!("I'm still answering an earlier message here; yours is number {n} in line."),
+    }
+}
+
 /// The end of a live reply whose turn was stopped with `!cancel`.
 pub const STREAM_STOPPED: &str = "_(stopped)_";
 

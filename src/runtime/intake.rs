@@ -14,7 +14,8 @@
 //! Messages the adapter cannot read yet (end-to-end encrypted without their key) are held in
 //! the journal in the same flush, and released when the adapter reads them at last
 //! ([`crate::surface::undecryptable`]).
-//! Only then do the messages reach their room actors, in order. Invites go to the
+//! Only then do the messages reach their room actors, in order, and each chat gets a read
+//! receipt for its latest message taken. Invites go to the
 //! provisioner, once [`super::invites`] found them worth joining (the others are declined
 //! beside it).
 
@@ -330,6 +331,22 @@ impl Intake {
     }
 }
 
+/// Read receipts for what was taken (journaled, or a file handed over): one per chat, for
+/// its latest message (a receipt covers the messages before it), so people see it was seen.
+fn mark_read(surface: &Arc<dyn Surface>, taken: Vec<(ChatId, MessageId)>) {
+    let mut latest: Vec<(ChatId, MessageId)> = Vec::new();
+    for (chat, id) in taken {
+        match latest.iter_mut().find(|(c, _)| *c == chat) {
+            Some(entry) => entry.1 = id,
+            None => latest.push((chat, id)),
+        }
+    }
+    for (chat, id) in latest {
+        let surface = surface.clone();
+        tokio::spawn(async move { surface.mark_read(&chat, &id).await });
+    }
+}
+
 #[async_trait]
 impl Inbound for Intake {
     fn is_managed(&self, chat: &ChatId) -> bool {
@@ -360,10 +377,15 @@ impl Inbound for Intake {
         }
         self.stage_undecryptable(surface.name(), &batch);
         let mut deliveries = Vec::new();
+        let mut taken = Vec::new();
         for message in batch.messages {
             let span =
                 tracing::info_span!("event", room_id = %message.chat, event_id = %message.id);
+            let (chat, id) = (message.chat.clone(), message.id.clone());
             if let Some(delivery) = span.in_scope(|| self.stage(surface, message)) {
+                if matches!(delivery, Delivery::Text(..) | Delivery::File(..)) {
+                    taken.push((chat, id));
+                }
                 deliveries.push(delivery);
             }
         }
@@ -377,6 +399,9 @@ impl Inbound for Intake {
         }
         if deliveries.iter().any(|d| matches!(d, Delivery::Text(..))) {
             crash::point(CrashPoint::AfterJournal);
+        }
+        if durable.is_ok() {
+            mark_read(surface, taken);
         }
         for delivery in deliveries {
             self.deliver_one(delivery);

@@ -49,6 +49,9 @@ use crate::surface::{
 };
 use crate::texts;
 
+/// How long a message waits behind a running turn before its sender is told it is queued.
+pub const QUEUED_NOTICE_AFTER: Duration = Duration::from_secs(10);
+
 /// How often the typing notice is renewed while a turn runs (messengers drop it after a
 /// few seconds otherwise).
 pub const TYPING_REFRESH: Duration = Duration::from_secs(3);
@@ -158,6 +161,10 @@ pub struct RoomActor {
     queue: RoomQueue,
     /// A message is being answered.
     busy: bool,
+    /// Turns started by this incarnation (the one running is the latest).
+    turns: u64,
+    /// The turn during which the chat was told that messages wait (once per turn).
+    told_waiting: Option<u64>,
     /// Asked to stop: it stops once the turn running is answered (the supervisor aborts it
     /// after its shutdown timeout); the messages waiting stay pending in the journal.
     draining: bool,
@@ -173,6 +180,8 @@ impl RoomActor {
             deps,
             queue,
             busy: false,
+            turns: 0,
+            told_waiting: None,
             draining: false,
             _ctx: ctx,
         }

@@ -104,6 +104,8 @@ pub enum AnswerPart {
     Undecryptable,
     /// The final edit of a reply streamed live.
     LiveFinal,
+    /// The notice that the message waits behind a long turn.
+    Queued,
 }
 
 /// Key part numbers: fixed forever (a change would defeat deduplication across an upgrade).
@@ -116,6 +118,8 @@ const REPLY_FILE_PART: u32 = 4;
 const UNDECRYPTABLE_PART: u32 = 5;
 /// Number of [`AnswerPart::LiveFinal`].
 const LIVE_FINAL_PART: u32 = 6;
+/// Number of [`AnswerPart::Queued`].
+const QUEUED_PART: u32 = 7;
 
 impl AnswerPart {
     fn number(self) -> u32 {
@@ -129,6 +133,7 @@ impl AnswerPart {
             AnswerPart::ReplyFile => REPLY_FILE_PART,
             AnswerPart::Undecryptable => UNDECRYPTABLE_PART,
             AnswerPart::LiveFinal => LIVE_FINAL_PART,
+            AnswerPart::Queued => QUEUED_PART,
         }
     }
 }

@@ -1,13 +1,16 @@
 //! Live replies against the real Synapse (issue 14): a slow reply is posted at its first
 //! words as the reply (the person is mentioned once), edited with `m.replace` as it grows —
 //! never more than `streaming.max_edits` times — with the agent's progress as its last line,
-//! and its final edit carries exactly `done.text`. The person's client shows one reply.
+//! and its final edit carries exactly `done.text`. The person's client shows one reply, and
+//! the bot's read receipt on the question. Killed mid-stream, the bot finishes the same
+//! message after its restart.
 
 use std::time::{Duration, Instant};
 
 use crate::spine::{agents_toml, onboard, Stack, AGENT_TIMEOUT_SECS};
 use crate::support::reference_agent::{streamed_reply, STREAM_COMMAND};
-use crate::support::WAIT;
+use crate::support::{wait_until, POLL, WAIT};
+use matrix_sdk::ruma::events::receipt::{ReceiptThread, ReceiptType};
 
 /// The cap of this test's stream (final edit included).
 const MAX_EDITS: usize = 8;
@@ -61,6 +64,17 @@ async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyh
         )
         .await?;
     let first_word = sent.elapsed();
+    // The question was taken: the bot's read receipt is on it.
+    let room = alice.room(&ob.chat).await?;
+    wait_until(WAIT, POLL, || async {
+        let receipt = room
+            .load_user_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, &bot)
+            .await
+            .ok()??;
+        (receipt.0 == question).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("no read receipt of the bot on the question: {e}"))?;
     assert!(
         first.body.starts_with("word-1") && first.body.len() < whole.len(),
         "posted at its first words: {first:?}"

@@ -153,3 +153,42 @@ async fn an_agent_that_fails_gets_a_notice_and_the_chat_goes_on() -> anyhow::Res
     );
     Ok(())
 }
+
+/// Issue 14 item 6: a message taken gets a read receipt at once; one waiting behind a turn
+/// that runs long gets a notice with its place in line (once per turn), then its answer.
+#[actix_rt::test]
+async fn a_waiting_message_is_seen_and_told_it_is_queued() -> anyhow::Result<()> {
+    let (bot, alice, chat) = Bot::with_person(reference(), "alice").await?;
+    let agent = bot.reference()?;
+    let c1 = platform_chat(&bot, &chat);
+    let wait = surfaces::runtime::room::QUEUED_NOTICE_AFTER;
+    agent.set_chat_delay(&c1, wait + Duration::from_secs(3));
+    let slow = bot.world.say(&alice, &chat, "a long task");
+    let first = bot.world.say(&alice, &chat, "first behind it");
+    let second = bot.world.say(&alice, &chat, "second behind it");
+    let read = || bot.world.chat(&chat).and_then(|c| c.read_up_to);
+    surfaces_testkit::wait::wait_until(surfaces_testkit::inproc::WAIT, POLL, || {
+        let seen = read() == Some(second.clone());
+        async move { seen.then_some(()) }
+    })
+    .await
+    .map_err(|e| e.context(format!("read up to {:?}", read())))?;
+    let told = bot.answer(&chat, &first).await?;
+    expect(told.text(), "yours is next");
+    assert!(told.is_notice());
+    // The turns after the long one are quick.
+    agent.set_chat_delay(&c1, Duration::ZERO);
+    let answered = bot.answer(&chat, &slow).await?;
+    expect(answered.text(), "a long task");
+    let answered = bot.answers(&chat, &first, 2).await?;
+    expect(answered[1].text(), "first behind it");
+    assert!(
+        bot.world
+            .answers_to(&chat, &second)
+            .first()
+            .is_none_or(|p| !p.is_notice()),
+        "once per turn: {}",
+        bot.transcript(&chat)
+    );
+    Ok(())
+}

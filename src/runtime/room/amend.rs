@@ -11,7 +11,9 @@
 //! - a redaction from the original's sender of a message still waiting withdraws it: it is
 //!   marked done in the journal and never reaches the agent; any other is ignored;
 //! - past `limits.room_queue_max` waiting messages, a new one is not taken: it is marked
-//!   done (so nothing loops on it) and the chat is told once per burst.
+//!   done (so nothing loops on it) and the chat is told once per burst;
+//! - a message still waiting [`super::QUEUED_NOTICE_AFTER`] behind a running turn: its
+//!   sender is told it is queued, with its position, at most once per turn.
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Messag
 
 use super::queue::{Pushed, Queued};
 use super::{Chat, RoomActor, RoomDeps, UserMessage};
-use crate::surface::{AnswerPart, MessageId, OutMessage, PersonId, SendKey};
+use crate::surface::{AnswerPart, MessageId, OutMessage, PersonId, ReplyTo, SendKey};
 use crate::texts;
 
 /// What a person did to one of their earlier messages.
@@ -50,6 +52,13 @@ impl RoomActor {
     pub(super) fn enqueue(&mut self, item: Queued, ctx: &mut Context<Self>) {
         let (id, sender) = (item.id().to_owned(), item.sender().to_owned());
         match self.queue.push(item.clone()) {
+            Pushed::Taken if self.busy => {
+                // Behind a running turn: if it runs long, the person hears they wait.
+                let turn = self.turns;
+                ctx.run_later(super::QUEUED_NOTICE_AFTER, move |actor, ctx| {
+                    actor.tell_waiting(turn, &id, ctx);
+                });
+            }
             Pushed::Taken => self.pump(ctx),
             Pushed::Duplicate => {
                 tracing::debug!(room_id = %self.chat.id, event_id = %id, "already waiting");
@@ -62,6 +71,35 @@ impl RoomActor {
                 ctx.spawn(refuse(chat, deps, item, notify).into_actor(self));
             }
         }
+    }
+
+    /// Tells the sender of `id` that it waits behind the turn `turn`, if that turn still runs,
+    /// the message still waits, and nobody was told during this turn.
+    fn tell_waiting(&mut self, turn: u64, id: &str, ctx: &mut Context<Self>) {
+        if !self.busy || self.turns != turn || self.told_waiting == Some(turn) {
+            return;
+        }
+        let Some((position, item)) = self.queue.position(id).zip(self.queue.get(id)) else {
+            return;
+        };
+        self.told_waiting = Some(turn);
+        tracing::info!(room_id = %self.chat.id, event_id = %id, position,
+            "a message waits behind a long turn; telling its sender");
+        let chat = self.chat.clone();
+        let to = ReplyTo {
+            message: MessageId::new(id),
+            sender: PersonId::new(item.sender()),
+        };
+        let key = SendKey::answer(&to.message, AnswerPart::Queued);
+        let text = texts::queued(position);
+        ctx.spawn(
+            async move {
+                if let Err(error) = chat.send(OutMessage::notice_to(to, text, key)).await {
+                    tracing::warn!(%error, "cannot tell a person their message waits");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Starts answering the next waiting message, unless one is being answered.
@@ -78,6 +116,7 @@ impl RoomActor {
             return;
         };
         self.busy = true;
+        self.turns += 1;
         let work = run(self.chat.clone(), self.deps.clone(), next);
         ctx.spawn(work.into_actor(self).map(|(), actor, ctx| {
             actor.busy = false;
