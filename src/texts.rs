@@ -57,6 +57,25 @@ pub fn space_pointer(space_name: &str, space_id: &str, first_chat_room_id: &str)
     )
 }
 
+/// Sent in a new direct chat of a person who already has a Space: where it is.
+pub fn space_existing(space_name: &str, space_id: &str, chat_room_id: &str) -> String {
+    format!(
+        "Your Space is already here: [{}]({}). All your chats with the agents live there.\n\n         Pick up where you left off: [open a chat]({}), or send `!new` in one for a fresh one.",
+        escape_markdown(space_name),
+        matrix_to(space_id),
+        matrix_to(chat_room_id),
+    )
+}
+
+/// Said once in a chat the bot does not manage, to a person who has a Space (e.g. their
+/// onboarding direct chat): write in the chats there.
+pub fn unmanaged_room_has_space(space_id: &str) -> String {
+    format!(
+        "I answer in the chats of [your Space]({}), not here. Open one of them to talk to an          agent, or send `!new` in one for a fresh chat.",
+        matrix_to(space_id),
+    )
+}
+
 /// Said once in a room the bot was invited to but does not manage.
 pub fn unmanaged_room(bot_user_id: &str) -> String {
     format!(
@@ -69,7 +88,7 @@ pub fn unmanaged_room(bot_user_id: &str) -> String {
 /// The agent could not be reached (network error, agent down).
 pub fn agent_unreachable(agent_name: &str, reason: &str) -> String {
     format!(
-        "⚠️ {} is not answering right now ({}). Your message was not lost: \
+        "⚠️ {} is not answering right now ({}), so your message got no answer. Please \
          send it again in a moment.",
         escape_markdown(agent_name),
         short_reason(reason)
@@ -749,8 +768,8 @@ pub mod reason {
     pub const CANNOT_CONNECT: &str = "cannot connect";
     /// The agent's connection is being restarted.
     pub const RESTARTING: &str = "restarting";
-    /// The agent's answer could not be read.
-    pub const GARBLED: &str = "garbled answer";
+    /// The agent's answer could not be read (broken off, or not in the agreed format).
+    pub const GARBLED: &str = "its answer broke off or could not be read";
     /// The agent's connection is misconfigured (the operator must act).
     pub const MISCONFIGURED: &str = "misconfigured connection";
     /// A file for an agent without a workspace.
@@ -895,7 +914,7 @@ mod tests {
             t.contains("Coder is not answering right now (connection refused)"),
             "{t}"
         );
-        assert!(t.contains("not lost"));
+        assert!(t.contains("got no answer"));
         assert!(t.contains("send it again"));
 
         let t = agent_error("Coder", "context too long");

@@ -102,9 +102,33 @@ pub fn rendered(voice: Voice, markdown: &str) -> RoomMessageEventContent {
     match (voice, html) {
         (Voice::Agent, Some(html)) => RoomMessageEventContent::text_html(markdown, html),
         (Voice::Agent, None) => RoomMessageEventContent::text_plain(markdown),
-        (Voice::Bot, Some(html)) => RoomMessageEventContent::notice_html(markdown, html),
-        (Voice::Bot, None) => RoomMessageEventContent::notice_plain(markdown),
+        (Voice::Bot, Some(html)) => {
+            RoomMessageEventContent::notice_html(plain_body(markdown), html)
+        }
+        (Voice::Bot, None) => RoomMessageEventContent::notice_plain(plain_body(markdown)),
     }
+}
+
+/// The plain `body` of a notice: its markdown (what clients without HTML show) without the
+/// backslashes that only keep a name or a reason from being read as markup (`a\_b` is shown
+/// `a_b`). Notices carry no code with backslashes of its own; an agent's reply keeps its
+/// markdown as it is. Pure.
+pub fn plain_body(markdown: &str) -> String {
+    let mut out = String::with_capacity(markdown.len());
+    let mut chars = markdown.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(&next) = chars.peek() {
+                if next.is_ascii_punctuation() {
+                    out.push(next);
+                    chars.next();
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The content of an [`OutMessage`] ([`rendered`]); a rich reply (mentioning its author,
@@ -431,7 +455,47 @@ mod tests {
     use super::*;
     use crate::retry::Retryable;
     use crate::surface::ReplyTo;
+    use crate::texts;
     use matrix_sdk::ruma::events::room::message::{MessageType, Relation};
+
+    /// Notices built from names and reasons people and agents write: the plain body shows
+    /// them as written (no escaping backslashes), the formatted body neither shows a
+    /// backslash nor lets them become markup.
+    #[test]
+    fn notices_show_names_and_reasons_as_written_in_both_bodies() {
+        let hostile = "a_b *c* `d` [e](f) <g> #h |i| ~j~";
+        let table = [
+            texts::agent_unreachable(hostile, hostile),
+            texts::agent_error(hostile, hostile),
+            texts::renamed(hostile),
+            texts::welcome(hostile),
+            texts::agent_timeout(hostile, 5),
+            texts::reply_undeliverable(hostile),
+        ];
+        for markdown in table {
+            let content = rendered(Voice::Bot, &markdown);
+            let MessageType::Notice(notice) = &content.msgtype else {
+                panic!("not a notice: {:?}", content.msgtype);
+            };
+            assert!(!notice.body.contains('\\'), "plain body: {}", notice.body);
+            assert!(
+                notice.body.contains("a_b *c* `d`"),
+                "plain body: {}",
+                notice.body
+            );
+            let html = notice
+                .formatted
+                .as_ref()
+                .map(|f| f.body.as_str())
+                .unwrap_or_default();
+            assert!(!html.contains('\\'), "formatted body: {html}");
+            assert!(
+                !html.contains("<em>c</em>") && !html.contains("<code>d</code>"),
+                "{html}"
+            );
+        }
+        assert_eq!(plain_body(r"a\_b \d \\ x"), r"a_b \d \ x");
+    }
 
     #[test]
     fn out_messages_become_the_right_content() {

@@ -318,10 +318,23 @@ impl Intake {
             "message in a chat the bot does not manage; not registering it");
         let store = self.inner.store.clone();
         let chat = Chat::new(surface.clone(), chat.clone());
+        let sender = sender.clone();
         tokio::spawn(async move {
             match store.mark_unmanaged_notified(chat.id.as_str()).await {
                 Ok(true) => {
-                    let text = texts::unmanaged_room(chat.surface.bot().as_str());
+                    // Someone with a Space (writing in their onboarding chat, say) is pointed
+                    // there; anyone else is told how to start.
+                    let space = match store.user(sender.as_str()) {
+                        Ok(user) => user.and_then(|u| u.space_id),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read the person's record");
+                            None
+                        }
+                    };
+                    let text = match space {
+                        Some(space) => texts::unmanaged_room_has_space(&space),
+                        None => texts::unmanaged_room(chat.surface.bot().as_str()),
+                    };
                     chat.say(&text, None).await;
                 }
                 Ok(false) => {}

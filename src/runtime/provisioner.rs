@@ -213,6 +213,7 @@ async fn onboard(
     user.dm_room_id = Some(dm.to_string());
     let home_name = texts::space_name(localpart(person));
 
+    let had_home = user.space_id.is_some();
     let home = match user.space_id.clone() {
         Some(home) => ChatId::new(home),
         None => {
@@ -236,7 +237,12 @@ async fn onboard(
             create_chat(deps, surface, &mut user, &home, person, &route, None).await?
         }
     };
-    let pointer = texts::space_pointer(&home_name, home.as_str(), first_chat.as_str());
+    // Nothing was made for a person who had a Space: say where it is.
+    let pointer = if had_home {
+        texts::space_existing(&home_name, home.as_str(), first_chat.as_str())
+    } else {
+        texts::space_pointer(&home_name, home.as_str(), first_chat.as_str())
+    };
     Chat::new(surface.clone(), dm.clone())
         .say(&pointer, None)
         .await;

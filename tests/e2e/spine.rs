@@ -307,7 +307,13 @@ async fn garbage_and_slow_agents_end_in_notices_and_other_rooms_keep_going() -> 
     }
     let notice = ask(&stack, &alice, &a.chat, "say something").await?;
     assert_eq!(notice.msgtype, "m.notice");
-    assert!(notice.body.contains("garbled answer"), "{}", notice.body);
+    assert!(
+        notice
+            .body
+            .contains("its answer broke off or could not be read"),
+        "{}",
+        notice.body
+    );
     stack.agent.clear_faults();
 
     // Slower than the timeout: the person hears about it; meanwhile bob's room answers.
@@ -348,10 +354,10 @@ async fn unmanaged_room_is_not_registered() -> anyhow::Result<()> {
     let alice = stack.person("alice").await?;
     let ob = onboard(&stack, &alice).await?;
     let bot = stack.bot_id().to_owned();
-    // The direct chat is not a managed chat room.
+    // The direct chat is not a managed chat room: its owner is pointed to their Space.
     alice.send_text(&ob.dm, "can we talk here?").await?;
     alice
-        .wait_for_text_from(&ob.dm, &bot, "I only answer in the chats I make", WAIT)
+        .wait_for_text_from(&ob.dm, &bot, "I answer in the chats of [your Space]", WAIT)
         .await?;
     alice.send_text(&ob.dm, "hello again").await?;
     // The explanation comes once; the second log line proves the bot saw the second message.
@@ -363,7 +369,7 @@ async fn unmanaged_room_is_not_registered() -> anyhow::Result<()> {
         .messages_from(&ob.dm, &bot)
         .await
         .into_iter()
-        .filter(|m| m.body.contains("I only answer"))
+        .filter(|m| m.body.contains("I answer in the chats of"))
         .count();
     assert_eq!(explanations, 1);
     assert!(

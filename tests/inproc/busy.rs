@@ -145,7 +145,7 @@ async fn an_agent_that_fails_gets_a_notice_and_the_chat_goes_on() -> anyhow::Res
     let down = bot.ask(&alice, &chat, "hello?").await?;
     assert!(down.is_notice());
     expect(down.text(), "Reference is not answering right now");
-    expect(down.text(), "Your message was not lost");
+    expect(down.text(), "Please send it again");
     agent.come_up().await;
     assert_eq!(
         bot.ask_text(&alice, &chat, "back").await?,

@@ -82,11 +82,13 @@ async fn strangers_are_declined_and_unmanaged_chats_told_once() -> anyhow::Resul
     // A chat the bot is in but does not manage: one explanation, however many messages.
     let (alice, _) = bot.onboard("alice").await?;
     let stray = bot.world.invite_bot(&alice);
-    bot.bot_says(&stray, 0, "I made you a Space").await?;
+    // Nothing new is made for her: she is told where her Space is.
+    bot.bot_says(&stray, 0, "Your Space is already here")
+        .await?;
     let first = bot.world.say(&alice, &stray, "hello?");
     let second = bot.world.say(&alice, &stray, "anyone?");
     let explained = bot
-        .bot_says(&stray, 0, "I only answer in the chats I make for you")
+        .bot_says(&stray, 0, "I answer in the chats of [your Space]")
         .await?;
     assert!(explained.is_notice());
     // Both were read (a probe in alice's chat is answered after them).
@@ -99,7 +101,7 @@ async fn strangers_are_declined_and_unmanaged_chats_told_once() -> anyhow::Resul
         .world
         .bot_posts(&stray)
         .iter()
-        .filter(|p| p.text().contains("I only answer in the chats"))
+        .filter(|p| p.text().contains("I answer in the chats of"))
         .count();
     assert_eq!(explanations, 1, "told once");
     Ok(())
