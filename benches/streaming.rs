@@ -152,6 +152,7 @@ async fn run() {
     println!("a reply of {words} words written over about {long_secs} s at the default cadence");
     let (on, person, chat) = bot(true).await;
     let long = watch(&on, &person, &chat, words).await;
+    // Every edit of the message, the final one included (the in-memory messenger keeps each).
     let edits = long.reply.edits.len();
     let minutes = secs(long.final_text) / 60.0;
     // The post and its edits are the room's events of this reply.
@@ -165,9 +166,7 @@ async fn run() {
     println!("FIGURE stream_long_secs {:.1}", secs(long.final_text));
     println!("FIGURE stream_long_edits {edits}");
     println!("FIGURE stream_long_cap {}", defaults.max_edits);
-    println!(
-        "FIGURE stream_long_edit_limit {}",
-        defaults.max_edits.saturating_sub(1)
-    );
+    // The cap counts every edit of the message, the final one included.
+    println!("FIGURE stream_long_edit_limit {}", defaults.max_edits);
     println!("FIGURE stream_long_events_per_minute {per_minute:.1}");
 }

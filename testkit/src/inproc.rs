@@ -327,6 +327,10 @@ fn load_config(dir: &std::path::Path, toml: &str) -> anyhow::Result<Config> {
     Ok(Config::load_in(dir, Some(&path), &[])?)
 }
 
+/// The reference agent's `timeout_secs` in-process: it bounds a whole turn, and the live-reply
+/// benchmark streams one for two minutes.
+const REFERENCE_TIMEOUT_SECS: u64 = 300;
+
 /// The config of an in-process bot.
 fn config_toml(
     dir: &std::path::Path,
@@ -368,11 +372,12 @@ description = "The reference agent"
 kind = "http"
 base_url = "{url}"
 workspace = "{workspace}"
-timeout_secs = 30
+timeout_secs = {timeout}
 default = true
 "#,
             url = agent.base_url(),
-            workspace = workspace.display()
+            workspace = workspace.display(),
+            timeout = REFERENCE_TIMEOUT_SECS,
         ));
     }
     toml.push_str(
