@@ -13,6 +13,9 @@ use serde::Deserialize;
 
 use super::error::ConfigError;
 
+/// Default `streaming.first_post_ms`: a turn that ends within 300 ms of its first words is
+/// posted whole (no edit at all); a slower one shows its first words then.
+pub const DEFAULT_FIRST_POST_MS: u64 = 300;
 /// Default `streaming.first_interval_ms`: the first edit comes half a second after the
 /// first words.
 pub const DEFAULT_FIRST_INTERVAL_MS: u64 = 500;
@@ -30,6 +33,9 @@ pub struct StreamingConfig {
     /// Whether replies are streamed (on messengers that can edit); off: the whole reply is
     /// posted when the turn ends.
     pub enabled: bool,
+    /// How long the first words wait before they are posted, in ms: a reply finished by then
+    /// is posted whole, with no edit (fast agents cost the room one event per reply).
+    pub first_post_ms: u64,
     /// The pause before the first edit after the first words, in ms; each later pause is
     /// half as long again, up to `max_interval_ms`.
     pub first_interval_ms: u64,
@@ -43,6 +49,7 @@ impl Default for StreamingConfig {
     fn default() -> Self {
         StreamingConfig {
             enabled: true,
+            first_post_ms: DEFAULT_FIRST_POST_MS,
             first_interval_ms: DEFAULT_FIRST_INTERVAL_MS,
             max_interval_ms: DEFAULT_MAX_INTERVAL_MS,
             max_edits: DEFAULT_MAX_EDITS,
@@ -74,6 +81,11 @@ impl StreamingConfig {
                 format!("must be at least {MIN_MAX_EDITS} (the final edit)"),
             ));
         }
+    }
+
+    /// How long the first words wait before they are posted.
+    pub fn first_post(&self) -> Duration {
+        Duration::from_millis(self.first_post_ms)
     }
 
     /// The pause before the first edit.

@@ -506,6 +506,11 @@ async fn answer(
         Err(error) => {
             tracing::error!(%error, agent = %route.id, "agent connection unavailable");
             deps.files.put_back(&chat.id, &msg.sender, attachments);
+            if let Some(live) = &streamed.message {
+                let end =
+                    reply::end_live(&chat, &msg, live, &streamed.text, texts::STREAM_INCOMPLETE);
+                end.await;
+            }
             deps.metrics.message(MessageOutcome::AgentUnavailable);
             let text = texts::agent_unreachable(&route.name, texts::reason::RESTARTING);
             chat.notice(&msg, &text).await

@@ -9,11 +9,34 @@ use std::time::{Duration, Instant};
 
 use crate::spine::{agents_toml, onboard, Stack, AGENT_TIMEOUT_SECS};
 use crate::support::reference_agent::{streamed_reply, STREAM_COMMAND};
-use crate::support::{wait_until, POLL, WAIT};
+use crate::support::{wait_until, Person, ReceivedMessage, POLL, WAIT};
 use matrix_sdk::ruma::events::receipt::{ReceiptThread, ReceiptType};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, UserId};
 
 /// The cap of this test's stream (final edit included).
 const MAX_EDITS: usize = 8;
+
+/// Asks for a reply of `words` words; returns the question and the reply as first posted.
+async fn ask_stream(
+    person: &Person,
+    chat: &OwnedRoomId,
+    bot: &UserId,
+    words: usize,
+) -> anyhow::Result<(OwnedEventId, ReceivedMessage)> {
+    let question = person
+        .send_text(chat, &format!("{STREAM_COMMAND}{words}"))
+        .await?;
+    let first = person
+        .wait_for_message(
+            chat,
+            |m| {
+                m.sender == bot && m.in_reply_to.as_ref() == Some(&question) && m.replaces.is_none()
+            },
+            WAIT,
+        )
+        .await?;
+    Ok((question, first))
+}
 
 /// A stack whose bot streams (capped at [`MAX_EDITS`]) and whose agent may take a minute.
 async fn streaming_stack() -> anyhow::Result<Stack> {
@@ -51,18 +74,7 @@ async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyh
     let words = 40;
     let whole = streamed_reply(words);
     let sent = Instant::now();
-    let question = alice
-        .send_text(&ob.chat, &format!("{STREAM_COMMAND}{words}"))
-        .await?;
-    let first = alice
-        .wait_for_message(
-            &ob.chat,
-            |m| {
-                m.sender == bot && m.in_reply_to.as_ref() == Some(&question) && m.replaces.is_none()
-            },
-            WAIT,
-        )
-        .await?;
+    let (question, first) = ask_stream(&alice, &ob.chat, &bot, words).await?;
     let first_word = sent.elapsed();
     // The question was taken: the bot's read receipt is on it.
     let room = alice.room(&ob.chat).await?;
@@ -148,18 +160,7 @@ async fn a_bot_killed_mid_stream_finishes_the_same_reply_after_its_restart() -> 
     stack.agent.set_interval(Duration::from_millis(150));
     let words = 30;
     let whole = streamed_reply(words);
-    let question = alice
-        .send_text(&ob.chat, &format!("{STREAM_COMMAND}{words}"))
-        .await?;
-    let first = alice
-        .wait_for_message(
-            &ob.chat,
-            |m| {
-                m.sender == bot && m.in_reply_to.as_ref() == Some(&question) && m.replaces.is_none()
-            },
-            WAIT,
-        )
-        .await?;
+    let (question, first) = ask_stream(&alice, &ob.chat, &bot, words).await?;
     assert_ne!(first.body, whole, "killed mid-stream: {first:?}");
     stack.bot.kill()?;
     stack.relaunch(&[]).await?;

@@ -153,3 +153,17 @@ async fn with_streaming_off_the_reply_is_posted_once_whole() -> anyhow::Result<(
     );
     Ok(())
 }
+
+#[actix_rt::test]
+async fn a_quick_reply_is_posted_whole_even_with_streaming_on() -> anyhow::Result<()> {
+    // The reference agent's usual reply: a status and two deltas at once.
+    let (bot, alice, chat) = Bot::with_person(live(), "alice").await?;
+    let reply = bot.ask(&alice, &chat, "quick one").await?;
+    assert_eq!(reply.text(), "ref-agent ref got: quick one");
+    assert!(
+        reply.edits.is_empty(),
+        "a turn done within streaming.first_post_ms costs one event: {:?}",
+        reply.edits
+    );
+    Ok(())
+}

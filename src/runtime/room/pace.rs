@@ -1,7 +1,8 @@
 //! When a streamed reply is posted and edited: the pure decision.
 //!
 //! Why this exists: time to the first word is what a person waiting feels, so the first text
-//! is posted at once; but every edit is an event in the room, and rooms with hundreds of edits
+//! is posted soon (`streaming.first_post_ms`: a turn done by then is posted whole, with no
+//! edit); but every edit is an event in the room, and rooms with hundreds of edits
 //! to one message stop loading. So edits follow a ramp (`streaming.first_interval_ms`, each
 //! pause half as long again, up to `streaming.max_interval_ms`) and a hard cap
 //! (`streaming.max_edits`, the final edit included: it is always kept for the whole reply).
@@ -31,9 +32,12 @@ pub enum Step {
 /// The pacing of one streamed reply.
 #[derive(Clone, Debug)]
 pub struct Pacer {
+    first_post: Duration,
     first: Duration,
     max: Duration,
     max_edits: u32,
+    /// When the first text arrived.
+    text_since: Option<Instant>,
     /// When the message was posted or last edited.
     last: Option<Instant>,
     /// Edits made before the final one.
@@ -44,6 +48,8 @@ impl Pacer {
     /// A pacer for `config`.
     pub fn new(config: &StreamingConfig) -> Self {
         Self {
+            first_post: config.first_post(),
+            text_since: None,
             first: config.first_interval(),
             max: config.max_interval(),
             max_edits: config.max_edits,
@@ -56,7 +62,12 @@ impl Pacer {
     /// at all).
     pub fn step(&self, now: Instant, changed: bool) -> Step {
         let Some(last) = self.last else {
-            return if changed { Step::Post } else { Step::Idle };
+            return match (changed, self.text_since) {
+                (false, _) => Step::Idle,
+                (true, None) => Step::WaitUntil(now + self.first_post),
+                (true, Some(since)) if now >= since + self.first_post => Step::Post,
+                (true, Some(since)) => Step::WaitUntil(since + self.first_post),
+            };
         };
         // The last edit is the final one.
         if !changed || self.edits.saturating_add(1) >= self.max_edits {
@@ -80,6 +91,11 @@ impl Pacer {
             }
         }
         pause.min(self.max)
+    }
+
+    /// The first text arrived at `now` (later calls change nothing).
+    pub fn text_arrived(&mut self, now: Instant) {
+        self.text_since.get_or_insert(now);
     }
 
     /// The message was posted at `now`.
@@ -111,6 +127,7 @@ mod tests {
     fn config(max_edits: u32) -> StreamingConfig {
         StreamingConfig {
             enabled: true,
+            first_post_ms: 300,
             first_interval_ms: 500,
             max_interval_ms: 5_000,
             max_edits,
@@ -129,10 +146,18 @@ mod tests {
     fn what_to_do_when() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        // (name, edits made before, posted at, now, changed, expected)
+        // (name, edits made before, posted at, now, changed, expected); text arrived at 0
         let table: Vec<(&str, u32, Option<u64>, u64, bool, Step)> = vec![
             ("nothing yet", 0, None, 0, false, Step::Idle),
-            ("first words: post at once", 0, None, 0, true, Step::Post),
+            (
+                "first words wait a moment",
+                0,
+                None,
+                100,
+                true,
+                Step::WaitUntil(ms(300)),
+            ),
+            ("then they are posted", 0, None, 300, true, Step::Post),
             ("posted, nothing new", 0, Some(0), 10_000, false, Step::Idle),
             (
                 "new text, too soon",
@@ -170,6 +195,7 @@ mod tests {
         ];
         for (name, edits, posted, now, changed, expected) in table {
             let mut pacer = Pacer::new(&config(20));
+            pacer.text_arrived(ms(0));
             if let Some(at) = posted {
                 pacer.posted(ms(at));
             }
@@ -186,6 +212,7 @@ mod tests {
         let mut events = 0u32;
         for tick in 0..1_200u64 {
             let now = t0 + Duration::from_millis(tick * 100);
+            pacer.text_arrived(now);
             match pacer.step(now, true) {
                 Step::Post => pacer.posted(now),
                 Step::Edit => {

@@ -179,6 +179,9 @@ impl Live {
                 }
                 Step::Idle => open = apply(&mut shown, rx.recv().await),
             }
+            if !shown.text.is_empty() {
+                pacer.text_arrived(Instant::now());
+            }
         }
         Streamed {
             edits: pacer.edits(),
