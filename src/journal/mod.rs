@@ -80,7 +80,8 @@ pub struct Journal {
     store: Store,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the epoch (0 before it), as the journal records times.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

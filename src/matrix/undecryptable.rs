@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind};
@@ -32,6 +32,7 @@ use matrix_sdk::ruma::{OwnedUserId, RoomId};
 use matrix_sdk::Client;
 use tokio::sync::mpsc;
 
+use crate::journal::now_ms;
 use crate::surface::undecryptable::give_up;
 use crate::surface::{
     AnswerPart, Batch, ChatId, Inbound, MessageId, OutMessage, PersonId, ReplyTo, SendKey,
@@ -394,13 +395,6 @@ fn session_of(payload: &str) -> Option<String> {
         .get("session_id")?
         .as_str()
         .map(str::to_owned)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -482,23 +482,18 @@ async fn answer(
         Ok(Err(error)) if error.is_cancelled() => {
             tracing::info!(agent = %route.id, "turn cancelled");
             deps.files.put_back(&chat.id, &msg.sender, attachments);
-            if let Some(live) = &streamed.message {
-                // What was said stays, marked as stopped.
-                let end = reply::end_live(&chat, &msg, live, &streamed.text, texts::STREAM_STOPPED);
-                if end.await {
-                    return true;
-                }
+            // What was said stays, marked as stopped.
+            let stopped = texts::STREAM_STOPPED;
+            if reply::end_live(&chat, &msg, &streamed, &deps.replies, stopped).await {
+                return true;
             }
             chat.notice(&msg, texts::TURN_CANCELLED).await
         }
         Ok(Err(error)) => {
             tracing::warn!(%error, agent = %route.id, "agent turn failed");
             deps.files.put_back(&chat.id, &msg.sender, attachments);
-            if let Some(live) = &streamed.message {
-                let end =
-                    reply::end_live(&chat, &msg, live, &streamed.text, texts::STREAM_INCOMPLETE);
-                end.await;
-            }
+            let incomplete = texts::STREAM_INCOMPLETE;
+            reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
             deps.metrics.message(MessageOutcome::AgentError);
             chat.notice(&msg, &agent_failure_text(&route.name, &error))
                 .await
@@ -506,11 +501,8 @@ async fn answer(
         Err(error) => {
             tracing::error!(%error, agent = %route.id, "agent connection unavailable");
             deps.files.put_back(&chat.id, &msg.sender, attachments);
-            if let Some(live) = &streamed.message {
-                let end =
-                    reply::end_live(&chat, &msg, live, &streamed.text, texts::STREAM_INCOMPLETE);
-                end.await;
-            }
+            let incomplete = texts::STREAM_INCOMPLETE;
+            reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
             deps.metrics.message(MessageOutcome::AgentUnavailable);
             let text = texts::agent_unreachable(&route.name, texts::reason::RESTARTING);
             chat.notice(&msg, &text).await

@@ -12,7 +12,7 @@ use matrix_sdk::ruma::OwnedRoomId;
 use surfaces::surface::encryption::fingerprint;
 
 use crate::catch_up::metric;
-use crate::spine::{agents_toml, ask, onboard, Stack};
+use crate::spine::{agents_toml, answer_to, ask, onboard, Stack};
 use crate::support::bot::BotProcess;
 use crate::support::key_hold::KeyHold;
 use crate::support::person::{CollectStrategy, Person};
@@ -515,13 +515,7 @@ async fn late_keys_are_answered_and_missing_keys_are_owned_up_to_once() -> anyho
         "nothing reaches the agent before the key"
     );
     hold.release().await?;
-    let answer = gina
-        .wait_for_message(
-            &ob.chat,
-            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&late),
-            WAIT,
-        )
-        .await?;
+    let answer = answer_to(&stack, &gina, &ob.chat, &late, None).await?;
     assert!(
         answer.body.contains("a question whose key is late"),
         "{answer:?}"

@@ -71,19 +71,29 @@ async fn answer(
         .body)
 }
 
+/// Sends a message whose turn runs for most of the agent's timeout, once the agent has it;
+/// returns the chat's platform id (to lift the delay) and the message.
+async fn hold_the_chat(
+    stack: &Stack,
+    person: &Person,
+    chat: &OwnedRoomId,
+) -> anyhow::Result<(String, OwnedEventId)> {
+    let c1 = chat_id(person, chat).await?;
+    stack
+        .agent
+        .set_chat_delay(&c1, Duration::from_secs(TIMEOUT_SECS - 10));
+    let slow = person.send_text(chat, "hold the chat").await?;
+    assert!(stack.agent.wait_for_turn_text("hold the chat", WAIT).await);
+    Ok((c1, slow))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_and_redactions_of_waiting_and_answered_messages() -> anyhow::Result<()> {
     let stack = slow_stack(&[]).await?;
     let alice = stack.person("alice").await?;
     let a = onboard(&stack, &alice).await?;
-    let c1 = chat_id(&alice, &a.chat).await?;
-
     // A slow turn holds the chat; what follows waits in its queue.
-    stack
-        .agent
-        .set_chat_delay(&c1, Duration::from_secs(TIMEOUT_SECS - 10));
-    let slow = alice.send_text(&a.chat, "hold the chat").await?;
-    assert!(stack.agent.wait_for_turn_text("hold the chat", WAIT).await);
+    let (c1, slow) = hold_the_chat(&stack, &alice, &a.chat).await?;
     let secret = alice.send_text(&a.chat, "my secret").await?;
     alice.redact(&a.chat, &secret).await?;
     let draft = alice.send_text(&a.chat, "draft").await?;
@@ -184,13 +194,7 @@ async fn a_full_queue_refuses_once_and_never_answers_what_it_refused() -> anyhow
     let stack = slow_stack(&[("SURFACES__LIMITS__ROOM_QUEUE_MAX", "2")]).await?;
     let alice = stack.person("alice").await?;
     let a = onboard(&stack, &alice).await?;
-    let c1 = chat_id(&alice, &a.chat).await?;
-
-    stack
-        .agent
-        .set_chat_delay(&c1, Duration::from_secs(TIMEOUT_SECS - 10));
-    let slow = alice.send_text(&a.chat, "hold the chat").await?;
-    assert!(stack.agent.wait_for_turn_text("hold the chat", WAIT).await);
+    let (c1, slow) = hold_the_chat(&stack, &alice, &a.chat).await?;
     let mut sent = Vec::new();
     for i in 0..5 {
         sent.push(alice.send_text(&a.chat, &format!("m{i}")).await?);

@@ -12,9 +12,9 @@ use matrix_sdk::ruma::events::room::message::{
     TextMessageEventContent,
 };
 use matrix_sdk::ruma::events::room::MediaSource;
-use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId, UInt};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, UInt};
 
-use crate::spine::{self, onboard, Stack};
+use crate::spine::{self, answer_to, onboard, Stack};
 use crate::support::person::{Person, ReceivedMessage};
 use crate::support::reference_agent::{RecordedTurn, ReferenceAgent};
 use crate::support::WAIT;
@@ -52,23 +52,6 @@ async fn upload(
     let config = AttachmentConfig::new().caption(caption.map(TextMessageEventContent::plain));
     let response = room.send_attachment(name, &mime, data, config).await?;
     Ok(response.event_id)
-}
-
-/// The bot's first message answering `event`.
-async fn answer_to(
-    stack: &Stack,
-    person: &Person,
-    room: &OwnedRoomId,
-    event: &EventId,
-) -> anyhow::Result<ReceivedMessage> {
-    let bot = stack.bot_id().to_owned();
-    person
-        .wait_for_message(
-            room,
-            |m| m.sender == bot && m.in_reply_to.as_deref() == Some(event),
-            WAIT,
-        )
-        .await
 }
 
 /// The bot's first media message in the room with this `body` (the file name).
@@ -164,7 +147,7 @@ async fn files_travel_both_ways_in_an_encrypted_room() -> anyhow::Result<()> {
         Some("summarise this"),
     )
     .await?;
-    let reply = answer_to(&stack, &alice, &ob.chat, &event).await?;
+    let reply = answer_to(&stack, &alice, &ob.chat, &event, None).await?;
     assert!(reply.body.contains("got: summarise this"), "{}", reply.body);
     let turn = turn_with_text(&stack, "summarise this").expect("the captioned turn");
     assert_eq!(turn.attachments.len(), 1, "{turn:?}");
@@ -197,7 +180,7 @@ async fn files_travel_both_ways_in_an_encrypted_room() -> anyhow::Result<()> {
         None,
     )
     .await?;
-    let held = answer_to(&stack, &alice, &ob.chat, &event).await?;
+    let held = answer_to(&stack, &alice, &ob.chat, &event, None).await?;
     assert_eq!(held.msgtype, "m.notice");
     assert!(held.body.contains("next message"), "{}", held.body);
     let before = stack.agent.turns().len();
@@ -305,7 +288,7 @@ async fn refused_paths_and_oversized_files_end_in_notices() -> anyhow::Result<()
         Some("keep it"),
     )
     .await?;
-    answer_to(&stack, &alice, &ob.chat, &event).await?;
+    answer_to(&stack, &alice, &ob.chat, &event, None).await?;
     let turn = turn_with_text(&stack, "keep it").expect("turn");
     assert_eq!(std::fs::read(root.join(&turn.attachments[0].path))?, small);
     let inbox_files = files_under(&root.join("inbox")).len();
@@ -321,7 +304,7 @@ async fn refused_paths_and_oversized_files_end_in_notices() -> anyhow::Result<()
         Some("too big"),
     )
     .await?;
-    let notice = answer_to(&stack, &alice, &ob.chat, &event).await?;
+    let notice = answer_to(&stack, &alice, &ob.chat, &event, None).await?;
     assert_eq!(notice.msgtype, "m.notice");
     assert!(notice.body.contains("4 KiB limit"), "{}", notice.body);
     assert_eq!(
@@ -349,7 +332,7 @@ async fn refused_paths_and_oversized_files_end_in_notices() -> anyhow::Result<()
             RoomMessageEventContent::new(MessageType::File(content)),
         )
         .await?;
-    let notice = answer_to(&stack, &alice, &ob.chat, &event).await?;
+    let notice = answer_to(&stack, &alice, &ob.chat, &event, None).await?;
     assert!(notice.body.contains("4 KiB limit"), "{}", notice.body);
     assert_eq!(
         files_under(&root.join("inbox")).len(),
@@ -379,17 +362,7 @@ async fn refused_paths_and_oversized_files_end_in_notices() -> anyhow::Result<()
         stack.agent.file_next(path, "x.txt", "text/plain");
         let text = format!("send file {i}");
         let event = alice.send_text(&ob.chat, &text).await?;
-        let notice = alice
-            .wait_for_message(
-                &ob.chat,
-                |m| {
-                    m.sender == bot
-                        && m.in_reply_to.as_ref() == Some(&event)
-                        && m.msgtype == "m.notice"
-                },
-                WAIT,
-            )
-            .await?;
+        let notice = answer_to(&stack, &alice, &ob.chat, &event, Some("m.notice")).await?;
         assert!(
             notice.body.contains("could not post"),
             "{path}: {}",
@@ -421,7 +394,7 @@ async fn an_agent_without_a_workspace_cannot_take_files() -> anyhow::Result<()> 
         Some("read this"),
     )
     .await?;
-    let notice = answer_to(&stack, &alice, &ob.chat, &event).await?;
+    let notice = answer_to(&stack, &alice, &ob.chat, &event, None).await?;
     assert_eq!(notice.msgtype, "m.notice");
     assert!(notice.body.contains("no workspace"), "{}", notice.body);
     assert!(stack.agent.turns().is_empty());
@@ -435,7 +408,6 @@ async fn hostile_workspace_files_never_hang_the_room() -> anyhow::Result<()> {
     let (stack, root) = stack(true, &[("SURFACES__MATRIX__ENCRYPT_ROOMS", "false")]).await?;
     let alice = stack.person("alice").await?;
     let ob = onboard(&stack, &alice).await?;
-    let bot = stack.bot_id().to_owned();
 
     // A FIFO (opening it for reading would block forever) and a directory behind a link.
     std::fs::create_dir_all(root.join("out/real"))?;
@@ -455,17 +427,7 @@ async fn hostile_workspace_files_never_hang_the_room() -> anyhow::Result<()> {
     for (i, (path, reason)) in cases.into_iter().enumerate() {
         stack.agent.file_next(path, "x.txt", "text/plain");
         let event = alice.send_text(&ob.chat, &format!("send file {i}")).await?;
-        let notice = alice
-            .wait_for_message(
-                &ob.chat,
-                |m| {
-                    m.sender == bot
-                        && m.in_reply_to.as_ref() == Some(&event)
-                        && m.msgtype == "m.notice"
-                },
-                WAIT,
-            )
-            .await?;
+        let notice = answer_to(&stack, &alice, &ob.chat, &event, Some("m.notice")).await?;
         assert!(notice.body.contains(reason), "{path}: {}", notice.body);
         // The room answers the next message.
         let text = format!("after {i}");
@@ -491,7 +453,7 @@ async fn hostile_workspace_files_never_hang_the_room() -> anyhow::Result<()> {
         Some("read it"),
     )
     .await?;
-    let notice = answer_to(&stack, &alice, &ob.chat, &event).await?;
+    let notice = answer_to(&stack, &alice, &ob.chat, &event, None).await?;
     assert_eq!(notice.msgtype, "m.notice");
     assert!(notice.body.contains("n.txt"), "{}", notice.body);
     assert!(

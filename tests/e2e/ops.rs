@@ -406,23 +406,12 @@ async fn ops_endpoints_answer_on_a_running_bot() -> anyhow::Result<()> {
     assert!(table.contains("AGENTS (1)"), "{table}");
     let (code, out, err) = surfaces(dir, &["health-check", "--url", url], &[]).await?;
     assert_eq!(code, 0, "{out}{err}");
-    let bind = stack.bot.ops_addr.to_string();
     let config = stack.bot.config_path().to_string_lossy().into_owned();
-    let as_the_bot = [
-        (
-            "SURFACES__MATRIX__HOMESERVER_URL",
-            stack.synapse.base_url.as_str(),
-        ),
-        (
-            "SURFACES__MATRIX__USER_ID",
-            stack.bot_creds.user_id.as_str(),
-        ),
-        (
-            "SURFACES__MATRIX__PASSWORD",
-            stack.bot_creds.password.as_str(),
-        ),
-        ("SURFACES__OPS__BIND", bind.as_str()),
-    ];
+    let as_the_bot = bot_env(&stack);
+    let as_the_bot: Vec<(&str, &str)> = as_the_bot
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let (code, out, err) =
         surfaces(dir, &["--config", &config, "health-check"], &as_the_bot).await?;
     assert_eq!(code, 0, "{out}{err}");
@@ -863,30 +852,41 @@ async fn ops_endpoint_token_host_allowlist_timeouts_and_csp() -> anyhow::Result<
     .await?;
     assert_eq!(code, 0, "{err}");
     assert!(table.contains("AGENTS (1)"), "{table}");
-    let bind = stack.bot.ops_addr.to_string();
     let config = stack.bot.config_path().to_string_lossy().into_owned();
-    let as_the_bot = [
-        (
-            "SURFACES__MATRIX__HOMESERVER_URL",
-            stack.synapse.base_url.as_str(),
-        ),
-        (
-            "SURFACES__MATRIX__USER_ID",
-            stack.bot_creds.user_id.as_str(),
-        ),
-        (
-            "SURFACES__MATRIX__PASSWORD",
-            stack.bot_creds.password.as_str(),
-        ),
-        ("SURFACES__OPS__BIND", bind.as_str()),
-        ("SURFACES__OPS__TOKEN", OPS_TOKEN),
-    ];
+    let mut as_the_bot = bot_env(&stack);
+    as_the_bot.push(("SURFACES__OPS__TOKEN".into(), OPS_TOKEN.into()));
+    let as_the_bot: Vec<(&str, &str)> = as_the_bot
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let (code, table, err) = surfaces(dir, &["--config", &config, "status"], &as_the_bot).await?;
     assert_eq!(code, 0, "{err}");
     assert!(table.contains("AGENTS (1)"), "{table}");
     let (code, out, err) = surfaces(dir, &["health-check", "--url", url], &[]).await?;
     assert_eq!(code, 0, "/readyz needs no token: {out}{err}");
     Ok(())
+}
+
+/// The environment `surfaces` needs to run as the stack's bot (its account and ops address).
+fn bot_env(stack: &Stack) -> Vec<(String, String)> {
+    [
+        (
+            "SURFACES__MATRIX__HOMESERVER_URL",
+            stack.synapse.base_url.clone(),
+        ),
+        (
+            "SURFACES__MATRIX__USER_ID",
+            stack.bot_creds.user_id.to_string(),
+        ),
+        (
+            "SURFACES__MATRIX__PASSWORD",
+            stack.bot_creds.password.clone(),
+        ),
+        ("SURFACES__OPS__BIND", stack.bot.ops_addr.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// Parses a systemd unit into (section, key, value) triples.

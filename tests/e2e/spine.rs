@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use matrix_sdk::ruma::{OwnedRoomId, UserId};
+use matrix_sdk::ruma::{EventId, OwnedRoomId, UserId};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -169,11 +169,27 @@ pub(crate) async fn ask(
     text: &str,
 ) -> anyhow::Result<crate::support::person::ReceivedMessage> {
     let event = person.send_text(room, text).await?;
-    let bot = stack.bot_id().to_owned();
+    answer_to(stack, person, room, &event, None).await
+}
+
+/// Waits for the bot's first message answering `event` (of `msgtype`, if given: `m.notice`
+/// for the bot's own voice).
+pub(crate) async fn answer_to(
+    stack: &Stack,
+    person: &Person,
+    room: &OwnedRoomId,
+    event: &EventId,
+    msgtype: Option<&str>,
+) -> anyhow::Result<crate::support::person::ReceivedMessage> {
+    let bot = stack.bot_id();
     person
         .wait_for_message(
             room,
-            |m| m.sender == bot && m.in_reply_to.as_ref() == Some(&event),
+            |m| {
+                m.sender == bot
+                    && m.in_reply_to.as_deref() == Some(event)
+                    && msgtype.is_none_or(|t| m.msgtype == t)
+            },
             WAIT,
         )
         .await

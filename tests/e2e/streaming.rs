@@ -7,34 +7,27 @@
 
 use std::time::{Duration, Instant};
 
-use crate::spine::{agents_toml, onboard, Stack, AGENT_TIMEOUT_SECS};
+use crate::spine::{agents_toml, answer_to, onboard, Stack, AGENT_TIMEOUT_SECS};
 use crate::support::reference_agent::{streamed_reply, STREAM_COMMAND};
 use crate::support::{wait_until, Person, ReceivedMessage, POLL, WAIT};
 use matrix_sdk::ruma::events::receipt::{ReceiptThread, ReceiptType};
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, UserId};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
 
 /// The cap of this test's stream (final edit included).
 const MAX_EDITS: usize = 8;
 
-/// Asks for a reply of `words` words; returns the question and the reply as first posted.
+/// Asks for a reply of `words` words; returns the question and the reply as first posted
+/// (its edits do not answer the question themselves).
 async fn ask_stream(
+    stack: &Stack,
     person: &Person,
     chat: &OwnedRoomId,
-    bot: &UserId,
     words: usize,
 ) -> anyhow::Result<(OwnedEventId, ReceivedMessage)> {
     let question = person
         .send_text(chat, &format!("{STREAM_COMMAND}{words}"))
         .await?;
-    let first = person
-        .wait_for_message(
-            chat,
-            |m| {
-                m.sender == bot && m.in_reply_to.as_ref() == Some(&question) && m.replaces.is_none()
-            },
-            WAIT,
-        )
-        .await?;
+    let first = answer_to(stack, person, chat, &question, None).await?;
     Ok((question, first))
 }
 
@@ -74,7 +67,7 @@ async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyh
     let words = 40;
     let whole = streamed_reply(words);
     let sent = Instant::now();
-    let (question, first) = ask_stream(&alice, &ob.chat, &bot, words).await?;
+    let (question, first) = ask_stream(&stack, &alice, &ob.chat, words).await?;
     let first_word = sent.elapsed();
     // The question was taken: the bot's read receipt is on it.
     let room = alice.room(&ob.chat).await?;
@@ -160,7 +153,7 @@ async fn a_bot_killed_mid_stream_finishes_the_same_reply_after_its_restart() -> 
     stack.agent.set_interval(Duration::from_millis(150));
     let words = 30;
     let whole = streamed_reply(words);
-    let (question, first) = ask_stream(&alice, &ob.chat, &bot, words).await?;
+    let (question, first) = ask_stream(&stack, &alice, &ob.chat, words).await?;
     assert_ne!(first.body, whole, "killed mid-stream: {first:?}");
     stack.bot.kill()?;
     stack.relaunch(&[]).await?;

@@ -115,16 +115,20 @@ pub async fn finish_live(
     delivery(result, bytes)
 }
 
-/// Ends a live reply whose turn did not finish: what was said, then `ending`. True once the
-/// message says so.
+/// Ends a live reply whose turn did not finish: what was said (within one message), then
+/// `ending`. True once the message says so; false when nothing was streamed or the edit failed.
 pub async fn end_live(
     chat: &Chat,
     msg: &UserMessage,
-    live: &MessageId,
-    said: &str,
+    streamed: &super::stream::Streamed,
+    config: &RepliesConfig,
     ending: &str,
 ) -> bool {
-    let text = super::stream::visible_text(said, None, limits_for_end(chat));
+    let Some(live) = &streamed.message else {
+        return false;
+    };
+    let max_bytes = limits_for(chat, config).max_message_bytes;
+    let text = super::stream::visible_text(&streamed.text, None, max_bytes);
     let text = if text.trim().is_empty() {
         ending.to_owned()
     } else {
@@ -137,14 +141,6 @@ pub async fn end_live(
             false
         }
     }
-}
-
-/// The most text an ended live reply keeps (one message).
-fn limits_for_end(chat: &Chat) -> usize {
-    chat.surface
-        .capabilities()
-        .max_message_bytes
-        .unwrap_or(crate::config::RepliesConfig::default().max_message_bytes)
 }
 
 /// The last edit of a live reply, keyed so a retry does not repeat it.
