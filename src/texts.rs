@@ -263,6 +263,11 @@ pub fn file_held(file_name: &str, agent_name: &str) -> String {
     )
 }
 
+/// Added to [`file_held`] when the waiting file could not be recorded (storage trouble):
+/// the person knows a restart in between would leave it out.
+pub const FILE_HELD_NOT_DURABLE: &str = "(I could not note it down safely: if I restart \
+before your next message, send the file again.)";
+
 /// The agent's reply had no text, only files (they follow this message).
 pub fn files_only_reply(agent_name: &str, files: usize) -> String {
     let files = if files == 1 {
@@ -665,6 +670,14 @@ pub fn queued(position: usize) -> String {
 
 /// The end of a live reply whose turn was stopped with `!cancel`.
 pub const STREAM_STOPPED: &str = "_(stopped)_";
+
+/// A message of a live reply whose text went into `reply.md` (the reply grew past
+/// `replies.max_inline_bytes`).
+pub const STREAM_PART_IN_FILE: &str = "_(continued in reply.md)_";
+
+/// A message of a live reply left over when the final text came out shorter than what was
+/// streamed (the agent replayed its answer differently).
+pub const STREAM_PART_UNUSED: &str = "_(the reply is above)_";
 
 /// The end of a live reply whose turn failed half way (the failure notice follows).
 pub const STREAM_INCOMPLETE: &str = "_(incomplete: the answer stopped here)_";

@@ -16,8 +16,9 @@ pub struct TurnSender {
     pub display_name: Option<String>,
 }
 
-/// A file the user sent, already written to the agent's workspace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A file the user sent, already written to the agent's workspace (also kept in the journal
+/// while it waits for its turn).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     /// Path relative to the agent's workspace root (e.g. `inbox/<room>/<event>-report.pdf`).
     pub path: String,

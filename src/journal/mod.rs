@@ -13,6 +13,7 @@
 //! a message that keeps taking its room or the whole process down is given up after a few
 //! restarts instead of being retried forever.
 
+mod held_files;
 mod undecryptable;
 
 use std::sync::Arc;
@@ -53,6 +54,13 @@ pub struct JournalEntry {
     /// message instead of posting a second reply).
     #[serde(default)]
     pub live_reply: Option<String>,
+    /// The messages a live reply continued in, after the first, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_parts: Vec<String>,
+    /// The files that went with it (sent alone before it, see [`held_files`]), so a turn
+    /// resumed after a crash has them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::agent::Attachment>,
 }
 
 /// What `accept` decided.
@@ -77,6 +85,8 @@ pub struct Journal {
     undecryptable: sled::Tree,
     /// What happened to them since start-up (for `/metrics`).
     undecryptable_counts: Arc<UndecryptableCounts>,
+    /// Files waiting for their sender's next message ([`held_files`]).
+    held_files: sled::Tree,
     store: Store,
 }
 
@@ -106,6 +116,7 @@ impl Journal {
             done: db.open_tree(DONE_TREE)?,
             undecryptable: db.open_tree(undecryptable::TREE)?,
             undecryptable_counts: Arc::default(),
+            held_files: db.open_tree(held_files::TREE)?,
             db,
             store: store.clone(),
         })
@@ -153,6 +164,8 @@ impl Journal {
             body: body.to_owned(),
             resumes: 0,
             live_reply: None,
+            live_parts: Vec::new(),
+            files: Vec::new(),
         };
         let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
             tree: PENDING_TREE,
@@ -204,23 +217,45 @@ impl Journal {
         Ok(entry.resumes)
     }
 
-    /// Records, durably, the live reply posted for a pending message; false when it is not
-    /// pending (answered meanwhile).
-    pub async fn record_live_reply(&self, event_id: &str, reply: &str) -> Result<bool, StoreError> {
+    /// Records, durably, message `part` (from 0) of the live reply posted for a pending
+    /// message; false when it is not pending (answered meanwhile) or the parts before it are
+    /// not recorded.
+    pub async fn record_live_reply(
+        &self,
+        event_id: &str,
+        part: usize,
+        reply: &str,
+    ) -> Result<bool, StoreError> {
         let Some((seq, mut entry)) = self.pending_entry(event_id)? else {
             return Ok(false);
         };
-        entry.live_reply = Some(reply.to_owned());
+        let recorded = usize::from(entry.live_reply.is_some()) + entry.live_parts.len();
+        match part {
+            0 => entry.live_reply = Some(reply.to_owned()),
+            n if n <= recorded && recorded > 0 => match entry.live_parts.get_mut(n - 1) {
+                Some(id) => *id = reply.to_owned(),
+                None => entry.live_parts.push(reply.to_owned()),
+            },
+            _ => return Ok(false),
+        }
         self.put_pending(seq, &entry)?;
         self.commit().await?;
         Ok(true)
     }
 
-    /// The live reply recorded for a pending message, if any.
-    pub fn live_reply(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+    /// The messages of the live reply recorded for a pending message, in order (empty when
+    /// none was posted).
+    pub fn live_reply(&self, event_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(self
             .pending_entry(event_id)?
-            .and_then(|(_, entry)| entry.live_reply))
+            .map(|(_, entry)| {
+                entry
+                    .live_reply
+                    .into_iter()
+                    .chain(entry.live_parts)
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     fn pending_entry(
@@ -371,6 +406,29 @@ mod tests {
         assert!(j.is_done("$a").unwrap());
         assert!(j.is_known("$a").unwrap() && j.is_known("$b").unwrap());
         assert!(!j.is_known("$c").unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_live_reply_s_messages_are_recorded_in_order_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = open_in(dir.path());
+            j.accept("!r", "$q", "@u", "hi").await.unwrap();
+            assert!(j.live_reply("$q").unwrap().is_empty());
+            // A continuation before the first message is not recorded.
+            assert!(!j.record_live_reply("$q", 1, "$late").await.unwrap());
+            assert!(j.record_live_reply("$q", 0, "$r0").await.unwrap());
+            assert!(j.record_live_reply("$q", 1, "$r1").await.unwrap());
+            assert!(!j.record_live_reply("$q", 3, "$gap").await.unwrap());
+            assert!(j.record_live_reply("$q", 2, "$r2").await.unwrap());
+            // Recorded again (a repost after a failed record): replaced in place.
+            assert!(j.record_live_reply("$q", 1, "$r1").await.unwrap());
+            assert!(!j.record_live_reply("$unknown", 0, "$x").await.unwrap());
+        }
+        let j = open_in(dir.path());
+        assert_eq!(j.live_reply("$q").unwrap(), ["$r0", "$r1", "$r2"]);
+        j.complete("$q").await.unwrap();
+        assert!(j.live_reply("$q").unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -207,7 +207,7 @@ pub async fn start_with(
             router: router.clone(),
             metrics: metrics.clone(),
             journal: journal.clone(),
-            files: room::FileDeps::new(config.files.max_bytes),
+            files: room::FileDeps::new(config.files.max_bytes, journal.clone()),
             queue_max: config.limits.room_queue_max,
             stop_timeout: room::stop_timeout(config.shutdown.grace()),
             commands: CommandDeps {

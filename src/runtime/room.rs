@@ -377,16 +377,16 @@ async fn answer(
             display_name: msg.display_name.clone(),
         },
         text: msg.body.clone(),
-        attachments: deps.files.take(&chat.id, &msg.sender, extra),
+        attachments: deps.files.take(&chat.id, &msg.sender, &msg.id, extra).await,
     };
     let attachments = request.attachments.clone();
     let live = (deps.streaming.enabled && chat.surface.capabilities().edits).then(|| {
         // A turn resumed after a crash finishes the reply it had started.
         let existing = match deps.journal.live_reply(msg.id.as_str()) {
-            Ok(existing) => existing.map(MessageId::new),
+            Ok(existing) => existing.into_iter().map(MessageId::new).collect(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read the journal's live reply; posting anew");
-                None
+                Vec::new()
             }
         };
         stream::LiveReply::start(
@@ -454,11 +454,10 @@ async fn answer(
             } else {
                 text
             };
-            let delivery = match &streamed.message {
-                Some(live) => {
-                    reply::finish_live(&chat, &msg, live, &route.name, text, &deps.replies).await
-                }
-                None => reply::send_reply(&chat, &msg, &route.name, text, &deps.replies).await,
+            let delivery = if streamed.messages.is_empty() {
+                reply::send_reply(&chat, &msg, &route.name, text, &deps.replies).await
+            } else {
+                reply::finish_live(&chat, &msg, &streamed, &route.name, text, &deps.replies).await
             };
             match delivery {
                 reply::Delivery::Sent => {
@@ -481,7 +480,9 @@ async fn answer(
         }
         Ok(Err(error)) if error.is_cancelled() => {
             tracing::info!(agent = %route.id, "turn cancelled");
-            deps.files.put_back(&chat.id, &msg.sender, attachments);
+            deps.files
+                .put_back(&chat.id, &msg.sender, attachments)
+                .await;
             // What was said stays, marked as stopped.
             let stopped = texts::STREAM_STOPPED;
             if reply::end_live(&chat, &msg, &streamed, &deps.replies, stopped).await {
@@ -491,7 +492,9 @@ async fn answer(
         }
         Ok(Err(error)) => {
             tracing::warn!(%error, agent = %route.id, "agent turn failed");
-            deps.files.put_back(&chat.id, &msg.sender, attachments);
+            deps.files
+                .put_back(&chat.id, &msg.sender, attachments)
+                .await;
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
             deps.metrics.message(MessageOutcome::AgentError);
@@ -500,7 +503,9 @@ async fn answer(
         }
         Err(error) => {
             tracing::error!(%error, agent = %route.id, "agent connection unavailable");
-            deps.files.put_back(&chat.id, &msg.sender, attachments);
+            deps.files
+                .put_back(&chat.id, &msg.sender, attachments)
+                .await;
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
             deps.metrics.message(MessageOutcome::AgentUnavailable);

@@ -106,6 +106,8 @@ pub enum AnswerPart {
     LiveFinal,
     /// The notice that the message waits behind a long turn.
     Queued,
+    /// The final edit of message `n` (from 1) of a reply streamed live over several.
+    LiveFinalPart(u32),
 }
 
 /// Key part numbers: fixed forever (a change would defeat deduplication across an upgrade).
@@ -120,6 +122,8 @@ const UNDECRYPTABLE_PART: u32 = 5;
 const LIVE_FINAL_PART: u32 = 6;
 /// Number of [`AnswerPart::Queued`].
 const QUEUED_PART: u32 = 7;
+/// Base of [`AnswerPart::LiveFinalPart`] numbers.
+const LIVE_FINAL_PART_BASE: u32 = 200_000;
 
 impl AnswerPart {
     fn number(self) -> u32 {
@@ -134,6 +138,7 @@ impl AnswerPart {
             AnswerPart::Undecryptable => UNDECRYPTABLE_PART,
             AnswerPart::LiveFinal => LIVE_FINAL_PART,
             AnswerPart::Queued => QUEUED_PART,
+            AnswerPart::LiveFinalPart(n) => LIVE_FINAL_PART_BASE.saturating_add(n),
         }
     }
 }
@@ -185,6 +190,11 @@ mod tests {
             AnswerPart::ReplyPart(1),
             AnswerPart::ReplyPart(2),
             AnswerPart::ReplyFile,
+            AnswerPart::Undecryptable,
+            AnswerPart::LiveFinal,
+            AnswerPart::Queued,
+            AnswerPart::LiveFinalPart(1),
+            AnswerPart::LiveFinalPart(2),
         ];
         let mut seen = HashSet::new();
         for message in [&a, &b] {

@@ -213,3 +213,27 @@ async fn hostile_workspace_files_end_in_notices_and_never_hang_the_room() -> any
     );
     Ok(())
 }
+
+/// Issue 14 (polish): a file sent alone is acknowledged with "it goes with your next
+/// message", and that holds across a restart of the bot in between.
+#[actix_rt::test]
+async fn a_file_waiting_for_the_next_message_survives_a_restart() -> anyhow::Result<()> {
+    let (mut bot, alice, chat) = Bot::with_person(with_files(1_000_000), "alice").await?;
+    let chart = bytes(300, 3);
+    let id = bot
+        .world
+        .send_file(&alice, &chat, "chart.png", "image/png", &chart, None);
+    let held = bot.answer(&chat, &id).await?;
+    expect(held.text(), "next message");
+    bot.restart().await?;
+    let reply = bot.ask_text(&alice, &chat, "what is in it?").await?;
+    expect(&reply, "[attachments: chart.png]");
+    // Taken by that turn: the next one goes without it.
+    let agent = bot.reference()?;
+    bot.ask(&alice, &chat, "thanks").await?;
+    assert!(agent
+        .turns()
+        .last()
+        .is_some_and(|t| t.text == "thanks" && t.attachments.is_empty()));
+    Ok(())
+}

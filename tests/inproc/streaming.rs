@@ -167,3 +167,133 @@ async fn a_quick_reply_is_posted_whole_even_with_streaming_on() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// A live bot whose messages hold `max_message_bytes` and whose replies go as a file past
+/// `max_inline_bytes`, with a cap high enough to see a reply spill over mid-stream.
+fn live_and_small(max_message_bytes: usize, max_inline_bytes: usize) -> Setup {
+    let mut setup = setup(&format!(
+        "first_interval_ms = 40\nmax_interval_ms = 150\nmax_edits = {LONG_MAX_EDITS}"
+    ));
+    setup.extra_toml.push_str(&format!(
+        "\n[replies]\nmax_message_bytes = {max_message_bytes}\nmax_inline_bytes = {max_inline_bytes}\n"
+    ));
+    setup
+}
+
+/// The cap of the long streams below.
+const LONG_MAX_EDITS: u32 = 12;
+
+/// The non-blank characters of `s` (what a person reads, whatever the cuts).
+fn content(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// The bot's posts in `chat` from its answer to `id` on, once `done` holds for them.
+async fn posts_from(
+    bot: &Bot,
+    chat: &ChatId,
+    id: &MessageId,
+    done: impl Fn(&[Post]) -> bool,
+) -> anyhow::Result<Vec<Post>> {
+    wait_until(WAIT, POLL, || {
+        let posts = bot.world.bot_posts(chat);
+        let from = posts
+            .iter()
+            .position(|p| p.reply_to.as_ref() == Some(id))
+            .map(|i| posts[i..].to_vec())
+            .filter(|p| done(p));
+        async move { from }
+    })
+    .await
+    .map_err(|e| e.context(bot.transcript(chat)))
+}
+
+/// What a post showed when it was first posted.
+fn first_shown(post: &Post) -> &str {
+    match &post.body {
+        surfaces_testkit::memory::PostBody::Text { markdown, .. } => markdown,
+        surfaces_testkit::memory::PostBody::File { name, .. } => name,
+    }
+}
+
+#[actix_rt::test]
+async fn a_reply_longer_than_a_message_continues_live_in_the_next() -> anyhow::Result<()> {
+    let max_message_bytes = 400;
+    let (bot, alice, chat) = start(live_and_small(max_message_bytes, 65_536)).await?;
+    let words = 150; // about 1.3 KB: four messages or more
+    let id = bot
+        .world
+        .say(&alice, &chat, &format!("{STREAM_COMMAND}{words}"));
+    let whole = streamed_reply(words);
+    let posts = posts_from(&bot, &chat, &id, |posts| {
+        let shown: String = posts.iter().map(|p| content(p.text())).collect();
+        shown == content(&whole)
+    })
+    .await?;
+    assert!(posts.len() >= 4, "{}", bot.transcript(&chat));
+    for post in &posts {
+        assert!(
+            post.text().len() <= max_message_bytes,
+            "{} bytes: {}",
+            post.text().len(),
+            bot.transcript(&chat)
+        );
+        assert!(
+            post.edits.len() <= LONG_MAX_EDITS as usize,
+            "{} edits > cap: {}",
+            post.edits.len(),
+            bot.transcript(&chat)
+        );
+        assert!(
+            !post.text().contains("step "),
+            "no progress line at the end"
+        );
+    }
+    // The second message was posted while the reply was still being written (it carried
+    // the progress line), not at the end.
+    assert!(
+        first_shown(&posts[1]).contains("_… step "),
+        "continued live: {}",
+        bot.transcript(&chat)
+    );
+    assert_eq!(
+        bot.world.answers_to(&chat, &id).len(),
+        1,
+        "one message answers the question, the others follow it"
+    );
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn a_live_reply_past_the_inline_limit_ends_as_a_file() -> anyhow::Result<()> {
+    let (bot, alice, chat) = start(live_and_small(400, 800)).await?;
+    let words = 150;
+    let id = bot
+        .world
+        .say(&alice, &chat, &format!("{STREAM_COMMAND}{words}"));
+    let posts = posts_from(&bot, &chat, &id, |posts| {
+        posts.iter().any(|p| p.text() == "reply.md")
+    })
+    .await?;
+    let Some((file, messages)) = posts.split_last() else {
+        anyhow::bail!("no posts");
+    };
+    let surfaces_testkit::memory::PostBody::File { data, .. } = &file.body else {
+        anyhow::bail!("the last post is not the file: {}", bot.transcript(&chat));
+    };
+    assert_eq!(data.as_slice(), streamed_reply(words).as_bytes());
+    assert!(
+        messages[0].text().contains("reply.md"),
+        "the first message is the file's note: {}",
+        bot.transcript(&chat)
+    );
+    assert!(
+        messages.len() >= 2,
+        "it streamed past one message first: {}",
+        bot.transcript(&chat)
+    );
+    for later in &messages[1..] {
+        assert_eq!(later.text(), "_(continued in reply.md)_");
+    }
+    Ok(())
+}

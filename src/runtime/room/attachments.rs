@@ -6,8 +6,9 @@
 //! away and then waits, acknowledged by a notice: it goes to the agent with the same person's
 //! next message in this room (text, or a captioned file), as that turn's attachments, in the
 //! order the files were sent. There is no timer. If that turn fails, its files wait again for
-//! the next message. Waiting files are kept in memory per room and person: they survive a
-//! restart of the room actor, not of the bot (the files themselves stay in the inbox).
+//! the next message. Waiting files are kept per room and person in memory and in the journal
+//! (`journal::held_files`): they survive a restart of the room actor and of the bot, and a
+//! turn resumed after a crash has the files it took.
 //!
 //! File messages do not go through the inbound journal (it holds text): one lost in a crash
 //! is simply not acknowledged, and a redelivered one maps to the same inbox path, notice
@@ -27,6 +28,7 @@ use tracing::Instrument;
 use super::{answer, Chat, RoomActor, RoomDeps, UserMessage};
 use crate::agent::{Attachment, FileEvent};
 use crate::files::{self, InboundRefusal};
+use crate::journal::Journal;
 use crate::runtime::router::{AgentRoute, ResolveAgent};
 use crate::surface::{AnswerPart, ChatId, IncomingFile, MessageId, PersonId, SendKey};
 use crate::texts;
@@ -34,20 +36,34 @@ use crate::texts;
 /// Waiting files by (room id, sender).
 type Held = HashMap<(String, String), Vec<Attachment>>;
 
-/// Files waiting for their sender's next message, per room and sender.
-#[derive(Clone, Default)]
+/// Files waiting for their sender's next message, per room and sender; every change is
+/// written to the journal before it is acknowledged.
+#[derive(Clone)]
 pub struct FileDeps {
     /// `files.max_bytes`.
     pub max_bytes: u64,
     held: Arc<Mutex<Held>>,
+    journal: Journal,
 }
 
 impl FileDeps {
-    /// Nothing waiting; files up to `max_bytes`.
-    pub fn new(max_bytes: u64) -> Self {
+    /// Files up to `max_bytes`; what waited when the bot stopped waits again.
+    pub fn new(max_bytes: u64, journal: Journal) -> Self {
+        let held = match journal.held_files() {
+            Ok(all) => all
+                .into_iter()
+                .map(|h| ((h.chat, h.sender), h.files))
+                .collect(),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the files waiting for their next message; \
+                    they are left out of those turns (they stay in the agents' inboxes)");
+                Held::new()
+            }
+        };
         Self {
             max_bytes,
-            held: Arc::default(),
+            held: Arc::new(Mutex::new(held)),
+            journal,
         }
     }
 
@@ -55,49 +71,96 @@ impl FileDeps {
         (chat.as_str().to_owned(), sender.as_str().to_owned())
     }
 
-    /// `attachment` waits for `sender`'s next message in `chat`.
-    pub fn hold(&self, chat: &ChatId, sender: &PersonId, attachment: Attachment) {
-        let mut held = self.held.lock();
-        let list = held.entry(Self::key(chat, sender)).or_default();
-        // A redelivered file message is held once.
-        if !list.iter().any(|a| a.path == attachment.path) {
-            list.push(attachment);
+    /// Writes what waits for `sender` in `chat` to the journal; false if it could not.
+    async fn persist(&self, chat: &ChatId, sender: &PersonId) -> bool {
+        let files = self
+            .held
+            .lock()
+            .get(&Self::key(chat, sender))
+            .cloned()
+            .unwrap_or_default();
+        match self
+            .journal
+            .set_held_files(chat.as_str(), sender.as_str(), &files)
+            .await
+        {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, room_id = %chat, %sender,
+                    "cannot record the files waiting for a next message; a restart loses them");
+                false
+            }
         }
     }
 
-    /// The files waiting for `sender` in `chat`, then `extra`; nothing waits afterwards.
-    pub fn take(
+    /// `attachment` waits for `sender`'s next message in `chat`; false if that could not
+    /// be made durable (it waits until the bot restarts).
+    pub async fn hold(&self, chat: &ChatId, sender: &PersonId, attachment: Attachment) -> bool {
+        {
+            let mut held = self.held.lock();
+            let list = held.entry(Self::key(chat, sender)).or_default();
+            // A redelivered file message is held once.
+            if !list.iter().any(|a| a.path == attachment.path) {
+                list.push(attachment);
+            }
+        }
+        self.persist(chat, sender).await
+    }
+
+    /// The files of `sender`'s turn for `msg` in `chat`: those it took before a crash (from
+    /// the journal), those waiting, then `extra`. Nothing waits afterwards; the journal
+    /// records them with the message.
+    pub async fn take(
         &self,
         chat: &ChatId,
         sender: &PersonId,
+        msg: &MessageId,
         extra: Vec<Attachment>,
     ) -> Vec<Attachment> {
-        let mut all = self
+        let mut all = match self.journal.turn_files(msg.as_str()) {
+            Ok(files) => files,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the files a resumed turn took; it goes without them");
+                Vec::new()
+            }
+        };
+        let waiting = self
             .held
             .lock()
             .remove(&Self::key(chat, sender))
             .unwrap_or_default();
-        for attachment in extra {
+        for attachment in waiting.into_iter().chain(extra) {
             if !all.iter().any(|a| a.path == attachment.path) {
                 all.push(attachment);
             }
+        }
+        if let Err(error) = self
+            .journal
+            .take_held_files(chat.as_str(), sender.as_str(), msg.as_str(), &all)
+            .await
+        {
+            tracing::error!(%error, room_id = %chat, "cannot record the files of a turn; \
+                a restart mid-turn or after it may leave them out or send them again");
         }
         all
     }
 
     /// Puts the files of a failed turn back, before anything held since.
-    pub fn put_back(&self, chat: &ChatId, sender: &PersonId, attachments: Vec<Attachment>) {
+    pub async fn put_back(&self, chat: &ChatId, sender: &PersonId, attachments: Vec<Attachment>) {
         if attachments.is_empty() {
             return;
         }
-        let mut held = self.held.lock();
-        let list = held.entry(Self::key(chat, sender)).or_default();
-        let later = std::mem::replace(list, attachments);
-        for attachment in later {
-            if !list.iter().any(|a| a.path == attachment.path) {
-                list.push(attachment);
+        {
+            let mut held = self.held.lock();
+            let list = held.entry(Self::key(chat, sender)).or_default();
+            let later = std::mem::replace(list, attachments);
+            for attachment in later {
+                if !list.iter().any(|a| a.path == attachment.path) {
+                    list.push(attachment);
+                }
             }
         }
+        self.persist(chat, sender).await;
     }
 
     /// How many files wait for `sender` in `chat`.
@@ -226,9 +289,17 @@ async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
     if msg.file.caption.is_some() {
         answer(chat, deps, as_message, vec![attachment]).await;
     } else {
-        deps.files.hold(&chat.id, &msg.sender, attachment);
-        chat.notice(&as_message, &texts::file_held(&msg.file.name, &route.name))
+        let held = texts::file_held(&msg.file.name, &route.name);
+        if deps.files.hold(&chat.id, &msg.sender, attachment).await {
+            chat.notice(&as_message, &held).await;
+        } else {
+            // It waits in memory only: the person is told a restart would lose it.
+            chat.notice(
+                &as_message,
+                &format!("{held} {}", texts::FILE_HELD_NOT_DURABLE),
+            )
             .await;
+        }
     }
 }
 
@@ -285,18 +356,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn held_files_wait_per_room_and_sender_in_order() {
-        let deps = FileDeps::new(10);
+    #[tokio::test]
+    async fn held_files_wait_per_room_and_sender_in_order_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let store = crate::store::Store::open(dir.path()).unwrap();
+            FileDeps::new(10, Journal::open(&store).unwrap())
+        };
+        let deps = open();
         let (r1, r2) = (&ChatId::new("!a:x"), &ChatId::new("!b:x"));
         let (alice, bob) = (&PersonId::new("@alice:x"), &PersonId::new("@bob:x"));
-        deps.hold(r1, alice, att("1"));
-        deps.hold(r1, alice, att("2"));
-        deps.hold(r1, alice, att("2")); // redelivered
-        deps.hold(r1, bob, att("b"));
-        deps.hold(r2, alice, att("other room"));
+        assert!(deps.hold(r1, alice, att("1")).await);
+        assert!(deps.hold(r1, alice, att("2")).await);
+        assert!(deps.hold(r1, alice, att("2")).await); // redelivered
+        assert!(deps.hold(r1, bob, att("b")).await);
+        assert!(deps.hold(r2, alice, att("other room")).await);
+        // The bot restarts: what waited waits again.
+        drop(deps);
+        let deps = open();
         assert_eq!(deps.held_count(r1, alice), 2);
-        let taken = deps.take(r1, alice, vec![att("3")]);
+        let msg = MessageId::new("$m");
+        let taken = deps.take(r1, alice, &msg, vec![att("3")]).await;
         let paths: Vec<&str> = taken.iter().map(|a| a.path.as_str()).collect();
         assert_eq!(paths, ["1", "2", "3"]);
         assert_eq!(deps.held_count(r1, alice), 0);
@@ -304,14 +384,17 @@ mod tests {
         assert_eq!(deps.held_count(r2, alice), 1);
 
         // A failed turn puts its files back before what arrived meanwhile.
-        deps.hold(r1, alice, att("4"));
-        deps.put_back(r1, alice, taken);
+        assert!(deps.hold(r1, alice, att("4")).await);
+        deps.put_back(r1, alice, taken).await;
+        drop(deps);
+        let deps = open();
         let paths: Vec<String> = deps
-            .take(r1, alice, Vec::new())
+            .take(r1, alice, &msg, Vec::new())
+            .await
             .into_iter()
             .map(|a| a.path)
             .collect();
         assert_eq!(paths, ["1", "2", "3", "4"]);
-        assert!(deps.take(r1, alice, Vec::new()).is_empty());
+        assert!(deps.take(r1, alice, &msg, Vec::new()).await.is_empty());
     }
 }

@@ -9,6 +9,7 @@
 //! the first part, and the rest follows the same way.
 
 use super::split::{self, ReplyLimits, ReplyPlan};
+use super::stream::{self, LivePart, Streamed};
 use super::{Chat, UserMessage};
 use crate::config::RepliesConfig;
 use crate::retry::{retry, RetryKind, RetryPolicy, Retryable};
@@ -79,34 +80,31 @@ fn delivery(result: Result<(), SurfaceError>, bytes: usize) -> Delivery {
     }
 }
 
-/// Finishes a live reply (posted as `live` while the turn ran) with the whole `text`: the
-/// posted message is edited into the reply's first part (or the note of a reply sent as a
-/// file), and the rest follows as [`send_reply`] would send it.
+/// Finishes a live reply (its messages posted while the turn ran) with the whole `text`,
+/// cut as it was streamed ([`stream::live_limits`]): each message is edited into its part
+/// where it shows something else, and the parts not posted yet follow. A reply past the
+/// inline limit goes as a file: the first message becomes the file's note, the others say
+/// the text is in it.
 pub async fn finish_live(
     chat: &Chat,
     msg: &UserMessage,
-    live: &MessageId,
+    streamed: &Streamed,
     agent_name: &str,
     text: String,
     config: &RepliesConfig,
 ) -> Delivery {
-    let limits = limits_for(chat, config);
+    let limits = stream::live_limits(&limits_for(chat, config));
     let bytes = text.len();
     let result = match split::plan(&text, &limits) {
-        ReplyPlan::Messages(mut parts) => {
-            let first = if parts.is_empty() {
-                String::new()
-            } else {
-                parts.remove(0)
-            };
-            match final_edit(chat, msg, live, first).await {
-                Ok(()) => send_parts_from(chat, msg, 1, parts).await,
-                Err(error) => Err(error),
-            }
-        }
+        ReplyPlan::Messages(parts) => finish_parts(chat, msg, &streamed.messages, parts).await,
         ReplyPlan::File => {
             let size = crate::files::human_size(u64::try_from(bytes).unwrap_or(u64::MAX));
-            match final_edit(chat, msg, live, texts::reply_as_file(agent_name, &size)).await {
+            let mut notes = vec![texts::reply_as_file(agent_name, &size)];
+            notes.resize(
+                streamed.messages.len().max(1),
+                texts::STREAM_PART_IN_FILE.to_owned(),
+            );
+            match finish_parts(chat, msg, &streamed.messages, notes).await {
                 Ok(()) => send_reply_file(chat, msg, text).await,
                 Err(error) => Err(error),
             }
@@ -115,26 +113,38 @@ pub async fn finish_live(
     delivery(result, bytes)
 }
 
-/// Ends a live reply whose turn did not finish: what was said (within one message), then
-/// `ending`. True once the message says so; false when nothing was streamed or the edit failed.
+/// Ends a live reply whose turn did not finish: what was said (as it was shown, its status
+/// line dropped), then `ending` in its last message. True once the messages say so; false
+/// when nothing was streamed or an edit failed.
 pub async fn end_live(
     chat: &Chat,
     msg: &UserMessage,
-    streamed: &super::stream::Streamed,
+    streamed: &Streamed,
     config: &RepliesConfig,
     ending: &str,
 ) -> bool {
-    let Some(live) = &streamed.message else {
+    let posted = streamed.messages.len();
+    if posted == 0 {
         return false;
-    };
-    let max_bytes = limits_for(chat, config).max_message_bytes;
-    let text = super::stream::visible_text(&streamed.text, None, max_bytes);
-    let text = if text.trim().is_empty() {
-        ending.to_owned()
-    } else {
-        format!("{text}\n\n{ending}")
-    };
-    match final_edit(chat, msg, live, text).await {
+    }
+    let limits = limits_for(chat, config);
+    let mut parts = stream::shown_parts(&streamed.text, None, &limits);
+    if parts.len() > posted {
+        // Said but never shown (the cap was reached): marked as cut.
+        parts.truncate(posted);
+        if let Some(last) = parts.last_mut() {
+            last.push_str("\n\n…");
+        }
+    }
+    parts.resize(posted, texts::STREAM_PART_UNUSED.to_owned());
+    if let Some(last) = parts.last_mut() {
+        *last = if last.trim().is_empty() || last == texts::STREAM_PART_UNUSED {
+            ending.to_owned()
+        } else {
+            format!("{last}\n\n{ending}")
+        };
+    }
+    match finish_parts(chat, msg, &streamed.messages, parts).await {
         Ok(()) => true,
         Err(error) => {
             tracing::warn!(%error, "cannot end a live reply");
@@ -143,21 +153,55 @@ pub async fn end_live(
     }
 }
 
-/// The last edit of a live reply, keyed so a retry does not repeat it.
+/// Brings a live reply's `posted` messages to `parts` (final edits, keyed so a retry does
+/// not repeat them; a message already showing its part is left alone), posts the parts
+/// beyond them, and marks the messages beyond the parts unused (the final text came out
+/// shorter than what was streamed).
+async fn finish_parts(
+    chat: &Chat,
+    msg: &UserMessage,
+    posted: &[LivePart],
+    parts: Vec<String>,
+) -> Result<(), SurfaceError> {
+    let count = parts.len();
+    for (i, part) in parts.into_iter().enumerate() {
+        match posted.get(i) {
+            Some(live) if live.shown.as_deref() == Some(part.as_str()) => {}
+            Some(live) => final_edit(chat, msg, live, i, part).await?,
+            None => {
+                send_part(chat, msg, i, part).await?;
+            }
+        }
+    }
+    for (i, live) in posted.iter().enumerate().skip(count) {
+        let unused = texts::STREAM_PART_UNUSED.to_owned();
+        if live.shown.as_deref() != Some(unused.as_str()) {
+            final_edit(chat, msg, live, i, unused).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The last edit of message `part` of a live reply, keyed so a retry does not repeat it.
 async fn final_edit(
     chat: &Chat,
     msg: &UserMessage,
-    live: &MessageId,
+    live: &LivePart,
+    part: usize,
     markdown: String,
 ) -> Result<(), SurfaceError> {
+    let key = match u32::try_from(part) {
+        Ok(0) => AnswerPart::LiveFinal,
+        n => AnswerPart::LiveFinalPart(n.unwrap_or(u32::MAX)),
+    };
     let message = OutMessage {
         voice: Voice::Agent,
         markdown,
         reply_to: None,
-        key: Some(SendKey::answer(&msg.id, AnswerPart::LiveFinal)),
+        key: Some(SendKey::answer(&msg.id, key)),
     };
     retry(&RetryPolicy::SEND, "finishing a live reply", || {
-        chat.surface.edit(&chat.id, live, message.clone())
+        chat.surface.edit(&chat.id, &live.id, message.clone())
     })
     .await
     .map(|_| ())
@@ -169,41 +213,44 @@ async fn send_parts(
     msg: &UserMessage,
     parts: Vec<String>,
 ) -> Result<(), SurfaceError> {
-    send_parts_from(chat, msg, 0, parts).await
-}
-
-/// Parts `from`, `from + 1`, ... of a reply (part 0 answers the message).
-async fn send_parts_from(
-    chat: &Chat,
-    msg: &UserMessage,
-    from: usize,
-    parts: Vec<String>,
-) -> Result<(), SurfaceError> {
-    let count = parts.len() + from;
-    if count > 1 {
-        tracing::info!(parts = count, "sending a long reply in parts");
+    if parts.len() > 1 {
+        tracing::info!(parts = parts.len(), "sending a long reply in parts");
     }
     for (i, part) in parts.into_iter().enumerate() {
-        let i = i + from;
-        let message = match u32::try_from(i) {
-            Ok(0) => OutMessage::reply(
-                msg.reply_to(),
-                part,
-                SendKey::answer(&msg.id, AnswerPart::Reply),
-            ),
-            n => OutMessage {
-                voice: Voice::Agent,
-                markdown: part,
-                reply_to: None,
-                key: Some(SendKey::answer(
-                    &msg.id,
-                    AnswerPart::ReplyPart(n.unwrap_or(u32::MAX)),
-                )),
-            },
-        };
-        chat.send(message).await?;
+        send_part(chat, msg, i, part).await?;
     }
     Ok(())
+}
+
+/// Part `i` of a reply.
+async fn send_part(
+    chat: &Chat,
+    msg: &UserMessage,
+    i: usize,
+    part: String,
+) -> Result<MessageId, SurfaceError> {
+    chat.send(part_message(msg, i, part)).await
+}
+
+/// Part `i` of a reply to `msg`: the first answers the message (mentioning the person),
+/// the others follow it, each with its own key (the same whether streamed or not).
+pub(super) fn part_message(msg: &UserMessage, i: usize, markdown: String) -> OutMessage {
+    match u32::try_from(i) {
+        Ok(0) => OutMessage::reply(
+            msg.reply_to(),
+            markdown,
+            SendKey::answer(&msg.id, AnswerPart::Reply),
+        ),
+        n => OutMessage {
+            voice: Voice::Agent,
+            markdown,
+            reply_to: None,
+            key: Some(SendKey::answer(
+                &msg.id,
+                AnswerPart::ReplyPart(n.unwrap_or(u32::MAX)),
+            )),
+        },
+    }
 }
 
 /// A short message answering `msg`, then the whole reply as `reply.md`.
