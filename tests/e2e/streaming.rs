@@ -3,7 +3,9 @@
 //! never more than `streaming.max_edits` times — with the agent's progress as its last line,
 //! and its final edit carries exactly `done.text`. The person's client shows one reply, and
 //! the bot's read receipt on the question. Killed mid-stream, the bot finishes the same
-//! message after its restart.
+//! message after its restart. A message sent meanwhile is seen (receipt), told it waits, and
+//! answered after `!cancel` ends the stream "(stopped)". A reply longer than a message
+//! continues live in the next.
 
 use std::time::{Duration, Instant};
 
@@ -33,27 +35,36 @@ async fn ask_stream(
 
 /// A stack whose bot streams (capped at [`MAX_EDITS`]) and whose agent may take a minute.
 async fn streaming_stack() -> anyhow::Result<Stack> {
+    streaming_stack_with(&[]).await
+}
+
+/// [`streaming_stack`], with more of the bot's environment (at every start).
+async fn streaming_stack_with(more: &[(&str, &str)]) -> anyhow::Result<Stack> {
     let max_edits = MAX_EDITS.to_string();
+    let mut env = vec![
+        ("SURFACES__STREAMING__ENABLED", "true"),
+        ("SURFACES__STREAMING__FIRST_INTERVAL_MS", "200"),
+        ("SURFACES__STREAMING__MAX_INTERVAL_MS", "1000"),
+        ("SURFACES__STREAMING__MAX_EDITS", max_edits.as_str()),
+    ];
+    env.retain(|(key, _)| !more.iter().any(|(k, _)| k == key));
+    env.extend_from_slice(more);
     // The agent's timeout bounds a whole turn: longer than these streams.
-    Stack::start_configured(
+    let mut stack = Stack::start_configured(
         |agent, _| {
             Ok(agents_toml(agent).replace(
                 &format!("timeout_secs = {AGENT_TIMEOUT_SECS}"),
                 "timeout_secs = 60",
             ))
         },
-        &[
-            ("SURFACES__STREAMING__ENABLED", "true"),
-            ("SURFACES__STREAMING__FIRST_INTERVAL_MS", "200"),
-            ("SURFACES__STREAMING__MAX_INTERVAL_MS", "1000"),
-            ("SURFACES__STREAMING__MAX_EDITS", max_edits.as_str()),
-        ],
+        &env,
     )
-    .await
-    .map(|mut stack| {
-        stack.bot_env = vec![("SURFACES__STREAMING__ENABLED".into(), "true".into())];
-        stack
-    })
+    .await?;
+    stack.bot_env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Ok(stack)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,5 +182,129 @@ async fn a_bot_killed_mid_stream_finishes_the_same_reply_after_its_restart() -> 
         .filter(|m| m.sender == bot && m.in_reply_to.as_ref() == Some(&question))
         .count();
     assert_eq!(replies, 1, "the same message was finished; no second reply");
+    Ok(())
+}
+
+/// Items 5 and 6: a message sent while a reply streams gets the bot's read receipt at once
+/// and, once it has waited long, a notice that it is next; `!cancel` stops the stream, whose
+/// message keeps what was said and ends "(stopped)"; then the waiting message is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_message_is_seen_told_and_answered_after_a_cancelled_stream() -> anyhow::Result<()>
+{
+    let stack = streaming_stack().await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    let bot = stack.bot_id().to_owned();
+    // 300 words at 100 ms: half a minute, longer than the wait before the queued notice.
+    stack.agent.set_interval(Duration::from_millis(100));
+    let (_question, first) = ask_stream(&stack, &alice, &ob.chat, 300).await?;
+    let second = alice.send_text(&ob.chat, "and then?").await?;
+    let room = alice.room(&ob.chat).await?;
+    wait_until(WAIT, POLL, || async {
+        let receipt = room
+            .load_user_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, &bot)
+            .await
+            .ok()??;
+        (receipt.0 == second).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("no read receipt of the bot on the queued message: {e}"))?;
+    let queued = alice
+        .wait_for_message(
+            &ob.chat,
+            |m| m.in_reply_to.as_ref() == Some(&second) && m.msgtype == "m.notice",
+            WAIT,
+        )
+        .await?;
+    assert!(queued.body.contains("yours is next"), "{queued:?}");
+    alice.send_text(&ob.chat, "!cancel").await?;
+    let stopped = alice
+        .wait_for_message(
+            &ob.chat,
+            |m| m.replaces.as_ref() == Some(&first.event_id) && m.body.contains("(stopped)"),
+            WAIT,
+        )
+        .await?;
+    assert!(
+        stopped.body.starts_with("word-1"),
+        "what was said stays: {stopped:?}"
+    );
+    assert!(
+        !stopped.body.contains("step "),
+        "no progress line: {stopped:?}"
+    );
+    let answer = answer_to(&stack, &alice, &ob.chat, &second, Some("m.text")).await?;
+    if !answer.body.contains("and then?") {
+        // Posted at its first words: its final text comes as an edit.
+        alice
+            .wait_for_message(
+                &ob.chat,
+                |m| m.replaces.as_ref() == Some(&answer.event_id) && m.body.contains("and then?"),
+                WAIT,
+            )
+            .await?;
+    }
+    let messages = alice.messages(&ob.chat).await;
+    let at = |id: &OwnedEventId| messages.iter().position(|m| &m.event_id == id);
+    assert!(
+        at(&stopped.event_id) < at(&answer.event_id),
+        "the waiting message is answered after the stream ended"
+    );
+    Ok(())
+}
+
+/// Item 7: a reply that outgrows one message (here `replies.max_message_bytes` = 400)
+/// continues live in a new one: the person reads the whole reply across the messages, each
+/// within the limit, the later ones posted while it was still being written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_longer_than_a_message_continues_live_in_the_next() -> anyhow::Result<()> {
+    let stack = streaming_stack_with(&[
+        ("SURFACES__REPLIES__MAX_MESSAGE_BYTES", "400"),
+        ("SURFACES__STREAMING__MAX_EDITS", "20"),
+    ])
+    .await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    let bot = stack.bot_id().to_owned();
+    stack.agent.set_interval(Duration::from_millis(50));
+    let words = 120; // about 1 KB: three messages or more
+    let whole: String = streamed_reply(words).split_whitespace().collect();
+    let (_question, first) = ask_stream(&stack, &alice, &ob.chat, words).await?;
+    // Each message as it shows now (its last edit), in order from the reply on.
+    let shown = |messages: &[ReceivedMessage]| -> Vec<(ReceivedMessage, String)> {
+        let start = messages.iter().position(|m| m.event_id == first.event_id);
+        messages[start.unwrap_or(messages.len())..]
+            .iter()
+            .filter(|m| m.sender == bot && m.replaces.is_none() && m.msgtype == "m.text")
+            .map(|m| {
+                let last = messages
+                    .iter()
+                    .rev()
+                    .find(|e| e.replaces.as_ref() == Some(&m.event_id))
+                    .map_or(m.body.clone(), |e| e.body.clone());
+                (m.clone(), last)
+            })
+            .collect()
+    };
+    let parts = wait_until(WAIT, POLL, || async {
+        let parts = shown(&alice.messages(&ob.chat).await);
+        let read: String = parts
+            .iter()
+            .flat_map(|(_, b)| b.split_whitespace())
+            .collect();
+        (read == whole).then_some(parts)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the whole reply never read across the messages: {e}"))?;
+    assert!(parts.len() >= 3, "{} messages", parts.len());
+    for (message, last) in &parts {
+        assert!(last.len() <= 400, "{} bytes: {last}", last.len());
+        assert!(message.in_reply_to.is_none() || message.event_id == first.event_id);
+    }
+    assert!(
+        parts[1].0.body.contains("step "),
+        "the second message was posted mid-stream (with the progress line): {:?}",
+        parts[1].0
+    );
     Ok(())
 }
