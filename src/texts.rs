@@ -105,7 +105,18 @@ pub fn agent_error(agent_name: &str, reason: &str) -> String {
     )
 }
 
-/// The agent took longer than its `timeout_secs`.
+/// A turn ran past the agent's `max_turn_secs` (streaming all along).
+pub fn agent_turn_too_long(agent_name: &str, ran_secs: u64) -> String {
+    format!(
+        "⏱️ {} was still working after {}, the most one answer may take here, so I stopped \
+         waiting for it. Try asking for less at once, or ask whoever runs me to allow longer \
+         turns.",
+        escape_markdown(agent_name),
+        human_duration(ran_secs)
+    )
+}
+
+/// An agent stayed silent past `agents[].timeout_secs` (nothing, or no event of its stream).
 pub fn agent_timeout(agent_name: &str, waited_secs: u64) -> String {
     format!(
         "⏱️ {} took too long to answer (nothing after {}), so I stopped waiting. \

@@ -41,6 +41,15 @@ impl AgentClient {
         self
     }
 
+    /// Gives up on a turn still running after `max_turn` (config `agents[].max_turn_secs`);
+    /// `timeout` bounds the agent's silences.
+    pub fn with_max_turn(mut self, max_turn: Duration) -> Self {
+        if let AgentClient::Http(agent) = &mut self {
+            agent.set_max_turn(max_turn);
+        }
+        self
+    }
+
     /// The built-in echo agent.
     pub fn echo() -> Self {
         AgentClient::Echo(EchoAgent::new())

@@ -14,7 +14,7 @@ use crate::retry::RetryKind;
 ///
 /// | variant | kind |
 /// |---|---|
-/// | `InvalidConfig`, `InvalidChatId`, `Rejected` (4xx but 408/429), `TurnFailed` | permanent |
+/// | `InvalidConfig`, `InvalidChatId`, `Rejected` (4xx but 408/429), `TurnFailed`, `TurnTooLong` | permanent |
 /// | `Unreachable`, `Io` | network |
 /// | `Timeout`, `Busy` (429/503, with `Retry-After`), `Server` (5xx, 408), `Incomplete` | transient |
 /// | `Protocol` | transient (see below) |
@@ -39,9 +39,14 @@ pub enum AgentError {
     /// The connection failed during the exchange (reset, closed early).
     #[error("connection to the agent failed: {0}")]
     Io(String),
-    /// No complete answer within the configured time.
+    /// Nothing from the agent within the configured time (`agents[].timeout_secs`): no
+    /// answer to a call, or no event of a turn's stream.
     #[error("agent did not answer within {0:?}")]
     Timeout(Duration),
+    /// A turn still running past `agents[].max_turn_secs` (its stream lively all along):
+    /// trying it again would only take as long.
+    #[error("agent turn ran longer than {0:?}")]
+    TurnTooLong(Duration),
     /// HTTP 429 or 503: the agent is overloaded or restarting.
     #[error(
         "agent is busy (HTTP {status}{}){}",
@@ -116,7 +121,8 @@ impl AgentError {
             AgentError::InvalidConfig(_)
             | AgentError::InvalidChatId(_)
             | AgentError::Rejected { .. }
-            | AgentError::TurnFailed { .. } => RetryKind::Permanent,
+            | AgentError::TurnFailed { .. }
+            | AgentError::TurnTooLong(_) => RetryKind::Permanent,
         }
     }
 

@@ -41,7 +41,10 @@ pub struct HttpAgent {
     client: reqwest::Client,
     /// Base URL without a trailing slash.
     base: String,
+    /// Longest silence: a call's whole answer, or each event of a turn's stream.
     timeout: Duration,
+    /// Longest whole turn, however lively its stream.
+    max_turn: Duration,
     has_token: bool,
     /// Most bytes one turn may accumulate (see [`TurnAccumulator::with_limit`]).
     max_turn_bytes: usize,
@@ -161,6 +164,7 @@ impl HttpAgent {
             client,
             base: parsed.as_str().trim_end_matches('/').to_owned(),
             timeout,
+            max_turn: Duration::from_secs(crate::config::DEFAULT_MAX_TURN_SECS),
             has_token,
             max_turn_bytes: super::accumulator::DEFAULT_MAX_TURN_BYTES,
         })
@@ -276,6 +280,19 @@ impl HttpAgent {
         self.max_turn_bytes = max_bytes;
     }
 
+    /// Gives up on a turn still running after `max_turn` (config `agents[].max_turn_secs`).
+    pub fn set_max_turn(&mut self, max_turn: Duration) {
+        self.max_turn = max_turn;
+    }
+
+    /// `fut` (one step of a turn's stream), unless the agent stays silent past the timeout.
+    async fn within_silence<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, AgentError>>,
+    ) -> Result<T, AgentError> {
+        self.with_timeout(fut).await
+    }
+
     async fn with_timeout<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, AgentError>>,
@@ -286,16 +303,18 @@ impl HttpAgent {
         }
     }
 
-    /// Posts to an event-stream endpoint and folds the stream into an outcome.
+    /// Posts to an event-stream endpoint and folds the stream into an outcome. The agent may
+    /// be silent for `timeout` before its answer starts and between two chunks of it; the
+    /// whole turn may take `max_turn`.
     async fn stream(
         &self,
         url: &str,
         body: &dyn erased::Body,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<TurnOutcome, AgentError> {
-        self.with_timeout(async {
+        let turn = async {
             let mut resp = self
-                .send(Method::POST, url, Some(body), EVENT_STREAM)
+                .within_silence(self.send(Method::POST, url, Some(body), EVENT_STREAM))
                 .await?;
             let content_type = resp
                 .headers()
@@ -317,7 +336,9 @@ impl HttpAgent {
             let mut parser = SseParser::new();
             let mut acc = TurnAccumulator::with_limit(self.max_turn_bytes);
             loop {
-                let chunk = resp.chunk().await.map_err(|e| self.map_reqwest(e))?;
+                let chunk = self
+                    .within_silence(async { resp.chunk().await.map_err(|e| self.map_reqwest(e)) })
+                    .await?;
                 let events = match &chunk {
                     Some(bytes) => parser.feed(bytes)?,
                     None => parser.finish()?.into_iter().collect(),
@@ -337,8 +358,11 @@ impl HttpAgent {
                     return Err(AgentError::Incomplete);
                 }
             }
-        })
-        .await
+        };
+        match tokio::time::timeout(self.max_turn, turn).await {
+            Ok(result) => result,
+            Err(_) => Err(AgentError::TurnTooLong(self.max_turn)),
+        }
     }
 
     /// `POST /v1/chats/{chat}/turns`, one attempt.

@@ -23,6 +23,8 @@ pub const ECHO_AGENT_NAME: &str = "Echo";
 pub const ECHO_AGENT_DESCRIPTION: &str = "Built-in test agent: repeats what you say.";
 /// Default `agents[].timeout_secs`.
 pub const DEFAULT_AGENT_TIMEOUT_SECS: u64 = 120;
+/// Default `agents[].max_turn_secs`: half an hour.
+pub const DEFAULT_MAX_TURN_SECS: u64 = 1800;
 /// Default `agents[].max_concurrent_turns`.
 pub const DEFAULT_MAX_CONCURRENT_TURNS: usize = 4;
 
@@ -62,8 +64,11 @@ pub struct AgentConfig {
     pub token: Option<Secret>,
     /// The agent's workspace root on the shared volume.
     pub workspace: Option<PathBuf>,
-    /// How long to wait for a turn before giving up.
+    /// How long the agent may stay silent: a call's whole answer, or in a turn's stream
+    /// the wait for each event (a turn that keeps streaming may run longer).
     pub timeout_secs: u64,
+    /// Longest a whole turn may run, however lively its stream.
+    pub max_turn_secs: u64,
     /// How many turns may run at once against this agent.
     pub max_concurrent_turns: usize,
     /// Whether new users get this agent first (exactly one agent is the default).
@@ -74,6 +79,11 @@ impl AgentConfig {
     /// [`AgentConfig::timeout_secs`] as a duration.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    /// [`AgentConfig::max_turn_secs`] as a duration.
+    pub fn max_turn(&self) -> Duration {
+        Duration::from_secs(self.max_turn_secs)
     }
 
     /// The built-in echo agent, the default when nothing is configured.
@@ -87,6 +97,7 @@ impl AgentConfig {
             token: None,
             workspace: None,
             timeout_secs: DEFAULT_AGENT_TIMEOUT_SECS,
+            max_turn_secs: DEFAULT_MAX_TURN_SECS,
             max_concurrent_turns: DEFAULT_MAX_CONCURRENT_TURNS,
             default: true,
         }
@@ -119,6 +130,7 @@ pub(super) struct RawAgent {
     token: Option<Secret>,
     workspace: Option<PathBuf>,
     timeout_secs: u64,
+    max_turn_secs: u64,
     max_concurrent_turns: usize,
     default: bool,
 }
@@ -134,6 +146,7 @@ impl Default for RawAgent {
             token: None,
             workspace: None,
             timeout_secs: DEFAULT_AGENT_TIMEOUT_SECS,
+            max_turn_secs: DEFAULT_MAX_TURN_SECS,
             max_concurrent_turns: DEFAULT_MAX_CONCURRENT_TURNS,
             default: false,
         }
@@ -192,6 +205,7 @@ pub(super) fn resolve_agent(
         token: raw.token.filter(|t| !t.is_empty()),
         workspace: raw.workspace,
         timeout_secs: raw.timeout_secs,
+        max_turn_secs: raw.max_turn_secs,
         max_concurrent_turns: raw.max_concurrent_turns,
         default: raw.default,
     }

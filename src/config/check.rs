@@ -206,6 +206,16 @@ impl Config {
             if agent.timeout_secs == 0 {
                 problems.push(self.agent_problem(i, "timeout_secs", "must be at least 1".into()));
             }
+            if agent.max_turn_secs < agent.timeout_secs {
+                problems.push(self.agent_problem(
+                    i,
+                    "max_turn_secs",
+                    format!(
+                        "{} is shorter than agents[{i}].timeout_secs ({})",
+                        agent.max_turn_secs, agent.timeout_secs
+                    ),
+                ));
+            }
             if agent.max_concurrent_turns == 0 {
                 problems.push(self.agent_problem(
                     i,
@@ -413,6 +423,11 @@ mod tests {
             (
                 format!("{base}[[agents]]\nid = \"a\"\nkind = \"echo\"\ntimeout_secs = 0\n"),
                 "agents[0].timeout_secs",
+                "SURFACES__AGENTS",
+            ),
+            (
+                format!("{base}[[agents]]\nid = \"a\"\nkind = \"echo\"\ntimeout_secs = 300\nmax_turn_secs = 60\n"),
+                "agents[0].max_turn_secs",
                 "SURFACES__AGENTS",
             ),
             (

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::agents::{
     string_or_number, AgentConfig, AgentKind, DEFAULT_AGENT_TIMEOUT_SECS,
-    DEFAULT_MAX_CONCURRENT_TURNS,
+    DEFAULT_MAX_CONCURRENT_TURNS, DEFAULT_MAX_TURN_SECS,
 };
 use super::env::env_lookup;
 use super::error::ConfigError;
@@ -113,6 +113,7 @@ pub(super) fn read_legacy_agents(path: &Path) -> Result<Vec<AgentConfig>, Config
             token: e.token.filter(|t| !t.is_empty()),
             workspace: e.workspace,
             timeout_secs: DEFAULT_AGENT_TIMEOUT_SECS,
+            max_turn_secs: DEFAULT_MAX_TURN_SECS,
             max_concurrent_turns: DEFAULT_MAX_CONCURRENT_TURNS,
             default: false,
         })
@@ -132,6 +133,7 @@ pub(super) fn agent_from_env(env: &[(String, String)]) -> Option<AgentConfig> {
         token: env_lookup(env, LEGACY_AGENT_TOKEN_ENV).map(Secret::new),
         workspace: None,
         timeout_secs: DEFAULT_AGENT_TIMEOUT_SECS,
+        max_turn_secs: DEFAULT_MAX_TURN_SECS,
         max_concurrent_turns: DEFAULT_MAX_CONCURRENT_TURNS,
         default: true,
     })

@@ -47,7 +47,7 @@ mod test_support;
 pub use crate::access::{split_user_id, AccessPolicy};
 pub use agents::{
     AgentConfig, AgentKind, AgentsSource, DEFAULT_AGENT_TIMEOUT_SECS, DEFAULT_MAX_CONCURRENT_TURNS,
-    ECHO_AGENT_DESCRIPTION, ECHO_AGENT_ID, ECHO_AGENT_NAME,
+    DEFAULT_MAX_TURN_SECS, ECHO_AGENT_DESCRIPTION, ECHO_AGENT_ID, ECHO_AGENT_NAME,
 };
 pub use env::{ENV_PREFIX, ENV_SEPARATOR};
 pub use error::{env_var_for, ConfigError};

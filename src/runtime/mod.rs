@@ -353,7 +353,8 @@ async fn start_agents(
                 agent.timeout(),
             )
             .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?
-            .with_max_turn_bytes(config.replies.max_turn_bytes),
+            .with_max_turn_bytes(config.replies.max_turn_bytes)
+            .with_max_turn(agent.max_turn()),
         });
         let stats = Arc::new(AgentStats::default());
         let stats_view = stats.clone();

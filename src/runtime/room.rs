@@ -519,6 +519,9 @@ async fn answer(
 fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
     let reason = match error {
         AgentError::Timeout(after) => return texts::agent_timeout(agent_name, after.as_secs()),
+        AgentError::TurnTooLong(after) => {
+            return texts::agent_turn_too_long(agent_name, after.as_secs())
+        }
         AgentError::Unreachable(_) | AgentError::Io(_) => texts::reason::CANNOT_CONNECT.to_owned(),
         AgentError::Busy { status, .. } => texts::reason::busy(*status),
         AgentError::Server { status, .. } => texts::reason::server_error(*status),

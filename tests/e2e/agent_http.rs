@@ -530,3 +530,30 @@ async fn agent_http_going_down_cuts_a_running_stream() {
     let err = out.expect_err("cut");
     assert_eq!(err.retry_kind(), RetryKind::Network, "{err}");
 }
+
+/// `timeout` bounds the agent's silences, not a turn that keeps streaming; `max_turn` bounds
+/// the whole turn (and retrying it cannot help).
+#[tokio::test]
+async fn a_streaming_turn_may_outlast_the_timeout_but_not_the_turn_limit() {
+    use crate::support::reference_agent::{streamed_reply, STREAM_COMMAND};
+    let agent = ReferenceAgent::start("a1").await;
+    // 12 words at 100 ms (with their status events): about 1.5 s, each gap 100 ms.
+    agent.set_interval(Duration::from_millis(100));
+    let ask = request("t-long", &format!("{STREAM_COMMAND}12"));
+    let timeout = Duration::from_millis(600);
+    let client = AgentClient::http(&agent.base_url(), None, timeout).expect("client");
+    let started = Instant::now();
+    let (out, _) = turn_collect(&client, "c", &ask).await;
+    assert_eq!(out.expect("a lively stream").reply, streamed_reply(12));
+    assert!(started.elapsed() > timeout, "{:?}", started.elapsed());
+
+    let max_turn = Duration::from_millis(700);
+    let client = AgentClient::http(&agent.base_url(), None, timeout)
+        .expect("client")
+        .with_max_turn(max_turn);
+    let ask = request("t-longer", &format!("{STREAM_COMMAND}12"));
+    let (out, _) = turn_collect(&client, "c", &ask).await;
+    let err = out.expect_err("past the turn limit");
+    assert_eq!(err, AgentError::TurnTooLong(max_turn));
+    assert_eq!(err.retry_kind(), RetryKind::Permanent);
+}
