@@ -796,6 +796,8 @@ pub mod reason {
     pub const GARBLED: &str = "its answer broke off or could not be read";
     /// The agent's connection is misconfigured (the operator must act).
     pub const MISCONFIGURED: &str = "misconfigured connection";
+    /// Surfaces' own storage failed (the operator's log says why).
+    pub const STORAGE: &str = "my own storage failed";
     /// A file for an agent without a workspace.
     pub const NO_WORKSPACE: &str = "no workspace is set up for this agent";
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::echo::EchoAgent;
 use super::error::AgentError;
 use super::http::HttpAgent;
+use super::openai::OpenAiAgent;
 use super::types::{AgentEvent, ContextInfo, HealthInfo, SnapshotInfo, TurnOutcome, TurnRequest};
 use crate::retry::RetryPolicy;
 
@@ -19,6 +20,8 @@ pub enum AgentClient {
     Http(HttpAgent),
     /// The built-in echo agent.
     Echo(EchoAgent),
+    /// An OpenAI-compatible chat completions server (Surfaces keeps the conversations).
+    OpenAi(OpenAiAgent),
 }
 
 impl AgentClient {
@@ -32,10 +35,34 @@ impl AgentClient {
         HttpAgent::new(base_url, token, timeout).map(AgentClient::Http)
     }
 
+    /// An OpenAI-compatible server at `base_url` (up to and including `/v1`) as agent
+    /// `agent_id`: `api_key` is sent as a bearer token, `timeout` bounds its silences, and
+    /// the conversations are kept in `store`.
+    pub fn openai(
+        base_url: &str,
+        api_key: Option<String>,
+        timeout: Duration,
+        settings: crate::config::OpenAiSettings,
+        store: &crate::store::Store,
+        agent_id: &str,
+    ) -> Result<Self, AgentError> {
+        let http = HttpAgent::new(base_url, api_key, timeout)?;
+        OpenAiAgent::new(http, settings, store, agent_id).map(AgentClient::OpenAi)
+    }
+
+    /// The HTTP transport of the kinds that have one.
+    fn transport(&mut self) -> Option<&mut HttpAgent> {
+        match self {
+            AgentClient::Http(agent) => Some(agent),
+            AgentClient::OpenAi(agent) => Some(agent.http_mut()),
+            AgentClient::Echo(_) => None,
+        }
+    }
+
     /// Cuts a turn past `max_bytes` of text and file events (config `replies.max_turn_bytes`).
     /// The echo agent's replies are bounded by the message they repeat.
     pub fn with_max_turn_bytes(mut self, max_bytes: usize) -> Self {
-        if let AgentClient::Http(agent) = &mut self {
+        if let Some(agent) = self.transport() {
             agent.set_max_turn_bytes(max_bytes);
         }
         self
@@ -44,7 +71,7 @@ impl AgentClient {
     /// Gives up on a turn still running after `max_turn` (config `agents[].max_turn_secs`);
     /// `timeout` bounds the agent's silences.
     pub fn with_max_turn(mut self, max_turn: Duration) -> Self {
-        if let AgentClient::Http(agent) = &mut self {
+        if let Some(agent) = self.transport() {
             agent.set_max_turn(max_turn);
         }
         self
@@ -66,6 +93,7 @@ impl AgentClient {
         match self {
             AgentClient::Http(a) => a.turn(chat, req, on_event).await,
             AgentClient::Echo(a) => a.turn(chat, req, on_event),
+            AgentClient::OpenAi(a) => a.turn(chat, req, on_event).await,
         }
     }
 
@@ -96,6 +124,11 @@ impl AgentClient {
                     .await
             }
             AgentClient::Echo(a) => a.confirm(chat, confirm_id, approved, turn_id, on_event),
+            // It never asks (no `confirm` events): nothing waits for an answer.
+            AgentClient::OpenAi(_) => Err(AgentError::Rejected {
+                status: 404,
+                body: None,
+            }),
         }
     }
 
@@ -104,6 +137,7 @@ impl AgentClient {
         match self {
             AgentClient::Http(a) => a.cancel(chat, turn_id).await,
             AgentClient::Echo(a) => a.cancel(chat, turn_id),
+            AgentClient::OpenAi(a) => a.cancel(chat, turn_id),
         }
     }
 
@@ -112,6 +146,7 @@ impl AgentClient {
         match self {
             AgentClient::Http(a) => a.context(chat).await,
             AgentClient::Echo(a) => a.context(chat),
+            AgentClient::OpenAi(a) => a.context(chat),
         }
     }
 
@@ -120,6 +155,7 @@ impl AgentClient {
         match self {
             AgentClient::Http(a) => a.save_snapshot(chat, name).await,
             AgentClient::Echo(a) => a.save_snapshot(chat, name),
+            AgentClient::OpenAi(a) => a.save_snapshot(chat, name).await,
         }
     }
 
@@ -134,6 +170,7 @@ impl AgentClient {
         match self {
             AgentClient::Http(a) => a.restore(chat, snapshot, from_chat).await,
             AgentClient::Echo(a) => a.restore(chat, snapshot, from_chat),
+            AgentClient::OpenAi(a) => a.restore(chat, snapshot, from_chat).await,
         }
     }
 
@@ -142,6 +179,7 @@ impl AgentClient {
         match self {
             AgentClient::Http(a) => a.delete_chat(chat).await,
             AgentClient::Echo(a) => a.delete_chat(chat),
+            AgentClient::OpenAi(a) => a.delete_chat(chat).await,
         }
     }
 
@@ -150,6 +188,7 @@ impl AgentClient {
         match self {
             AgentClient::Http(a) => a.health().await,
             AgentClient::Echo(a) => Ok(a.health()),
+            AgentClient::OpenAi(a) => a.health().await,
         }
     }
 }

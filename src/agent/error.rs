@@ -16,7 +16,7 @@ use crate::retry::RetryKind;
 /// |---|---|
 /// | `InvalidConfig`, `InvalidChatId`, `Rejected` (4xx but 408/429), `TurnFailed`, `TurnTooLong` | permanent |
 /// | `Unreachable`, `Io` | network |
-/// | `Timeout`, `Busy` (429/503, with `Retry-After`), `Server` (5xx, 408), `Incomplete` | transient |
+/// | `Timeout`, `Busy` (429/503, with `Retry-After`), `Server` (5xx, 408), `Incomplete`, `Store` | transient |
 /// | `Protocol` | transient (see below) |
 ///
 /// **Garbage on the wire** (`Protocol`: a 2xx that is not an event stream, invalid SSE, invalid
@@ -43,6 +43,9 @@ pub enum AgentError {
     /// answer to a call, or no event of a turn's stream.
     #[error("agent did not answer within {0:?}")]
     Timeout(Duration),
+    /// Surfaces' own storage failed (the conversations it keeps for an agent kind).
+    #[error("storage failed: {0}")]
+    Store(String),
     /// A turn still running past `agents[].max_turn_secs` (its stream lively all along):
     /// trying it again would only take as long.
     #[error("agent turn ran longer than {0:?}")]
@@ -115,6 +118,7 @@ impl AgentError {
                 retry_after: *retry_after,
             },
             AgentError::Timeout(_)
+            | AgentError::Store(_)
             | AgentError::Server { .. }
             | AgentError::Protocol(_)
             | AgentError::Incomplete => RetryKind::Transient { retry_after: None },

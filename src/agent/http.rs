@@ -14,7 +14,7 @@ use reqwest::{Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::sse::{parse_agent_event, SseParser};
+use super::sse::{parse_agent_event, SseEvent, SseParser};
 use super::{
     AgentError, AgentEvent, ContextInfo, ErrorBody, HealthInfo, SnapshotInfo, TurnAccumulator,
     TurnOutcome, TurnRequest,
@@ -238,6 +238,12 @@ impl HttpAgent {
         Err(err)
     }
 
+    /// `GET base_url + path` with the overall timeout; returns the parsed answer.
+    pub(super) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, AgentError> {
+        let url = format!("{}{path}", self.base);
+        self.call_json(Method::GET, &url, None).await
+    }
+
     /// A JSON call with the overall timeout; returns the parsed answer.
     async fn call_json<T: DeserializeOwned>(
         &self,
@@ -303,13 +309,32 @@ impl HttpAgent {
         }
     }
 
-    /// Posts to an event-stream endpoint and folds the stream into an outcome. The agent may
-    /// be silent for `timeout` before its answer starts and between two chunks of it; the
-    /// whole turn may take `max_turn`.
+    /// Posts to an event-stream endpoint of our API and folds the stream into an outcome.
     async fn stream(
         &self,
         url: &str,
         body: &dyn erased::Body,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<TurnOutcome, AgentError> {
+        let decode = &mut |sse: &SseEvent| {
+            let event = parse_agent_event(&sse.event, &sse.data)?;
+            if event.is_none() {
+                tracing::debug!(event = %sse.event, "ignoring unknown agent event");
+            }
+            Ok(event)
+        };
+        self.stream_decoded(url, body, decode, on_event).await
+    }
+
+    /// Posts `body` to the event-stream endpoint `url` and folds the stream into an outcome,
+    /// each server-sent event turned into the agent event it carries by `decode` (`None`:
+    /// nothing to act on). The server may be silent for `timeout` before its answer starts and
+    /// between two chunks of it; the whole turn may take `max_turn`.
+    pub(super) async fn stream_decoded(
+        &self,
+        url: &str,
+        body: &(dyn erased::Body + '_),
+        decode: &mut (dyn FnMut(&SseEvent) -> Result<Option<AgentEvent>, AgentError> + Send),
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<TurnOutcome, AgentError> {
         let turn = async {
@@ -344,8 +369,7 @@ impl HttpAgent {
                     None => parser.finish()?.into_iter().collect(),
                 };
                 for sse in events {
-                    let Some(event) = parse_agent_event(&sse.event, &sse.data)? else {
-                        tracing::debug!(event = %sse.event, "ignoring unknown agent event");
+                    let Some(event) = decode(&sse)? else {
                         continue;
                     };
                     on_event(&event);
@@ -469,7 +493,7 @@ async fn read_capped(mut resp: Response, cap: usize) -> Result<(Vec<u8>, bool), 
 
 /// Object-safe JSON bodies, so that `send` takes any serializable body without being generic
 /// (which keeps the futures small and the code in one copy).
-mod erased {
+pub(super) mod erased {
     use serde::Serialize;
 
     pub trait Body: Sync {

@@ -19,6 +19,7 @@ pub mod client;
 pub mod echo;
 pub mod error;
 pub mod http;
+pub mod openai;
 pub mod sse;
 pub mod types;
 
@@ -29,3 +30,4 @@ pub use self::types::*;
 pub use crate::retry::{RetryKind, RetryPolicy};
 pub use echo::EchoAgent;
 pub use http::HttpAgent;
+pub use openai::OpenAiAgent;

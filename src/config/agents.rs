@@ -36,6 +36,9 @@ pub enum AgentKind {
     Http,
     /// The built-in echo agent (tests, smoke checks).
     Echo,
+    /// An OpenAI-compatible chat completions server at `base_url` (Surfaces keeps the
+    /// conversations).
+    Openai,
 }
 
 impl fmt::Display for AgentKind {
@@ -43,6 +46,7 @@ impl fmt::Display for AgentKind {
         f.write_str(match self {
             AgentKind::Http => "http",
             AgentKind::Echo => "echo",
+            AgentKind::Openai => "openai",
         })
     }
 }
@@ -71,6 +75,8 @@ pub struct AgentConfig {
     pub max_turn_secs: u64,
     /// How many turns may run at once against this agent.
     pub max_concurrent_turns: usize,
+    /// How an OpenAI-compatible agent is asked (`kind = "openai"`; defaults otherwise).
+    pub openai: super::OpenAiSettings,
     /// Whether new users get this agent first (exactly one agent is the default).
     pub default: bool,
 }
@@ -99,6 +105,7 @@ impl AgentConfig {
             timeout_secs: DEFAULT_AGENT_TIMEOUT_SECS,
             max_turn_secs: DEFAULT_MAX_TURN_SECS,
             max_concurrent_turns: DEFAULT_MAX_CONCURRENT_TURNS,
+            openai: super::OpenAiSettings::default(),
             default: true,
         }
     }
@@ -133,6 +140,14 @@ pub(super) struct RawAgent {
     max_turn_secs: u64,
     max_concurrent_turns: usize,
     default: bool,
+    // kind = "openai"
+    api_key: Option<Secret>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+    temperature: Option<f64>,
+    max_tokens: Option<u32>,
+    history_max_messages: usize,
+    history_max_tokens: u64,
 }
 
 impl Default for RawAgent {
@@ -149,6 +164,13 @@ impl Default for RawAgent {
             max_turn_secs: DEFAULT_MAX_TURN_SECS,
             max_concurrent_turns: DEFAULT_MAX_CONCURRENT_TURNS,
             default: false,
+            api_key: None,
+            model: None,
+            system_prompt: None,
+            temperature: None,
+            max_tokens: None,
+            history_max_messages: super::DEFAULT_HISTORY_MAX_MESSAGES,
+            history_max_tokens: super::DEFAULT_HISTORY_MAX_TOKENS,
         }
     }
 }
@@ -202,12 +224,21 @@ pub(super) fn resolve_agent(
         description: raw.description,
         kind,
         base_url: raw.base_url,
-        token: raw.token.filter(|t| !t.is_empty()),
+        // An OpenAI-compatible server's API key is sent as the bearer token.
+        token: raw.token.or(raw.api_key).filter(|t| !t.is_empty()),
         workspace: raw.workspace,
         timeout_secs: raw.timeout_secs,
         max_turn_secs: raw.max_turn_secs,
         max_concurrent_turns: raw.max_concurrent_turns,
         default: raw.default,
+        openai: super::OpenAiSettings {
+            model: raw.model.unwrap_or_default(),
+            system_prompt: raw.system_prompt.filter(|p| !p.trim().is_empty()),
+            temperature: raw.temperature,
+            max_tokens: raw.max_tokens,
+            history_max_messages: raw.history_max_messages,
+            history_max_tokens: raw.history_max_tokens,
+        },
     }
 }
 

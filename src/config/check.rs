@@ -140,6 +140,41 @@ impl Config {
         }
     }
 
+    /// What is wrong with an OpenAI-compatible agent's settings.
+    fn openai_problems(&self, i: usize, openai: &super::OpenAiSettings) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if openai.model.trim().is_empty() {
+            problems.push(self.agent_problem(
+                i,
+                "model",
+                "missing: an openai agent needs the model's name, as its server knows it".into(),
+            ));
+        }
+        if let Some(t) = openai.temperature {
+            if !(0.0..=super::MAX_TEMPERATURE).contains(&t) {
+                problems.push(self.agent_problem(
+                    i,
+                    "temperature",
+                    format!("{t} is not between 0 and {}", super::MAX_TEMPERATURE),
+                ));
+            }
+        }
+        if openai.max_tokens == Some(0) {
+            problems.push(self.agent_problem(i, "max_tokens", "must be at least 1".into()));
+        }
+        if openai.history_max_messages == 0 {
+            problems.push(self.agent_problem(
+                i,
+                "history_max_messages",
+                "must be at least 1".into(),
+            ));
+        }
+        if openai.history_max_tokens == 0 {
+            problems.push(self.agent_problem(i, "history_max_tokens", "must be at least 1".into()));
+        }
+        problems
+    }
+
     fn agent_problem(&self, index: usize, field: &str, message: String) -> ConfigError {
         let key = format!("agents[{index}].{field}");
         match &self.agents_source {
@@ -189,12 +224,15 @@ impl Config {
             if agent.name.trim().is_empty() {
                 problems.push(self.agent_problem(i, "name", "must not be empty".to_owned()));
             }
-            if agent.kind == AgentKind::Http {
+            if agent.kind == AgentKind::Openai {
+                problems.extend(self.openai_problems(i, &agent.openai));
+            }
+            if matches!(agent.kind, AgentKind::Http | AgentKind::Openai) {
                 match agent.base_url.as_deref().map(str::trim) {
                     None | Some("") => problems.push(self.agent_problem(
                         i,
                         "base_url",
-                        "missing: an http agent needs the URL of its API".to_owned(),
+                        format!("missing: an {} agent needs the URL of its API", agent.kind),
                     )),
                     Some(url) => {
                         if let Err(message) = check_http_url(url) {

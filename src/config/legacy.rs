@@ -114,6 +114,7 @@ pub(super) fn read_legacy_agents(path: &Path) -> Result<Vec<AgentConfig>, Config
             workspace: e.workspace,
             timeout_secs: DEFAULT_AGENT_TIMEOUT_SECS,
             max_turn_secs: DEFAULT_MAX_TURN_SECS,
+            openai: crate::config::OpenAiSettings::default(),
             max_concurrent_turns: DEFAULT_MAX_CONCURRENT_TURNS,
             default: false,
         })
@@ -134,6 +135,7 @@ pub(super) fn agent_from_env(env: &[(String, String)]) -> Option<AgentConfig> {
         workspace: None,
         timeout_secs: DEFAULT_AGENT_TIMEOUT_SECS,
         max_turn_secs: DEFAULT_MAX_TURN_SECS,
+        openai: crate::config::OpenAiSettings::default(),
         max_concurrent_turns: DEFAULT_MAX_CONCURRENT_TURNS,
         default: true,
     })

@@ -37,6 +37,7 @@ mod env;
 mod error;
 mod legacy;
 mod limits;
+mod openai;
 mod replies;
 mod secret;
 mod sections;
@@ -56,6 +57,9 @@ pub use legacy::{
     LEGACY_AGENT_TOKEN_ENV,
 };
 pub use limits::{LimitsConfig, DEFAULT_ROOM_QUEUE_MAX};
+pub use openai::{
+    OpenAiSettings, DEFAULT_HISTORY_MAX_MESSAGES, DEFAULT_HISTORY_MAX_TOKENS, MAX_TEMPERATURE,
+};
 pub use replies::RepliesConfig;
 pub use secret::Secret;
 pub use sections::{

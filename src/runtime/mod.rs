@@ -168,7 +168,7 @@ pub async fn start_with(
         registry.clone(),
     );
 
-    let (routes, agent_views) = start_agents(&config, &root, &metrics).await?;
+    let (routes, agent_views) = start_agents(&config, &store, &root, &metrics).await?;
     let default_agent = config
         .default_agent()
         .map(|a| a.id.clone())
@@ -339,6 +339,7 @@ fn spawn_inbox_sweeper(config: &Config) -> Option<tokio::task::JoinHandle<()>> {
 /// Starts one connection actor per configured agent.
 async fn start_agents(
     config: &Config,
+    store: &Store,
     root: &SupervisorHandle,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<(Vec<AgentRoute>, Vec<AgentView>)> {
@@ -351,6 +352,17 @@ async fn start_agents(
                 agent.base_url.as_deref().unwrap_or_default(),
                 agent.token.as_ref().map(|t| t.expose().to_owned()),
                 agent.timeout(),
+            )
+            .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?
+            .with_max_turn_bytes(config.replies.max_turn_bytes)
+            .with_max_turn(agent.max_turn()),
+            AgentKind::Openai => AgentClient::openai(
+                agent.base_url.as_deref().unwrap_or_default(),
+                agent.token.as_ref().map(|t| t.expose().to_owned()),
+                agent.timeout(),
+                agent.openai.clone(),
+                store,
+                &agent.id,
             )
             .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?
             .with_max_turn_bytes(config.replies.max_turn_bytes)

@@ -531,6 +531,7 @@ fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
         AgentError::InvalidConfig(_) | AgentError::InvalidChatId(_) => {
             texts::reason::MISCONFIGURED.to_owned()
         }
+        AgentError::Store(_) => texts::reason::STORAGE.to_owned(),
     };
     match error.retry_kind() {
         RetryKind::Network | RetryKind::Transient { .. } => {

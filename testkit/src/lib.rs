@@ -16,6 +16,7 @@ pub mod alloc;
 pub mod bot;
 pub mod inproc;
 pub mod key_hold;
+pub mod litellm;
 pub mod login;
 pub mod memory;
 pub mod person;

@@ -8,6 +8,7 @@
 mod support;
 
 mod agent_http;
+mod agent_openai;
 mod catch_up;
 mod commands;
 mod crypto;

@@ -32,6 +32,10 @@ pub mod key_hold {
     pub use surfaces_testkit::key_hold::*;
 }
 
+pub mod litellm {
+    pub use surfaces_testkit::litellm::*;
+}
+
 pub mod person {
     pub use surfaces_testkit::person::*;
 }

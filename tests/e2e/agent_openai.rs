@@ -1,0 +1,176 @@
+//! `kind = "openai"` against an OpenAI-compatible server that is not ours (LiteLLM's proxy,
+//! mock responses): the streamed answer feeds the reply, Surfaces keeps the conversation
+//! (context, snapshots, idempotent retries), and the server's failures map onto the retry
+//! policy (429 transient with the server's reason; a wrong key or model permanent).
+
+use std::time::Duration;
+
+use surfaces::agent::{AgentClient, AgentError, AgentEvent, RetryKind, TurnRequest, TurnSender};
+use surfaces::config::OpenAiSettings;
+use surfaces::store::Store;
+
+use crate::support::litellm::{LiteLlm, BUSY_MODEL, MASTER_KEY, MOCK_MODEL, MOCK_REPLY};
+
+/// The client's silence timeout.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn request(turn_id: &str, text: &str) -> TurnRequest {
+    TurnRequest {
+        turn_id: turn_id.to_owned(),
+        sender: TurnSender {
+            id: "@alice:example.org".to_owned(),
+            display_name: None,
+        },
+        text: text.to_owned(),
+        attachments: vec![],
+    }
+}
+
+fn client(proxy: &LiteLlm, store: &Store, model: &str, key: &str) -> AgentClient {
+    let settings = OpenAiSettings {
+        model: model.to_owned(),
+        system_prompt: Some("You are a test.".to_owned()),
+        temperature: Some(0.2),
+        max_tokens: Some(64),
+        history_max_messages: 3,
+        ..OpenAiSettings::default()
+    };
+    AgentClient::openai(
+        &proxy.base_url,
+        Some(key.to_owned()),
+        TIMEOUT,
+        settings,
+        store,
+        "oa",
+    )
+    .expect("client")
+}
+
+async fn turn(
+    client: &AgentClient,
+    chat: &str,
+    req: &TurnRequest,
+) -> (
+    Result<surfaces::agent::TurnOutcome, AgentError>,
+    Vec<AgentEvent>,
+) {
+    let mut events = Vec::new();
+    let out = client
+        .turn(chat, req, &mut |e: &AgentEvent| events.push(e.clone()))
+        .await;
+    (out, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_server_streams_and_surfaces_keeps_the_conversation() {
+    let proxy = LiteLlm::start().await.expect("litellm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let agent = client(&proxy, &store, MOCK_MODEL, MASTER_KEY);
+    assert!(agent.health().await.expect("health").is_ok());
+
+    // The answer streams in pieces, and the reply is all of it.
+    let (out, events) = turn(&agent, "chat-1", &request("t1", "hello?")).await;
+    let out = out.expect("a reply");
+    assert_eq!(out.reply, MOCK_REPLY);
+    let deltas: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Delta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(deltas.len() > 1, "streamed: {events:?}");
+    assert!(
+        matches!(events.last(), Some(AgentEvent::Done { .. })),
+        "{events:?}"
+    );
+
+    // Surfaces keeps the conversation: the question and the answer.
+    let context = agent.context("chat-1").await.expect("context");
+    assert_eq!(context.messages, 2);
+    assert!(context.tokens > 0);
+    // A retry of the same turn is answered from there (no second exchange is kept).
+    let (again, _) = turn(&agent, "chat-1", &request("t1", "hello?")).await;
+    assert_eq!(again.expect("replayed").reply, MOCK_REPLY);
+    assert_eq!(agent.context("chat-1").await.expect("context").messages, 2);
+
+    // Snapshots: saved, then loaded into another chat; the budget (3 messages) holds.
+    let saved = agent.save_snapshot("chat-1", "first").await.expect("save");
+    assert_eq!(saved.messages, 2);
+    let (out, _) = turn(&agent, "chat-1", &request("t2", "more")).await;
+    out.expect("second turn");
+    let context = agent.context("chat-1").await.expect("context");
+    assert_eq!(context.messages, 2, "within 3 messages, whole turns kept");
+    assert_eq!(context.snapshots, ["first"]);
+    agent
+        .restore("chat-2", "first", Some("chat-1"))
+        .await
+        .expect("restore");
+    assert_eq!(agent.context("chat-2").await.expect("context").messages, 2);
+    let missing = agent
+        .restore("chat-2", "nope", None)
+        .await
+        .expect_err("none");
+    assert_eq!(missing.retry_kind(), RetryKind::Permanent);
+    agent.delete_chat("chat-1").await.expect("delete");
+    assert_eq!(agent.context("chat-1").await.expect("context").messages, 0);
+
+    // Kept across a restart (the conversations are in the store).
+    drop(agent);
+    drop(store);
+    let store = Store::open(dir.path()).expect("store again");
+    let agent = client(&proxy, &store, MOCK_MODEL, MASTER_KEY);
+    assert_eq!(agent.context("chat-2").await.expect("context").messages, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_server_s_failures_map_onto_the_retry_policy() {
+    let proxy = LiteLlm::start().await.expect("litellm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+
+    // Rate limited: transient, to be retried.
+    let busy = client(&proxy, &store, BUSY_MODEL, MASTER_KEY);
+    let (out, _) = turn(&busy, "c", &request("t1", "hi")).await;
+    let err = out.expect_err("429");
+    assert!(matches!(err, AgentError::Busy { status: 429, .. }), "{err}");
+    assert!(matches!(err.retry_kind(), RetryKind::Transient { .. }));
+    assert_eq!(
+        busy.context("c").await.expect("context").messages,
+        0,
+        "nothing kept"
+    );
+
+    // A wrong key and an unknown model: permanent (the operator must fix the config).
+    let wrong_key = client(&proxy, &store, MOCK_MODEL, "sk-wrong");
+    let (out, _) = turn(&wrong_key, "c", &request("t2", "hi")).await;
+    let err = out.expect_err("401");
+    assert_eq!(err.retry_kind(), RetryKind::Permanent, "{err}");
+    assert!(
+        !err.to_string().contains("sk-wrong"),
+        "the key is never shown: {err}"
+    );
+    let unknown = client(&proxy, &store, "no-such-model", MASTER_KEY);
+    let (out, _) = turn(&unknown, "c", &request("t3", "hi")).await;
+    let err = out.expect_err("unknown model");
+    assert_eq!(err.retry_kind(), RetryKind::Permanent, "{err}");
+
+    // Files are not sent: the person is told, nothing is kept.
+    let agent = client(&proxy, &store, MOCK_MODEL, MASTER_KEY);
+    let mut with_file = request("t4", "see this");
+    with_file.attachments.push(surfaces::agent::Attachment {
+        path: "inbox/r/a.pdf".into(),
+        name: "a.pdf".into(),
+        mime: "application/pdf".into(),
+        size: 10,
+    });
+    let (out, _) = turn(&agent, "c", &with_file).await;
+    match out.expect_err("a file") {
+        AgentError::TurnFailed { code, message } => {
+            assert_eq!(code, "unsupported_file");
+            assert!(message.contains("a.pdf"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+}
