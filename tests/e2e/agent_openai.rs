@@ -1,7 +1,8 @@
 //! `kind = "openai"` against an OpenAI-compatible server that is not ours (LiteLLM's proxy,
 //! mock responses): the streamed answer feeds the reply, Surfaces keeps the conversation
 //! (context, snapshots, idempotent retries), and the server's failures map onto the retry
-//! policy (429 transient with the server's reason; a wrong key or model permanent).
+//! policy (429 transient with the server's reason; a wrong key or model permanent). And the
+//! whole path: a room on a real Synapse bound to such an agent.
 
 use std::time::Duration;
 
@@ -173,4 +174,47 @@ async fn an_openai_compatible_server_s_failures_map_onto_the_retry_policy() {
         }
         other => panic!("{other}"),
     }
+}
+
+/// The whole path: a person's room on a real Synapse bound to an `openai` agent (LiteLLM)
+/// gets the model's answer, streamed live, and `!context`, `!save` answered from the
+/// conversation Surfaces keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_talks_to_an_openai_compatible_server() -> anyhow::Result<()> {
+    use crate::spine::{answer_to, onboard, Stack};
+
+    let proxy = LiteLlm::start().await?;
+    let agents = format!(
+        "[[agents]]\nid = \"llm\"\nname = \"Model\"\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         model = \"{MOCK_MODEL}\"\napi_key = \"{MASTER_KEY}\"\ndefault = true\n",
+        proxy.base_url
+    );
+    let stack = Stack::start_configured(
+        |_, _| Ok(agents),
+        &[("SURFACES__STREAMING__ENABLED", "true")],
+    )
+    .await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    let question = alice.send_text(&ob.chat, "hello, model").await?;
+    let answer = answer_to(&stack, &alice, &ob.chat, &question, Some("m.text")).await?;
+    if answer.body != MOCK_REPLY {
+        // Posted at its first words: the whole text comes as an edit.
+        alice
+            .wait_for_message(
+                &ob.chat,
+                |m| m.replaces.as_ref() == Some(&answer.event_id) && m.body == MOCK_REPLY,
+                crate::support::WAIT,
+            )
+            .await?;
+    }
+    let ask = alice.send_text(&ob.chat, "!save first").await?;
+    answer_to(&stack, &alice, &ob.chat, &ask, None).await?;
+    let ask = alice.send_text(&ob.chat, "!context").await?;
+    let context = answer_to(&stack, &alice, &ob.chat, &ask, None).await?;
+    assert!(
+        context.body.contains("2 messages") && context.body.contains("first"),
+        "{context:?}"
+    );
+    Ok(())
 }
