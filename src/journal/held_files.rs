@@ -96,17 +96,21 @@ impl Journal {
         event_id: &str,
         files: &[Attachment],
     ) -> Result<bool, StoreError> {
+        let mut changed = self.held_files.contains_key(key(chat, sender))?;
         let recorded = match self.pending_entry(event_id)? {
             Some((seq, mut entry)) if entry.files != files => {
                 entry.files = files.to_vec();
                 self.put_pending(seq, &entry)?;
+                changed = true;
                 true
             }
             Some(_) => true,
             None => false,
         };
-        self.stage_held_files(chat, sender, &[])?;
-        self.commit().await?;
+        if changed {
+            self.stage_held_files(chat, sender, &[])?;
+            self.commit().await?;
+        }
         Ok(recorded)
     }
 

@@ -129,10 +129,15 @@ impl FileDeps {
             .lock()
             .remove(&Self::key(chat, sender))
             .unwrap_or_default();
+        let held = !waiting.is_empty();
         for attachment in waiting.into_iter().chain(extra) {
             if !all.iter().any(|a| a.path == attachment.path) {
                 all.push(attachment);
             }
+        }
+        if all.is_empty() && !held {
+            // Most turns: no file, nothing to record (and no flush).
+            return all;
         }
         if let Err(error) = self
             .journal
