@@ -105,6 +105,23 @@ pub fn agent_error(agent_name: &str, reason: &str) -> String {
     )
 }
 
+/// A file for an OpenAI-compatible model that takes no files (`images` off).
+pub fn model_takes_text_only(file_name: &str) -> String {
+    format!("this model takes text only, so {file_name} was not sent; describe it in words instead")
+}
+
+/// A file that is not an image, for a model that takes images (`limit`: the largest image).
+pub fn model_takes_images_only(file_name: &str, limit: &str) -> String {
+    format!("this model takes images only (up to {limit} each), so {file_name} was not sent")
+}
+
+/// An image that could not be read for the model (gone, or past `limit`).
+pub fn image_not_sent(file_name: &str, limit: &str) -> String {
+    format!(
+        "{file_name} could not be sent to the model: images must be readable and at most {limit}"
+    )
+}
+
 /// A turn ran past the agent's `max_turn_secs` (streaming all along).
 pub fn agent_turn_too_long(agent_name: &str, ran_secs: u64) -> String {
     format!(

@@ -36,18 +36,19 @@ impl AgentClient {
     }
 
     /// An OpenAI-compatible server at `base_url` (up to and including `/v1`) as agent
-    /// `agent_id`: `api_key` is sent as a bearer token, `timeout` bounds its silences, and
-    /// the conversations are kept in `store`.
+    /// `agent_id`: `api_key` is sent as a bearer token, `timeout` bounds its silences,
+    /// images are read from `workspace`, and the conversations are kept in `store`.
     pub fn openai(
         base_url: &str,
         api_key: Option<String>,
         timeout: Duration,
         settings: crate::config::OpenAiSettings,
+        workspace: Option<std::path::PathBuf>,
         store: &crate::store::Store,
         agent_id: &str,
     ) -> Result<Self, AgentError> {
         let http = HttpAgent::new(base_url, api_key, timeout)?;
-        OpenAiAgent::new(http, settings, store, agent_id).map(AgentClient::OpenAi)
+        OpenAiAgent::new(http, settings, workspace, store, agent_id).map(AgentClient::OpenAi)
     }
 
     /// The HTTP transport of the kinds that have one.

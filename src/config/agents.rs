@@ -146,6 +146,7 @@ pub(super) struct RawAgent {
     system_prompt: Option<String>,
     temperature: Option<f64>,
     max_tokens: Option<u32>,
+    images: bool,
     history_max_messages: usize,
     history_max_tokens: u64,
 }
@@ -169,6 +170,7 @@ impl Default for RawAgent {
             system_prompt: None,
             temperature: None,
             max_tokens: None,
+            images: false,
             history_max_messages: super::DEFAULT_HISTORY_MAX_MESSAGES,
             history_max_tokens: super::DEFAULT_HISTORY_MAX_TOKENS,
         }
@@ -236,6 +238,7 @@ pub(super) fn resolve_agent(
             system_prompt: raw.system_prompt.filter(|p| !p.trim().is_empty()),
             temperature: raw.temperature,
             max_tokens: raw.max_tokens,
+            images: raw.images,
             history_max_messages: raw.history_max_messages,
             history_max_tokens: raw.history_max_tokens,
         },

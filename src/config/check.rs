@@ -159,6 +159,13 @@ impl Config {
                 ));
             }
         }
+        if openai.images && self.agents[i].workspace.is_none() {
+            problems.push(self.agent_problem(
+                i,
+                "workspace",
+                "missing: images = true needs the directory where incoming files land".into(),
+            ));
+        }
         if openai.max_tokens == Some(0) {
             problems.push(self.agent_problem(i, "max_tokens", "must be at least 1".into()));
         }
@@ -466,6 +473,21 @@ mod tests {
             (
                 format!("{base}[[agents]]\nid = \"a\"\nkind = \"echo\"\ntimeout_secs = 300\nmax_turn_secs = 60\n"),
                 "agents[0].max_turn_secs",
+                "SURFACES__AGENTS",
+            ),
+            (
+                format!("{base}[[agents]]\nid = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\nimages = true\n"),
+                "agents[0].workspace",
+                "SURFACES__AGENTS",
+            ),
+            (
+                format!("{base}[[agents]]\nid = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\n"),
+                "agents[0].model",
+                "SURFACES__AGENTS",
+            ),
+            (
+                format!("{base}[[agents]]\nid = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\ntemperature = 3.5\n"),
+                "agents[0].temperature",
                 "SURFACES__AGENTS",
             ),
             (

@@ -23,6 +23,9 @@ pub struct OpenAiSettings {
     pub temperature: Option<f64>,
     /// Most tokens of one reply, if set; else the server's default.
     pub max_tokens: Option<u32>,
+    /// Whether the model takes images: sent as image parts (needs `workspace`, where incoming
+    /// files land); other files are refused with a notice.
+    pub images: bool,
     /// Most messages of history sent (the oldest dropped first).
     pub history_max_messages: usize,
     /// Most estimated tokens of history sent (the oldest dropped first).
@@ -39,6 +42,7 @@ impl Default for OpenAiSettings {
             system_prompt: None,
             temperature: None,
             max_tokens: None,
+            images: false,
             history_max_messages: DEFAULT_HISTORY_MAX_MESSAGES,
             history_max_tokens: DEFAULT_HISTORY_MAX_TOKENS,
         }

@@ -361,6 +361,7 @@ async fn start_agents(
                 agent.token.as_ref().map(|t| t.expose().to_owned()),
                 agent.timeout(),
                 agent.openai.clone(),
+                agent.workspace.clone(),
                 store,
                 &agent.id,
             )

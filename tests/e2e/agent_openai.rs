@@ -28,7 +28,19 @@ fn request(turn_id: &str, text: &str) -> TurnRequest {
 }
 
 fn client(proxy: &LiteLlm, store: &Store, model: &str, key: &str) -> AgentClient {
+    client_with_images(proxy, store, model, key, None)
+}
+
+/// [`client`], taking images from `workspace` when one is given.
+fn client_with_images(
+    proxy: &LiteLlm,
+    store: &Store,
+    model: &str,
+    key: &str,
+    workspace: Option<&std::path::Path>,
+) -> AgentClient {
     let settings = OpenAiSettings {
+        images: workspace.is_some(),
         model: model.to_owned(),
         system_prompt: Some("You are a test.".to_owned()),
         temperature: Some(0.2),
@@ -41,6 +53,7 @@ fn client(proxy: &LiteLlm, store: &Store, model: &str, key: &str) -> AgentClient
         Some(key.to_owned()),
         TIMEOUT,
         settings,
+        workspace.map(std::path::Path::to_path_buf),
         store,
         "oa",
     )
@@ -167,12 +180,53 @@ async fn an_openai_compatible_server_s_failures_map_onto_the_retry_policy() {
         size: 10,
     });
     let (out, _) = turn(&agent, "c", &with_file).await;
-    match out.expect_err("a file") {
-        AgentError::TurnFailed { code, message } => {
+    assert_refused(out, "a.pdf", "text only");
+
+    // With images on: an image goes with its message; another file is refused, naming the
+    // limit.
+    let workspace = tempfile::tempdir().expect("workspace");
+    std::fs::create_dir_all(workspace.path().join("inbox/r")).expect("inbox");
+    std::fs::write(
+        workspace.path().join("inbox/r/chart.png"),
+        b"\x89PNG\r\n\x1a\n",
+    )
+    .expect("png");
+    let seeing = client_with_images(
+        &proxy,
+        &store,
+        MOCK_MODEL,
+        MASTER_KEY,
+        Some(workspace.path()),
+    );
+    let mut with_image = request("t5", "what is in it?");
+    with_image.attachments.push(surfaces::agent::Attachment {
+        path: "inbox/r/chart.png".into(),
+        name: "chart.png".into(),
+        mime: "image/png".into(),
+        size: 8,
+    });
+    let (out, _) = turn(&seeing, "img", &with_image).await;
+    assert_eq!(out.expect("an answer about the image").reply, MOCK_REPLY);
+    let (out, _) = turn(&seeing, "img", &with_file).await;
+    assert_refused(out, "a.pdf", "images only");
+    let mut missing = with_image.clone();
+    missing.turn_id = "t6".into();
+    missing.attachments[0].path = "inbox/r/gone.png".into();
+    let (out, _) = turn(&seeing, "img", &missing).await;
+    assert_refused(out, "chart.png", "at most");
+}
+
+/// The turn was refused for its file, saying `what`.
+fn assert_refused(out: Result<surfaces::agent::TurnOutcome, AgentError>, file: &str, what: &str) {
+    match out {
+        Err(AgentError::TurnFailed { code, message }) => {
             assert_eq!(code, "unsupported_file");
-            assert!(message.contains("a.pdf"), "{message}");
+            assert!(
+                message.contains(file) && message.contains(what),
+                "{message}"
+            );
         }
-        other => panic!("{other}"),
+        other => panic!("expected a refusal of {file}: {other:?}"),
     }
 }
 

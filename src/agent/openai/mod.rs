@@ -11,34 +11,42 @@
 //!
 //! The transport is the `http` kind's ([`HttpAgent`]): the API key as a bearer token, the
 //! silence and whole-turn timeouts, and HTTP statuses mapped onto the retry policy (429 with
-//! `Retry-After` and 5xx transient; 400, 401, 404 permanent). Files are not sent: this kind
-//! carries text (a turn with attachments is refused with a notice).
+//! `Retry-After` and 5xx transient; 400, 401, 404 permanent). With `images = true`, images
+//! the person sends (read from the agent's `workspace`, where incoming files land) go with
+//! their message as image parts, inline up to [`MAX_IMAGE_BYTES`]; the history keeps a note
+//! of them, not their bytes. Other files, or any file without `images`, are refused with a
+//! notice naming the limit.
 
 pub mod history;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use self::history::{keep_from, Conversation, Conversations, LastTurn};
-use self::wire::{parse_chunk, request_body, ChatMessage, Chunk, Role};
+use self::wire::{parse_chunk, request_body, ChatMessage, Chunk, ImagePart, Role};
 use super::{
-    AgentError, AgentEvent, ContextInfo, ErrorBody, HealthInfo, HttpAgent, SnapshotInfo,
-    TurnOutcome, TurnRequest, CANCELLED_CODE,
+    AgentError, AgentEvent, Attachment, ContextInfo, ErrorBody, FileEvent, HealthInfo, HttpAgent,
+    SnapshotInfo, TurnOutcome, TurnRequest, CANCELLED_CODE,
 };
 use crate::config::OpenAiSettings;
 use crate::store::{Store, StoreError};
 
-/// The code of the failure a turn with files ends with.
+/// The code of the failure a turn with a file the model cannot take ends with.
 pub const UNSUPPORTED_FILE_CODE: &str = "unsupported_file";
+/// Largest image sent inline (the common providers' limit).
+pub const MAX_IMAGE_BYTES: u64 = 20 * 1024 * 1024;
 
 /// An OpenAI-compatible agent.
 pub struct OpenAiAgent {
     http: HttpAgent,
     settings: OpenAiSettings,
+    /// Where incoming files land (images are read from there).
+    workspace: Option<PathBuf>,
     conversations: Conversations,
     /// Running turns by id, to stop on `!cancel`.
     running: Mutex<HashMap<String, Arc<Notify>>>,
@@ -71,16 +79,18 @@ impl Drop for Running<'_> {
 
 impl OpenAiAgent {
     /// Agent `agent_id` over `http` (the server's base URL, up to and including `/v1`),
-    /// asked per `settings`, its conversations in `store`.
+    /// asked per `settings`, its conversations in `store`, incoming files in `workspace`.
     pub fn new(
         http: HttpAgent,
         settings: OpenAiSettings,
+        workspace: Option<PathBuf>,
         store: &Store,
         agent_id: &str,
     ) -> Result<Self, AgentError> {
         Ok(Self {
             http,
             settings,
+            workspace,
             conversations: Conversations::open(store, agent_id).map_err(store_error)?,
             running: Mutex::default(),
         })
@@ -108,22 +118,14 @@ impl OpenAiAgent {
             // A retry or a resume of the turn answered last: its reply, not a second request.
             return Ok(replay(&last.reply, on_event));
         }
-        if let Some(file) = req.attachments.first() {
-            return Err(AgentError::TurnFailed {
-                code: UNSUPPORTED_FILE_CODE.to_owned(),
-                message: format!(
-                    "this agent takes text only, so {} was not sent; describe it in words instead",
-                    file.name
-                ),
-            });
-        }
+        let images = self.images_of(&req.attachments).await?;
         let settings = &self.settings;
         let from = keep_from(
             &conversation.messages,
             settings.history_max_messages.saturating_sub(1),
             settings.history_max_tokens,
         );
-        let body = request_body(settings, &conversation.messages[from..], &req.text);
+        let body = request_body(settings, &conversation.messages[from..], &req.text, &images);
         let url = format!("{}/chat/completions", self.http.base_url());
         let cancel = Arc::new(Notify::new());
         self.running
@@ -165,9 +167,14 @@ impl OpenAiAgent {
                 });
             }
         };
+        // The history notes the images, without their bytes.
+        let mut asked = req.text.clone();
+        for file in &req.attachments {
+            asked.push_str(&format!("\n[image: {}]", file.name));
+        }
         conversation
             .messages
-            .push(ChatMessage::new(Role::User, req.text.clone()));
+            .push(ChatMessage::new(Role::User, asked));
         conversation
             .messages
             .push(ChatMessage::new(Role::Assistant, outcome.reply.clone()));
@@ -186,6 +193,47 @@ impl OpenAiAgent {
             .await
             .map_err(store_error)?;
         Ok(outcome)
+    }
+
+    /// The turn's files as image parts; a file the model cannot take fails the turn with a
+    /// notice naming the limit.
+    async fn images_of(&self, files: &[Attachment]) -> Result<Vec<ImagePart>, AgentError> {
+        let mut images = Vec::with_capacity(files.len());
+        for file in files {
+            let refuse = |message: String| AgentError::TurnFailed {
+                code: UNSUPPORTED_FILE_CODE.to_owned(),
+                message,
+            };
+            let workspace = match &self.workspace {
+                Some(workspace) if self.settings.images => workspace.clone(),
+                _ => return Err(refuse(crate::texts::model_takes_text_only(&file.name))),
+            };
+            if !file.mime.starts_with("image/") {
+                let limit = crate::files::human_size(MAX_IMAGE_BYTES);
+                return Err(refuse(crate::texts::model_takes_images_only(
+                    &file.name, &limit,
+                )));
+            }
+            let event = FileEvent {
+                path: file.path.clone(),
+                name: file.name.clone(),
+                mime: file.mime.clone(),
+            };
+            let loaded = tokio::task::spawn_blocking(move || {
+                crate::files::load_outbound(&workspace, &event, MAX_IMAGE_BYTES)
+            })
+            .await
+            .map_err(|e| AgentError::Io(format!("reading an image: {e}")))?;
+            match loaded {
+                Ok(image) => images.push(ImagePart::new(image.mime.essence_str(), &image.data)),
+                Err(refusal) => {
+                    tracing::warn!(name = %file.name, %refusal, "cannot read an image for the model");
+                    let limit = crate::files::human_size(MAX_IMAGE_BYTES);
+                    return Err(refuse(crate::texts::image_not_sent(&file.name, &limit)));
+                }
+            }
+        }
+        Ok(images)
     }
 
     /// Stops a running turn (its stream is no longer read); a turn not running is not an error.

@@ -42,9 +42,32 @@ impl ChatMessage {
     }
 }
 
+/// An image sent with the person's message, as a `data:` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImagePart {
+    /// `data:<mime>;base64,<bytes>`.
+    pub data_url: String,
+}
+
+impl ImagePart {
+    /// The image `data` of type `mime`.
+    pub fn new(mime: &str, data: &[u8]) -> Self {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+        Self {
+            data_url: format!("data:{mime};base64,{encoded}"),
+        }
+    }
+}
+
 /// The body of `POST /chat/completions` for a streamed turn: the system prompt, the history,
-/// then the person's message.
-pub fn request_body(settings: &OpenAiSettings, history: &[ChatMessage], user: &str) -> Value {
+/// then the person's message (with its images as parts, when there are any).
+pub fn request_body(
+    settings: &OpenAiSettings,
+    history: &[ChatMessage],
+    user: &str,
+    images: &[ImagePart],
+) -> Value {
     let mut messages = Vec::with_capacity(history.len() + 2);
     if let Some(prompt) = &settings.system_prompt {
         messages.push(json!({ "role": "system", "content": prompt }));
@@ -52,7 +75,17 @@ pub fn request_body(settings: &OpenAiSettings, history: &[ChatMessage], user: &s
     for message in history {
         messages.push(json!({ "role": message.role, "content": message.content }));
     }
-    messages.push(json!({ "role": "user", "content": user }));
+    if images.is_empty() {
+        messages.push(json!({ "role": "user", "content": user }));
+    } else {
+        let mut parts = vec![json!({ "type": "text", "text": user })];
+        parts.extend(
+            images
+                .iter()
+                .map(|i| json!({ "type": "image_url", "image_url": { "url": i.data_url } })),
+        );
+        messages.push(json!({ "role": "user", "content": parts }));
+    }
     let mut body = json!({
         "model": settings.model,
         "messages": messages,
@@ -185,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn the_request_carries_the_prompt_history_and_settings() {
+    fn the_request_carries_the_prompt_history_settings_and_images() {
         let settings = OpenAiSettings {
             model: "m1".into(),
             system_prompt: Some("Be brief.".into()),
@@ -197,7 +230,7 @@ mod tests {
             ChatMessage::new(Role::User, "hi"),
             ChatMessage::new(Role::Assistant, "hello"),
         ];
-        let body = request_body(&settings, &history, "and now?");
+        let body = request_body(&settings, &history, "and now?", &[]);
         assert_eq!(
             body,
             json!({
@@ -217,11 +250,16 @@ mod tests {
             model: "m2".into(),
             ..OpenAiSettings::default()
         };
-        let body = request_body(&plain, &[], "what is this?");
+        let image = ImagePart::new("image/png", b"\x89PNG");
+        assert_eq!(image.data_url, "data:image/png;base64,iVBORw==");
+        let body = request_body(&plain, &[], "what is this?", &[image]);
         assert!(body.get("temperature").is_none() && body.get("max_tokens").is_none());
         assert_eq!(
             body["messages"],
-            json!([{"role": "user", "content": "what is this?"}])
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw=="}},
+            ]}])
         );
     }
 }
