@@ -291,14 +291,8 @@ impl HttpAgent {
         self.max_turn = max_turn;
     }
 
-    /// `fut` (one step of a turn's stream), unless the agent stays silent past the timeout.
-    async fn within_silence<T>(
-        &self,
-        fut: impl std::future::Future<Output = Result<T, AgentError>>,
-    ) -> Result<T, AgentError> {
-        self.with_timeout(fut).await
-    }
-
+    /// `fut`, unless the agent stays silent past the timeout (a call's whole answer, or one
+    /// step of a turn's stream).
     async fn with_timeout<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, AgentError>>,
@@ -339,7 +333,7 @@ impl HttpAgent {
     ) -> Result<TurnOutcome, AgentError> {
         let turn = async {
             let mut resp = self
-                .within_silence(self.send(Method::POST, url, Some(body), EVENT_STREAM))
+                .with_timeout(self.send(Method::POST, url, Some(body), EVENT_STREAM))
                 .await?;
             let content_type = resp
                 .headers()
@@ -362,7 +356,7 @@ impl HttpAgent {
             let mut acc = TurnAccumulator::with_limit(self.max_turn_bytes);
             loop {
                 let chunk = self
-                    .within_silence(async { resp.chunk().await.map_err(|e| self.map_reqwest(e)) })
+                    .with_timeout(async { resp.chunk().await.map_err(|e| self.map_reqwest(e)) })
                     .await?;
                 let events = match &chunk {
                     Some(bytes) => parser.feed(bytes)?,

@@ -9,9 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 
-use crate::synapse::repo_root;
+use crate::synapse::install_once;
 use crate::wait::{file_tail, free_port, terminate_child_blocking};
 
 /// The model that answers [`MOCK_REPLY`].
@@ -30,30 +30,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Runs `ops/litellm/install` once per process; returns the virtualenv.
 fn ensure_installed() -> anyhow::Result<PathBuf> {
     static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut venv = VENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(path) = venv.as_ref() {
-        return Ok(path.clone());
-    }
-    let script = repo_root().join("ops/litellm/install");
-    let output = Command::new(&script)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !output.status.success() {
-        bail!(
-            "{} failed ({}):\n{}",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let path = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .map(|line| PathBuf::from(line.trim()))
-        .ok_or_else(|| anyhow!("{} printed no venv path", script.display()))?;
-    *venv = Some(path.clone());
-    Ok(path)
+    install_once(&VENV, "ops/litellm/install")
 }
 
 /// A running LiteLLM proxy.

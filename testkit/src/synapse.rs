@@ -35,11 +35,22 @@ pub fn repo_root() -> PathBuf {
 /// `SURFACES_VENV`.
 pub fn ensure_installed() -> anyhow::Result<PathBuf> {
     static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut venv = VENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(path) = venv.as_ref() {
+    install_once(&VENV, "ops/synapse/install")
+}
+
+/// Runs the install script `script` (relative to the repository) unless `cache` already
+/// holds what it printed last: the path on its last line of output.
+pub(crate) fn install_once(
+    cache: &Mutex<Option<PathBuf>>,
+    script: &str,
+) -> anyhow::Result<PathBuf> {
+    let mut cached = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = cached.as_ref() {
         return Ok(path.clone());
     }
-    let script = repo_root().join("ops/synapse/install");
+    let script = repo_root().join(script);
     let output = Command::new(&script)
         .stdin(Stdio::null())
         .output()
@@ -57,8 +68,8 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
         .lines()
         .last()
         .map(|line| PathBuf::from(line.trim()))
-        .ok_or_else(|| anyhow!("{} printed no venv path", script.display()))?;
-    *venv = Some(path.clone());
+        .ok_or_else(|| anyhow!("{} printed no path", script.display()))?;
+    *cached = Some(path.clone());
     Ok(path)
 }
 

@@ -40,7 +40,7 @@ fn client_for(agent: &ReferenceAgent) -> AgentClient {
 }
 
 /// Runs one turn and collects its events.
-async fn turn_collect(
+pub(crate) async fn turn_collect(
     client: &AgentClient,
     chat: &str,
     req: &TurnRequest,

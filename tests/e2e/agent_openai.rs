@@ -10,6 +10,7 @@ use surfaces::agent::{AgentClient, AgentError, AgentEvent, RetryKind, TurnReques
 use surfaces::config::OpenAiSettings;
 use surfaces::store::Store;
 
+use crate::agent_http::turn_collect;
 use crate::support::litellm::{LiteLlm, BUSY_MODEL, MASTER_KEY, MOCK_MODEL, MOCK_REPLY};
 
 /// The client's silence timeout.
@@ -60,21 +61,6 @@ fn client_with_images(
     .expect("client")
 }
 
-async fn turn(
-    client: &AgentClient,
-    chat: &str,
-    req: &TurnRequest,
-) -> (
-    Result<surfaces::agent::TurnOutcome, AgentError>,
-    Vec<AgentEvent>,
-) {
-    let mut events = Vec::new();
-    let out = client
-        .turn(chat, req, &mut |e: &AgentEvent| events.push(e.clone()))
-        .await;
-    (out, events)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_compatible_server_streams_and_surfaces_keeps_the_conversation() {
     let proxy = LiteLlm::start().await.expect("litellm");
@@ -84,7 +70,7 @@ async fn an_openai_compatible_server_streams_and_surfaces_keeps_the_conversation
     assert!(agent.health().await.expect("health").is_ok());
 
     // The answer streams in pieces, and the reply is all of it.
-    let (out, events) = turn(&agent, "chat-1", &request("t1", "hello?")).await;
+    let (out, events) = turn_collect(&agent, "chat-1", &request("t1", "hello?")).await;
     let out = out.expect("a reply");
     assert_eq!(out.reply, MOCK_REPLY);
     let deltas: Vec<&str> = events
@@ -105,14 +91,14 @@ async fn an_openai_compatible_server_streams_and_surfaces_keeps_the_conversation
     assert_eq!(context.messages, 2);
     assert!(context.tokens > 0);
     // A retry of the same turn is answered from there (no second exchange is kept).
-    let (again, _) = turn(&agent, "chat-1", &request("t1", "hello?")).await;
+    let (again, _) = turn_collect(&agent, "chat-1", &request("t1", "hello?")).await;
     assert_eq!(again.expect("replayed").reply, MOCK_REPLY);
     assert_eq!(agent.context("chat-1").await.expect("context").messages, 2);
 
     // Snapshots: saved, then loaded into another chat; the budget (3 messages) holds.
     let saved = agent.save_snapshot("chat-1", "first").await.expect("save");
     assert_eq!(saved.messages, 2);
-    let (out, _) = turn(&agent, "chat-1", &request("t2", "more")).await;
+    let (out, _) = turn_collect(&agent, "chat-1", &request("t2", "more")).await;
     out.expect("second turn");
     let context = agent.context("chat-1").await.expect("context");
     assert_eq!(context.messages, 2, "within 3 messages, whole turns kept");
@@ -146,7 +132,7 @@ async fn an_openai_compatible_server_s_failures_map_onto_the_retry_policy() {
 
     // Rate limited: transient, to be retried.
     let busy = client(&proxy, &store, BUSY_MODEL, MASTER_KEY);
-    let (out, _) = turn(&busy, "c", &request("t1", "hi")).await;
+    let (out, _) = turn_collect(&busy, "c", &request("t1", "hi")).await;
     let err = out.expect_err("429");
     assert!(matches!(err, AgentError::Busy { status: 429, .. }), "{err}");
     assert!(matches!(err.retry_kind(), RetryKind::Transient { .. }));
@@ -158,7 +144,7 @@ async fn an_openai_compatible_server_s_failures_map_onto_the_retry_policy() {
 
     // A wrong key and an unknown model: permanent (the operator must fix the config).
     let wrong_key = client(&proxy, &store, MOCK_MODEL, "sk-wrong");
-    let (out, _) = turn(&wrong_key, "c", &request("t2", "hi")).await;
+    let (out, _) = turn_collect(&wrong_key, "c", &request("t2", "hi")).await;
     let err = out.expect_err("401");
     assert_eq!(err.retry_kind(), RetryKind::Permanent, "{err}");
     assert!(
@@ -166,7 +152,7 @@ async fn an_openai_compatible_server_s_failures_map_onto_the_retry_policy() {
         "the key is never shown: {err}"
     );
     let unknown = client(&proxy, &store, "no-such-model", MASTER_KEY);
-    let (out, _) = turn(&unknown, "c", &request("t3", "hi")).await;
+    let (out, _) = turn_collect(&unknown, "c", &request("t3", "hi")).await;
     let err = out.expect_err("unknown model");
     assert_eq!(err.retry_kind(), RetryKind::Permanent, "{err}");
 
@@ -179,7 +165,7 @@ async fn an_openai_compatible_server_s_failures_map_onto_the_retry_policy() {
         mime: "application/pdf".into(),
         size: 10,
     });
-    let (out, _) = turn(&agent, "c", &with_file).await;
+    let (out, _) = turn_collect(&agent, "c", &with_file).await;
     assert_refused(out, "a.pdf", "text only");
 
     // With images on: an image goes with its message; another file is refused, naming the
@@ -205,14 +191,14 @@ async fn an_openai_compatible_server_s_failures_map_onto_the_retry_policy() {
         mime: "image/png".into(),
         size: 8,
     });
-    let (out, _) = turn(&seeing, "img", &with_image).await;
+    let (out, _) = turn_collect(&seeing, "img", &with_image).await;
     assert_eq!(out.expect("an answer about the image").reply, MOCK_REPLY);
-    let (out, _) = turn(&seeing, "img", &with_file).await;
+    let (out, _) = turn_collect(&seeing, "img", &with_file).await;
     assert_refused(out, "a.pdf", "images only");
     let mut missing = with_image.clone();
     missing.turn_id = "t6".into();
     missing.attachments[0].path = "inbox/r/gone.png".into();
-    let (out, _) = turn(&seeing, "img", &missing).await;
+    let (out, _) = turn_collect(&seeing, "img", &missing).await;
     assert_refused(out, "chart.png", "at most");
 }
 

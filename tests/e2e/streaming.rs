@@ -33,6 +33,25 @@ async fn ask_stream(
     Ok((question, first))
 }
 
+/// Waits until `person` sees the bot's read receipt on `event`.
+async fn bot_receipt_on(
+    person: &Person,
+    chat: &OwnedRoomId,
+    bot: &matrix_sdk::ruma::UserId,
+    event: &OwnedEventId,
+) -> anyhow::Result<()> {
+    let room = person.room(chat).await?;
+    wait_until(WAIT, POLL, || async {
+        let receipt = room
+            .load_user_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, bot)
+            .await
+            .ok()??;
+        (&receipt.0 == event).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("no read receipt of the bot on {event}: {e}"))
+}
+
 /// A stack whose bot streams (capped at [`MAX_EDITS`]) and whose agent may take a minute.
 async fn streaming_stack() -> anyhow::Result<Stack> {
     streaming_stack_with(&[]).await
@@ -81,16 +100,7 @@ async fn a_slow_reply_streams_as_capped_edits_ending_in_the_whole_text() -> anyh
     let (question, first) = ask_stream(&stack, &alice, &ob.chat, words).await?;
     let first_word = sent.elapsed();
     // The question was taken: the bot's read receipt is on it.
-    let room = alice.room(&ob.chat).await?;
-    wait_until(WAIT, POLL, || async {
-        let receipt = room
-            .load_user_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, &bot)
-            .await
-            .ok()??;
-        (receipt.0 == question).then_some(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("no read receipt of the bot on the question: {e}"))?;
+    bot_receipt_on(&alice, &ob.chat, &bot, &question).await?;
     assert!(
         first.body.starts_with("word-1") && first.body.len() < whole.len(),
         "posted at its first words: {first:?}"
@@ -199,16 +209,7 @@ async fn a_queued_message_is_seen_told_and_answered_after_a_cancelled_stream() -
     stack.agent.set_interval(Duration::from_millis(100));
     let (_question, first) = ask_stream(&stack, &alice, &ob.chat, 300).await?;
     let second = alice.send_text(&ob.chat, "and then?").await?;
-    let room = alice.room(&ob.chat).await?;
-    wait_until(WAIT, POLL, || async {
-        let receipt = room
-            .load_user_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, &bot)
-            .await
-            .ok()??;
-        (receipt.0 == second).then_some(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("no read receipt of the bot on the queued message: {e}"))?;
+    bot_receipt_on(&alice, &ob.chat, &bot, &second).await?;
     let queued = alice
         .wait_for_message(
             &ob.chat,

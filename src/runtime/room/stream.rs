@@ -53,8 +53,6 @@ pub struct Streamed {
     pub messages: Vec<LivePart>,
     /// The text of the deltas received (after the last restart of the turn).
     pub text: String,
-    /// Pacing steps made (edits and continuations; the final edits not counted).
-    pub edits: u32,
 }
 
 /// A reply being streamed; the turn feeds it through [`LiveReply::sender`].
@@ -226,7 +224,6 @@ impl Live {
             }
         }
         Streamed {
-            edits: pacer.edits(),
             messages,
             text: shown.text,
         }
