@@ -122,6 +122,53 @@ pub fn image_not_sent(file_name: &str, limit: &str) -> String {
     )
 }
 
+/// An A2A agent's question with no words of its own.
+pub const A2A_INPUT_REQUIRED: &str = "The agent needs more from you to go on.";
+/// An A2A task that failed without saying why.
+pub const A2A_TASK_FAILED: &str = "the task failed";
+/// An A2A task the agent refused without saying why.
+pub const A2A_TASK_REJECTED: &str = "the agent refused the task";
+/// An A2A task waiting for credentials, without saying which.
+pub const A2A_AUTH_REQUIRED: &str = "the agent needs credentials";
+/// `!yes` / `!no` for an A2A question that a message already answered.
+pub const A2A_ALREADY_ANSWERED: &str =
+    "that question was already answered (by a message sent after it)";
+/// A file an A2A agent offered at a URL that is not its own.
+pub const A2A_FOREIGN_URL: &str = "it is offered at a URL that is not the agent's own";
+
+/// A file too big to send to an A2A agent (`limit`: the largest sent).
+pub fn a2a_file_too_large(file_name: &str, limit: &str) -> String {
+    format!(
+        "{file_name} could not be sent to the agent: files must be readable and at most {limit}"
+    )
+}
+
+/// A file an A2A agent returned that could not be taken.
+pub fn a2a_file_not_taken(file_name: &str, reason: &str) -> String {
+    format!(
+        "_(The agent's file {} could not be posted: {reason}.)_",
+        escape_markdown(file_name)
+    )
+}
+
+/// An A2A agent waits for credentials Surfaces does not have: the operator must act.
+pub fn agent_needs_auth(agent_name: &str, said: &str) -> String {
+    format!(
+        "🔒 {} needs credentials I do not have to do that (it said: {}). Ask whoever runs me \
+         to configure them for this agent (its `token` in the agents configuration).",
+        escape_markdown(agent_name),
+        short_reason(said)
+    )
+}
+
+/// A command the chat's agent does not offer (`what`: the command).
+pub fn agent_does_not_offer(agent_name: &str, what: &str) -> String {
+    format!(
+        "{} does not offer {what}: its protocol gives me no way to do that.",
+        escape_markdown(agent_name)
+    )
+}
+
 /// A turn ran past the agent's `max_turn_secs` (streaming all along).
 pub fn agent_turn_too_long(agent_name: &str, ran_secs: u64) -> String {
     format!(
@@ -443,8 +490,50 @@ pub fn agent_asks(agent_name: &str, prompt: &str, ttl_secs: u64) -> String {
     )
 }
 
+/// An agent's question that any message answers (`ttl_secs`: how long it waits).
+pub fn agent_asks_free(agent_name: &str, prompt: &str, ttl_secs: u64) -> String {
+    format!(
+        "{} asks: {}\n\nReply with your answer, or `!yes` / `!no` (within {}).",
+        escape_markdown(agent_name),
+        prompt,
+        human_duration(ttl_secs)
+    )
+}
+
 /// The agent's question was declined.
 pub const AGENT_DECLINED: &str = "OK, I told the agent no.";
+
+/// The skills an agent says it has, under its line of `!agent`.
+pub fn agent_skills(skills: &[crate::agent::about::Skill]) -> String {
+    let named: Vec<String> = skills
+        .iter()
+        .map(|s| {
+            if s.description.trim().is_empty() {
+                escape_markdown(&s.name)
+            } else {
+                format!(
+                    "{} ({})",
+                    escape_markdown(&s.name),
+                    escape_markdown(s.description.trim())
+                )
+            }
+        })
+        .collect();
+    format!("  skills: {}", named.join("; "))
+}
+
+/// The chat's agent, at the end of `!help`.
+pub fn help_agent(name: &str, description: &str, skills: &[crate::agent::about::Skill]) -> String {
+    let mut text = format!("This chat's agent: **{}**", escape_markdown(name));
+    if !description.trim().is_empty() {
+        text.push_str(&format!(": {}", escape_markdown(description.trim())));
+    }
+    if !skills.is_empty() {
+        text.push('\n');
+        text.push_str(&agent_skills(skills));
+    }
+    text
+}
 
 /// One line of `!agent`.
 pub fn agent_line(

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use super::a2a::A2aAgent;
+use super::about::SharedAbout;
 use super::echo::EchoAgent;
 use super::error::AgentError;
 use super::http::HttpAgent;
@@ -22,6 +24,8 @@ pub enum AgentClient {
     Echo(EchoAgent),
     /// An OpenAI-compatible chat completions server (Surfaces keeps the conversations).
     OpenAi(OpenAiAgent),
+    /// An agent speaking A2A.
+    A2a(A2aAgent),
 }
 
 impl AgentClient {
@@ -51,11 +55,34 @@ impl AgentClient {
         OpenAiAgent::new(http, settings, workspace, store, agent_id).map(AgentClient::OpenAi)
     }
 
+    /// An A2A agent whose card is at `base_url`: `token` is sent as a bearer token,
+    /// `timeout` bounds its silences, files go through `workspace`, what Surfaces remembers
+    /// of its chats is kept in `store`, and what its card says is shared through `about`.
+    pub fn a2a(
+        base_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        workspace: Option<std::path::PathBuf>,
+        store: &crate::store::Store,
+        agent_id: &str,
+        about: SharedAbout,
+    ) -> Result<Self, AgentError> {
+        A2aAgent::new(base_url, token, timeout, workspace, store, agent_id, about)
+            .map(AgentClient::A2a)
+    }
+
+    /// Whether the agent's questions take any answer (the person's next message), not only
+    /// `!yes` / `!no`.
+    pub fn takes_free_answers(&self) -> bool {
+        matches!(self, AgentClient::A2a(_))
+    }
+
     /// The HTTP transport of the kinds that have one.
     fn transport(&mut self) -> Option<&mut HttpAgent> {
         match self {
             AgentClient::Http(agent) => Some(agent),
             AgentClient::OpenAi(agent) => Some(agent.http_mut()),
+            AgentClient::A2a(agent) => Some(agent.http_mut()),
             AgentClient::Echo(_) => None,
         }
     }
@@ -95,6 +122,7 @@ impl AgentClient {
             AgentClient::Http(a) => a.turn(chat, req, on_event).await,
             AgentClient::Echo(a) => a.turn(chat, req, on_event),
             AgentClient::OpenAi(a) => a.turn(chat, req, on_event).await,
+            AgentClient::A2a(a) => a.turn(chat, req, on_event).await,
         }
     }
 
@@ -125,6 +153,10 @@ impl AgentClient {
                     .await
             }
             AgentClient::Echo(a) => a.confirm(chat, confirm_id, approved, turn_id, on_event),
+            AgentClient::A2a(a) => {
+                a.confirm(chat, confirm_id, approved, turn_id, on_event)
+                    .await
+            }
             // It never asks (no `confirm` events): nothing waits for an answer.
             AgentClient::OpenAi(_) => Err(AgentError::Rejected {
                 status: 404,
@@ -139,6 +171,7 @@ impl AgentClient {
             AgentClient::Http(a) => a.cancel(chat, turn_id).await,
             AgentClient::Echo(a) => a.cancel(chat, turn_id),
             AgentClient::OpenAi(a) => a.cancel(chat, turn_id),
+            AgentClient::A2a(a) => a.cancel(chat, turn_id).await,
         }
     }
 
@@ -148,6 +181,7 @@ impl AgentClient {
             AgentClient::Http(a) => a.context(chat).await,
             AgentClient::Echo(a) => a.context(chat),
             AgentClient::OpenAi(a) => a.context(chat),
+            AgentClient::A2a(a) => a.context(chat),
         }
     }
 
@@ -157,6 +191,7 @@ impl AgentClient {
             AgentClient::Http(a) => a.save_snapshot(chat, name).await,
             AgentClient::Echo(a) => a.save_snapshot(chat, name),
             AgentClient::OpenAi(a) => a.save_snapshot(chat, name).await,
+            AgentClient::A2a(a) => a.save_snapshot(chat, name),
         }
     }
 
@@ -172,6 +207,7 @@ impl AgentClient {
             AgentClient::Http(a) => a.restore(chat, snapshot, from_chat).await,
             AgentClient::Echo(a) => a.restore(chat, snapshot, from_chat),
             AgentClient::OpenAi(a) => a.restore(chat, snapshot, from_chat).await,
+            AgentClient::A2a(a) => a.restore(chat, snapshot, from_chat),
         }
     }
 
@@ -181,6 +217,7 @@ impl AgentClient {
             AgentClient::Http(a) => a.delete_chat(chat).await,
             AgentClient::Echo(a) => a.delete_chat(chat),
             AgentClient::OpenAi(a) => a.delete_chat(chat).await,
+            AgentClient::A2a(a) => a.delete_chat(chat).await,
         }
     }
 
@@ -190,6 +227,7 @@ impl AgentClient {
             AgentClient::Http(a) => a.health().await,
             AgentClient::Echo(a) => Ok(a.health()),
             AgentClient::OpenAi(a) => a.health().await,
+            AgentClient::A2a(a) => a.health().await,
         }
     }
 }

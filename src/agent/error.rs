@@ -14,7 +14,7 @@ use crate::retry::RetryKind;
 ///
 /// | variant | kind |
 /// |---|---|
-/// | `InvalidConfig`, `InvalidChatId`, `Rejected` (4xx but 408/429), `TurnFailed`, `TurnTooLong` | permanent |
+/// | `InvalidConfig`, `InvalidChatId`, `Rejected` (4xx but 408/429), `TurnFailed`, `TurnTooLong`, `Unsupported` | permanent |
 /// | `Unreachable`, `Io` | network |
 /// | `Timeout`, `Busy` (429/503, with `Retry-After`), `Server` (5xx, 408), `Incomplete`, `Store` | transient |
 /// | `Protocol` | transient (see below) |
@@ -50,6 +50,9 @@ pub enum AgentError {
     /// trying it again would only take as long.
     #[error("agent turn ran longer than {0:?}")]
     TurnTooLong(Duration),
+    /// The agent's protocol has no such operation (an A2A agent asked for `!context`).
+    #[error("the agent does not offer {0}")]
+    Unsupported(String),
     /// HTTP 429 or 503: the agent is overloaded or restarting.
     #[error(
         "agent is busy (HTTP {status}{}){}",
@@ -102,6 +105,9 @@ fn fmt_retry_after(retry_after: &Option<Duration>) -> String {
 
 /// The `error` event code an agent uses for a cancelled turn.
 pub const CANCELLED_CODE: &str = "cancelled";
+/// The `error` code of a turn the agent cannot do without credentials Surfaces lacks (the
+/// operator must configure them; an A2A task in `auth-required`).
+pub const AUTH_REQUIRED_CODE: &str = "auth_required";
 
 impl crate::retry::Retryable for AgentError {
     fn retry_kind(&self) -> RetryKind {
@@ -126,7 +132,8 @@ impl AgentError {
             | AgentError::InvalidChatId(_)
             | AgentError::Rejected { .. }
             | AgentError::TurnFailed { .. }
-            | AgentError::TurnTooLong(_) => RetryKind::Permanent,
+            | AgentError::TurnTooLong(_)
+            | AgentError::Unsupported(_) => RetryKind::Permanent,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct HttpAgent {
     has_token: bool,
     /// Most bytes one turn may accumulate (see [`TurnAccumulator::with_limit`]).
     max_turn_bytes: usize,
+    /// Whether a stream request may be answered with one JSON body (A2A's errors).
+    json_answers: bool,
 }
 
 impl fmt::Debug for HttpAgent {
@@ -125,6 +127,16 @@ impl HttpAgent {
         token: Option<String>,
         timeout: Duration,
     ) -> Result<Self, AgentError> {
+        Self::with_headers(base_url, token, timeout, HeaderMap::new())
+    }
+
+    /// [`HttpAgent::new`], sending `headers` with every request too (a protocol's version).
+    pub fn with_headers(
+        base_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        mut headers: HeaderMap,
+    ) -> Result<Self, AgentError> {
         // Errors name the base URL without its credentials.
         let shown = crate::redact::strip_credentials(base_url);
         let parsed = url::Url::parse(base_url)
@@ -144,7 +156,6 @@ impl HttpAgent {
                 "agent timeout must be more than zero".to_owned(),
             ));
         }
-        let mut headers = HeaderMap::new();
         let has_token = token.as_deref().is_some_and(|t| !t.is_empty());
         if let Some(token) = token.filter(|t| !t.is_empty()) {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
@@ -167,6 +178,7 @@ impl HttpAgent {
             max_turn: Duration::from_secs(crate::config::DEFAULT_MAX_TURN_SECS),
             has_token,
             max_turn_bytes: super::accumulator::DEFAULT_MAX_TURN_BYTES,
+            json_answers: false,
         })
     }
 
@@ -244,6 +256,38 @@ impl HttpAgent {
         self.call_json(Method::GET, &url, None).await
     }
 
+    /// `POST url` with a JSON body and the overall timeout; returns the parsed answer.
+    pub(super) async fn post_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &(dyn erased::Body + '_),
+    ) -> Result<T, AgentError> {
+        self.call_json(Method::POST, url, Some(body)).await
+    }
+
+    /// `GET url` (a file the agent offers), at most `cap` bytes, with the overall timeout;
+    /// returns the bytes and the announced content type. `Ok(None)`: larger than `cap`.
+    pub(super) async fn get_bytes(
+        &self,
+        url: &str,
+        cap: usize,
+    ) -> Result<Option<(Vec<u8>, String)>, AgentError> {
+        self.with_timeout(async {
+            let resp = self.send(Method::GET, url, None, "*/*").await?;
+            let content_type = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let (bytes, truncated) = read_capped(resp, cap)
+                .await
+                .map_err(|e| self.map_reqwest(e))?;
+            Ok((!truncated).then_some((bytes, content_type)))
+        })
+        .await
+    }
+
     /// A JSON call with the overall timeout; returns the parsed answer.
     async fn call_json<T: DeserializeOwned>(
         &self,
@@ -291,6 +335,21 @@ impl HttpAgent {
         self.max_turn = max_turn;
     }
 
+    /// Lets a stream request be answered with one JSON body, decoded as its only event.
+    pub fn accept_json_answers(&mut self) {
+        self.json_answers = true;
+    }
+
+    /// The longest a whole turn may run.
+    pub fn max_turn(&self) -> Duration {
+        self.max_turn
+    }
+
+    /// The most bytes one turn may accumulate.
+    pub fn max_turn_bytes(&self) -> usize {
+        self.max_turn_bytes
+    }
+
     /// `fut`, unless the agent stays silent past the timeout (a call's whole answer, or one
     /// step of a turn's stream).
     async fn with_timeout<T>(
@@ -310,25 +369,26 @@ impl HttpAgent {
         body: &dyn erased::Body,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<TurnOutcome, AgentError> {
-        let decode = &mut |sse: &SseEvent| {
-            let event = parse_agent_event(&sse.event, &sse.data)?;
-            if event.is_none() {
-                tracing::debug!(event = %sse.event, "ignoring unknown agent event");
+        let decode = &mut |sse: &SseEvent, out: &mut Vec<AgentEvent>| {
+            match parse_agent_event(&sse.event, &sse.data)? {
+                Some(event) => out.push(event),
+                None => tracing::debug!(event = %sse.event, "ignoring unknown agent event"),
             }
-            Ok(event)
+            Ok(())
         };
         self.stream_decoded(url, body, decode, on_event).await
     }
 
     /// Posts `body` to the event-stream endpoint `url` and folds the stream into an outcome,
-    /// each server-sent event turned into the agent event it carries by `decode` (`None`:
-    /// nothing to act on). The server may be silent for `timeout` before its answer starts and
-    /// between two chunks of it; the whole turn may take `max_turn`.
+    /// each server-sent event turned into the agent events it carries by `decode` (pushed
+    /// onto its second argument; none: nothing to act on). The server may be silent for
+    /// `timeout` before its answer starts and between two chunks of it; the whole turn may
+    /// take `max_turn`.
     pub(super) async fn stream_decoded(
         &self,
         url: &str,
         body: &(dyn erased::Body + '_),
-        decode: &mut (dyn FnMut(&SseEvent) -> Result<Option<AgentEvent>, AgentError> + Send),
+        decode: &mut Decode<'_>,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<TurnOutcome, AgentError> {
         let turn = async {
@@ -347,6 +407,28 @@ impl HttpAgent {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase();
+            if essence == "application/json" && self.json_answers {
+                // A protocol that answers a failure before any event as plain JSON: the
+                // body is decoded as the stream's one event.
+                let (bytes, truncated) = read_capped(resp, MAX_JSON_BODY_BYTES)
+                    .await
+                    .map_err(|e| self.map_reqwest(e))?;
+                if truncated {
+                    return Err(AgentError::Protocol(format!(
+                        "answer larger than {MAX_JSON_BODY_BYTES} bytes"
+                    )));
+                }
+                let data = String::from_utf8(bytes)
+                    .map_err(|e| AgentError::Protocol(format!("answer is not UTF-8: {e}")))?;
+                let sse = SseEvent {
+                    event: super::sse::DEFAULT_EVENT_NAME.to_owned(),
+                    data,
+                };
+                let mut acc = TurnAccumulator::with_limit(self.max_turn_bytes);
+                let mut decoded = Vec::new();
+                return fold_one(&sse, decode, &mut decoded, &mut acc, on_event)?
+                    .unwrap_or(Err(AgentError::Incomplete));
+            }
             if essence != EVENT_STREAM {
                 return Err(AgentError::Protocol(format!(
                     "expected {EVENT_STREAM}, got content type {content_type:?}"
@@ -354,6 +436,7 @@ impl HttpAgent {
             }
             let mut parser = SseParser::new();
             let mut acc = TurnAccumulator::with_limit(self.max_turn_bytes);
+            let mut decoded = Vec::new();
             loop {
                 let chunk = self
                     .with_timeout(async { resp.chunk().await.map_err(|e| self.map_reqwest(e)) })
@@ -363,11 +446,8 @@ impl HttpAgent {
                     None => parser.finish()?.into_iter().collect(),
                 };
                 for sse in events {
-                    let Some(event) = decode(&sse)? else {
-                        continue;
-                    };
-                    on_event(&event);
-                    if let Some(result) = acc.apply(&event) {
+                    if let Some(result) = fold_one(&sse, decode, &mut decoded, &mut acc, on_event)?
+                    {
                         // The contract ends the stream here; whatever follows is not read.
                         return result;
                     }
@@ -501,6 +581,29 @@ pub(super) mod erased {
     }
 }
 
+/// Turns one server-sent event into the agent events it carries (pushed onto the vector).
+pub(super) type Decode<'a> =
+    dyn FnMut(&SseEvent, &mut Vec<AgentEvent>) -> Result<(), AgentError> + Send + 'a;
+
+/// Decodes one server-sent event into `decoded` (emptied first) and folds each agent event
+/// into `acc`, telling `on_event` of it; `Some`: the turn's result (the stream ends there).
+fn fold_one(
+    sse: &SseEvent,
+    decode: &mut Decode<'_>,
+    decoded: &mut Vec<AgentEvent>,
+    acc: &mut TurnAccumulator,
+    on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+) -> Result<Option<Result<TurnOutcome, AgentError>>, AgentError> {
+    decoded.clear();
+    decode(sse, decoded)?;
+    for event in decoded.drain(..) {
+        on_event(&event);
+        if let Some(result) = acc.apply(&event) {
+            return Ok(Some(result));
+        }
+    }
+    Ok(None)
+}
 #[cfg(test)]
 mod tests {
     use super::*;

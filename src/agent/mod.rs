@@ -5,7 +5,9 @@
 //! agent is behind it. The contract is `docs/agent-api.md`; the kinds are:
 //!
 //! - [`http::HttpAgent`]: a real agent server, over HTTP with a Server-Sent-Events reply stream;
-//! - [`echo::EchoAgent`]: the built-in agent used when no platform is configured (demo, tests).
+//! - [`echo::EchoAgent`]: the built-in agent used when no platform is configured (demo, tests);
+//! - [`openai::OpenAiAgent`]: an OpenAI-compatible chat completions server;
+//! - [`a2a::A2aAgent`]: an agent speaking the A2A protocol.
 //!
 //! It also owns the error model ([`AgentError`], split by [`RetryKind`] into network /
 //! transient / permanent failures) and the retry loop ([`turn_with_retry`]) that relies on the
@@ -14,6 +16,8 @@
 //! The module does not read configuration: callers map their config to the constructor
 //! arguments of [`AgentClient`].
 
+pub mod a2a;
+pub mod about;
 pub mod accumulator;
 pub mod client;
 pub mod echo;
@@ -25,9 +29,10 @@ pub mod types;
 
 pub use self::accumulator::TurnAccumulator;
 pub use self::client::{turn_with_retry, turn_with_retry_observed, AgentClient};
-pub use self::error::{AgentError, CANCELLED_CODE};
+pub use self::error::{AgentError, AUTH_REQUIRED_CODE, CANCELLED_CODE};
 pub use self::types::*;
 pub use crate::retry::{RetryKind, RetryPolicy};
+pub use a2a::A2aAgent;
 pub use echo::EchoAgent;
 pub use http::HttpAgent;
 pub use openai::OpenAiAgent;

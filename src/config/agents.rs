@@ -39,6 +39,8 @@ pub enum AgentKind {
     /// An OpenAI-compatible chat completions server at `base_url` (Surfaces keeps the
     /// conversations).
     Openai,
+    /// An agent speaking A2A 1.0 (JSON-RPC), its agent card under `base_url`.
+    A2a,
 }
 
 impl fmt::Display for AgentKind {
@@ -47,6 +49,7 @@ impl fmt::Display for AgentKind {
             AgentKind::Http => "http",
             AgentKind::Echo => "echo",
             AgentKind::Openai => "openai",
+            AgentKind::A2a => "a2a",
         })
     }
 }

@@ -234,7 +234,10 @@ impl Config {
             if agent.kind == AgentKind::Openai {
                 problems.extend(self.openai_problems(i, &agent.openai));
             }
-            if matches!(agent.kind, AgentKind::Http | AgentKind::Openai) {
+            if matches!(
+                agent.kind,
+                AgentKind::Http | AgentKind::Openai | AgentKind::A2a
+            ) {
                 match agent.base_url.as_deref().map(str::trim) {
                     None | Some("") => problems.push(self.agent_problem(
                         i,
@@ -488,6 +491,16 @@ mod tests {
             (
                 format!("{base}[[agents]]\nid = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\ntemperature = 3.5\n"),
                 "agents[0].temperature",
+                "SURFACES__AGENTS",
+            ),
+            (
+                format!("{base}[[agents]]\nid = \"a\"\nkind = \"a2a\"\n"),
+                "agents[0].base_url",
+                "SURFACES__AGENTS",
+            ),
+            (
+                format!("{base}[[agents]]\nid = \"a\"\nkind = \"a2a\"\nbase_url = \"ftp://x\"\n"),
+                "agents[0].base_url",
                 "SURFACES__AGENTS",
             ),
             (

@@ -47,7 +47,8 @@ use self::intake::{Intake, IntakeLimits};
 use self::provisioner::{ProvisionDeps, Provisioner};
 use self::room::RoomDeps;
 use self::router::{AgentRoute, Router};
-use crate::agent::AgentClient;
+use crate::agent::about::SharedAbout;
+use crate::agent::{AgentClient, AgentError};
 use crate::config::{AgentKind, Config};
 use crate::confirmations::Confirmations;
 use crate::files;
@@ -336,6 +337,28 @@ fn spawn_inbox_sweeper(config: &Config) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
+/// How often an A2A agent's card is read again (its health check).
+const CARD_REFRESH: Duration = Duration::from_secs(300);
+
+/// Reads an A2A agent's card now and every [`CARD_REFRESH`]: its name, description and
+/// skills stay current, and a card Surfaces cannot use is logged with the key to fix. Ends
+/// when the agent's connection is gone.
+async fn refresh_card(agent: String, client: std::sync::Weak<AgentClient>) {
+    loop {
+        let Some(client) = client.upgrade() else {
+            return;
+        };
+        match client.health().await {
+            Ok(health) => tracing::debug!(agent, name = %health.agent, "read the agent's card"),
+            // A card Surfaces cannot use was logged with its reason where it was read.
+            Err(AgentError::InvalidConfig(_)) => {}
+            Err(error) => tracing::warn!(agent, %error,
+                "cannot read the agent's A2A card (agents[].base_url); will try again"),
+        }
+        tokio::time::sleep(CARD_REFRESH).await;
+    }
+}
+
 /// Starts one connection actor per configured agent.
 async fn start_agents(
     config: &Config,
@@ -346,12 +369,25 @@ async fn start_agents(
     let mut routes = Vec::new();
     let mut views = Vec::new();
     for agent in &config.agents {
+        let about = SharedAbout::default();
         let client = Arc::new(match agent.kind {
             AgentKind::Echo => AgentClient::echo(),
             AgentKind::Http => AgentClient::http(
                 agent.base_url.as_deref().unwrap_or_default(),
                 agent.token.as_ref().map(|t| t.expose().to_owned()),
                 agent.timeout(),
+            )
+            .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?
+            .with_max_turn_bytes(config.replies.max_turn_bytes)
+            .with_max_turn(agent.max_turn()),
+            AgentKind::A2a => AgentClient::a2a(
+                agent.base_url.as_deref().unwrap_or_default(),
+                agent.token.as_ref().map(|t| t.expose().to_owned()),
+                agent.timeout(),
+                agent.workspace.clone(),
+                store,
+                &agent.id,
+                about.clone(),
             )
             .with_context(|| format!("agents[{}] ({})", routes.len(), agent.id))?
             .with_max_turn_bytes(config.replies.max_turn_bytes)
@@ -369,6 +405,10 @@ async fn start_agents(
             .with_max_turn_bytes(config.replies.max_turn_bytes)
             .with_max_turn(agent.max_turn()),
         });
+        let free_answers = client.takes_free_answers();
+        if agent.kind == AgentKind::A2a {
+            tokio::spawn(refresh_card(agent.id.clone(), Arc::downgrade(&client)));
+        }
         let stats = Arc::new(AgentStats::default());
         let stats_view = stats.clone();
         let max = agent.max_concurrent_turns;
@@ -387,8 +427,10 @@ async fn start_agents(
         });
         routes.push(AgentRoute {
             id: agent.id.clone(),
-            name: agent.name.clone(),
-            description: agent.description.clone(),
+            configured_name: agent.name.clone(),
+            configured_description: agent.description.clone(),
+            about: (agent.kind == AgentKind::A2a).then_some(about),
+            free_answers,
             conn,
             workspace: agent.workspace.clone(),
         });

@@ -308,7 +308,7 @@ async fn create_chat(
     deps.store.put_user(user).await?;
     deps.rooms.start(surface.clone(), chat.clone()).await?;
     Chat::new(surface.clone(), chat.clone())
-        .say(&texts::welcome(&route.name), None)
+        .say(&texts::welcome(&route.name()), None)
         .await;
     Ok(chat)
 }

@@ -36,7 +36,7 @@ use self::queue::RoomQueue;
 use super::agent_conn::RunTurn;
 use super::commands::{self, InFlight};
 use super::router::{ResolveAgent, Router};
-use crate::agent::{AgentError, RetryKind, TurnRequest, TurnSender};
+use crate::agent::{AgentError, RetryKind, TurnRequest, TurnSender, AUTH_REQUIRED_CODE};
 use crate::commands::Parsed;
 use crate::crash::{self, CrashPoint};
 use crate::journal::{Journal, JournalEntry};
@@ -369,6 +369,9 @@ async fn answer(
         }
     };
 
+    if route.free_answers {
+        commands::answered_by_message(&deps, &chat.id, msg.sender.as_str(), &route.id).await;
+    }
     let typing = spawn_typing(chat.clone());
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.id),
@@ -443,9 +446,9 @@ async fn answer(
                 };
             }
             let text = if outcome.reply.trim().is_empty() && !files.is_empty() {
-                texts::files_only_reply(&route.name, files.len())
+                texts::files_only_reply(&route.name(), files.len())
             } else if outcome.reply.trim().is_empty() {
-                texts::empty_reply(&route.name)
+                texts::empty_reply(&route.name())
             } else {
                 outcome.reply
             };
@@ -455,9 +458,9 @@ async fn answer(
                 text
             };
             let delivery = if streamed.messages.is_empty() {
-                reply::send_reply(&chat, &msg, &route.name, text, &deps.replies).await
+                reply::send_reply(&chat, &msg, &route.name(), text, &deps.replies).await
             } else {
-                reply::finish_live(&chat, &msg, &streamed, &route.name, text, &deps.replies).await
+                reply::finish_live(&chat, &msg, &streamed, &route.name(), text, &deps.replies).await
             };
             match delivery {
                 reply::Delivery::Sent => {
@@ -468,7 +471,7 @@ async fn answer(
                 reply::Delivery::Refused(_) => {
                     // Retrying cannot help: the person is told, and the message is done.
                     deps.metrics.message(MessageOutcome::InternalError);
-                    chat.notice(&msg, &texts::reply_undeliverable(&route.name))
+                    chat.notice(&msg, &texts::reply_undeliverable(&route.name()))
                         .await
                 }
                 reply::Delivery::Failed(error) => {
@@ -498,7 +501,7 @@ async fn answer(
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
             deps.metrics.message(MessageOutcome::AgentError);
-            chat.notice(&msg, &agent_failure_text(&route.name, &error))
+            chat.notice(&msg, &agent_failure_text(&route.name(), &error))
                 .await
         }
         Err(error) => {
@@ -509,7 +512,7 @@ async fn answer(
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
             deps.metrics.message(MessageOutcome::AgentUnavailable);
-            let text = texts::agent_unreachable(&route.name, texts::reason::RESTARTING);
+            let text = texts::agent_unreachable(&route.name(), texts::reason::RESTARTING);
             chat.notice(&msg, &text).await
         }
     }
@@ -527,7 +530,11 @@ fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
         AgentError::Server { status, .. } => texts::reason::server_error(*status),
         AgentError::Rejected { status, .. } => texts::reason::refused(*status),
         AgentError::Protocol(_) | AgentError::Incomplete => texts::reason::GARBLED.to_owned(),
+        AgentError::TurnFailed { code, message } if code == AUTH_REQUIRED_CODE => {
+            return texts::agent_needs_auth(agent_name, message)
+        }
         AgentError::TurnFailed { code, message } => texts::reason::agent_said(code, message),
+        AgentError::Unsupported(what) => return texts::agent_does_not_offer(agent_name, what),
         AgentError::InvalidConfig(_) | AgentError::InvalidChatId(_) => {
             texts::reason::MISCONFIGURED.to_owned()
         }
@@ -549,4 +556,40 @@ fn spawn_typing(chat: Chat) -> tokio::task::JoinHandle<()> {
             tokio::time::sleep(TYPING_REFRESH).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_told_in_words_a_person_can_use() {
+        let said = |code: &str, message: &str| AgentError::TurnFailed {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        };
+        for (error, want) in [
+            (
+                said(AUTH_REQUIRED_CODE, "Sign in first."),
+                texts::agent_needs_auth("Bot", "Sign in first."),
+            ),
+            (
+                said("failed", "The tool crashed."),
+                texts::agent_error(
+                    "Bot",
+                    &texts::reason::agent_said("failed", "The tool crashed."),
+                ),
+            ),
+            (
+                AgentError::Unsupported("!context".to_owned()),
+                texts::agent_does_not_offer("Bot", "!context"),
+            ),
+            (
+                AgentError::Incomplete,
+                texts::agent_unreachable("Bot", texts::reason::GARBLED),
+            ),
+        ] {
+            assert_eq!(agent_failure_text("Bot", &error), want, "{error:?}");
+        }
+    }
 }

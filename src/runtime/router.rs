@@ -11,6 +11,7 @@ use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use actors::ChildHandle;
 
 use super::agent_conn::AgentConn;
+use crate::agent::about::{shown_description, shown_name, AgentAbout, SharedAbout, Skill};
 use crate::store::{Store, StoreError};
 
 /// The prefix of platform chat ids: `sfc-<sequence>`.
@@ -21,14 +22,39 @@ pub const CHAT_ID_PREFIX: &str = "sfc-";
 pub struct AgentRoute {
     /// The agent's id.
     pub id: String,
-    /// Its display name.
-    pub name: String,
-    /// What it is for (shown by `!agent`).
-    pub description: String,
+    /// Its display name as configured (the id when the config gives none).
+    pub configured_name: String,
+    /// What it is for, as configured (shown by `!agent`).
+    pub configured_description: String,
+    /// What the agent says about itself (an A2A agent's card), when it says anything.
+    pub about: Option<SharedAbout>,
+    /// Whether its questions take any message as the answer, not only `!yes` / `!no`.
+    pub free_answers: bool,
     /// Its connection actor.
     pub conn: ChildHandle<AgentConn>,
     /// Its workspace root on the shared volume (files in and out); `None`: no files.
     pub workspace: Option<std::path::PathBuf>,
+}
+
+impl AgentRoute {
+    fn said(&self) -> Option<AgentAbout> {
+        self.about.as_ref().and_then(|about| about.read().clone())
+    }
+
+    /// Its display name: the configured one, else the name the agent gives itself.
+    pub fn name(&self) -> String {
+        shown_name(&self.id, &self.configured_name, self.said().as_ref())
+    }
+
+    /// What it is for: as configured, else as the agent says.
+    pub fn description(&self) -> String {
+        shown_description(&self.configured_description, self.said().as_ref())
+    }
+
+    /// The skills the agent says it has.
+    pub fn skills(&self) -> Vec<Skill> {
+        self.said().map(|about| about.skills).unwrap_or_default()
+    }
 }
 
 /// The router actor.

@@ -12,6 +12,7 @@
 //! core running in-process over it ([`inproc`]): the room actor, commands and restarts
 //! tested in milliseconds, and the pipeline benchmark measuring the product itself.
 
+pub mod a2a;
 pub mod alloc;
 pub mod bot;
 pub mod inproc;

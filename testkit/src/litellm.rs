@@ -7,12 +7,12 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use crate::synapse::install_once;
-use crate::wait::{file_tail, free_port, terminate_child_blocking};
+use crate::wait::{file_tail, free_port, terminate_child_blocking, until_http_ok};
 
 /// The model that answers [`MOCK_REPLY`].
 pub const MOCK_MODEL: &str = "mock-gpt";
@@ -95,33 +95,10 @@ impl LiteLlm {
 
     async fn wait_ready(&mut self, port: u16) -> anyhow::Result<()> {
         let url = format!("http://127.0.0.1:{port}/health/liveliness");
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "litellm exited before it was ready ({status}): {}",
-                        self.log_tail()
-                    );
-                }
-            }
-            let ready = http
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Ok(());
-            }
-            if started.elapsed() > START_TIMEOUT {
-                bail!(
-                    "litellm did not answer within {START_TIMEOUT:?}: {}",
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let log = self.dir.path().join("console.log");
+        match self.child.as_mut() {
+            Some(child) => until_http_ok(child, &url, START_TIMEOUT, "litellm", &log).await,
+            None => bail!("litellm is not running"),
         }
     }
 

@@ -147,3 +147,40 @@ pub async fn terminate_child(
         }
     }
 }
+
+/// Waits until `url` answers 2xx, failing early when `child` (the server behind it, named
+/// `what`, logging to `log`) exits, or after `timeout`; the error carries the log's end.
+pub async fn until_http_ok(
+    child: &mut std::process::Child,
+    url: &str,
+    timeout: std::time::Duration,
+    what: &str,
+    log: &std::path::Path,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "{what} exited before it was ready ({status}): {}",
+                file_tail(log, 30)
+            );
+        }
+        let ready = http
+            .get(url)
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            anyhow::bail!(
+                "{what} did not answer within {timeout:?}: {}",
+                file_tail(log, 30)
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

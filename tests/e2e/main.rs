@@ -7,6 +7,7 @@
 
 mod support;
 
+mod agent_a2a;
 mod agent_http;
 mod agent_openai;
 mod catch_up;

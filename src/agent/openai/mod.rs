@@ -137,21 +137,24 @@ impl OpenAiAgent {
         };
         // The text so far: `done` carries it whole (a last chunk's text is in no delta).
         let mut said = String::new();
-        let mut decode = |sse: &crate::agent::sse::SseEvent| match parse_chunk(&sse.data)? {
-            Chunk::Text(text) if text.is_empty() => Ok(None),
-            Chunk::Text(text) => {
-                said.push_str(&text);
-                Ok(Some(AgentEvent::Delta { text }))
-            }
-            Chunk::Finish(text) => {
-                said.push_str(&text);
-                Ok(Some(AgentEvent::Done {
+        let mut decode = |sse: &crate::agent::sse::SseEvent, out: &mut Vec<AgentEvent>| {
+            match parse_chunk(&sse.data)? {
+                Chunk::Text(text) if text.is_empty() => {}
+                Chunk::Text(text) => {
+                    said.push_str(&text);
+                    out.push(AgentEvent::Delta { text });
+                }
+                Chunk::Finish(text) => {
+                    said.push_str(&text);
+                    out.push(AgentEvent::Done {
+                        text: std::mem::take(&mut said),
+                    });
+                }
+                Chunk::Done => out.push(AgentEvent::Done {
                     text: std::mem::take(&mut said),
-                }))
+                }),
             }
-            Chunk::Done => Ok(Some(AgentEvent::Done {
-                text: std::mem::take(&mut said),
-            })),
+            Ok(())
         };
         let outcome = tokio::select! {
             outcome = self.http.stream_decoded(&url, &body, &mut decode, on_event) => outcome?,

@@ -30,13 +30,41 @@ pub async fn list(deps: &RoomDeps, record: &RoomRecord, sender: &str) -> Command
     for agent in &agents {
         lines.push(texts::agent_line(
             &agent.id,
-            &agent.name,
-            &agent.description,
+            &agent.name(),
+            &agent.description(),
             agent.id == selected,
             agent.id == record.agent_id,
         ));
+        let skills = agent.skills();
+        if !skills.is_empty() {
+            lines.push(texts::agent_skills(&skills));
+        }
     }
     Ok(lines.join("\n"))
+}
+
+/// `!help`: the commands, then the chat's agent as it describes itself.
+pub async fn help(deps: &RoomDeps, record: &RoomRecord, is_admin: bool) -> String {
+    let mut text = crate::commands::help_text(is_admin);
+    let route = deps
+        .router
+        .send(ResolveAgent {
+            agent_id: record.agent_id.clone(),
+        })
+        .await;
+    match route {
+        Ok(Some(route)) => {
+            text.push_str("\n\n");
+            text.push_str(&texts::help_agent(
+                &route.name(),
+                &route.description(),
+                &route.skills(),
+            ));
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "router unavailable; !help without the agent"),
+    }
+    text
 }
 
 /// `!agent <id>`: the agent the person's new chats start with. Kept in their home on the
@@ -74,7 +102,7 @@ pub async fn select(chat: &Chat, deps: &RoomDeps, sender: &str, id: &str) -> Com
         .put_user(&user)
         .await
         .map_err(CommandError::internal)?;
-    Ok(texts::agent_selected(&route.name))
+    Ok(texts::agent_selected(&route.name()))
 }
 
 /// `!save [name]`: a snapshot of the conversation, on the agent.
@@ -82,7 +110,7 @@ pub async fn save(deps: &RoomDeps, record: &RoomRecord, name: Option<String>) ->
     let name = name.unwrap_or_else(default_snapshot_name);
     match call(deps, record, Call::Save { name: name.clone() }).await? {
         (_, CallOutcome::Saved(info)) => Ok(texts::saved(&info.name, info.messages)),
-        (route, _) => Ok(texts::saved_without_count(&name, &route.name)),
+        (route, _) => Ok(texts::saved_without_count(&name, &route.name())),
     }
 }
 
@@ -181,12 +209,15 @@ pub async fn call_chat(
         .await;
     match result {
         Ok(Ok(outcome)) => Ok((route, outcome)),
+        Ok(Err(AgentError::Unsupported(what))) => Err(CommandError::Tell(
+            texts::agent_does_not_offer(&route.name(), &what),
+        )),
         Ok(Err(error)) => Err(CommandError::Tell(texts::context_call_failed(
-            &route.name,
+            &route.name(),
             &agent_reason(&error),
         ))),
         Err(error) => Err(CommandError::Tell(texts::agent_unreachable(
-            &route.name,
+            &route.name(),
             &error.to_string(),
         ))),
     }

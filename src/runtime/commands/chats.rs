@@ -53,7 +53,7 @@ pub async fn new_chat(
         })
         .await
     {
-        Ok(Some(route)) => route.name,
+        Ok(Some(route)) => route.name(),
         Ok(None) => agent_id,
         Err(error) => {
             tracing::warn!(%error, "router unavailable; naming the agent by its id");

@@ -41,11 +41,28 @@ pub async fn ask_for_agent(
     {
         tracing::error!(%error, "cannot store the agent's question");
     }
-    texts::agent_asks(
-        &route.name,
-        &confirm.prompt,
-        deps.commands.confirmations.ttl().as_secs(),
-    )
+    let ttl = deps.commands.confirmations.ttl().as_secs();
+    if route.free_answers {
+        texts::agent_asks_free(&route.name(), &confirm.prompt, ttl)
+    } else {
+        texts::agent_asks(&route.name(), &confirm.prompt, ttl)
+    }
+}
+
+/// A message to an agent whose questions take any answer is the answer to its question
+/// waiting for this person here: the stored confirmation goes (no `!yes` for it later, no
+/// expiry notice).
+pub async fn answered_by_message(deps: &RoomDeps, chat: &ChatId, person: &str, agent_id: &str) {
+    let confirmations = &deps.commands.confirmations;
+    match confirmations.get(chat.as_str(), person) {
+        Ok(Some(c)) if matches!(&c.pending, Pending::Agent { agent_id: a, .. } if a == agent_id) => {
+            if let Err(error) = confirmations.take(chat.as_str(), person).await {
+                tracing::warn!(%error, "cannot drop the question the message answers");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the question waiting here"),
+    }
 }
 
 /// `!yes` (`yes`) or `!no`: answers what is waiting for this person in this chat; true once
@@ -90,7 +107,7 @@ pub async fn answer(chat: &Chat, deps: &RoomDeps, msg: &UserMessage, yes: bool) 
                 Ok((route, CallOutcome::Turn(outcome))) => {
                     if outcome.reply.trim().is_empty() {
                         let text = if approved {
-                            texts::empty_reply(&route.name)
+                            texts::empty_reply(&route.name())
                         } else {
                             texts::AGENT_DECLINED.to_owned()
                         };
@@ -102,10 +119,10 @@ pub async fn answer(chat: &Chat, deps: &RoomDeps, msg: &UserMessage, yes: bool) 
                     } else {
                         outcome.reply
                     };
-                    match reply::send_reply(chat, msg, &route.name, text, &deps.replies).await {
+                    match reply::send_reply(chat, msg, &route.name(), text, &deps.replies).await {
                         reply::Delivery::Sent => true,
                         reply::Delivery::Refused(_) => {
-                            chat.notice(msg, &texts::reply_undeliverable(&route.name))
+                            chat.notice(msg, &texts::reply_undeliverable(&route.name()))
                                 .await
                         }
                         reply::Delivery::Failed(error) => {

@@ -37,7 +37,7 @@ pub async fn settings(
         agents
             .iter()
             .find(|a| a.id == id)
-            .map_or_else(|| texts::agent_not_configured(id), |a| a.name.clone())
+            .map_or_else(|| texts::agent_not_configured(id), |a| a.name())
     };
     let selected = user
         .as_ref()

@@ -21,7 +21,7 @@ use actors::{ChildHandle, Registry};
 use parking_lot::Mutex;
 
 pub use self::cancel::cancel_now;
-pub use self::confirm::{ask_for_agent, sweep_expired};
+pub use self::confirm::{answered_by_message, ask_for_agent, sweep_expired};
 use super::provisioner::Provisioner;
 use super::room::{Chat, RoomDeps, UserMessage};
 use super::AgentView;
@@ -117,7 +117,7 @@ pub(super) async fn execute(
     }
     tracing::info!(command = command.name(), sender, "command");
     let result = match command {
-        Command::Help => Ok(crate::commands::help_text(cmd.access.is_admin(sender))),
+        Command::Help => Ok(agents::help(deps, record, cmd.access.is_admin(sender)).await),
         Command::New { name } => chats::new_chat(chat, deps, msg, name).await,
         Command::Rename { name } => chats::rename(chat, record, deps, &name).await,
         Command::Archive => chats::ask_archive(chat, deps, msg).await,

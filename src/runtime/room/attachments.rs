@@ -255,7 +255,7 @@ async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
         tracing::info!(agent = %route.id, "a file for an agent without a workspace");
         chat.notice(
             &as_message,
-            &texts::files_no_workspace(&route.name, &msg.file.name),
+            &texts::files_no_workspace(&route.name(), &msg.file.name),
         )
         .await;
         return;
@@ -294,7 +294,7 @@ async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
     if msg.file.caption.is_some() {
         answer(chat, deps, as_message, vec![attachment]).await;
     } else {
-        let held = texts::file_held(&msg.file.name, &route.name);
+        let held = texts::file_held(&msg.file.name, &route.name());
         if deps.files.hold(&chat.id, &msg.sender, attachment).await {
             chat.notice(&as_message, &held).await;
         } else {
@@ -343,7 +343,7 @@ pub(super) async fn post_turn_files(
         .collect(),
     };
     if !refused.is_empty() {
-        chat.notice(msg, &texts::files_refused(&route.name, &refused))
+        chat.notice(msg, &texts::files_refused(&route.name(), &refused))
             .await;
     }
 }

@@ -28,6 +28,10 @@ pub mod bot {
     pub type BotProcess = surfaces_testkit::bot::BotProcess<Surfaces>;
 }
 
+pub mod a2a {
+    pub use surfaces_testkit::a2a::*;
+}
+
 pub mod key_hold {
     pub use surfaces_testkit::key_hold::*;
 }
