@@ -113,6 +113,11 @@ impl axum::serve::Listener for KillableListener {
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    // A turn's events are small writes: without this, Nagle's algorithm
+                    // holds each one until the last is acknowledged (~40 ms on loopback).
+                    if let Err(error) = stream.set_nodelay(true) {
+                        eprintln!("reference agent: cannot set TCP_NODELAY: {error}");
+                    }
                     let flag = Arc::new(ConnFlag::default());
                     {
                         let mut conns = self.shared.conns.lock();
