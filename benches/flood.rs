@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use surfaces::surface::{ChatId, PersonId};
 use surfaces_testkit::inproc::{AgentSetup, Bot, Setup};
+use surfaces_testkit::stats::{ms, ratio, summarize, Summary};
 
 /// Messages each victim asks (after one to warm up): within the default burst of 20.
 const VICTIM_MESSAGES: usize = 15;
@@ -40,29 +41,6 @@ const FLOOD_EVERY: Duration = Duration::from_millis(20);
 fn fail(what: &str, error: impl std::fmt::Display) -> ! {
     eprintln!("flood bench: {what}: {error}");
     std::process::exit(1)
-}
-
-struct Stats {
-    n: usize,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let pct = |p: f64| {
-        let i = ((samples.len() as f64 - 1.0) * p / 100.0).round() as usize;
-        samples.get(i).copied().unwrap_or_default()
-    };
-    Stats {
-        n: samples.len(),
-        p50: pct(50.0),
-        p99: pct(99.0),
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// The victim asks `n` messages one at a time; returns each answer's latency.
@@ -89,7 +67,7 @@ async fn measure(
 }
 
 /// One phase: a bot with `limits` (TOML), `victims` people measured beside a flood (or alone).
-async fn phase(label: &str, limits: &str, flood: bool, victims: usize, delay: Duration) -> Stats {
+async fn phase(label: &str, limits: &str, flood: bool, victims: usize, delay: Duration) -> Summary {
     let setup = Setup {
         agent: AgentSetup::Reference,
         extra_toml: limits.to_owned(),
@@ -156,7 +134,7 @@ async fn phase(label: &str, limits: &str, flood: bool, victims: usize, delay: Du
     if let Some(task) = flooding {
         let _ = task.await;
     }
-    let s = stats(samples);
+    let s = summarize(&samples);
     let flood_note = if flood {
         format!(
             "; the flooder sent {} messages (+{FLOOD_NEW} !new) in {} chats",
@@ -202,7 +180,6 @@ fn main() {
             delay,
         )
         .await;
-        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
         println!(
             "flood: victims' p99 beside the flood / alone: with the limits {:.3} (target <= 1.10), \
              without them {:.3}",

@@ -36,6 +36,7 @@ use matrix_sdk::{Client, Room, RoomState};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use surfaces_testkit::register::Registrar;
+use surfaces_testkit::stats::{ms, print_summary, ratio, summarize, Summary};
 use tokio::sync::Notify;
 
 /// Longest wait for one reply (the isolation run's slow reply has its own).
@@ -91,64 +92,6 @@ impl Args {
 
 // ---------------------------------------------------------------------------------------
 // Figures
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-struct Summary {
-    n: usize,
-    p50: Duration,
-    p90: Duration,
-    p99: Duration,
-    max: Duration,
-    mean: Duration,
-}
-
-fn summarize(samples: &[Duration]) -> Summary {
-    let mut s = samples.to_vec();
-    s.sort();
-    let total: Duration = s.iter().sum();
-    Summary {
-        n: s.len(),
-        p50: pct(&s, 50.0),
-        p90: pct(&s, 90.0),
-        p99: pct(&s, 99.0),
-        max: s.last().copied().unwrap_or_default(),
-        mean: if s.is_empty() {
-            Duration::ZERO
-        } else {
-            total / s.len() as u32
-        },
-    }
-}
-
-fn print_summary(label: &str, key: &str, s: &Summary) {
-    println!(
-        "{label}: n={} p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  mean {:.1} ms",
-        s.n,
-        ms(s.p50),
-        ms(s.p90),
-        ms(s.p99),
-        ms(s.max),
-        ms(s.mean)
-    );
-    println!("FIGURE {key}_n {}", s.n);
-    println!("FIGURE {key}_p50_ms {:.1}", ms(s.p50));
-    println!("FIGURE {key}_p90_ms {:.1}", ms(s.p90));
-    println!("FIGURE {key}_p99_ms {:.1}", ms(s.p99));
-    println!("FIGURE {key}_max_ms {:.1}", ms(s.max));
-    println!("FIGURE {key}_mean_ms {:.1}", ms(s.mean));
-}
 
 /// CPU time (user + system) this process has used, in seconds.
 fn cpu_seconds() -> f64 {
@@ -570,7 +513,6 @@ async fn roundtrip(args: &Args) -> anyhow::Result<()> {
             sum,
         );
     }
-    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     let (s, f) = (&sums[0], &sums[1]);
     println!(
         "roundtrip: surfaces / floor: p50 {:.3}  p90 {:.3}  p99 {:.3}  (target <= 1.05)",
@@ -733,7 +675,7 @@ fn latencies(samples: &[Sample]) -> Vec<Duration> {
 /// The slowest samples of a phase: when they were sent, how long they took.
 fn print_tail(label: &str, samples: &[Sample]) {
     let mut s = samples.to_vec();
-    s.sort_by(|a, b| b.1.cmp(&a.1));
+    s.sort_by_key(|e| std::cmp::Reverse(e.1));
     let tail: Vec<String> = s
         .iter()
         .take(5)
@@ -824,7 +766,6 @@ async fn isolation(args: &Args) -> anyhow::Result<()> {
     let (sw, sb) = (summarize(&without), summarize(&beside));
     print_summary("isolation without (pooled)", "iso_without", &sw);
     print_summary("isolation beside (pooled) ", "iso_beside", &sb);
-    let ratio = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
     let (r99, r90, r50) = (
         ratio(sb.p99, sw.p99),
         ratio(sb.p90, sw.p90),

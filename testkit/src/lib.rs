@@ -23,5 +23,6 @@ pub mod memory;
 pub mod person;
 pub mod reference_agent;
 pub mod register;
+pub mod stats;
 pub mod synapse;
 pub mod wait;
