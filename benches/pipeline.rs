@@ -195,6 +195,8 @@ async fn pipeline(rooms: usize, per_room: usize, durability: Durability, label: 
             messages.push((owner.clone(), chat.clone(), format!("message {round}")));
         }
     }
+    let store = running.view().store;
+    let flushes0 = store.flushes();
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let ids = world.say_many(messages);
@@ -213,6 +215,7 @@ async fn pipeline(rooms: usize, per_room: usize, durability: Durability, label: 
     }
     let elapsed = t0.elapsed();
     let cpu = cpu_seconds() - cpu0;
+    let flushes = store.flushes() - flushes0;
     let mut sent: HashMap<ChatId, Vec<MessageId>> = HashMap::new();
     for ((_, chat), id) in chats.iter().cycle().zip(ids) {
         sent.entry(chat.clone()).or_default().push(id);
@@ -236,6 +239,12 @@ async fn pipeline(rooms: usize, per_room: usize, durability: Durability, label: 
         "FIGURE {label}_cores_busy {:.2}",
         cpu / elapsed.as_secs_f64()
     );
+    if durability == Durability::Flushed {
+        // Each flush is shared by every commit point that asked before it started.
+        let per_message = flushes as f64 / total as f64;
+        println!("{label}: {flushes} flushes, {per_message:.3} per message");
+        println!("FIGURE {label}_flushes_per_msg {per_message:.3}");
+    }
     println!(
         "FIGURE {label}_in_order {}",
         if in_order { "yes" } else { "no" }

@@ -16,8 +16,13 @@
 //! Layout: trees `users` (key: user id), `rooms` (key: room id), `meta` (key `chat_seq`: u64
 //! big-endian; keys `unmanaged_notified/<room id>`). Records are JSON.
 
+mod group_commit;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use self::group_commit::GroupCommit;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -62,7 +67,8 @@ pub enum StoreError {
     /// sled failed (I/O, on-disk corruption, bug).
     #[error("store error: {0}")]
     Sled(#[from] sled::Error),
-    /// The flush task did not complete (the runtime is shutting down).
+    /// A flush failed (sled's I/O error), or did not complete (the runtime is shutting
+    /// down).
     #[error("the store flush did not complete: {0}")]
     Flush(String),
     /// A record could not be decoded.
@@ -191,6 +197,8 @@ pub struct Store {
     rooms: sled::Tree,
     meta: sled::Tree,
     durability: Durability,
+    /// Flushes shared by the callers that ask at about the same time.
+    group: Arc<GroupCommit>,
 }
 
 /// Whether [`Store::flush`] makes writes durable.
@@ -283,6 +291,7 @@ impl Store {
             rooms,
             meta,
             durability,
+            group: Arc::default(),
         })
     }
 
@@ -293,20 +302,33 @@ impl Store {
 
     /// Makes every write so far durable.
     ///
-    /// A blocking `flush` on tokio's blocking pool, not sled's `flush_async`: concurrent
-    /// `flush_async` calls were seen to hang forever (several tests flushing at once).
+    /// Group commit ([`group_commit`]): the callers that ask while a flush runs share the
+    /// next one, which starts after they asked, so each caller's writes are durable when
+    /// this returns `Ok`, with one fsync for many commit points. The flush is a blocking
+    /// `flush` on tokio's blocking pool, not sled's `flush_async`: concurrent `flush_async`
+    /// calls were seen to hang forever (several tests flushing at once).
     pub async fn flush(&self) -> Result<()> {
         if self.durability == Durability::Unflushed {
             return Ok(());
         }
         let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(flushed) => {
-                flushed?;
-                Ok(())
+        let flush = move || {
+            let db = db.clone();
+            async move {
+                match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(join) => Err(join.to_string()),
+                }
             }
-            Err(join) => Err(StoreError::Flush(join.to_string())),
-        }
+        };
+        self.group.flush(flush).await.map_err(StoreError::Flush)
+    }
+
+    /// How many flushes ran (each shared by every commit point that asked before it
+    /// started): for the benchmarks' flushes per message.
+    pub fn flushes(&self) -> u64 {
+        self.group.flushes()
     }
 
     fn get<T: DeserializeOwned>(
