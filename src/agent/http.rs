@@ -266,24 +266,18 @@ impl HttpAgent {
     }
 
     /// `GET url` (a file the agent offers), at most `cap` bytes, with the overall timeout;
-    /// returns the bytes and the announced content type. `Ok(None)`: larger than `cap`.
+    /// returns the bytes. `Ok(None)`: larger than `cap`.
     pub(super) async fn get_bytes(
         &self,
         url: &str,
         cap: usize,
-    ) -> Result<Option<(Vec<u8>, String)>, AgentError> {
+    ) -> Result<Option<Vec<u8>>, AgentError> {
         self.with_timeout(async {
             let resp = self.send(Method::GET, url, None, "*/*").await?;
-            let content_type = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
             let (bytes, truncated) = read_capped(resp, cap)
                 .await
                 .map_err(|e| self.map_reqwest(e))?;
-            Ok((!truncated).then_some((bytes, content_type)))
+            Ok((!truncated).then_some(bytes))
         })
         .await
     }

@@ -8,26 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use surfaces::agent::about::SharedAbout;
-use surfaces::agent::{AgentClient, AgentError, AgentEvent, Attachment, TurnRequest, TurnSender};
+use surfaces::agent::{AgentClient, AgentError, AgentEvent, Attachment};
 use surfaces::store::Store;
 
-use crate::agent_http::turn_collect;
+use crate::agent_http::{request, turn_collect};
 use crate::support::a2a::{self, A2aAgent};
 
 /// The client's silence timeout.
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn request(turn_id: &str, text: &str) -> TurnRequest {
-    TurnRequest {
-        turn_id: turn_id.to_owned(),
-        sender: TurnSender {
-            id: "@alice:example.org".to_owned(),
-            display_name: None,
-        },
-        text: text.to_owned(),
-        attachments: vec![],
-    }
-}
 
 fn client(
     agent: &A2aAgent,

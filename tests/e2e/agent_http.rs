@@ -23,7 +23,8 @@ const FAST_RETRY: RetryPolicy = RetryPolicy {
     ..RetryPolicy::AGENT
 };
 
-fn request(turn_id: &str, text: &str) -> TurnRequest {
+/// A turn of `text` from Alice (shared by the tests of every agent kind).
+pub(crate) fn request(turn_id: &str, text: &str) -> TurnRequest {
     TurnRequest {
         turn_id: turn_id.to_owned(),
         sender: TurnSender {

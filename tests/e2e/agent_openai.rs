@@ -6,27 +6,15 @@
 
 use std::time::Duration;
 
-use surfaces::agent::{AgentClient, AgentError, AgentEvent, RetryKind, TurnRequest, TurnSender};
+use surfaces::agent::{AgentClient, AgentError, AgentEvent, RetryKind};
 use surfaces::config::OpenAiSettings;
 use surfaces::store::Store;
 
-use crate::agent_http::turn_collect;
+use crate::agent_http::{request, turn_collect};
 use crate::support::litellm::{LiteLlm, BUSY_MODEL, MASTER_KEY, MOCK_MODEL, MOCK_REPLY};
 
 /// The client's silence timeout.
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn request(turn_id: &str, text: &str) -> TurnRequest {
-    TurnRequest {
-        turn_id: turn_id.to_owned(),
-        sender: TurnSender {
-            id: "@alice:example.org".to_owned(),
-            display_name: None,
-        },
-        text: text.to_owned(),
-        attachments: vec![],
-    }
-}
 
 fn client(proxy: &LiteLlm, store: &Store, model: &str, key: &str) -> AgentClient {
     client_with_images(proxy, store, model, key, None)

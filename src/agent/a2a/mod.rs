@@ -686,7 +686,7 @@ impl A2aAgent {
                 }
                 let cap = usize::try_from(MAX_FILE_BYTES).unwrap_or(usize::MAX);
                 match self.http.get_bytes(parsed.as_str(), cap).await {
-                    Ok(Some((data, _))) => Ok(data),
+                    Ok(Some(data)) => Ok(data),
                     Ok(None) => Err(format!("larger than {limit}")),
                     Err(error) => Err(error.to_string()),
                 }
