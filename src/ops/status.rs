@@ -30,7 +30,7 @@ pub const ABSENT_STATE: &str = "absent";
 /// One readiness check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
-    /// What is checked: `supervisor`, `store`, `startup`, `sync`, `agent:<id>`.
+    /// What is checked: `supervisor`, `store`, `shutdown`, `startup`, `sync`, `agent:<id>`.
     pub name: String,
     /// Whether it passes.
     pub ok: bool,
@@ -283,12 +283,25 @@ pub fn readiness(view: &RuntimeView, root: &SupervisorHandle) -> Readiness {
     }
     // `live` is set once start-up is complete (reconciliation included, for the messengers
     // that have chat state to reconcile) and cleared at shutdown.
+    let draining = view.draining.load(Ordering::Acquire);
+    check(
+        "shutdown",
+        !draining,
+        if draining {
+            "draining: turns in flight finish, no new work is taken"
+        } else {
+            "not started"
+        }
+        .to_owned(),
+    );
     let reconciled = view.reconciliation.lock().is_some();
     let started = view.live.load(Ordering::Acquire);
     check(
         "startup",
-        started,
-        if started {
+        started || draining,
+        if draining {
+            "over: the bot is shutting down (see shutdown)"
+        } else if started {
             "complete: first sync, reconciliation, rooms started"
         } else if reconciled {
             "in progress: starting rooms"

@@ -98,6 +98,9 @@ pub struct RuntimeView {
     pub rooms: RoomDirectory,
     /// Start-up is complete (messengers caught up, chats started) and live events are handled.
     pub live: Arc<AtomicBool>,
+    /// A graceful shutdown started: turns in flight finish, nothing new is taken, and
+    /// readiness is false so a load balancer or orchestrator sends no more work.
+    pub draining: Arc<AtomicBool>,
     /// The start-up reconciliation's report (conflicts included), once it ran.
     pub reconciliation: Arc<parking_lot::Mutex<Option<reconcile::Report>>>,
     /// The metrics (`/metrics`).
@@ -254,6 +257,7 @@ pub async fn start_with(
         agents: agent_views,
         rooms: rooms.clone(),
         live: Arc::new(AtomicBool::new(false)),
+        draining: Arc::new(AtomicBool::new(false)),
         reconciliation: Arc::default(),
         metrics,
         journal,
@@ -561,6 +565,8 @@ impl Running {
                 }
             }
         };
+        // Not ready from the first moment of the drain, before anything else stops.
+        self.view.draining.store(true, Ordering::Release);
         self.view.live.store(false, Ordering::Release);
         let _ = self.stop_reading.send(true);
         if let Some(startup) = self.startup.take() {

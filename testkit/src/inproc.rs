@@ -69,9 +69,11 @@ pub struct Bot {
 }
 
 struct Run {
-    stop: oneshot::Sender<()>,
+    /// Taken when the stop is signalled.
+    stop: Option<oneshot::Sender<()>>,
     exited: tokio::task::JoinHandle<ExitCode>,
     view: RuntimeView,
+    root: actors::SupervisorHandle,
 }
 
 impl Bot {
@@ -118,11 +120,17 @@ impl Bot {
         let connector: Box<dyn Connector> = Box::new(self.world.connector());
         let running = surfaces::runtime::start(self.config.clone(), vec![connector]).await?;
         let view = running.view();
+        let root = running.supervisor();
         let (stop, stopped) = oneshot::channel::<()>();
         let exited = tokio::task::spawn_local(running.run_until(async move {
             let _ = stopped.await;
         }));
-        self.running = Some(Run { stop, exited, view });
+        self.running = Some(Run {
+            stop: Some(stop),
+            exited,
+            view,
+            root,
+        });
         self.wait_live().await
     }
 
@@ -153,10 +161,33 @@ impl Bot {
             .ok_or_else(|| anyhow!("the bot is not running"))
     }
 
+    /// What `/readyz` would answer now.
+    pub fn readiness(&self) -> anyhow::Result<surfaces::ops::status::Readiness> {
+        let run = self
+            .running
+            .as_ref()
+            .ok_or_else(|| anyhow!("the bot is not running"))?;
+        Ok(surfaces::ops::status::readiness(&run.view, &run.root))
+    }
+
+    /// Starts a graceful stop (as on SIGTERM) without waiting for it: [`Bot::exit_code`]
+    /// waits for the end of the drain.
+    pub fn begin_stop(&mut self) -> anyhow::Result<()> {
+        let run = self
+            .running
+            .as_mut()
+            .ok_or_else(|| anyhow!("not running"))?;
+        let stop = run.stop.take().ok_or_else(|| anyhow!("already stopping"))?;
+        let _ = stop.send(());
+        Ok(())
+    }
+
     /// Stops the bot (as on SIGTERM) and returns its exit code.
     pub async fn stop(&mut self) -> anyhow::Result<ExitCode> {
         let run = self.running.take().ok_or_else(|| anyhow!("not running"))?;
-        let _ = run.stop.send(());
+        if let Some(stop) = run.stop {
+            let _ = stop.send(());
+        }
         Ok(run.exited.await?)
     }
 
@@ -292,7 +323,9 @@ impl Bot {
 impl Drop for Bot {
     fn drop(&mut self) {
         if let Some(run) = self.running.take() {
-            let _ = run.stop.send(());
+            if let Some(stop) = run.stop {
+                let _ = stop.send(());
+            }
             run.exited.abort();
         }
     }

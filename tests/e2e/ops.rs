@@ -260,7 +260,14 @@ async fn ops_endpoints_answer_on_a_running_bot() -> anyhow::Result<()> {
     assert_eq!((code, text.as_str()), (200, "ready\n"));
     let (code, verbose) = ops.get("/readyz?verbose").await?;
     assert_eq!(code, 200);
-    for check in ["supervisor", "store", "startup", "sync", "agent:ref"] {
+    for check in [
+        "supervisor",
+        "store",
+        "shutdown",
+        "startup",
+        "sync",
+        "agent:ref",
+    ] {
         assert!(
             verbose.contains(&format!("[+] {check}: ")),
             "{check}:\n{verbose}"

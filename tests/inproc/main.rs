@@ -14,6 +14,7 @@ mod message_path;
 mod output;
 mod owner;
 mod poison;
+mod shutdown;
 mod streaming;
 mod support;
 mod trust;
