@@ -123,8 +123,9 @@ mod tests {
 
     #[tokio::test]
     async fn chat_state_survives_a_reopen() {
-        let dir = tempfile::tempdir().ok();
-        let Some(dir) = dir else { return };
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("cannot make a temporary directory")
+        };
         let state = ChatState {
             waiting_task: Some("t2".into()),
             last_turn: Some(TurnTask {
