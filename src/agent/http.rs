@@ -282,6 +282,19 @@ impl HttpAgent {
         .await
     }
 
+    /// A JSON answer's body, at most [`MAX_JSON_BODY_BYTES`].
+    async fn json_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, AgentError> {
+        let (bytes, truncated) = read_capped(resp, MAX_JSON_BODY_BYTES)
+            .await
+            .map_err(|e| self.map_reqwest(e))?;
+        if truncated {
+            return Err(AgentError::Protocol(format!(
+                "answer larger than {MAX_JSON_BODY_BYTES} bytes"
+            )));
+        }
+        Ok(bytes)
+    }
+
     /// A JSON call with the overall timeout; returns the parsed answer.
     async fn call_json<T: DeserializeOwned>(
         &self,
@@ -291,14 +304,7 @@ impl HttpAgent {
     ) -> Result<T, AgentError> {
         self.with_timeout(async {
             let resp = self.send(method, url, body, "application/json").await?;
-            let (bytes, truncated) = read_capped(resp, MAX_JSON_BODY_BYTES)
-                .await
-                .map_err(|e| self.map_reqwest(e))?;
-            if truncated {
-                return Err(AgentError::Protocol(format!(
-                    "answer larger than {MAX_JSON_BODY_BYTES} bytes"
-                )));
-            }
+            let bytes = self.json_body(resp).await?;
             serde_json::from_slice(&bytes)
                 .map_err(|e| AgentError::Protocol(format!("invalid JSON answer: {e}")))
         })
@@ -404,14 +410,7 @@ impl HttpAgent {
             if essence == "application/json" && self.json_answers {
                 // A protocol that answers a failure before any event as plain JSON: the
                 // body is decoded as the stream's one event.
-                let (bytes, truncated) = read_capped(resp, MAX_JSON_BODY_BYTES)
-                    .await
-                    .map_err(|e| self.map_reqwest(e))?;
-                if truncated {
-                    return Err(AgentError::Protocol(format!(
-                        "answer larger than {MAX_JSON_BODY_BYTES} bytes"
-                    )));
-                }
+                let bytes = self.json_body(resp).await?;
                 let data = String::from_utf8(bytes)
                     .map_err(|e| AgentError::Protocol(format!("answer is not UTF-8: {e}")))?;
                 let sse = SseEvent {

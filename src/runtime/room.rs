@@ -369,6 +369,8 @@ async fn answer(
         }
     };
 
+    // The name shown in every notice of this turn (the card may change meanwhile).
+    let agent_name = route.name();
     if route.free_answers {
         commands::answered_by_message(&deps, &chat.id, msg.sender.as_str(), &route.id).await;
     }
@@ -446,9 +448,9 @@ async fn answer(
                 };
             }
             let text = if outcome.reply.trim().is_empty() && !files.is_empty() {
-                texts::files_only_reply(&route.name(), files.len())
+                texts::files_only_reply(&agent_name, files.len())
             } else if outcome.reply.trim().is_empty() {
-                texts::empty_reply(&route.name())
+                texts::empty_reply(&agent_name)
             } else {
                 outcome.reply
             };
@@ -458,9 +460,9 @@ async fn answer(
                 text
             };
             let delivery = if streamed.messages.is_empty() {
-                reply::send_reply(&chat, &msg, &route.name(), text, &deps.replies).await
+                reply::send_reply(&chat, &msg, &agent_name, text, &deps.replies).await
             } else {
-                reply::finish_live(&chat, &msg, &streamed, &route.name(), text, &deps.replies).await
+                reply::finish_live(&chat, &msg, &streamed, &agent_name, text, &deps.replies).await
             };
             match delivery {
                 reply::Delivery::Sent => {
@@ -471,7 +473,7 @@ async fn answer(
                 reply::Delivery::Refused(_) => {
                     // Retrying cannot help: the person is told, and the message is done.
                     deps.metrics.message(MessageOutcome::InternalError);
-                    chat.notice(&msg, &texts::reply_undeliverable(&route.name()))
+                    chat.notice(&msg, &texts::reply_undeliverable(&agent_name))
                         .await
                 }
                 reply::Delivery::Failed(error) => {
@@ -501,7 +503,7 @@ async fn answer(
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
             deps.metrics.message(MessageOutcome::AgentError);
-            chat.notice(&msg, &agent_failure_text(&route.name(), &error))
+            chat.notice(&msg, &agent_failure_text(&agent_name, &error))
                 .await
         }
         Err(error) => {
@@ -512,7 +514,7 @@ async fn answer(
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
             deps.metrics.message(MessageOutcome::AgentUnavailable);
-            let text = texts::agent_unreachable(&route.name(), texts::reason::RESTARTING);
+            let text = texts::agent_unreachable(&agent_name, texts::reason::RESTARTING);
             chat.notice(&msg, &text).await
         }
     }

@@ -232,20 +232,14 @@ async fn an_a2a_agent_that_does_not_stream_is_asked_whole() {
 /// and `!context` says plainly the agent does not offer it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_talks_to_an_a2a_agent() -> anyhow::Result<()> {
-    use crate::spine::{answer_to, onboard, Stack};
+    use crate::spine::{alice_with_agents, answer_to};
 
     let agent = A2aAgent::start().await?;
     let agents = format!(
         "[[agents]]\nid = \"remote\"\nkind = \"a2a\"\nbase_url = \"{}\"\ndefault = true\n",
         agent.base_url
     );
-    let stack = Stack::start_configured(
-        |_, _| Ok(agents),
-        &[("SURFACES__STREAMING__ENABLED", "true")],
-    )
-    .await?;
-    let alice = stack.person("alice").await?;
-    let ob = onboard(&stack, &alice).await?;
+    let (stack, alice, ob) = alice_with_agents(agents).await?;
 
     let ask = alice.send_text(&ob.chat, "!agent").await?;
     let list = answer_to(&stack, &alice, &ob.chat, &ask, None).await?;

@@ -209,7 +209,7 @@ fn assert_refused(out: Result<surfaces::agent::TurnOutcome, AgentError>, file: &
 /// conversation Surfaces keeps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_talks_to_an_openai_compatible_server() -> anyhow::Result<()> {
-    use crate::spine::{answer_to, onboard, Stack};
+    use crate::spine::{alice_with_agents, answer_to};
 
     let proxy = LiteLlm::start().await?;
     let agents = format!(
@@ -217,13 +217,7 @@ async fn a_room_talks_to_an_openai_compatible_server() -> anyhow::Result<()> {
          model = \"{MOCK_MODEL}\"\napi_key = \"{MASTER_KEY}\"\ndefault = true\n",
         proxy.base_url
     );
-    let stack = Stack::start_configured(
-        |_, _| Ok(agents),
-        &[("SURFACES__STREAMING__ENABLED", "true")],
-    )
-    .await?;
-    let alice = stack.person("alice").await?;
-    let ob = onboard(&stack, &alice).await?;
+    let (stack, alice, ob) = alice_with_agents(agents).await?;
     let question = alice.send_text(&ob.chat, "hello, model").await?;
     let answer = answer_to(&stack, &alice, &ob.chat, &question, Some("m.text")).await?;
     if answer.body != MOCK_REPLY {

@@ -138,6 +138,19 @@ pub struct Onboarded {
     pub chat: OwnedRoomId,
 }
 
+/// A stack whose only agents are `agents` (`[[agents]]` TOML), live replies on, with Alice
+/// onboarded in her first chat: how each agent kind is tried in a real room.
+pub async fn alice_with_agents(agents: String) -> anyhow::Result<(Stack, Person, Onboarded)> {
+    let stack = Stack::start_configured(
+        |_, _| Ok(agents),
+        &[("SURFACES__STREAMING__ENABLED", "true")],
+    )
+    .await?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+    Ok((stack, alice, ob))
+}
+
 /// The person opens a direct chat with the bot and joins the Space and chat room it makes.
 pub async fn onboard(stack: &Stack, person: &Person) -> anyhow::Result<Onboarded> {
     let bot = stack.bot_id();
