@@ -83,6 +83,32 @@ pub struct AccessPolicy {
     allowed_homeservers: Vec<String>,
     admins: Vec<String>,
     own_server: Option<String>,
+    namespaces: Vec<Namespace>,
+}
+
+/// The people of a messenger whose ids are not Matrix ids: `<prefix><id>` (Telegram:
+/// `telegram:<user id>`). Ids compare exactly; `*` among the allowed allows everyone of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Namespace {
+    prefix: String,
+    allowed: Vec<String>,
+    admins: Vec<String>,
+}
+
+/// The longest id within a namespace.
+const MAX_NAMESPACED_ID_LEN: usize = 64;
+
+impl Namespace {
+    /// The id within the namespace, when `person` is of it and well formed.
+    fn local<'a>(&self, person: &'a str) -> Option<&'a str> {
+        let id = person.strip_prefix(self.prefix.as_str())?;
+        let ok = !id.is_empty()
+            && id.len() <= MAX_NAMESPACED_ID_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        ok.then_some(id)
+    }
 }
 
 impl AccessPolicy {
@@ -93,11 +119,35 @@ impl AccessPolicy {
             allowed_homeservers: access.allowed_homeservers.clone(),
             admins: access.admins.clone(),
             own_server: split_user_id(bot_user_id).map(|(_, s)| s.to_ascii_lowercase()),
+            namespaces: Vec::new(),
         }
+    }
+
+    /// The policy, also deciding for the people whose ids start with `prefix` (another
+    /// messenger's): `allowed` ids (or `*`, everyone) and `admins` ids, exactly. Without
+    /// it, nobody of that messenger is allowed.
+    pub fn with_namespace(mut self, prefix: &str, allowed: &[String], admins: &[String]) -> Self {
+        self.namespaces.push(Namespace {
+            prefix: prefix.to_owned(),
+            allowed: allowed.to_vec(),
+            admins: admins.to_vec(),
+        });
+        self
+    }
+
+    /// The namespace `user_id` belongs to and its id there, when it is not a Matrix id.
+    fn namespaced<'a>(&self, user_id: &'a str) -> Option<(&Namespace, &'a str)> {
+        self.namespaces
+            .iter()
+            .find_map(|ns| ns.local(user_id).map(|local| (ns, local)))
     }
 
     /// Whether `user_id` may use the bot.
     pub fn allows(&self, user_id: &str) -> bool {
+        if let Some((ns, local)) = self.namespaced(user_id) {
+            return ns.admins.iter().any(|a| a == local)
+                || ns.allowed.iter().any(|a| a == local || a == "*");
+        }
         let Some((_, server)) = split_user_id(user_id) else {
             return false;
         };
@@ -119,6 +169,9 @@ impl AccessPolicy {
 
     /// Whether `user_id` is one of the bot's administrators.
     pub fn is_admin(&self, user_id: &str) -> bool {
+        if let Some((ns, local)) = self.namespaced(user_id) {
+            return ns.admins.iter().any(|a| a == local);
+        }
         split_user_id(user_id).is_some()
             && self.admins.iter().any(|p| user_pattern_matches(p, user_id))
     }
@@ -182,6 +235,37 @@ mod tests {
         // A bot with a malformed id of its own allows nobody by default.
         let p = AccessPolicy::new(&AccessConfig::default(), "nonsense");
         assert!(!p.allows("@alice:example.org"));
+    }
+
+    #[test]
+    fn namespaced_people_are_decided_by_their_own_lists() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let p = policy(&["@*:friends.org"], &[], &["@root:example.org"]).with_namespace(
+            "telegram:",
+            &strings(&["42"]),
+            &strings(&["7"]),
+        );
+        let table = [
+            // (user, allowed, admin)
+            ("telegram:42", true, false),
+            ("telegram:7", true, true),
+            ("telegram:43", false, false),
+            ("telegram:", false, false),
+            ("telegram:42 ", false, false),
+            ("telegram:4/2", false, false),
+            ("other:42", false, false),
+            ("@bob:friends.org", true, false),
+            ("@root:example.org", true, true),
+        ];
+        for (user, allowed, admin) in table {
+            assert_eq!(p.allows(user), allowed, "{user:?}");
+            assert_eq!(p.is_admin(user), admin, "{user:?}");
+        }
+        let everyone = policy(&[], &[], &[]).with_namespace("telegram:", &strings(&["*"]), &[]);
+        assert!(everyone.allows("telegram:12345"));
+        assert!(!everyone.is_admin("telegram:12345"));
+        // Without the namespace, nobody of that messenger is allowed.
+        assert!(!policy(&[], &[], &[]).allows("telegram:42"));
     }
 
     #[test]

@@ -23,5 +23,6 @@ pub mod retry;
 pub mod runtime;
 pub mod store;
 pub mod surface;
+pub mod telegram;
 pub mod telemetry;
 pub mod texts;

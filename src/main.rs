@@ -9,8 +9,9 @@ use surfaces::config::Config;
 use surfaces::matrix::connector::MatrixConnector;
 use surfaces::ops::cli;
 use surfaces::surface::EXIT_INVALID_CREDENTIALS;
+use surfaces::telegram::TelegramConnector;
 
-/// Talk to the AI agents of the Lambda platform from Matrix.
+/// Talk to the AI agents of the Lambda platform from Matrix and Telegram.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -85,22 +86,39 @@ fn main() -> ExitCode {
     system.block_on(run(config))
 }
 
-/// Connects to Matrix, starts the runtime and the ops endpoint, runs until a signal.
+/// Connects to the configured messengers, starts the runtime and the ops endpoint, runs
+/// until a signal.
 async fn run(config: Config) -> ExitCode {
-    let matrix = match MatrixConnector::connect(&config).await {
-        Ok(matrix) => matrix,
-        Err(error) => {
-            tracing::error!("fatal: connecting to the homeserver: {error}");
-            eprintln!("surfaces: connecting to the homeserver: {error}");
-            let code = if error.is_invalid_token() {
-                EXIT_INVALID_CREDENTIALS
-            } else {
-                EXIT_FAILURE
-            };
-            return ExitCode::from(code);
+    let mut connectors: Vec<Box<dyn surfaces::surface::Connector>> = Vec::new();
+    if config.matrix_enabled() {
+        match MatrixConnector::connect(&config).await {
+            Ok(matrix) => connectors.push(Box::new(matrix)),
+            Err(error) => {
+                tracing::error!("fatal: connecting to the homeserver: {error}");
+                eprintln!("surfaces: connecting to the homeserver: {error}");
+                return ExitCode::from(if error.is_invalid_token() {
+                    EXIT_INVALID_CREDENTIALS
+                } else {
+                    EXIT_FAILURE
+                });
+            }
         }
-    };
-    let running = match surfaces::runtime::start(config.clone(), vec![Box::new(matrix)]).await {
+    }
+    if let Some(telegram) = &config.telegram {
+        match TelegramConnector::connect(telegram, &config.data_dir).await {
+            Ok(connector) => connectors.push(Box::new(connector)),
+            Err(error) => {
+                tracing::error!("fatal: connecting to Telegram: {error}");
+                eprintln!("surfaces: connecting to Telegram: {error}");
+                return ExitCode::from(if error.is_unauthorized() {
+                    EXIT_INVALID_CREDENTIALS
+                } else {
+                    EXIT_FAILURE
+                });
+            }
+        }
+    }
+    let running = match surfaces::runtime::start(config.clone(), connectors).await {
         Ok(running) => running,
         Err(error) => {
             tracing::error!("fatal: {error:#}");

@@ -988,6 +988,57 @@ pub fn queue_full(max: usize) -> String {
     )
 }
 
+// ---- Messengers without homes (Telegram): where a person's conversations are ----
+
+/// Said in a person's private chat when their first conversation (a topic) was made.
+pub fn home_first_chat(chat_name: &str) -> String {
+    format!(
+        "Welcome! Your first conversation is ready: the topic **{}** in this chat. \
+         Write there; send `!new` in a topic for a fresh conversation, and `!help` for the rest.",
+        escape_markdown(chat_name)
+    )
+}
+
+/// Said in a person's private chat (its root) when they already have conversations.
+pub fn home_existing(chat_name: &str) -> String {
+    format!(
+        "Your conversations are the topics of this chat, e.g. **{}**. Write in one of them \
+         (what you write here, outside the topics, does not reach an agent), or send `!new` \
+         in one for a fresh conversation.",
+        escape_markdown(chat_name)
+    )
+}
+
+/// `!new` made a conversation on a messenger without links to chats.
+pub fn new_chat_created_named(chat_name: &str, agent_name: &str) -> String {
+    format!(
+        "New chat with {} ready: **{}**.",
+        escape_markdown(agent_name),
+        escape_markdown(chat_name)
+    )
+}
+
+/// `!new` where the messenger cannot hold another conversation (Telegram without topics).
+pub fn new_chat_unsupported(what: &str) -> String {
+    format!(
+        "I cannot make another conversation here: this messenger cannot {what}. \
+         Send `!clear` to start this one afresh."
+    )
+}
+
+/// Said to a Telegram user the access policy does not allow.
+pub fn telegram_not_allowed(user_id: u64) -> String {
+    format!(
+        "Sorry, this bot is not open to you. If you should have access, give the operator \
+         your Telegram user id: `{user_id}`."
+    )
+}
+
+/// A Telegram message of a kind the bot cannot pass on (a sticker, a location, a poll…).
+pub const TELEGRAM_UNSUPPORTED_MESSAGE: &str =
+    "I can pass on text and files (documents, photos, audio, video, voice) only; \
+     this message did not reach the agent.";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,12 @@ impl Config {
     /// Validates the whole configuration and returns every problem found.
     pub fn check(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        self.check_matrix(&mut problems);
+        if self.matrix_enabled() {
+            self.check_matrix(&mut problems);
+        }
+        if let Some(telegram) = &self.telegram {
+            telegram.check(&mut problems);
+        }
         if self.data_dir.as_os_str().is_empty() {
             problems.push(ConfigError::invalid("data_dir", "must not be empty"));
         }

@@ -42,6 +42,7 @@ mod replies;
 mod secret;
 mod sections;
 mod streaming;
+mod telegram;
 #[cfg(test)]
 mod test_support;
 
@@ -72,6 +73,7 @@ pub use sections::{
     DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_SYNC_TIMELINE_LIMIT, MAX_SYNC_PAGE,
 };
 pub use streaming::StreamingConfig;
+pub use telegram::{TelegramConfig, TopicsSetting};
 
 use agents::{resolve_agent, RawAgent};
 use env::{process_env, EnvProvider};
@@ -102,6 +104,7 @@ struct RawConfig {
     limits: LimitsConfig,
     replies: RepliesConfig,
     streaming: StreamingConfig,
+    telegram: Option<TelegramConfig>,
 }
 
 /// The whole, validated configuration.
@@ -141,6 +144,8 @@ pub struct Config {
     pub replies: RepliesConfig,
     /// `[streaming]`.
     pub streaming: StreamingConfig,
+    /// `[telegram]`, when the bot serves Telegram.
+    pub telegram: Option<TelegramConfig>,
 }
 
 impl Config {
@@ -277,6 +282,7 @@ impl Config {
             limits: raw.limits,
             replies: raw.replies,
             streaming: raw.streaming,
+            telegram: raw.telegram,
         };
         if let Err(e) = config.check() {
             problems.push(e);
@@ -298,9 +304,26 @@ impl Config {
         self.agents.iter().find(|a| a.id == id)
     }
 
-    /// The access policy built from `[access]` and the bot's own homeserver.
+    /// The access policy built from `[access]` and the bot's own homeserver, and from
+    /// `[telegram]`'s user ids for Telegram's people.
     pub fn access_policy(&self) -> AccessPolicy {
-        AccessPolicy::new(&self.access, &self.matrix.user_id)
+        let policy = AccessPolicy::new(&self.access, &self.matrix.user_id);
+        match &self.telegram {
+            Some(telegram) => policy.with_namespace(
+                crate::telegram::ids::PREFIX,
+                &telegram.allowed_users,
+                &telegram.admins,
+            ),
+            None => policy,
+        }
+    }
+
+    /// Whether the bot serves Matrix: always, unless only `[telegram]` is configured (no
+    /// `matrix.homeserver_url` nor `matrix.user_id`).
+    pub fn matrix_enabled(&self) -> bool {
+        self.telegram.is_none()
+            || !self.matrix.homeserver_url.is_empty()
+            || !self.matrix.user_id.is_empty()
     }
 }
 

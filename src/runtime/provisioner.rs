@@ -20,7 +20,7 @@ use super::room::Chat;
 use super::router::{AgentRoute, DefaultAgent, MintChatId, ResolveAgent, Router};
 use crate::config::AccessPolicy;
 use crate::store::{RoomRecord, Store, UserRecord};
-use crate::surface::{Binding, ChatId, NewChat, PersonId, Surface};
+use crate::surface::{Binding, ChatId, NewChat, PersonId, Surface, SurfaceError};
 use crate::texts;
 
 /// What the provisioner needs.
@@ -87,6 +87,9 @@ pub enum NewChatError {
     /// They have as many chats as `limits.max_chats_per_person` allows.
     #[error("already {0} chats")]
     TooManyChats(u32),
+    /// The messenger cannot hold another chat for the person (Telegram without topics).
+    #[error("the messenger cannot {0}")]
+    Unsupported(&'static str),
     /// Anything else (logged).
     #[error("{0}")]
     Failed(String),
@@ -150,6 +153,10 @@ async fn new_chat(
     let chat = create_chat(deps, &surface, &mut user, &home, person, &route, name)
         .await
         .map_err(|e| {
+            if let Some(SurfaceError::Unsupported(what)) = e.downcast_ref::<SurfaceError>() {
+                tracing::info!(person = %person, what, "!new refused: the messenger cannot make the chat");
+                return NewChatError::Unsupported(what);
+            }
             tracing::error!(error = %e, person = %person, "!new failed");
             failed(&e)
         })?;
@@ -230,23 +237,53 @@ async fn onboard(
     deps.store.put_user(&user).await?;
 
     let existing = deps.store.rooms_of(person.as_str())?;
-    let first_chat = match existing.iter().find(|r| !r.archived) {
-        Some(room) => ChatId::new(room.room_id.as_str()),
+    let (first_chat, made_now) = match existing.iter().find(|r| !r.archived) {
+        Some(room) => (ChatId::new(room.room_id.as_str()), false),
         None => {
             let route = default_route(deps).await?;
-            create_chat(deps, surface, &mut user, &home, person, &route, None).await?
+            let chat = create_chat(deps, surface, &mut user, &home, person, &route, None).await?;
+            (chat, true)
         }
     };
-    // Nothing was made for a person who had a Space: say where it is.
-    let pointer = if had_home {
-        texts::space_existing(&home_name, home.as_str(), first_chat.as_str())
+    if first_chat == *dm {
+        // The direct chat is the conversation itself (a messenger without homes where a
+        // chat cannot be made): its welcome says it all.
+        return Ok(());
+    }
+    // Nothing was made for a person who had a home: say where it is.
+    let pointer = if surface.capabilities().homes {
+        if had_home {
+            texts::space_existing(&home_name, home.as_str(), first_chat.as_str())
+        } else {
+            texts::space_pointer(&home_name, home.as_str(), first_chat.as_str())
+        }
     } else {
-        texts::space_pointer(&home_name, home.as_str(), first_chat.as_str())
+        // No home to link to: the chats are named where the person is (topics of this chat).
+        let name = chat_name(&deps.store, &first_chat);
+        if made_now {
+            texts::home_first_chat(&name)
+        } else {
+            texts::home_existing(&name)
+        }
     };
     Chat::new(surface.clone(), dm.clone())
         .say(&pointer, None)
         .await;
     Ok(())
+}
+
+/// The name a chat was given (its stored record), else its default name (else its id).
+pub fn chat_name(store: &Store, chat: &ChatId) -> String {
+    match store.room(chat.as_str()) {
+        Ok(Some(record)) => record
+            .name
+            .unwrap_or_else(|| texts::chat_room_name(record.chat_index)),
+        Ok(None) => chat.to_string(),
+        Err(error) => {
+            tracing::warn!(%error, room_id = %chat, "cannot read a chat's record for its name");
+            chat.to_string()
+        }
+    }
 }
 
 /// The local part of a Matrix-style user id (`alice` of `@alice:example.org`), else the id.

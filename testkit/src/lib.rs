@@ -8,6 +8,10 @@
 //! helpers ([`wait`]), a proxy that holds back room keys ([`key_hold`]), and a counting
 //! allocator for heap figures ([`alloc`]).
 //!
+//! For the Telegram adapter it starts an independent Telegram Bot API emulator
+//! ([`telegram`]): the bot talks Bot API to it, the test plays the person through its client
+//! routes, so the adapter is tested against a server that is not ours.
+//!
 //! For the core's own tests it also holds an in-memory messenger ([`memory`]) and the whole
 //! core running in-process over it ([`inproc`]): the room actor, commands and restarts
 //! tested in milliseconds, and the pipeline benchmark measuring the product itself.
@@ -25,4 +29,5 @@ pub mod reference_agent;
 pub mod register;
 pub mod stats;
 pub mod synapse;
+pub mod telegram;
 pub mod wait;

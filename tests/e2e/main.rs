@@ -27,4 +27,5 @@ mod owner;
 mod poison;
 mod spine;
 mod streaming;
+mod telegram;
 mod trust;

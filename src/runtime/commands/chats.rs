@@ -44,6 +44,9 @@ pub async fn new_chat(
         Err(NewChatError::TooManyChats(max)) => {
             return Err(CommandError::Tell(texts::limits::too_many_chats(max)))
         }
+        Err(NewChatError::Unsupported(what)) => {
+            return Err(CommandError::Tell(texts::new_chat_unsupported(what)))
+        }
         Err(error) => return Err(CommandError::internal(error)),
     };
     let name = match deps
@@ -60,7 +63,13 @@ pub async fn new_chat(
             agent_id
         }
     };
-    Ok(texts::new_chat_created(new_chat.as_str(), &name))
+    // A messenger with homes links to the new chat; elsewhere it is named (a topic).
+    if chat.surface.capabilities().homes {
+        Ok(texts::new_chat_created(new_chat.as_str(), &name))
+    } else {
+        let chat_name = crate::runtime::provisioner::chat_name(&deps.store, &new_chat);
+        Ok(texts::new_chat_created_named(&chat_name, &name))
+    }
 }
 
 /// `!rename <name>`.
