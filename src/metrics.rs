@@ -9,8 +9,11 @@
 //!
 //! Two kinds of numbers:
 //! - recorded where they happen: message outcomes (room actors, [`Metrics::message`]),
-//!   agent turn durations (agent connections, [`Metrics::turn_finished`]), restarts and
-//!   give-ups (a task following the supervision events, [`Metrics::follow`]);
+//!   agent turn durations (agent connections, [`Metrics::turn_finished`]), reply latency as
+//!   the person feels it and the queue wait before a turn (room actors, through
+//!   `runtime::room::latency`), messages refused by a limit (the intake and room actors,
+//!   [`Metrics::refused`]), restarts and give-ups (a task following the supervision events,
+//!   [`Metrics::follow`]);
 //! - read at scrape time from the running bot ([`Observed`]): actors by kind and state,
 //!   mailbox depth by kind, turns in flight, sync lag and failures, readiness, messages
 //!   pending in the inbound journal.
@@ -41,6 +44,19 @@ pub const METRIC_PREFIX: &str = "surfaces";
 /// longest configurable turns (agents time out after `agents[].timeout_secs`, 120 s default).
 pub const TURN_DURATION_BUCKETS: [f64; 13] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Upper bounds (seconds) of the reply latency buckets (a person's message accepted → the
+/// first words or the final reply accepted by the messenger): from an echo answered at once,
+/// through the seconds a person notices, to a turn at its 120 s default timeout and a queue
+/// ahead of it.
+pub const REPLY_LATENCY_BUCKETS: [f64; 17] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0,
+];
+/// Upper bounds (seconds) of the queue wait buckets (a message accepted → its agent turn
+/// started): usually one flush and a hop between actors (milliseconds), longer behind a
+/// running turn of the same chat.
+pub const QUEUE_WAIT_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 /// Content type of the OpenMetrics exposition.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -88,6 +104,60 @@ impl MessageOutcome {
             MessageOutcome::StaleAgent => "stale_agent",
             MessageOutcome::InternalError => "internal_error",
             MessageOutcome::Limited => "limited",
+        }
+    }
+}
+
+/// Which part of a reply reached the person, as labelled in
+/// `surfaces_reply_latency_seconds{stage}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReplyStage {
+    /// The first words: a live reply's first post, or the whole reply when not streamed.
+    First,
+    /// The whole reply, sent (a live reply: its final edit and the parts after it).
+    Final,
+}
+
+impl ReplyStage {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReplyStage::First => "first",
+            ReplyStage::Final => "final",
+        }
+    }
+}
+
+/// Why a person's message was not taken, as counted by
+/// `surfaces_messages_refused_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The person was past their rate (`limits.messages_per_minute`, the intake).
+    RateLimited,
+    /// The chat's queue was full (`limits.room_queue_max`, the room actor).
+    QueueFull,
+    /// Too many `!cancel` in flight (`limits.max_concurrent_cancels`, the intake).
+    CancelsBusy,
+    /// A file over `files.max_bytes` (the room actor).
+    FileTooLarge,
+}
+
+impl Refusal {
+    /// Every reason (each is exported from the start, at 0).
+    pub const ALL: [Refusal; 4] = [
+        Refusal::RateLimited,
+        Refusal::QueueFull,
+        Refusal::CancelsBusy,
+        Refusal::FileTooLarge,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::RateLimited => "rate_limited",
+            Refusal::QueueFull => "queue_full",
+            Refusal::CancelsBusy => "cancels_busy",
+            Refusal::FileTooLarge => "file_too_large",
         }
     }
 }
@@ -232,8 +302,22 @@ struct KindReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentStageLabels {
+    agent: String,
+    stage: &'static str,
+}
+
 fn turn_histogram() -> Histogram {
     Histogram::new(TURN_DURATION_BUCKETS)
+}
+
+fn reply_histogram() -> Histogram {
+    Histogram::new(REPLY_LATENCY_BUCKETS)
+}
+
+fn queue_histogram() -> Histogram {
+    Histogram::new(QUEUE_WAIT_BUCKETS)
 }
 
 /// The bot's metrics. Shared as `Arc<Metrics>` by the runtime and the ops endpoint.
@@ -244,6 +328,10 @@ pub struct Metrics {
     created: Instant,
     messages: Family<OutcomeLabels, Counter>,
     turn_duration: Family<AgentLabels, Histogram, fn() -> Histogram>,
+    reply_latency: Family<AgentStageLabels, Histogram, fn() -> Histogram>,
+    reply_from_origin: Family<AgentLabels, Histogram, fn() -> Histogram>,
+    queue_wait: Family<AgentLabels, Histogram, fn() -> Histogram>,
+    refused: Family<ReasonLabels, Counter>,
     restarts: Family<KindReasonLabels, Counter>,
     gave_up: Family<KindLabels, Counter>,
     actors: Family<KindStateLabels, Gauge>,
@@ -293,6 +381,18 @@ impl Metrics {
             Family::<AgentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 turn_histogram,
             );
+        let reply_latency =
+            Family::<AgentStageLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                reply_histogram,
+            );
+        let reply_from_origin =
+            Family::<AgentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                reply_histogram,
+            );
+        let queue_wait = Family::<AgentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            queue_histogram,
+        );
+        let refused = Family::<ReasonLabels, Counter>::default();
         let restarts = Family::<KindReasonLabels, Counter>::default();
         let gave_up = Family::<KindLabels, Counter>::default();
         let actors = Family::<KindStateLabels, Gauge>::default();
@@ -320,6 +420,33 @@ impl Metrics {
             "agent_turn_duration_seconds",
             "Duration of agent turns (retries included), by agent id",
             turn_duration.clone(),
+        );
+        registry.register(
+            "reply_latency_seconds",
+            "Time from a person's message accepted by the intake to the reply accepted by the \
+             messenger, by agent id and stage (first: the first words, a live reply's first \
+             post; final: the whole reply)",
+            reply_latency.clone(),
+        );
+        registry.register(
+            "reply_latency_from_origin_seconds",
+            "Time from the messenger's own timestamp of a person's message to the whole reply \
+             accepted by the messenger (includes the sync lag), by agent id; only for \
+             messengers that give the timestamp (Matrix: origin_server_ts)",
+            reply_from_origin.clone(),
+        );
+        registry.register(
+            "queue_wait_seconds",
+            "Time from a person's message accepted by the intake to its agent turn started \
+             (the journal's flush and the wait behind the chat's earlier messages), by agent id",
+            queue_wait.clone(),
+        );
+        registry.register(
+            "messages_refused",
+            "People's messages not taken because of a limit, by reason (rate_limited: \
+             limits.messages_per_minute; queue_full: limits.room_queue_max; cancels_busy: \
+             limits.max_concurrent_cancels; file_too_large: files.max_bytes)",
+            refused.clone(),
         );
         registry.register(
             "actor_restarts",
@@ -416,6 +543,11 @@ impl Metrics {
         for reason in SKIP_REASONS {
             let _ = sync_skipped.get_or_create(&ReasonLabels { reason });
         }
+        for reason in Refusal::ALL {
+            let _ = refused.get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            });
+        }
         for outcome in MessageOutcome::ALL {
             // Created now so every outcome is exported from the start, at 0.
             let _ = messages.get_or_create(&OutcomeLabels {
@@ -428,6 +560,10 @@ impl Metrics {
             created: Instant::now(),
             messages,
             turn_duration,
+            reply_latency,
+            reply_from_origin,
+            queue_wait,
+            refused,
             restarts,
             gave_up,
             actors,
@@ -500,7 +636,49 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    fn restart(&self, kind: &str, reason: &'static str) {
+    /// Records that `stage` of the reply of `agent` reached the messenger `took` after the
+    /// person's message was accepted.
+    pub fn reply_latency(&self, agent: &str, stage: ReplyStage, took: Duration) {
+        self.reply_latency
+            .get_or_create(&AgentStageLabels {
+                agent: agent.to_owned(),
+                stage: stage.label(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records that the whole reply of `agent` reached the messenger `took` after the
+    /// messenger's own timestamp of the person's message.
+    pub fn reply_from_origin(&self, agent: &str, took: Duration) {
+        self.reply_from_origin
+            .get_or_create(&AgentLabels {
+                agent: agent.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records that a message for `agent` waited `waited` between its acceptance and its
+    /// turn's start.
+    pub fn queue_wait(&self, agent: &str, waited: Duration) {
+        self.queue_wait
+            .get_or_create(&AgentLabels {
+                agent: agent.to_owned(),
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// Counts one message not taken because of a limit.
+    pub fn refused(&self, reason: Refusal) {
+        self.refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    /// Counts one restart of a `kind` actor after an exit for `reason` (the runtime's come
+    /// from the supervision events, [`Metrics::follow`]).
+    pub fn restart(&self, kind: &str, reason: &'static str) {
         self.restarts
             .get_or_create(&KindReasonLabels {
                 kind: kind.to_owned(),
@@ -509,7 +687,9 @@ impl Metrics {
             .inc();
     }
 
-    fn gave_up(&self, kind: &str) {
+    /// Counts one `kind` actor marked failed (the runtime's come from the supervision
+    /// events, [`Metrics::follow`]).
+    pub fn gave_up(&self, kind: &str) {
         self.gave_up
             .get_or_create(&KindLabels {
                 kind: kind.to_owned(),
@@ -914,6 +1094,187 @@ mod tests {
         let open = m.encode(&observed, Exposition::OpenMetrics).unwrap();
         assert!(open.ends_with("# EOF\n"), "{open}");
         assert!(open.contains("# TYPE surfaces_messages counter"));
+    }
+
+    /// The cumulative count of the bucket `le` of the histogram `name` with `labels`.
+    fn bucket(
+        scrape: &prometheus_parse::Scrape,
+        name: &str,
+        labels: &[(&str, &str)],
+        le: f64,
+    ) -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no {name} {labels:?}"));
+        let prometheus_parse::Value::Histogram(buckets) = &sample.value else {
+            panic!("{name} is not a histogram: {:?}", sample.value)
+        };
+        buckets
+            .iter()
+            .find(|b| b.less_than == le)
+            .unwrap_or_else(|| panic!("{name} has no bucket {le}"))
+            .count
+    }
+
+    #[test]
+    fn refusals_start_at_zero_and_count_by_reason() {
+        let m = Metrics::new();
+        let fresh = parse(
+            &m.encode(&Observed::default(), Exposition::Prometheus)
+                .unwrap(),
+        );
+        for reason in Refusal::ALL {
+            let labels = [("reason", reason.label())];
+            assert_eq!(
+                value(&fresh, "surfaces_messages_refused_total", &labels),
+                0.0,
+                "{reason:?}"
+            );
+        }
+        // (refusals recorded, reason, want)
+        let table = [
+            (
+                vec![Refusal::RateLimited, Refusal::RateLimited],
+                "rate_limited",
+                2.0,
+            ),
+            (vec![Refusal::QueueFull], "queue_full", 1.0),
+            (vec![Refusal::CancelsBusy], "cancels_busy", 1.0),
+            (vec![Refusal::FileTooLarge], "file_too_large", 1.0),
+        ];
+        for (refusals, reason, want) in table {
+            let m = Metrics::new();
+            for refusal in refusals {
+                m.refused(refusal);
+            }
+            let scrape = parse(
+                &m.encode(&Observed::default(), Exposition::Prometheus)
+                    .unwrap(),
+            );
+            assert_eq!(
+                value(
+                    &scrape,
+                    "surfaces_messages_refused_total",
+                    &[("reason", reason)]
+                ),
+                want,
+                "{reason}"
+            );
+            let others = Refusal::ALL.iter().filter(|r| r.label() != reason);
+            for other in others {
+                let labels = [("reason", other.label())];
+                assert_eq!(
+                    value(&scrape, "surfaces_messages_refused_total", &labels),
+                    0.0
+                );
+            }
+        }
+        let open = m
+            .encode(&Observed::default(), Exposition::OpenMetrics)
+            .unwrap();
+        assert!(
+            open.contains("# TYPE surfaces_messages_refused counter"),
+            "{open}"
+        );
+    }
+
+    #[test]
+    fn reply_latency_and_queue_wait_are_histograms_by_agent() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis;
+        m.reply_latency("ref", ReplyStage::First, ms(400));
+        m.reply_latency("ref", ReplyStage::Final, ms(2_500));
+        m.reply_latency("ref", ReplyStage::Final, ms(40));
+        m.reply_latency("other", ReplyStage::Final, ms(90_000));
+        m.reply_from_origin("ref", ms(2_900));
+        m.queue_wait("ref", ms(3));
+        m.queue_wait("ref", ms(15_000));
+        let text = m
+            .encode(&Observed::default(), Exposition::Prometheus)
+            .unwrap();
+        for family in [
+            "surfaces_reply_latency_seconds",
+            "surfaces_reply_latency_from_origin_seconds",
+            "surfaces_queue_wait_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} histogram")),
+                "{family}:\n{text}"
+            );
+        }
+        let scrape = parse(&text);
+        let first = [("agent", "ref"), ("stage", "first")];
+        let last = [("agent", "ref"), ("stage", "final")];
+        let other = [("agent", "other"), ("stage", "final")];
+        let latency = "surfaces_reply_latency_seconds";
+        type Labels<'a> = &'a [(&'a str, &'a str)];
+        // (histogram, labels, bucket, cumulative count wanted)
+        let table: [(&str, Labels, f64, f64); 11] = [
+            (latency, &first, 0.25, 0.0),
+            (latency, &first, 0.5, 1.0),
+            (latency, &last, 0.05, 1.0),
+            (latency, &last, 2.0, 1.0),
+            (latency, &last, 3.0, 2.0),
+            (latency, &other, 60.0, 0.0),
+            (latency, &other, 90.0, 1.0),
+            (
+                "surfaces_reply_latency_from_origin_seconds",
+                &[("agent", "ref")],
+                3.0,
+                1.0,
+            ),
+            (
+                "surfaces_queue_wait_seconds",
+                &[("agent", "ref")],
+                0.005,
+                1.0,
+            ),
+            (
+                "surfaces_queue_wait_seconds",
+                &[("agent", "ref")],
+                10.0,
+                1.0,
+            ),
+            (
+                "surfaces_queue_wait_seconds",
+                &[("agent", "ref")],
+                30.0,
+                2.0,
+            ),
+        ];
+        for (name, labels, le, want) in table {
+            assert_eq!(
+                bucket(&scrape, name, labels, le),
+                want,
+                "{name} {labels:?} le={le}"
+            );
+        }
+        assert!(
+            !text.contains("stage=\"first\",agent"),
+            "label order is agent, stage"
+        );
+        assert!(
+            !text.contains("surfaces_reply_latency_seconds_count{agent=\"other\",stage=\"first\"}"),
+            "no series for a stage never seen:\n{text}"
+        );
+    }
+
+    #[test]
+    fn buckets_are_sorted_and_span_chat_replies() {
+        for (name, buckets) in [
+            ("turn", &TURN_DURATION_BUCKETS[..]),
+            ("reply", &REPLY_LATENCY_BUCKETS[..]),
+            ("queue", &QUEUE_WAIT_BUCKETS[..]),
+        ] {
+            assert!(
+                buckets.windows(2).all(|w| w[0] < w[1]),
+                "{name}: {buckets:?}"
+            );
+        }
+        assert!(REPLY_LATENCY_BUCKETS.first() <= Some(&0.05));
+        assert!(REPLY_LATENCY_BUCKETS.contains(&120.0));
     }
 
     #[test]

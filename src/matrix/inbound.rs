@@ -356,6 +356,7 @@ impl PersonEvent {
                     sender: PersonId::new(ev.sender.as_str()),
                     display_name: None,
                     body: IncomingBody::Withdraw { of },
+                    origin_ts: ev.origin_server_ts.to_system_time(),
                 })
             }
         }
@@ -438,5 +439,6 @@ fn incoming(chat: &ChatId, ev: OriginalSyncRoomMessageEvent) -> Option<Incoming>
         sender: PersonId::new(ev.sender.as_str()),
         display_name: None,
         body,
+        origin_ts: ev.origin_server_ts.to_system_time(),
     })
 }

@@ -28,13 +28,13 @@ use async_trait::async_trait;
 use super::directory::RoomDirectory;
 use super::invites::{self, Decliner, Verdict};
 use super::provisioner::{Invited, Provisioner};
-use super::room::{Amend, Change, Chat, RoomActor, UserFile, UserMessage};
+use super::room::{Amend, Arrival, Change, Chat, RoomActor, UserFile, UserMessage};
 use crate::commands::{Command, Parsed};
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
 use crate::journal::{Accepted, Journal};
 use crate::limits::{Admission, CancelGate, CancelRefusal, PersonLimiter};
-use crate::metrics::MessageOutcome;
+use crate::metrics::{MessageOutcome, Refusal};
 use crate::store::{Store, StoreError};
 use crate::surface::{
     Batch, ChatId, DeliveryError, Inbound, Incoming, IncomingBody, Invite, MessageId, PersonId,
@@ -162,6 +162,7 @@ impl Intake {
             sender: message.sender,
             display_name: message.display_name,
             body,
+            arrival: Some(Arrival::now(message.origin_ts)),
         };
         if matches!(
             crate::commands::parse(&msg.body),
@@ -206,11 +207,9 @@ impl Intake {
         if let Err(error) = self.inner.journal.stage_done(message.id.as_str()) {
             tracing::warn!(%error, event_id = %message.id, "cannot record a refused message");
         }
-        self.inner
-            .rooms
-            .deps()
-            .metrics
-            .message(MessageOutcome::Limited);
+        let metrics = &self.inner.rooms.deps().metrics;
+        metrics.message(MessageOutcome::Limited);
+        metrics.refused(Refusal::RateLimited);
         if admission == Admission::Refuse {
             return Some(None);
         }
@@ -219,6 +218,7 @@ impl Intake {
             sender: message.sender.clone(),
             display_name: message.display_name.clone(),
             body: String::new(),
+            arrival: None,
         };
         Some(Some(Delivery::Limited(chat.clone(), msg)))
     }
@@ -261,6 +261,11 @@ impl Intake {
                     Err(CancelRefusal::Busy) => {
                         tracing::warn!(room_id = %chat.id,
                             "too many !cancel in flight (limits.max_concurrent_cancels)");
+                        self.inner
+                            .rooms
+                            .deps()
+                            .metrics
+                            .refused(Refusal::CancelsBusy);
                         tokio::spawn(async move {
                             chat.notice(&msg, texts::limits::CANCEL_BUSY).await;
                         });

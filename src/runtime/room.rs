@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 pub mod amend;
 pub mod attachments;
+pub mod latency;
 pub mod pace;
 pub mod queue;
 pub mod reply;
@@ -31,6 +32,7 @@ pub mod stream;
 
 pub use self::amend::{Amend, Change};
 pub use self::attachments::{FileDeps, UserFile};
+pub use self::latency::{Arrival, ReplyClock};
 use self::queue::RoomQueue;
 
 use super::agent_conn::RunTurn;
@@ -241,6 +243,9 @@ pub struct UserMessage {
     pub display_name: Option<String>,
     /// The text.
     pub body: String,
+    /// When it reached the bot, for the reply latency metrics (`None`: not measured, e.g.
+    /// resumed from the journal).
+    pub arrival: Option<Arrival>,
 }
 
 impl UserMessage {
@@ -269,6 +274,7 @@ async fn resume_pending(chat: Chat, deps: Arc<RoomDeps>, entry: JournalEntry) {
         sender: PersonId::new(entry.sender),
         display_name: None,
         body: entry.body,
+        arrival: None,
     };
     // Counted durably before the attempt: a message that takes the whole process down is
     // given up after MAX_RESUMES restarts too.
@@ -374,6 +380,7 @@ async fn answer(
     if route.free_answers {
         commands::answered_by_message(&deps, &chat.id, msg.sender.as_str(), &route.id).await;
     }
+    let clock = ReplyClock::start(&deps.metrics, &route.id, msg.arrival);
     let typing = spawn_typing(chat.clone());
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.id),
@@ -401,6 +408,7 @@ async fn answer(
             reply::limits_for(&chat, &deps.replies),
             deps.journal.clone(),
             existing,
+            clock.clone(),
         )
     });
     let in_flight = InFlight {
@@ -413,6 +421,9 @@ async fn answer(
         .inflight
         .lock()
         .insert(chat.id.clone(), in_flight.clone());
+    if let Some(clock) = &clock {
+        clock.turn_started();
+    }
     let result = route
         .conn
         .send(RunTurn {
@@ -467,6 +478,9 @@ async fn answer(
             match delivery {
                 reply::Delivery::Sent => {
                     deps.metrics.message(MessageOutcome::Replied);
+                    if let Some(clock) = &clock {
+                        clock.replied();
+                    }
                     attachments::post_turn_files(&chat, &deps, &route, &msg, &files).await;
                     true
                 }

@@ -22,6 +22,9 @@ pub struct Incoming {
     pub display_name: Option<String>,
     /// What it says or carries.
     pub body: IncomingBody,
+    /// When the messenger says it was sent (Matrix: the event's `origin_server_ts`); `None`
+    /// where the adapter does not know. Read only by the reply latency metrics.
+    pub origin_ts: Option<std::time::SystemTime>,
 }
 
 /// What a person's message carries.

@@ -7,6 +7,8 @@
 //! slash command becomes, which file a photo is, what is ignored and why — are made here,
 //! apart from the polling loop that carries them out.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use frankenstein::types::{ChatType, Message};
 use frankenstein::updates::{Update, UpdateContent};
 use serde::{Deserialize, Serialize};
@@ -123,6 +125,7 @@ fn new_message(message: &Message, mode: Mode, bot: u64) -> Decision {
         sender: person,
         display_name: Some(name),
         body,
+        origin_ts: Some(sent_at(message.date)),
     })
 }
 
@@ -149,7 +152,13 @@ fn edited(message: &Message, mode: Mode, bot: u64) -> Decision {
             of,
             text: command_text(text),
         },
+        origin_ts: Some(sent_at(message.edit_date.unwrap_or(message.date))),
     })
+}
+
+/// When Telegram says a message was sent (`date`, seconds since the epoch).
+fn sent_at(date: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(date)
 }
 
 /// A slash command as the core's `!` command (`/new@surfaces_bot Work` → `!new Work`;
@@ -279,6 +288,7 @@ mod tests {
             sender: PersonId::new("telegram:42"),
             display_name: Some("Ann Lee".to_owned()),
             body: IncomingBody::Text(text.to_owned()),
+            origin_ts: Some(UNIX_EPOCH + Duration::from_secs(1)),
         })
     }
 

@@ -8,6 +8,7 @@ mod commands;
 mod confirmations;
 mod edits;
 mod files;
+mod latency;
 mod limits;
 mod long_replies;
 mod message_path;

@@ -21,6 +21,7 @@ use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Messag
 
 use super::queue::{Pushed, Queued};
 use super::{Chat, RoomActor, RoomDeps, UserMessage};
+use crate::metrics::Refusal;
 use crate::surface::{AnswerPart, MessageId, OutMessage, PersonId, ReplyTo, SendKey};
 use crate::texts;
 
@@ -67,6 +68,7 @@ impl RoomActor {
                 tracing::warn!(room_id = %self.chat.id, event_id = %id, %sender,
                     waiting = self.queue.len(), notify,
                     "the chat's queue is full; not taking the message");
+                self.deps.metrics.refused(Refusal::QueueFull);
                 let (chat, deps) = (self.chat.clone(), self.deps.clone());
                 ctx.spawn(refuse(chat, deps, item, notify).into_actor(self));
             }
@@ -142,6 +144,7 @@ async fn refuse(chat: Chat, deps: Arc<RoomDeps>, item: Queued, notify: bool) {
         sender: PersonId::new(item.sender()),
         display_name: None,
         body: String::new(),
+        arrival: None,
     };
     if !matches!(item, Queued::File(_)) {
         super::finish(&deps, &msg).await;

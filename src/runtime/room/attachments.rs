@@ -29,6 +29,7 @@ use super::{answer, Chat, RoomActor, RoomDeps, UserMessage};
 use crate::agent::{Attachment, FileEvent};
 use crate::files::{self, InboundRefusal};
 use crate::journal::Journal;
+use crate::metrics::Refusal;
 use crate::runtime::router::{AgentRoute, ResolveAgent};
 use crate::surface::{AnswerPart, ChatId, IncomingFile, MessageId, PersonId, SendKey};
 use crate::texts;
@@ -243,6 +244,8 @@ async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
         sender: msg.sender.clone(),
         display_name: msg.display_name.clone(),
         body: msg.file.caption.clone().unwrap_or_default(),
+        // Only text messages carry their arrival: a file's turn is not measured.
+        arrival: None,
     };
     let route = match route_of(&deps, &chat.id).await {
         Ok(route) => route,
@@ -274,6 +277,7 @@ async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
         Err(InboundRefusal::TooLarge { limit }) => {
             tracing::info!(name = %msg.file.name, announced = ?msg.file.size, limit,
                 "refusing a file over the size limit");
+            deps.metrics.refused(Refusal::FileTooLarge);
             let limit = files::human_size(limit);
             chat.notice(&as_message, &texts::file_too_large(&msg.file.name, &limit))
                 .await;

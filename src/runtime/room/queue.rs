@@ -215,6 +215,7 @@ mod tests {
             sender: PersonId::new(sender),
             display_name: None,
             body: body.to_owned(),
+            arrival: None,
         })
     }
 

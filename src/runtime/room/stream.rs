@@ -17,11 +17,13 @@
 //! reply goes as a file) the text shown stops growing. Every message posted is recorded in
 //! the journal, so a turn resumed after a crash edits the same messages.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::latency::ReplyClock;
 use super::pace::{Pacer, Step};
 use super::split::{self, ReplyLimits};
 use super::{Chat, UserMessage};
@@ -64,7 +66,7 @@ pub struct LiveReply {
 impl LiveReply {
     /// Starts streaming the answer to `msg` in `chat`: in `existing` (the messages an
     /// earlier attempt posted, from the journal), else in new messages, each recorded in
-    /// `journal` once posted.
+    /// `journal` once posted; the first post is the first words on `clock`, if measured.
     pub fn start(
         chat: Chat,
         msg: &UserMessage,
@@ -72,6 +74,7 @@ impl LiveReply {
         limits: ReplyLimits,
         journal: Journal,
         existing: Vec<MessageId>,
+        clock: Option<Arc<ReplyClock>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut pacer = Pacer::new(config);
@@ -87,6 +90,7 @@ impl LiveReply {
             msg: msg.clone(),
             limits,
             journal,
+            clock,
         };
         let task = tokio::spawn(live.run(pacer, messages, rx));
         Self { tx, task }
@@ -124,6 +128,8 @@ struct Live {
     msg: UserMessage,
     limits: ReplyLimits,
     journal: Journal,
+    /// Told when the first message is posted (the person sees the first words).
+    clock: Option<Arc<ReplyClock>>,
 }
 
 impl Live {
@@ -163,6 +169,9 @@ impl Live {
             let out = super::reply::part_message(&self.msg, i, part.clone());
             match self.chat.send(out).await {
                 Ok(id) => {
+                    if let Some(clock) = &self.clock {
+                        clock.first_words();
+                    }
                     self.record(i, &id).await;
                     messages.push(LivePart {
                         id,

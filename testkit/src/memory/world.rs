@@ -334,6 +334,7 @@ impl World {
             id: id.clone(),
             sender: person.clone(),
             display_name: None,
+            origin_ts: None,
             body: IncomingBody::Text(text.to_owned()),
         }));
         id
@@ -360,6 +361,7 @@ impl World {
             id: id.clone(),
             sender: person.clone(),
             display_name: None,
+            origin_ts: None,
             body: IncomingBody::Edit {
                 of: of.clone(),
                 text: text.to_owned(),
@@ -376,6 +378,7 @@ impl World {
             id: id.clone(),
             sender: person.clone(),
             display_name: None,
+            origin_ts: None,
             body: IncomingBody::Withdraw { of: of.clone() },
         }));
         id
@@ -407,6 +410,7 @@ impl World {
                     id,
                     sender: person,
                     display_name: None,
+                    origin_ts: None,
                     body: IncomingBody::Text(text),
                 }));
             }
@@ -451,6 +455,7 @@ impl World {
             id: id.clone(),
             sender: person.clone(),
             display_name: None,
+            origin_ts: None,
             body: IncomingBody::File(IncomingFile {
                 name: name.to_owned(),
                 mime: Some(mime.to_owned()),
