@@ -260,6 +260,9 @@ pub struct Observed {
     pub since_last_sync: Option<Duration>,
     /// Failed syncs since the last success.
     pub sync_failures: u32,
+    /// Every messenger's inbound loop: (messenger, time since its last success, failures
+    /// since then).
+    pub inbound: Vec<(String, Option<Duration>, u32)>,
     /// Whether `/readyz` would answer 200.
     pub ready: bool,
     /// Messages accepted in the inbound journal and not answered yet.
@@ -273,6 +276,11 @@ pub struct Observed {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SurfaceLabels {
+    surface: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -338,6 +346,8 @@ pub struct Metrics {
     mailbox_depth: Family<KindLabels, Gauge>,
     turns_in_flight: Family<AgentLabels, Gauge>,
     sync_lag: Gauge<f64, AtomicU64>,
+    inbound_lag: Family<SurfaceLabels, Gauge<f64, AtomicU64>>,
+    inbound_failures: Family<SurfaceLabels, Gauge>,
     sync_failures: Gauge,
     ready: Gauge,
     journal_pending: Gauge,
@@ -399,6 +409,8 @@ impl Metrics {
         let mailbox_depth = Family::<KindLabels, Gauge>::default();
         let turns_in_flight = Family::<AgentLabels, Gauge>::default();
         let sync_lag = Gauge::<f64, AtomicU64>::default();
+        let inbound_lag = Family::<SurfaceLabels, Gauge<f64, AtomicU64>>::default();
+        let inbound_failures = Family::<SurfaceLabels, Gauge>::default();
         let sync_failures = Gauge::default();
         let ready = Gauge::default();
         let journal_pending = Gauge::default();
@@ -479,6 +491,17 @@ impl Metrics {
             "Seconds since the last successful Matrix sync (since start-up while none \
              succeeded yet)",
             sync_lag.clone(),
+        );
+        registry.register(
+            "inbound_lag_seconds",
+            "Seconds since each messenger's inbound loop last read successfully (Matrix: \
+             sync; Telegram: getUpdates), by messenger",
+            inbound_lag.clone(),
+        );
+        registry.register(
+            "inbound_consecutive_failures",
+            "Failed reads of each messenger's inbound loop since its last success, by messenger",
+            inbound_failures.clone(),
         );
         registry.register(
             "sync_consecutive_failures",
@@ -570,6 +593,8 @@ impl Metrics {
             mailbox_depth,
             turns_in_flight,
             sync_lag,
+            inbound_lag,
+            inbound_failures,
             sync_failures,
             ready,
             journal_pending,
@@ -755,6 +780,16 @@ impl Metrics {
             .unwrap_or_else(|| self.created.elapsed());
         self.sync_lag.set(lag.as_secs_f64());
         self.sync_failures.set(i64::from(observed.sync_failures));
+        for (surface, since, failures) in &observed.inbound {
+            let labels = SurfaceLabels {
+                surface: surface.clone(),
+            };
+            let lag = since.unwrap_or_else(|| self.created.elapsed());
+            self.inbound_lag.get_or_create(&labels).set(lag.as_secs_f64());
+            self.inbound_failures
+                .get_or_create(&labels)
+                .set(i64::from(*failures));
+        }
         self.ready.set(i64::from(observed.ready));
         self.journal_pending
             .set(i64::try_from(observed.journal_pending).unwrap_or(i64::MAX));
@@ -950,6 +985,10 @@ mod tests {
             turns_in_flight: vec![("ref".into(), 1)],
             since_last_sync: Some(Duration::from_millis(1500)),
             sync_failures: 2,
+            inbound: vec![
+                ("matrix".into(), Some(Duration::from_millis(1500)), 2),
+                ("telegram".into(), Some(Duration::from_millis(250)), 0),
+            ],
             ready: true,
             journal_pending: 4,
             catch_up: CatchUpSnapshot {
@@ -1076,6 +1115,14 @@ mod tests {
         assert_eq!(value(&scrape, "surfaces_sync_lag_seconds", &[]), 1.5);
         assert_eq!(
             value(&scrape, "surfaces_sync_consecutive_failures", &[]),
+            2.0
+        );
+        assert_eq!(
+            value(&scrape, "surfaces_inbound_lag_seconds", &[("surface", "telegram")]),
+            0.25
+        );
+        assert_eq!(
+            value(&scrape, "surfaces_inbound_consecutive_failures", &[("surface", "matrix")]),
             2.0
         );
         assert_eq!(value(&scrape, "surfaces_journal_pending", &[]), 4.0);

@@ -184,6 +184,7 @@ fn live_exposition() -> String {
         }],
         turns_in_flight: vec![("ref".to_owned(), 1)],
         since_last_sync: Some(Duration::from_secs(1)),
+        inbound: vec![("matrix".to_owned(), Some(Duration::from_secs(1)), 0)],
         ready: true,
         journal_pending: 1,
         ..Observed::default()

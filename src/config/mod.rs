@@ -332,7 +332,7 @@ mod tests {
     use super::*;
 
     use crate::config::legacy::read_legacy_agents;
-    use crate::config::test_support::{dir_with, env, load_ok, MINIMAL};
+    use crate::config::test_support::{dir_with, env, load_err, load_ok, MINIMAL};
 
     #[test]
     fn file_overrides_defaults_and_env_overrides_file() {
@@ -389,6 +389,36 @@ mod tests {
         std::fs::write(dir.path().join(DEFAULT_CONFIG_FILE), MINIMAL).unwrap();
         let c = Config::load_in(dir.path(), None, &[]).unwrap();
         assert_eq!(c.matrix.user_id, "@surfaces:example.org");
+    }
+
+    #[test]
+    fn telegram_alone_is_valid_and_turns_matrix_off() {
+        let toml = "[telegram]\nallowed_users = [\"42\"]\n";
+        let c = load_ok(toml, &[("SURFACES__TELEGRAM__TOKEN", "123:abc")]);
+        assert!(!c.matrix_enabled());
+        let telegram = c.telegram.as_ref().expect("the section");
+        assert_eq!(telegram.api_url, telegram::DEFAULT_API_URL);
+        assert!(c.access_policy().allows("telegram:42"));
+        assert!(!c.access_policy().allows("telegram:43"));
+        // Beside Matrix, both are on; without the token, the key is named.
+        let both = load_ok(&format!("{MINIMAL}{toml}"), &[("SURFACES__TELEGRAM__TOKEN", "1:a")]);
+        assert!(both.matrix_enabled() && both.telegram.is_some());
+        let err = load_err(toml, &[]);
+        assert!(err.keys().contains(&"telegram.token"), "{err}");
+        assert!(!err.keys().contains(&"matrix.homeserver_url"), "{err}");
+        // The example's commented section, uncommented, is valid.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = std::fs::read_to_string(root.join("config/surfaces.example.toml")).unwrap();
+        let section: String = example
+            .lines()
+            .skip_while(|l| *l != "# [telegram]")
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(section.starts_with("[telegram]\n") && section.contains("token"), "{section}");
+        load_ok(&section, &[]);
     }
 
     #[test]

@@ -132,6 +132,10 @@ impl Connector for MatrixConnector {
         self.health.clone()
     }
 
+    fn reader(&self) -> Option<ActorId> {
+        Some(ActorId::singleton(SYNC_ACTOR))
+    }
+
     async fn prepare(&mut self, inbound: Arc<dyn Inbound>) -> Result<(), SurfaceError> {
         register_invites(&self.client, &self.bot, self.surface(), inbound.clone());
         super::verification::cancel_incoming_requests(&self.client);

@@ -304,11 +304,11 @@ pub fn render(status: &Status) -> String {
     out.push_str("</tbody></table>");
 
     out.push_str("<h2>Sync</h2>");
-    let sync = &status.sync;
     header(
         &mut out,
         "sync",
         &[
+            "Messenger",
             "State",
             "Last success",
             "Recent",
@@ -321,33 +321,42 @@ pub fn render(status: &Status) -> String {
             "Last error",
         ],
     );
-    let sync_state = if sync.state == "running" && !sync.recent {
-        "backing-off"
+    let inbounds = if status.inbounds.is_empty() {
+        std::slice::from_ref(&status.sync)
     } else {
-        sync.state.as_str()
+        status.inbounds.as_slice()
     };
-    row_start(&mut out, "sync", sync_state);
-    let last = match sync.last_success_secs_ago {
-        Some(secs) => format!("<td data-sort=\"{secs:.3}\">{secs:.1} s ago</td>"),
-        None => "<td><span class=\"none\">never</span></td>".to_owned(),
-    };
-    let _ = write!(
-        out,
-        "<td>{}</td>{last}<td>{}</td>{}{}{}{}{}{}{}</tr></tbody></table>",
-        escape(&sync.state),
-        if sync.recent { "yes" } else { "no" },
-        num_cell(sync.consecutive_failures),
-        num_cell(sync.successes),
-        num_cell(sync.restarts),
-        num_cell(sync.catch_up.gaps),
-        num_cell(sync.catch_up.backfilled),
-        num_cell(
-            sync.catch_up.skipped_too_old
-                + sync.catch_up.skipped_too_many
-                + sync.catch_up.unreadable_gaps
-        ),
-        error_cell(sync.last_error.as_deref()),
-    );
+    for sync in inbounds {
+        let sync_state = if sync.state == "running" && !sync.recent {
+            "backing-off"
+        } else {
+            sync.state.as_str()
+        };
+        row_start(&mut out, "sync", sync_state);
+        let last = match sync.last_success_secs_ago {
+            Some(secs) => format!("<td data-sort=\"{secs:.3}\">{secs:.1} s ago</td>"),
+            None => "<td><span class=\"none\">never</span></td>".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "<td>{}</td><td>{}</td>{last}<td>{}</td>{}{}{}{}{}{}{}</tr>",
+            escape(&sync.surface),
+            escape(&sync.state),
+            if sync.recent { "yes" } else { "no" },
+            num_cell(sync.consecutive_failures),
+            num_cell(sync.successes),
+            num_cell(sync.restarts),
+            num_cell(sync.catch_up.gaps),
+            num_cell(sync.catch_up.backfilled),
+            num_cell(
+                sync.catch_up.skipped_too_old
+                    + sync.catch_up.skipped_too_many
+                    + sync.catch_up.unreadable_gaps
+            ),
+            error_cell(sync.last_error.as_deref()),
+        );
+    }
+    out.push_str("</tbody></table>");
 
     out.push_str("<h2>Other actors</h2>");
     let actor_columns = [
@@ -472,6 +481,20 @@ mod tests {
         }
     }
 
+    fn sync(surface: &str) -> SyncStatus {
+        SyncStatus {
+            surface: surface.into(),
+            state: "running".into(),
+            restarts: 0,
+            last_success_secs_ago: Some(1.5),
+            recent: true,
+            consecutive_failures: 0,
+            successes: 4,
+            last_error: None,
+            catch_up: Default::default(),
+        }
+    }
+
     fn status() -> Status {
         Status {
             generated_at_ms: 61_000,
@@ -484,16 +507,8 @@ mod tests {
                     detail: "no successful sync yet".into(),
                 }],
             },
-            sync: SyncStatus {
-                state: "running".into(),
-                restarts: 0,
-                last_success_secs_ago: Some(1.5),
-                recent: true,
-                consecutive_failures: 0,
-                successes: 4,
-                last_error: None,
-                catch_up: Default::default(),
-            },
+            sync: sync("matrix"),
+            inbounds: vec![sync("matrix"), sync("telegram<")],
             reconciliation: Reconciliation {
                 done: true,
                 elapsed_ms: Some(12),
@@ -532,6 +547,8 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
         assert!(page.contains("panic: &lt;boom&gt; &amp; &quot;quotes&quot;"));
         assert!(page.contains("Ref &lt;agent&gt;"));
+        // One sync row per messenger, names escaped.
+        assert!(page.contains("<td>matrix</td>") && page.contains("<td>telegram&lt;</td>"));
         assert_eq!(page.matches("<script").count(), 1, "only our own script");
         assert!(page.contains("<script src=\"status.js\"></script>"));
         assert!(page.contains("<link rel=\"stylesheet\" href=\"status.css\">"));

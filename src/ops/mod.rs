@@ -350,6 +350,17 @@ async fn metrics_handler(State(ops): State<Ops>, headers: HeaderMap) -> Response
             .collect(),
         since_last_sync: view.sync.since_last_success(),
         sync_failures: view.sync.consecutive_failures(),
+        inbound: view
+            .inbound
+            .iter()
+            .map(|i| {
+                (
+                    i.surface.clone(),
+                    i.health.since_last_success(),
+                    i.health.consecutive_failures(),
+                )
+            })
+            .collect(),
         ready: status::readiness(view, &ops.root).ready,
         journal_pending: view.journal.pending_count(),
         catch_up: view.sync.catch_up().snapshot(),

@@ -10,13 +10,13 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actors::{ActorHealth, ActorId, ActorState, SupervisorHandle};
+use actors::{ActorHealth, ActorState, SupervisorHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::sync::DEFAULT_SYNC_TIMEOUT;
 use crate::metrics::UndecryptableSnapshot;
 pub use crate::runtime::ids::{AGENT_KIND, ROOM_KIND, SYNC_ACTOR};
-use crate::runtime::RuntimeView;
+use crate::runtime::{InboundView, RuntimeView};
 use crate::store::RoomRecord;
 
 /// The sync loop counts as stale when no sync succeeded for this long: a long poll lasts
@@ -75,6 +75,9 @@ impl Readiness {
 /// The sync loop, as `/status` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SyncStatus {
+    /// The messenger whose inbound loop this is (`matrix`, `telegram`).
+    #[serde(default)]
+    pub surface: String,
     /// The sync actor's state (`absent` before start-up completes).
     pub state: String,
     /// Its restarts.
@@ -215,8 +218,11 @@ pub struct Status {
     pub version: String,
     /// Readiness, with every check.
     pub readiness: Readiness,
-    /// The sync loop.
+    /// The first messenger's inbound loop (kept for readers of the single-messenger form).
     pub sync: SyncStatus,
+    /// Every messenger's inbound loop.
+    #[serde(default)]
+    pub inbounds: Vec<SyncStatus>,
     /// Start-up reconciliation.
     pub reconciliation: Reconciliation,
     /// Every room actor, failing first.
@@ -259,6 +265,42 @@ fn failure_text(health: &ActorHealth) -> Option<String> {
 /// Whether the process's root supervisor runs (what `/livez` reports).
 pub fn live(root: &SupervisorHandle) -> bool {
     root.is_alive()
+}
+
+/// Whether one messenger's inbound loop is healthy: its actor running (when it has one)
+/// and a recent success.
+fn inbound_check(view: &RuntimeView, inbound: &InboundView, started: bool) -> (bool, String) {
+    if !started {
+        return (false, "not started yet".to_owned());
+    }
+    if let Some(reader) = &inbound.reader {
+        match view.registry.get(reader) {
+            None => return (false, format!("the {reader} actor is absent")),
+            Some(actor) if actor.state != ActorState::Running => {
+                return (false, format!("the {reader} actor is {}", actor.state.label()))
+            }
+            Some(_) => {}
+        }
+    }
+    let since = inbound.health.since_last_success();
+    if inbound.health.is_recent(SYNC_STALE_AFTER) {
+        (
+            true,
+            format!(
+                "running, last successful {} read {:.1} s ago",
+                inbound.surface,
+                since.map(|d| d.as_secs_f64()).unwrap_or_default()
+            ),
+        )
+    } else {
+        (
+            false,
+            match since {
+                Some(age) => format!("last successful {} read {} s ago", inbound.surface, age.as_secs()),
+                None => "no successful sync yet".to_owned(),
+            },
+        )
+    }
 }
 
 /// Every readiness check, against the running bot.
@@ -310,31 +352,17 @@ pub fn readiness(view: &RuntimeView, root: &SupervisorHandle) -> Readiness {
         }
         .to_owned(),
     );
-    let sync_actor = view.registry.get(&ActorId::singleton(SYNC_ACTOR));
-    let recent = view.sync.is_recent(SYNC_STALE_AFTER);
-    let since = view.sync.since_last_success();
-    let (ok, detail) = match (&sync_actor, started) {
-        (_, false) => (false, "not started yet".to_owned()),
-        (None, true) => (false, "the sync actor is absent".to_owned()),
-        (Some(actor), true) if actor.state != ActorState::Running => {
-            (false, format!("the sync actor is {}", actor.state.label()))
-        }
-        (Some(_), true) if !recent => (
-            false,
-            match since {
-                Some(age) => format!("last successful sync {} s ago", age.as_secs()),
-                None => "no successful sync yet".to_owned(),
-            },
-        ),
-        (Some(_), true) => (
-            true,
-            format!(
-                "running, last successful sync {:.1} s ago",
-                since.map(|d| d.as_secs_f64()).unwrap_or_default()
-            ),
-        ),
-    };
-    check("sync", ok, detail);
+    // Every messenger's inbound loop (the first is "sync", as it always was; others
+    // "sync:<messenger>").
+    for (index, inbound) in view.inbound.iter().enumerate() {
+        let name = if index == 0 {
+            "sync".to_owned()
+        } else {
+            format!("sync:{}", inbound.surface)
+        };
+        let (ok, detail) = inbound_check(view, inbound, started);
+        check(&name, ok, detail);
+    }
     // Informational: an unsigned device or a missing backup does not make the bot unready.
     if let Some(encryption) = view.sync.encryption() {
         let held = UndecryptableSnapshot::of(&view.journal);
@@ -375,26 +403,46 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
 
     let mut rooms = Vec::new();
     let mut actors = Vec::new();
-    let mut sync = SyncStatus {
-        state: ABSENT_STATE.to_owned(),
-        restarts: 0,
-        last_success_secs_ago: view.sync.since_last_success().map(|d| d.as_secs_f64()),
-        recent: view.sync.is_recent(SYNC_STALE_AFTER),
-        consecutive_failures: view.sync.consecutive_failures(),
-        successes: view.sync.successes(),
-        last_error: None,
-        catch_up: view.sync.catch_up().snapshot(),
-    };
+    let mut inbounds: Vec<SyncStatus> = view
+        .inbound
+        .iter()
+        .map(|inbound| {
+            let reader = inbound.reader.as_ref().and_then(|id| view.registry.get(id));
+            SyncStatus {
+                surface: inbound.surface.clone(),
+                state: reader
+                    .as_ref()
+                    .map_or(ABSENT_STATE, |actor| actor.state.label())
+                    .to_owned(),
+                restarts: reader.as_ref().map_or(0, |actor| actor.restarts),
+                last_success_secs_ago: inbound.health.since_last_success().map(|d| d.as_secs_f64()),
+                recent: inbound.health.is_recent(SYNC_STALE_AFTER),
+                consecutive_failures: inbound.health.consecutive_failures(),
+                successes: inbound.health.successes(),
+                last_error: reader.as_ref().and_then(failure_text),
+                catch_up: inbound.health.catch_up().snapshot(),
+            }
+        })
+        .collect();
+    if inbounds.is_empty() {
+        inbounds.push(SyncStatus {
+            surface: String::new(),
+            state: ABSENT_STATE.to_owned(),
+            restarts: 0,
+            last_success_secs_ago: None,
+            recent: false,
+            consecutive_failures: 0,
+            successes: 0,
+            last_error: None,
+            catch_up: Default::default(),
+        });
+    }
+    let sync = inbounds[0].clone();
     for health in &snapshot {
         match health.id.kind() {
             ROOM_KIND => rooms.push(room_status(health, &records)),
             AGENT_KIND => {}
-            kind => {
-                if kind == SYNC_ACTOR {
-                    sync.state = health.state.label().to_owned();
-                    sync.restarts = health.restarts;
-                    sync.last_error = failure_text(health);
-                }
+            _ => {
                 actors.push(ActorStatus {
                     id: health.id.to_string(),
                     state: health.state.label().to_owned(),
@@ -449,6 +497,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         readiness,
         sync,
+        inbounds,
         reconciliation: reconciliation(view),
         rooms,
         agents,

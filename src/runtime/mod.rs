@@ -82,6 +82,17 @@ pub struct AgentView {
 }
 
 /// Everything the ops endpoint reads from a running bot (cheap to clone).
+/// One messenger's inbound loop, as the ops endpoint reads it.
+#[derive(Clone, Debug)]
+pub struct InboundView {
+    /// The messenger (`Surface::name`).
+    pub surface: String,
+    /// How its loop is doing.
+    pub health: Arc<SyncHealth>,
+    /// The supervised actor running it, if any.
+    pub reader: Option<actors::ActorId>,
+}
+
 #[derive(Clone)]
 pub struct RuntimeView {
     /// Health of every supervised actor.
@@ -90,8 +101,8 @@ pub struct RuntimeView {
     pub store: Store,
     /// The first messenger's inbound loop (Matrix: the sync loop).
     pub sync: Arc<SyncHealth>,
-    /// Every messenger's inbound loop, by messenger.
-    pub inbound: Vec<(String, Arc<SyncHealth>)>,
+    /// Every messenger's inbound loop.
+    pub inbound: Vec<InboundView>,
     /// The agent connections.
     pub agents: Vec<AgentView>,
     /// The managed chats.
@@ -186,9 +197,13 @@ pub async fn start_with(
         .await?;
 
     let surfaces = Surfaces::new(connectors.iter().map(|c| c.surface()));
-    let inbound_health: Vec<(String, Arc<SyncHealth>)> = connectors
+    let inbound_health: Vec<InboundView> = connectors
         .iter()
-        .map(|c| (c.surface().name().to_owned(), c.health()))
+        .map(|c| InboundView {
+            surface: c.surface().name().to_owned(),
+            health: c.health(),
+            reader: c.reader(),
+        })
         .collect();
     let (starter, start_requests) = RoomStarter::new();
     let provision = ProvisionDeps {
@@ -223,7 +238,7 @@ pub async fn start_with(
                 status: StatusDeps {
                     registry: registry.clone(),
                     agents: agent_views.clone(),
-                    inbound: inbound_health.iter().map(|(_, h)| h.clone()).collect(),
+                    inbound: inbound_health.iter().map(|i| i.health.clone()).collect(),
                 },
             },
             replies: config.replies.clone(),
@@ -251,7 +266,7 @@ pub async fn start_with(
         store: store.clone(),
         sync: inbound_health
             .first()
-            .map(|(_, h)| h.clone())
+            .map(|i| i.health.clone())
             .unwrap_or_default(),
         inbound: inbound_health,
         agents: agent_views,

@@ -251,6 +251,12 @@ pub trait Connector: Send {
     /// How its inbound loop is doing (for `/status`, `/readyz` and `/metrics`).
     fn health(&self) -> Arc<health::SyncHealth>;
 
+    /// The supervised actor running its inbound loop, if it runs one: readiness wants it
+    /// running (a loop without an actor is judged by its health alone).
+    fn reader(&self) -> Option<actors::ActorId> {
+        None
+    }
+
     /// Start-up, before reconciliation: catch up with the messenger so that
     /// [`Surface::chats`] and [`Surface::chat_facts`] are current (Matrix: the first sync).
     /// Invites seen on the way go to `inbound`; messages wait for [`Connector::go_live`].

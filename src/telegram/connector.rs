@@ -107,6 +107,10 @@ impl Connector for TelegramConnector {
         self.health.clone()
     }
 
+    fn reader(&self) -> Option<ActorId> {
+        Some(ActorId::singleton(POLL_ACTOR))
+    }
+
     async fn prepare(&mut self, inbound: Arc<dyn Inbound>) -> Result<(), SurfaceError> {
         // Nothing to catch up: updates wait at Telegram until the offset passes them.
         let _ = self.surface.inbound.set(inbound);
