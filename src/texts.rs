@@ -1034,6 +1034,11 @@ pub fn telegram_not_allowed(user_id: u64) -> String {
     )
 }
 
+/// `!help` on Telegram when the bot has no topics in private chats.
+pub const TELEGRAM_NO_TOPICS: &str =
+    "**Here:** this bot has no topics in private chats, so this chat is your one \
+     conversation: `!new` cannot open another; `!clear` starts this one afresh.";
+
 /// A Telegram message of a kind the bot cannot pass on (a sticker, a location, a poll…).
 pub const TELEGRAM_UNSUPPORTED_MESSAGE: &str =
     "I can pass on text and files (documents, photos, audio, video, voice) only; \

@@ -138,6 +138,12 @@ pub trait Surface: Send + Sync + 'static {
     async fn encryption_identity(&self) -> Option<encryption::EncryptionIdentity> {
         None
     }
+
+    /// What people should know this messenger cannot do here (markdown, for `!help`; e.g.
+    /// Telegram without topics holds one conversation per private chat).
+    fn help_note(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// An invite of the bot to a chat.

@@ -359,4 +359,8 @@ impl Surface for TelegramSurface {
     async fn chat_facts(&self, _chat: &ChatId) -> Result<ChatFacts, SurfaceError> {
         Err(SurfaceError::Unsupported("report chat state"))
     }
+
+    fn help_note(&self) -> Option<&'static str> {
+        (self.mode == Mode::Single).then_some(crate::texts::TELEGRAM_NO_TOPICS)
+    }
 }
