@@ -785,7 +785,9 @@ impl Metrics {
                 surface: surface.clone(),
             };
             let lag = since.unwrap_or_else(|| self.created.elapsed());
-            self.inbound_lag.get_or_create(&labels).set(lag.as_secs_f64());
+            self.inbound_lag
+                .get_or_create(&labels)
+                .set(lag.as_secs_f64());
             self.inbound_failures
                 .get_or_create(&labels)
                 .set(i64::from(*failures));
@@ -1118,11 +1120,19 @@ mod tests {
             2.0
         );
         assert_eq!(
-            value(&scrape, "surfaces_inbound_lag_seconds", &[("surface", "telegram")]),
+            value(
+                &scrape,
+                "surfaces_inbound_lag_seconds",
+                &[("surface", "telegram")]
+            ),
             0.25
         );
         assert_eq!(
-            value(&scrape, "surfaces_inbound_consecutive_failures", &[("surface", "matrix")]),
+            value(
+                &scrape,
+                "surfaces_inbound_consecutive_failures",
+                &[("surface", "matrix")]
+            ),
             2.0
         );
         assert_eq!(value(&scrape, "surfaces_journal_pending", &[]), 4.0);

@@ -401,7 +401,10 @@ mod tests {
         assert!(c.access_policy().allows("telegram:42"));
         assert!(!c.access_policy().allows("telegram:43"));
         // Beside Matrix, both are on; without the token, the key is named.
-        let both = load_ok(&format!("{MINIMAL}{toml}"), &[("SURFACES__TELEGRAM__TOKEN", "1:a")]);
+        let both = load_ok(
+            &format!("{MINIMAL}{toml}"),
+            &[("SURFACES__TELEGRAM__TOKEN", "1:a")],
+        );
         assert!(both.matrix_enabled() && both.telegram.is_some());
         let err = load_err(toml, &[]);
         assert!(err.keys().contains(&"telegram.token"), "{err}");
@@ -417,7 +420,10 @@ mod tests {
             .filter(|l| l.starts_with('[') || l.contains(" = "))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert!(section.starts_with("[telegram]\n") && section.contains("token"), "{section}");
+        assert!(
+            section.starts_with("[telegram]\n") && section.contains("token"),
+            "{section}"
+        );
         load_ok(&section, &[]);
     }
 

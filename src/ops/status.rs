@@ -277,7 +277,10 @@ fn inbound_check(view: &RuntimeView, inbound: &InboundView, started: bool) -> (b
         match view.registry.get(reader) {
             None => return (false, format!("the {reader} actor is absent")),
             Some(actor) if actor.state != ActorState::Running => {
-                return (false, format!("the {reader} actor is {}", actor.state.label()))
+                return (
+                    false,
+                    format!("the {reader} actor is {}", actor.state.label()),
+                )
             }
             Some(_) => {}
         }
@@ -296,7 +299,11 @@ fn inbound_check(view: &RuntimeView, inbound: &InboundView, started: bool) -> (b
         (
             false,
             match since {
-                Some(age) => format!("last successful {} read {} s ago", inbound.surface, age.as_secs()),
+                Some(age) => format!(
+                    "last successful {} read {} s ago",
+                    inbound.surface,
+                    age.as_secs()
+                ),
                 None => "no successful sync yet".to_owned(),
             },
         )

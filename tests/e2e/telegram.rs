@@ -145,7 +145,10 @@ async fn telegram_people_talk_to_the_same_agents_beside_matrix() -> anyhow::Resu
 
     // !help says why: one conversation here.
     let help = emulator.send_text(TOKEN, ANN, ANN, "/help").await?;
-    let helped = wait_for(&emulator, ANN, "the /help answer", |m| m.reply_to_message_id == Some(help)).await?;
+    let helped = wait_for(&emulator, ANN, "the /help answer", |m| {
+        m.reply_to_message_id == Some(help)
+    })
+    .await?;
     assert!(says(&helped, "one conversation"), "{helped:?}");
 
     // A stranger is told, once, how to get in; nothing reaches the agent.
