@@ -12,6 +12,9 @@
 
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
+// Telegram's HTML takes the same entities as the status page's (named and numeric).
+use crate::ops::html::escape;
+
 /// Link schemes kept; any other link shows its text only.
 pub const LINK_SCHEMES: &[&str] = &["https", "http", "mailto", "tg"];
 
@@ -27,21 +30,6 @@ pub fn html(markdown: &str) -> String {
         out.event(event);
     }
     out.finish()
-}
-
-/// Escapes text for Telegram HTML (text and attribute values).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// Whether a link target may be kept.
