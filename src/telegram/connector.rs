@@ -113,7 +113,7 @@ impl Connector for TelegramConnector {
 
     async fn prepare(&mut self, inbound: Arc<dyn Inbound>) -> Result<(), SurfaceError> {
         // Nothing to catch up: updates wait at Telegram until the offset passes them.
-        let _ = self.surface.inbound.set(inbound);
+        let _ = self.surface.inbound.set(Arc::downgrade(&inbound));
         self.health.record_success();
         Ok(())
     }

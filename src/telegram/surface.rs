@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -64,8 +64,9 @@ pub struct TelegramSurface {
     /// Chats showing "typing…", with the task refreshing it.
     typing: Mutex<HashMap<ChatId, tokio::task::AbortHandle>>,
     /// The core's inbound side (set when the connector prepares): whether a private chat is
-    /// already a conversation.
-    pub(super) inbound: OnceLock<Arc<dyn Inbound>>,
+    /// already a conversation. Weak: the core holds this surface (through its chats), so a
+    /// strong reference would keep both alive after the runtime stops.
+    pub(super) inbound: OnceLock<Weak<dyn Inbound>>,
 }
 
 impl std::fmt::Debug for TelegramSurface {
@@ -305,6 +306,7 @@ impl Surface for TelegramSurface {
                 let taken = self
                     .inbound
                     .get()
+                    .and_then(Weak::upgrade)
                     .is_some_and(|inbound| inbound.is_managed(&private));
                 if taken {
                     Err(SurfaceError::Unsupported(

@@ -19,6 +19,7 @@
 pub mod a2a;
 pub mod alloc;
 pub mod bot;
+pub mod fake_bot_api;
 pub mod inproc;
 pub mod key_hold;
 pub mod litellm;

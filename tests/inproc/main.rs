@@ -18,4 +18,5 @@ mod poison;
 mod shutdown;
 mod streaming;
 mod support;
+mod telegram;
 mod trust;
