@@ -252,6 +252,7 @@ fn register_invites(
                     chat: ChatId::new(room.room_id().as_str()),
                     inviter: PersonId::new(ev.sender.as_str()),
                     direct: ev.content.is_direct.unwrap_or(false),
+                    knock: None,
                 },
             );
         }

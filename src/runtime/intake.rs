@@ -446,6 +446,7 @@ impl Inbound for Intake {
             surface: surface.clone(),
             chat: invite.chat.clone(),
             inviter: invite.inviter,
+            knock: invite.knock,
         };
         if let Err(error) = self.inner.provisioner.tell(invited) {
             tracing::error!(%error, room_id = %invite.chat, "cannot hand an invite to the provisioner");

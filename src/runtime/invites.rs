@@ -110,6 +110,7 @@ mod tests {
                 chat: ChatId::new("!r:example.org"),
                 inviter: PersonId::new(inviter),
                 direct,
+                knock: None,
             };
             let got = decide(&access, &invite);
             assert_eq!(

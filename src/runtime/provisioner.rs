@@ -20,7 +20,7 @@ use super::room::Chat;
 use super::router::{AgentRoute, DefaultAgent, MintChatId, ResolveAgent, Router};
 use crate::config::AccessPolicy;
 use crate::store::{RoomRecord, Store, UserRecord};
-use crate::surface::{Binding, ChatId, NewChat, PersonId, Surface, SurfaceError};
+use crate::surface::{Binding, ChatId, MessageId, NewChat, PersonId, Surface, SurfaceError};
 use crate::texts;
 
 /// What the provisioner needs.
@@ -42,7 +42,7 @@ pub struct ProvisionDeps {
 pub struct Provisioner {
     deps: ProvisionDeps,
     /// Invites already handled in this incarnation (messengers repeat pending ones).
-    seen: HashSet<(String, ChatId)>,
+    seen: HashSet<(String, ChatId, Option<MessageId>)>,
     _ctx: ChildCtx,
 }
 
@@ -173,16 +173,19 @@ pub struct Invited {
     pub chat: ChatId,
     /// Who invited the bot.
     pub inviter: PersonId,
+    /// The message that asked, for messengers where each one is a request of its own.
+    pub knock: Option<MessageId>,
 }
 
 impl Handler<Invited> for Provisioner {
     type Result = ();
 
     fn handle(&mut self, msg: Invited, ctx: &mut Context<Self>) {
-        if !self
-            .seen
-            .insert((msg.surface.name().to_owned(), msg.chat.clone()))
-        {
+        if !self.seen.insert((
+            msg.surface.name().to_owned(),
+            msg.chat.clone(),
+            msg.knock.clone(),
+        )) {
             return;
         }
         let deps = self.deps.clone();

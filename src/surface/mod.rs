@@ -156,6 +156,10 @@ pub struct Invite {
     /// Whether the inviter marked it as a direct chat with the bot (Matrix: `is_direct` on
     /// the invite); only such a chat can become a person's way in (onboarding).
     pub direct: bool,
+    /// The message that asked, where every message to the bot in its home is a request of
+    /// its own (Telegram): each is answered. `None`: a standing invite the messenger repeats
+    /// (Matrix), answered once per chat.
+    pub knock: Option<MessageId>,
 }
 
 /// Messages read from a messenger, to be accepted together.

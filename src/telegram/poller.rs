@@ -35,7 +35,10 @@ pub const MAX_UPDATES: u32 = 100;
 /// How long a message waits for its private chat to become a conversation after the
 /// person was onboarded (topics off): onboarding there is one store write.
 pub const ONBOARD_WAIT: Duration = Duration::from_secs(30);
-/// How often that wait looks.
+/// How long a message in a topic that is not (yet) a conversation waits for it to become one
+/// (`!new` records its topic moments after Telegram made it).
+pub const TOPIC_SETTLE: Duration = Duration::from_secs(2);
+/// How often those waits look.
 const ONBOARD_POLL: Duration = Duration::from_millis(50);
 /// The shortest time between two polls that found nothing: a Bot API server without long
 /// polling (one that answers an empty poll at once) is asked at most this often.
@@ -154,13 +157,31 @@ async fn handle(deps: &PollDeps, surface: &Arc<dyn Surface>, updates: Vec<super:
                             chat: message.chat.clone(),
                             inviter: person,
                             direct: true,
+                            knock: Some(message.id.clone()),
                         },
                     );
-                    if wait_managed(deps, &message.chat).await {
+                    if wait_managed(deps, &message.chat, ONBOARD_WAIT).await {
                         batch.messages.push(message);
                     } else {
                         tracing::warn!(chat = %message.chat, "the person was not onboarded in time; \
                             their first message is not taken");
+                    }
+                } else if mode == Mode::Topics && !deps.inbound.is_managed(&message.chat) {
+                    // A topic that is not a conversation (one the person made, or one `!new`
+                    // is still making): give it a moment, else point at the conversations.
+                    hand_over(deps, surface, &mut batch).await;
+                    if wait_managed(deps, &message.chat, TOPIC_SETTLE).await {
+                        batch.messages.push(message);
+                    } else if let Some(place) = place_of(&message.chat) {
+                        deps.inbound.invited(
+                            surface,
+                            Invite {
+                                chat: ids::chat_id(Place::chat(place.chat)),
+                                inviter: person,
+                                direct: true,
+                                knock: Some(message.id.clone()),
+                            },
+                        );
                     }
                 } else {
                     batch.messages.push(message);
@@ -175,6 +196,7 @@ async fn handle(deps: &PollDeps, surface: &Arc<dyn Surface>, updates: Vec<super:
                             chat: ids::chat_id(place),
                             inviter: person,
                             direct: true,
+                            knock: Some(ids::message_id(place.chat, update_message_id(&update))),
                         },
                     );
                 } else {
@@ -263,9 +285,9 @@ async fn hand_over(deps: &PollDeps, surface: &Arc<dyn Surface>, batch: &mut Batc
     }
 }
 
-/// Waits until `chat` is a conversation of the core (onboarding done), up to [`ONBOARD_WAIT`].
-async fn wait_managed(deps: &PollDeps, chat: &crate::surface::ChatId) -> bool {
-    let deadline = tokio::time::Instant::now() + ONBOARD_WAIT;
+/// Waits until `chat` is a conversation of the core (onboarding done), up to `bound`.
+async fn wait_managed(deps: &PollDeps, chat: &crate::surface::ChatId, bound: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + bound;
     while tokio::time::Instant::now() < deadline {
         if deps.inbound.is_managed(chat) {
             return true;

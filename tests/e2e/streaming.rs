@@ -178,13 +178,23 @@ async fn a_bot_killed_mid_stream_finishes_the_same_reply_after_its_restart() -> 
     assert_ne!(first.body, whole, "killed mid-stream: {first:?}");
     stack.bot.kill()?;
     stack.relaunch(&[]).await?;
-    alice
+    // The restarted bot replays the whole 4.5 s stream and paces its edits; under the full
+    // suite's load (two Synapses at once on two cores) this once took longer than WAIT.
+    // The bound is twice as long, and a failure prints the restarted bot's log.
+    let finished = alice
         .wait_for_message(
             &ob.chat,
             |m| m.replaces.as_ref() == Some(&first.event_id) && m.body == whole,
-            WAIT,
+            WAIT * 2,
         )
-        .await?;
+        .await;
+    if let Err(error) = finished {
+        anyhow::bail!(
+            "{error:#}\nthe restarted bot's log:\n{}\nagent turns: {:?}",
+            stack.bot.log_tail(120),
+            stack.agent.turns()
+        );
+    }
     let replies = alice
         .messages(&ob.chat)
         .await

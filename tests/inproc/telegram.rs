@@ -508,3 +508,36 @@ async fn a_restart_on_the_same_data_dir_reopens_the_sent_record() -> anyhow::Res
     bot.stop().await?;
     Ok(())
 }
+
+/// A topic the bot did not make (the person's own) is not a conversation: after a moment the
+/// person is pointed at their conversations in the root, and nothing reaches the agent.
+#[actix_rt::test]
+async fn a_topic_the_bot_did_not_make_points_at_the_conversations() -> anyhow::Result<()> {
+    let mut bot = TelegramBot::start(Options::default()).await?;
+    bot.onboard().await?;
+    let before = bot.fake.sent_in(PERSON, None).len();
+    bot.fake.send_text(PERSON, "in my own topic", Some(4242));
+    bot.fake
+        .wait_for_sent("the pointer in the root", |m| {
+            m.chat == PERSON
+                && m.thread.is_none()
+                && m.text.contains("Your conversations are the topics")
+        })
+        .await?;
+    assert_eq!(
+        bot.fake.sent_in(PERSON, None).len(),
+        before + 1,
+        "{}",
+        bot.fake.transcript()
+    );
+    assert!(
+        bot.fake
+            .sent()
+            .iter()
+            .all(|m| !m.text.contains("in my own topic")),
+        "nothing reached the agent: {}",
+        bot.fake.transcript()
+    );
+    bot.stop().await?;
+    Ok(())
+}

@@ -315,6 +315,7 @@ impl World {
             chat: chat.clone(),
             inviter: person.clone(),
             direct,
+            knock: None,
         }));
         chat
     }
