@@ -94,13 +94,8 @@ async fn run(config: Config) -> ExitCode {
         match MatrixConnector::connect(&config).await {
             Ok(matrix) => connectors.push(Box::new(matrix)),
             Err(error) => {
-                tracing::error!("fatal: connecting to the homeserver: {error}");
-                eprintln!("surfaces: connecting to the homeserver: {error}");
-                return ExitCode::from(if error.is_invalid_token() {
-                    EXIT_INVALID_CREDENTIALS
-                } else {
-                    EXIT_FAILURE
-                });
+                let rejected = error.is_invalid_token();
+                return cannot_connect("the homeserver", error, rejected);
             }
         }
     }
@@ -108,13 +103,8 @@ async fn run(config: Config) -> ExitCode {
         match TelegramConnector::connect(telegram, &config.data_dir).await {
             Ok(connector) => connectors.push(Box::new(connector)),
             Err(error) => {
-                tracing::error!("fatal: connecting to Telegram: {error}");
-                eprintln!("surfaces: connecting to Telegram: {error}");
-                return ExitCode::from(if error.is_unauthorized() {
-                    EXIT_INVALID_CREDENTIALS
-                } else {
-                    EXIT_FAILURE
-                });
+                let rejected = error.is_unauthorized();
+                return cannot_connect("Telegram", error, rejected);
             }
         }
     }
@@ -134,6 +124,18 @@ async fn run(config: Config) -> ExitCode {
         return running.run_until(std::future::ready(())).await;
     }
     running.run_until(shutdown_signal()).await
+}
+
+/// A messenger could not be reached at start-up: said to the log and stderr; exit code 3 when
+/// it rejected the bot's credentials (restarting cannot help), else 1.
+fn cannot_connect(messenger: &str, error: impl std::fmt::Display, rejected: bool) -> ExitCode {
+    tracing::error!("fatal: connecting to {messenger}: {error}");
+    eprintln!("surfaces: connecting to {messenger}: {error}");
+    ExitCode::from(if rejected {
+        EXIT_INVALID_CREDENTIALS
+    } else {
+        EXIT_FAILURE
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

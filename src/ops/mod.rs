@@ -341,6 +341,7 @@ async fn metrics_handler(State(ops): State<Ops>, headers: HeaderMap) -> Response
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
     );
     let view = &ops.view;
+    let sync = view.sync();
     let observed = crate::metrics::Observed {
         actors: view.registry.snapshot(),
         turns_in_flight: view
@@ -348,8 +349,8 @@ async fn metrics_handler(State(ops): State<Ops>, headers: HeaderMap) -> Response
             .iter()
             .map(|a| (a.id.clone(), a.stats.in_flight.load(Ordering::Relaxed)))
             .collect(),
-        since_last_sync: view.sync.since_last_success(),
-        sync_failures: view.sync.consecutive_failures(),
+        since_last_sync: sync.since_last_success(),
+        sync_failures: sync.consecutive_failures(),
         inbound: view
             .inbound
             .iter()
@@ -363,7 +364,7 @@ async fn metrics_handler(State(ops): State<Ops>, headers: HeaderMap) -> Response
             .collect(),
         ready: status::readiness(view, &ops.root).ready,
         journal_pending: view.journal.pending_count(),
-        catch_up: view.sync.catch_up().snapshot(),
+        catch_up: sync.catch_up().snapshot(),
         undecryptable: crate::metrics::UndecryptableSnapshot::of(&view.journal),
     };
     match view.metrics.encode(&observed, format) {

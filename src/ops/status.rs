@@ -371,7 +371,7 @@ pub fn readiness(view: &RuntimeView, root: &SupervisorHandle) -> Readiness {
         check(&name, ok, detail);
     }
     // Informational: an unsigned device or a missing backup does not make the bot unready.
-    if let Some(encryption) = view.sync.encryption() {
+    if let Some(encryption) = view.sync().encryption() {
         let held = UndecryptableSnapshot::of(&view.journal);
         check(
             "encryption",
@@ -509,7 +509,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         rooms,
         agents,
         actors,
-        encryption: view.sync.encryption(),
+        encryption: view.sync().encryption(),
         undecryptable: UndecryptableSnapshot::of(&view.journal),
     }
 }

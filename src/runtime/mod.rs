@@ -99,8 +99,6 @@ pub struct RuntimeView {
     pub registry: Registry,
     /// The store (room records: names, owners, agents).
     pub store: Store,
-    /// The first messenger's inbound loop (Matrix: the sync loop).
-    pub sync: Arc<SyncHealth>,
     /// Every messenger's inbound loop.
     pub inbound: Vec<InboundView>,
     /// The agent connections.
@@ -118,6 +116,17 @@ pub struct RuntimeView {
     pub metrics: Arc<Metrics>,
     /// The inbound journal (pending messages, for `/metrics`).
     pub journal: Journal,
+}
+
+impl RuntimeView {
+    /// The first messenger's inbound loop (what the unlabelled `surfaces_sync_*` metrics and
+    /// the encryption snapshot read); a loop that never ran when there is none.
+    pub fn sync(&self) -> Arc<SyncHealth> {
+        self.inbound
+            .first()
+            .map(|i| i.health.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// A running bot: the core is up, start-up goes on in the background.
@@ -264,10 +273,6 @@ pub async fn start_with(
     let view = RuntimeView {
         registry,
         store: store.clone(),
-        sync: inbound_health
-            .first()
-            .map(|i| i.health.clone())
-            .unwrap_or_default(),
         inbound: inbound_health,
         agents: agent_views,
         rooms: rooms.clone(),

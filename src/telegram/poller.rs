@@ -147,7 +147,7 @@ async fn handle(deps: &PollDeps, surface: &Arc<dyn Surface>, updates: Vec<super:
             Decision::Message(message) => {
                 let person = message.sender.clone();
                 if !deps.inbound.serves(&person) {
-                    refuse(deps, surface, place_of(&message.chat), &person).await;
+                    refuse(deps, surface, ids::parse_chat(&message.chat), &person).await;
                 } else if mode == Mode::Single && !deps.inbound.is_managed(&message.chat) {
                     // The first message of someone new: onboard them, then take it.
                     hand_over(deps, surface, &mut batch).await;
@@ -172,7 +172,7 @@ async fn handle(deps: &PollDeps, surface: &Arc<dyn Surface>, updates: Vec<super:
                     hand_over(deps, surface, &mut batch).await;
                     if wait_managed(deps, &message.chat, TOPIC_SETTLE).await {
                         batch.messages.push(message);
-                    } else if let Some(place) = place_of(&message.chat) {
+                    } else if let Some(place) = ids::parse_chat(&message.chat) {
                         deps.inbound.invited(
                             surface,
                             Invite {
@@ -234,10 +234,6 @@ fn update_message_id(update: &frankenstein::updates::Update) -> i32 {
         | frankenstein::updates::UpdateContent::EditedMessage(m) => m.message_id,
         _ => 0,
     }
-}
-
-fn place_of(chat: &crate::surface::ChatId) -> Option<Place> {
-    ids::parse_chat(chat)
 }
 
 /// Tells a person the bot is not theirs to use (once per process), and the operator how to

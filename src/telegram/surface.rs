@@ -166,7 +166,6 @@ impl Surface for TelegramSurface {
             .send_text(place, &html, &message.markdown, reply_to)
             .await
             .map_err(|e| e.into_surface(format!("sending to {chat}")))?;
-        self.stop_typing(chat);
         self.record_sent(message.key.as_ref(), place.chat, sent)
             .await;
         Ok(ids::message_id(place.chat, sent))
