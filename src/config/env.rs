@@ -40,6 +40,7 @@ const SECRET_KEYS: &[&str] = &[
     "token",
     "fault_token",
     "recovery_key",
+    "secret_token",
 ];
 
 /// `SURFACES__MATRIX__USER_ID` → `matrix.user_id`; `None` for other variables.

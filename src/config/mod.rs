@@ -73,7 +73,7 @@ pub use sections::{
     DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_SYNC_TIMELINE_LIMIT, MAX_SYNC_PAGE,
 };
 pub use streaming::StreamingConfig;
-pub use telegram::{TelegramConfig, TopicsSetting};
+pub use telegram::{TelegramConfig, TopicsSetting, WebhookConfig};
 
 use agents::{resolve_agent, RawAgent};
 use env::{process_env, EnvProvider};

@@ -8,7 +8,8 @@
 //! connection), the endpoint's middleware bounds each whole request by
 //! [`super::REQUEST_TIMEOUT`], and a connection lives at most [`MAX_CONNECTION_AGE`]
 //! (then it is closed gracefully, its request in progress finishing first). HTTP/1.1
-//! only: probes, Prometheus, browsers and the CLI all speak it.
+//! only: probes, Prometheus, browsers and the CLI all speak it. The Telegram webhook
+//! receiver (`telegram::webhook`) is served by the same loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,12 +44,16 @@ pub async fn serve(listener: TcpListener, app: Router) {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(%error, "the ops endpoint cannot accept a connection");
+                tracing::warn!(%error, "an HTTP endpoint (ops, Telegram webhook) cannot accept a connection");
                 tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer, for handlers that log who called (`ConnectInfo<SocketAddr>`).
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let service = TowerToHyperService::new(app);
         tokio::spawn(async move {
             let _slot = slot;
             let mut builder = http1::Builder::new();

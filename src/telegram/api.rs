@@ -169,6 +169,21 @@ pub enum Polled {
 }
 
 impl Polled {
+    /// Reads one update leniently: one this build cannot read keeps its id when it has one.
+    pub fn read(value: serde_json::Value) -> Self {
+        let update_id = value
+            .get("update_id")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|id| u32::try_from(id).ok());
+        match serde_json::from_value::<Update>(value) {
+            Ok(update) => Polled::Update(Box::new(update)),
+            Err(error) => Polled::Unreadable {
+                update_id,
+                error: error.to_string(),
+            },
+        }
+    }
+
     /// The update's id, if known.
     pub fn update_id(&self) -> Option<u32> {
         match self {
@@ -327,22 +342,27 @@ impl Api {
             .await
             .map(|r: frankenstein::response::MethodResponse<Vec<serde_json::Value>>| r.result)
             .map_err(|e| TelegramError::from_crate("getUpdates", e))?;
-        Ok(raw
-            .into_iter()
-            .map(|value| {
-                let update_id = value
-                    .get("update_id")
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|id| u32::try_from(id).ok());
-                match serde_json::from_value::<Update>(value) {
-                    Ok(update) => Polled::Update(Box::new(update)),
-                    Err(error) => Polled::Unreadable {
-                        update_id,
-                        error: error.to_string(),
-                    },
-                }
-            })
-            .collect())
+        Ok(raw.into_iter().map(Polled::read).collect())
+    }
+
+    /// Has Telegram POST updates to `url` with `secret` in every call's
+    /// `X-Telegram-Bot-Api-Secret-Token`, keeping the updates still pending (they are then
+    /// delivered to the webhook). The kinds of update are left as polling leaves them.
+    pub async fn set_webhook(
+        &self,
+        url: &str,
+        secret: &str,
+        max_connections: Option<u32>,
+    ) -> Result<(), TelegramError> {
+        let mut params = serde_json::json!({
+            "url": url,
+            "secret_token": secret,
+            "drop_pending_updates": false,
+        });
+        if let (Some(max), Some(map)) = (max_connections, params.as_object_mut()) {
+            map.insert("max_connections".to_owned(), max.into());
+        }
+        self.raw("setWebhook", Some(params)).await.map(drop)
     }
 
     /// Sends `html` (Telegram HTML) to `place`, answering message `reply_to` of the same chat;

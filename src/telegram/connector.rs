@@ -2,11 +2,17 @@
 //!
 //! Why this exists: the runtime starts every messenger the same way; this file is what
 //! "start" means for Telegram. [`TelegramConnector::connect`] checks the token (`getMe`),
-//! picks topics or one conversation per private chat, removes any webhook (long polling
-//! needs none), registers the slash commands clients offer, and opens the record of sent
-//! messages. [`Connector::prepare`] has nothing to catch up (Telegram keeps no chat state:
-//! the store is the source of truth, so no reconciliation); [`Connector::go_live`] starts
-//! the supervised polling actor.
+//! picks topics or one conversation per private chat, registers the slash commands clients
+//! offer, and opens the record of sent messages. With `[telegram.webhook]` it sets the
+//! webhook (`setWebhook`: the URL, the secret, pending updates kept); without, it removes
+//! any webhook (long polling needs none). [`Connector::prepare`] has nothing to catch up
+//! (Telegram keeps no chat state: the store is the source of truth, so no reconciliation);
+//! [`Connector::go_live`] starts the supervised polling actor, or the webhook receiver.
+//!
+//! A graceful stop does not delete the webhook: while the bot is down Telegram keeps the
+//! updates and delivers them again (retrying) once the receiver answers, which is what
+//! polling's stored offset gives; deleting it would only lose that, and the next start sets
+//! it again anyway.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -17,17 +23,21 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::api::{Api, TelegramError};
+use super::intake::Intake;
 use super::poller::{PollActor, PollDeps};
 use super::sent::SentLog;
 use super::surface::{SurfaceParts, TelegramSurface};
 use super::updates::{Mode, SLASH_COMMANDS};
-use crate::config::{TelegramConfig, TopicsSetting};
+use super::webhook::{WebhookActor, WebhookDeps};
+use crate::config::{TelegramConfig, TopicsSetting, WebhookConfig};
 use crate::retry::{retry, RetryKind, RetryPolicy};
 use crate::surface::health::SyncHealth;
 use crate::surface::{Connector, Inbound, Shutdown, Stopper, Surface, SurfaceError};
 
 /// The polling actor's id on `/status`.
 pub const POLL_ACTOR: &str = "telegram-poll";
+/// The webhook receiver's actor id on `/status`.
+pub const WEBHOOK_ACTOR: &str = "telegram-webhook";
 /// Where the adapter keeps its own files, under the data dir.
 pub const DATA_SUBDIR: &str = "telegram";
 
@@ -65,8 +75,13 @@ impl TelegramConnector {
             }
             (TopicsSetting::Off, _) => Mode::Single,
         };
-        if let Err(error) = api.delete_webhook().await {
-            tracing::warn!(%error, "cannot remove the Telegram bot's webhook; polling may be refused");
+        match &config.webhook {
+            Some(webhook) => set_webhook(&api, webhook).await?,
+            None => {
+                if let Err(error) = api.delete_webhook().await {
+                    tracing::warn!(%error, "cannot remove the Telegram bot's webhook; polling may be refused");
+                }
+            }
         }
         if let Err(error) = api.set_commands(SLASH_COMMANDS).await {
             tracing::warn!(%error, "cannot register the Telegram slash commands (setMyCommands); \
@@ -97,6 +112,24 @@ impl TelegramConnector {
     }
 }
 
+/// Has Telegram call `webhook.url` (retried like the token check: without it no update
+/// arrives).
+async fn set_webhook(api: &Api, webhook: &WebhookConfig) -> Result<(), TelegramError> {
+    let secret = webhook
+        .secret_token
+        .as_ref()
+        .map(|s| s.expose().to_owned())
+        .unwrap_or_default();
+    retry(
+        &RetryPolicy::STARTUP,
+        "setting the Telegram webhook (setWebhook, telegram.webhook.url)",
+        || api.set_webhook(&webhook.url, &secret, webhook.max_connections),
+    )
+    .await?;
+    tracing::info!(url = %webhook.url, "Telegram sends updates to the webhook");
+    Ok(())
+}
+
 #[async_trait]
 impl Connector for TelegramConnector {
     fn surface(&self) -> Arc<dyn Surface> {
@@ -108,7 +141,11 @@ impl Connector for TelegramConnector {
     }
 
     fn reader(&self) -> Option<ActorId> {
-        Some(ActorId::singleton(POLL_ACTOR))
+        Some(ActorId::singleton(if self.config.webhook.is_some() {
+            WEBHOOK_ACTOR
+        } else {
+            POLL_ACTOR
+        }))
     }
 
     async fn prepare(&mut self, inbound: Arc<dyn Inbound>) -> Result<(), SurfaceError> {
@@ -125,28 +162,59 @@ impl Connector for TelegramConnector {
         stopper: Stopper,
         shutdown: Shutdown,
     ) -> Result<(), SurfaceError> {
-        let deps = PollDeps {
+        let intake = Intake {
             surface: self.surface.clone(),
             inbound,
-            health: self.health.clone(),
             bot_id: self.bot_id,
-            poll_timeout: self.config.poll_timeout(),
-            shutdown,
-            stopper,
             refused: Arc::new(Mutex::new(HashSet::new())),
         };
-        supervisor
-            .start_child(ChildSpec::new(ActorId::singleton(POLL_ACTOR), move |ctx| {
-                PollActor::new(deps.clone(), ctx)
-            }))
-            .await
-            .map_err(|e| {
-                SurfaceError::failed(
-                    "starting the Telegram polling actor",
-                    RetryKind::Permanent,
-                    e,
-                )
-            })?;
+        let started = match &self.config.webhook {
+            Some(webhook) => {
+                let deps = WebhookDeps {
+                    intake,
+                    health: self.health.clone(),
+                    bind: webhook.bind_addr().ok_or_else(|| {
+                        SurfaceError::failed(
+                            "reading telegram.webhook.bind",
+                            RetryKind::Permanent,
+                            std::io::Error::other(format!("{:?} is not an address", webhook.bind)),
+                        )
+                    })?,
+                    path: webhook.path(),
+                    secret: webhook.secret_token.clone().unwrap_or_default(),
+                    shutdown,
+                };
+                supervisor
+                    .start_child(ChildSpec::new(
+                        ActorId::singleton(WEBHOOK_ACTOR),
+                        move |ctx| WebhookActor::new(deps.clone(), ctx),
+                    ))
+                    .await
+                    .map(drop)
+            }
+            None => {
+                let deps = PollDeps {
+                    intake,
+                    health: self.health.clone(),
+                    poll_timeout: self.config.poll_timeout(),
+                    shutdown,
+                    stopper,
+                };
+                supervisor
+                    .start_child(ChildSpec::new(ActorId::singleton(POLL_ACTOR), move |ctx| {
+                        PollActor::new(deps.clone(), ctx)
+                    }))
+                    .await
+                    .map(drop)
+            }
+        };
+        started.map_err(|e| {
+            SurfaceError::failed(
+                "starting the Telegram polling actor or webhook receiver",
+                RetryKind::Permanent,
+                e,
+            )
+        })?;
         Ok(())
     }
 }

@@ -17,16 +17,20 @@
 //! - [`api`][]: the Bot API calls and their errors;
 //! - [`sent`][]: what was sent per key (Telegram has no transaction ids);
 //! - [`surface`][]: the core's outbound calls;
+//! - [`intake`][]: updates to the core, journaled before they are acknowledged;
 //! - [`poller`][]: the supervised long-polling loop;
+//! - [`webhook`][]: the supervised webhook receiver (instead of polling);
 //! - [`connector`][]: start-up.
 
 pub mod api;
 pub mod connector;
 pub mod ids;
+pub mod intake;
 pub mod poller;
 pub mod render;
 pub mod sent;
 pub mod surface;
 pub mod updates;
+pub mod webhook;
 
 pub use connector::TelegramConnector;

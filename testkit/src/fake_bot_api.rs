@@ -19,6 +19,12 @@
 //! below the `offset` it is asked with (that acknowledges them), returns those from it on, and
 //! waits up to `timeout` seconds for one, woken as soon as a person writes; an edit to the
 //! same text is refused with "message is not modified". Dropping the fake stops its server.
+//!
+//! Webhooks: `setWebhook` and `deleteWebhook` are recorded ([`FakeBotApi::webhook`],
+//! [`FakeBotApi::webhook_calls`]); while a webhook is set, `getUpdates` is refused with 409
+//! as Telegram does. The fake does not push updates by itself: the test hands one to the
+//! bot's webhook as Telegram would ([`FakeBotApi::post_update`], with the secret header of
+//! its choice) and reads the status the bot answered.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -59,6 +65,25 @@ const UNAUTHORIZED: u64 = 401;
 const NOT_FOUND: u64 = 404;
 /// Bot API error: too many requests.
 const TOO_MANY_REQUESTS: u64 = 429;
+/// Bot API error: `getUpdates` while a webhook is set.
+const CONFLICT: u64 = 409;
+/// The header Telegram sends a webhook's `secret_token` in.
+pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+/// How long a webhook call may take (Telegram gives up on a slow webhook too).
+const WEBHOOK_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A webhook as the bot set it (`setWebhook`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    /// Where Telegram would POST updates.
+    pub url: String,
+    /// The secret Telegram would send in [`SECRET_HEADER`].
+    pub secret_token: Option<String>,
+    /// The most connections Telegram would open, if the bot said.
+    pub max_connections: Option<i64>,
+    /// Whether the bot asked to drop the pending updates.
+    pub drop_pending_updates: bool,
+}
 
 /// A message the bot sent (`sendMessage`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +201,10 @@ struct Inner {
     uploads: Vec<Upload>,
     actions: Vec<ChatAction>,
     commands: Vec<(String, String)>,
+    /// The webhook set, if any.
+    webhook: Option<Webhook>,
+    /// `setWebhook` (`Some`) and `deleteWebhook` (`None`) calls, in order.
+    webhook_calls: Vec<Option<Webhook>>,
 }
 
 impl Inner {
@@ -386,6 +415,50 @@ impl FakeBotApi {
     /// How many updates wait unacknowledged.
     pub fn pending(&self) -> usize {
         self.shared.inner.lock().queue.len()
+    }
+
+    /// The webhook the bot set, if any.
+    pub fn webhook(&self) -> Option<Webhook> {
+        self.shared.inner.lock().webhook.clone()
+    }
+
+    /// Every `setWebhook` (`Some`) and `deleteWebhook` (`None`) call, in order.
+    pub fn webhook_calls(&self) -> Vec<Option<Webhook>> {
+        self.shared.inner.lock().webhook_calls.clone()
+    }
+
+    /// POSTs update `update_id` to the webhook the bot set, as Telegram does, with `secret`
+    /// in [`SECRET_HEADER`] (none: no header); returns the HTTP status the bot answered.
+    pub async fn post_update(&self, update_id: i64, secret: Option<&str>) -> anyhow::Result<u16> {
+        let update = {
+            let inner = self.shared.inner.lock();
+            inner
+                .history
+                .get(&update_id)
+                .cloned()
+                .with_context(|| format!("no update {update_id}"))?
+        };
+        self.post_body(serde_json::to_vec(&update)?, secret).await
+    }
+
+    /// POSTs `body` to the webhook the bot set (see [`FakeBotApi::post_update`]).
+    pub async fn post_body(&self, body: Vec<u8>, secret: Option<&str>) -> anyhow::Result<u16> {
+        let url = self.webhook().context("the bot set no webhook")?.url;
+        let client = reqwest::Client::builder()
+            .timeout(WEBHOOK_CALL_TIMEOUT)
+            .build()?;
+        let mut request = client
+            .post(&url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(secret) = secret {
+            request = request.header(SECRET_HEADER, secret);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("posting to the webhook {url}"))?;
+        Ok(response.status().as_u16())
     }
 
     // ---- failure injection ----
@@ -794,7 +867,19 @@ async fn call(
             }
             ok(me)
         }
-        "deleteWebhook" => ok(json!(true)),
+        "deleteWebhook" => {
+            let mut inner = shared.inner.lock();
+            inner.webhook = None;
+            inner.webhook_calls.push(None);
+            ok(json!(true))
+        }
+        "setWebhook" => set_webhook(&shared, &params),
+        "getUpdates" if shared.inner.lock().webhook.is_some() => error(
+            CONFLICT,
+            "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook \
+             to delete the webhook first",
+            None,
+        ),
         "setMyCommands" => set_commands(&shared, &params),
         "getUpdates" => updates(&shared, &params).await,
         "sendMessage" => send_message(&shared, &params),
@@ -806,6 +891,26 @@ async fn call(
         "sendDocument" | "sendPhoto" => send_file(&shared, &method, params),
         _ => error(NOT_FOUND, "Not Found: method not found", None),
     }
+}
+
+fn set_webhook(shared: &Shared, params: &Params) -> Response {
+    let Some(url) = params.str("url") else {
+        return bad_request("url is missing");
+    };
+    let webhook = Webhook {
+        url,
+        secret_token: params.str("secret_token"),
+        max_connections: params.int("max_connections"),
+        drop_pending_updates: params
+            .fields
+            .get("drop_pending_updates")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    };
+    let mut inner = shared.inner.lock();
+    inner.webhook = Some(webhook.clone());
+    inner.webhook_calls.push(Some(webhook));
+    ok(json!(true))
 }
 
 fn set_commands(shared: &Shared, params: &Params) -> Response {

@@ -6,7 +6,8 @@
 //! first topic and `/new` making another, replies in the topic they answer, the offset
 //! acknowledged only after the core journaled the updates (and no second answer after a
 //! restart or a duplicate delivery), files both ways, a 429 with `retry_after`, "typing…"
-//! and a live reply edited in place. The harness is local to this file: the testkit's
+//! and a live reply edited in place; and webhook mode (`[telegram.webhook]`): updates POSTed
+//! as Telegram does, checked for the secret, answered once. The harness is local to this file: the testkit's
 //! in-process `Bot` is built around the in-memory messenger and is shared.
 
 use std::path::PathBuf;
@@ -44,8 +45,14 @@ struct Options {
     extra_toml: String,
 }
 
+/// The webhook secret of the webhook scenarios.
+const SECRET: &str = "webhook-secret_42";
+/// The webhook path of the webhook scenarios.
+const HOOK_PATH: &str = "/telegram/updates";
+
 /// A running core.
 struct Run {
+    view: RuntimeView,
     stop: Option<oneshot::Sender<()>>,
     exited: tokio::task::JoinHandle<ExitCode>,
 }
@@ -116,6 +123,7 @@ impl TelegramBot {
             let _ = stopped.await;
         }));
         self.run = Some(Run {
+            view: view.clone(),
             stop: Some(stop),
             exited,
         });
@@ -158,6 +166,44 @@ impl TelegramBot {
         self.fake
             .wait_for_sent("the pointer in the root", |m| {
                 m.chat == PERSON && m.thread.is_none() && m.text.contains(FIRST_CHAT)
+            })
+            .await?;
+        Ok(topic.thread)
+    }
+
+    /// Person writes `text` (in topic `thread`) and Telegram POSTs the update to the bot's
+    /// webhook with `secret`; returns the message id, the update id and the status answered.
+    async fn hook_text(
+        &self,
+        text: &str,
+        thread: Option<i32>,
+        secret: Option<&str>,
+    ) -> anyhow::Result<(i32, i64, u16)> {
+        let id = self.fake.send_text(PERSON, text, thread);
+        let update = self.fake.last_update_id();
+        let status = self.post(update, secret).await?;
+        Ok((id, update, status))
+    }
+
+    /// POSTs update `update` to the webhook with `secret`, trying again while the receiver
+    /// does not listen yet (it binds as the bot goes live); returns the status answered.
+    async fn post(&self, update: i64, secret: Option<&str>) -> anyhow::Result<u16> {
+        let fake = &self.fake;
+        wait_until(WAIT, POLL, || async move {
+            fake.post_update(update, secret).await.ok()
+        })
+        .await
+        .context("the webhook did not answer")
+    }
+
+    /// [`TelegramBot::onboard`] over the webhook.
+    async fn hook_onboard(&self) -> anyhow::Result<i32> {
+        let (_, _, status) = self.hook_text("hi", None, Some(SECRET)).await?;
+        anyhow::ensure!(status == 200, "the first message was answered {status}");
+        let topic = self.fake.wait_for_topic(FIRST_CHAT).await?;
+        self.fake
+            .wait_for_sent("the welcome in the first topic", |m| {
+                m.thread == Some(topic.thread) && m.text.contains("This chat is with")
             })
             .await?;
         Ok(topic.thread)
@@ -536,6 +582,143 @@ async fn a_topic_the_bot_did_not_make_points_at_the_conversations() -> anyhow::R
             .iter()
             .all(|m| !m.text.contains("in my own topic")),
         "nothing reached the agent: {}",
+        bot.fake.transcript()
+    );
+    bot.stop().await?;
+    Ok(())
+}
+
+/// The `[telegram.webhook]` table of the webhook scenarios, on a free port.
+fn webhook_toml() -> anyhow::Result<String> {
+    let port = surfaces_testkit::wait::free_port()?;
+    Ok(format!(
+        r#"
+[telegram.webhook]
+url = "http://127.0.0.1:{port}{HOOK_PATH}"
+bind = "127.0.0.1:{port}"
+secret_token = "{SECRET}"
+max_connections = 5
+allow_insecure_url = true
+"#
+    ))
+}
+
+async fn webhook_bot() -> anyhow::Result<TelegramBot> {
+    TelegramBot::start(Options {
+        extra_toml: webhook_toml()?,
+        ..Options::default()
+    })
+    .await
+}
+
+/// Webhook mode: the webhook is set with the URL and the secret (pending updates kept), the
+/// receiver is the Telegram reader on `/status`, nobody polls, a message is answered once
+/// even when Telegram delivers it twice, and a graceful stop leaves the webhook set.
+#[actix_rt::test]
+async fn a_message_on_the_webhook_is_answered_once() -> anyhow::Result<()> {
+    let mut bot = webhook_bot().await?;
+    let hook = bot
+        .fake
+        .webhook()
+        .ok_or_else(|| anyhow!("no webhook set"))?;
+    assert!(hook.url.ends_with(HOOK_PATH), "{hook:?}");
+    assert_eq!(hook.secret_token.as_deref(), Some(SECRET));
+    assert_eq!(hook.max_connections, Some(5));
+    assert!(!hook.drop_pending_updates);
+    let view = &bot.run.as_ref().ok_or_else(|| anyhow!("not running"))?.view;
+    let reader = view
+        .inbound
+        .iter()
+        .find(|i| i.surface == "telegram")
+        .and_then(|i| i.reader.clone())
+        .ok_or_else(|| anyhow!("no Telegram reader"))?;
+    assert_eq!(reader.to_string(), "telegram-webhook");
+    let registry = view.registry.clone();
+    wait_until(WAIT, POLL, || {
+        let running = registry
+            .get(&reader)
+            .is_some_and(|h| h.state == actors::ActorState::Running);
+        async move { running.then_some(()) }
+    })
+    .await
+    .context("the webhook actor is not running")?;
+
+    let thread = bot.hook_onboard().await?;
+    let (first, update, status) = bot.hook_text("one", Some(thread), Some(SECRET)).await?;
+    assert_eq!(status, 200);
+    let answer = bot.fake.wait_for_answer(PERSON, first).await?;
+    assert!(answer.text.contains("echo: one"), "{answer:?}");
+
+    // Telegram did not see the answer and delivers the same update again.
+    assert_eq!(bot.fake.post_update(update, Some(SECRET)).await?, 200);
+    let (second, _, status) = bot.hook_text("two", Some(thread), Some(SECRET)).await?;
+    assert_eq!(status, 200);
+    bot.fake.wait_for_answer(PERSON, second).await?;
+    assert_eq!(
+        bot.fake.answers_to(PERSON, first).len(),
+        1,
+        "the duplicate got no answer: {}",
+        bot.fake.transcript()
+    );
+    assert!(
+        bot.fake.calls_of("getUpdates").is_empty(),
+        "nobody polls in webhook mode"
+    );
+
+    // A graceful stop does not delete the webhook; after the restart the journal refuses
+    // the message it already holds (the receiver's memory of update ids is gone).
+    bot.stop().await?;
+    assert!(
+        bot.fake.webhook_calls().iter().all(Option::is_some),
+        "no deleteWebhook: {:?}",
+        bot.fake.webhook_calls()
+    );
+    bot.launch().await?;
+    assert_eq!(bot.post(update, Some(SECRET)).await?, 200);
+    let (third, _, _) = bot.hook_text("three", Some(thread), Some(SECRET)).await?;
+    bot.fake.wait_for_answer(PERSON, third).await?;
+    assert_eq!(
+        bot.fake.answers_to(PERSON, first).len(),
+        1,
+        "no answer again after the restart: {}",
+        bot.fake.transcript()
+    );
+    bot.stop().await?;
+    Ok(())
+}
+
+/// A call without the right secret is refused (401) and reaches nobody; an update over the
+/// size limit is refused (413); an unreadable one is acknowledged and the next still taken.
+#[actix_rt::test]
+async fn a_wrong_or_missing_secret_gets_401_and_nothing_reaches_the_agent() -> anyhow::Result<()> {
+    let mut bot = webhook_bot().await?;
+    let thread = bot.hook_onboard().await?;
+    let (stray, update, status) = bot
+        .hook_text("without the secret", Some(thread), Some("not-the-secret"))
+        .await?;
+    assert_eq!(status, 401);
+    assert_eq!(bot.post(update, None).await?, 401);
+    assert_eq!(bot.post(update, Some(&format!("{SECRET}x"))).await?, 401);
+    let over = vec![b' '; surfaces::telegram::webhook::MAX_UPDATE_BYTES + 1];
+    assert_eq!(bot.fake.post_body(over, Some(SECRET)).await?, 413);
+    let unreadable = br#"{"update_id": 999999, "message": {"message_id": "not a number"}}"#;
+    assert_eq!(
+        bot.fake
+            .post_body(unreadable.to_vec(), Some(SECRET))
+            .await?,
+        200
+    );
+    let (real, _, status) = bot.hook_text("with it", Some(thread), Some(SECRET)).await?;
+    assert_eq!(status, 200);
+    bot.fake.wait_for_answer(PERSON, real).await?;
+    assert!(
+        bot.fake.answers_to(PERSON, stray).is_empty()
+            && bot
+                .fake
+                .sent()
+                .iter()
+                .all(|m| !m.text.contains("without the secret")),
+        "nothing of the refused calls reached the agent: {}",
         bot.fake.transcript()
     );
     bot.stop().await?;
