@@ -421,10 +421,17 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         assert!(
-            section.starts_with("[telegram]\n") && section.contains("token"),
+            section.starts_with("[telegram]\n")
+                && section.contains("token")
+                && section.contains("[telegram.webhook]\n")
+                && section.contains("secret_token"),
             "{section}"
         );
-        load_ok(&section, &[]);
+        let with_webhook = load_ok(&section, &[]);
+        assert!(with_webhook
+            .telegram
+            .as_ref()
+            .is_some_and(|t| t.webhook.is_some()));
     }
 
     #[test]
