@@ -27,6 +27,7 @@ use async_trait::async_trait;
 
 use super::directory::RoomDirectory;
 use super::invites::{self, Decliner, Verdict};
+use super::presence::{self, Taken, RECEIPT_AFTER};
 use super::provisioner::{Invited, Provisioner};
 use super::room::{Amend, Arrival, Change, Chat, RoomActor, UserFile, UserMessage};
 use crate::commands::{Command, Parsed};
@@ -349,20 +350,28 @@ impl Intake {
     }
 }
 
-/// Read receipts for what was taken (journaled, or a file handed over): one per chat, for
-/// its latest message (a receipt covers the messages before it), so people see it was seen.
-fn mark_read(surface: &Arc<dyn Surface>, taken: Vec<(ChatId, MessageId)>) {
-    let mut latest: Vec<(ChatId, MessageId)> = Vec::new();
-    for (chat, id) in taken {
-        match latest.iter_mut().find(|(c, _)| *c == chat) {
-            Some(entry) => entry.1 = id,
-            None => latest.push((chat, id)),
+/// Read receipts for what was taken (journaled, or a file handed over), [`RECEIPT_AFTER`]
+/// later, for what is not answered by then ([`presence::receipts_due`]), so people see it was
+/// seen without a request per quickly answered message.
+fn mark_read(surface: &Arc<dyn Surface>, journal: &Journal, taken: Vec<Taken>) {
+    if taken.is_empty() {
+        return;
+    }
+    let (surface, journal) = (surface.clone(), journal.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(RECEIPT_AFTER).await;
+        let answered = |message: &MessageId| match journal.is_done(message.as_str()) {
+            Ok(done) => done,
+            Err(error) => {
+                // Not answered is the safe reading: the receipt is only sent once more.
+                tracing::warn!(%error, event_id = %message, "cannot read the journal");
+                false
+            }
+        };
+        for (chat, id) in presence::receipts_due(taken, answered) {
+            surface.mark_read(&chat, &id).await;
         }
-    }
-    for (chat, id) in latest {
-        let surface = surface.clone();
-        tokio::spawn(async move { surface.mark_read(&chat, &id).await });
-    }
+    });
 }
 
 #[async_trait]
@@ -401,8 +410,17 @@ impl Inbound for Intake {
                 tracing::info_span!("event", room_id = %message.chat, event_id = %message.id);
             let (chat, id) = (message.chat.clone(), message.id.clone());
             if let Some(delivery) = span.in_scope(|| self.stage(surface, message)) {
-                if matches!(delivery, Delivery::Text(..) | Delivery::File(..)) {
-                    taken.push((chat, id));
+                let answered_in_chat = match delivery {
+                    Delivery::Text(..) => Some(true),
+                    Delivery::File(..) => Some(false),
+                    _ => None,
+                };
+                if let Some(answered_in_chat) = answered_in_chat {
+                    taken.push(Taken {
+                        chat,
+                        message: id,
+                        answered_in_chat,
+                    });
                 }
                 deliveries.push(delivery);
             }
@@ -419,7 +437,7 @@ impl Inbound for Intake {
             crash::point(CrashPoint::AfterJournal);
         }
         if durable.is_ok() {
-            mark_read(surface, taken);
+            mark_read(surface, &inner.journal, taken);
         }
         for delivery in deliveries {
             self.deliver_one(delivery);

@@ -23,6 +23,7 @@ pub mod directory;
 pub mod ids;
 pub mod intake;
 pub mod invites;
+pub mod presence;
 pub mod provisioner;
 pub mod reconcile;
 pub mod room;

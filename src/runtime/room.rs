@@ -14,6 +14,7 @@
 //! with the same person's next message in the chat. The files the agent posts (`file`
 //! events) follow its reply; refused ones get a notice.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use self::queue::RoomQueue;
 
 use super::agent_conn::RunTurn;
 use super::commands::{self, InFlight};
+use super::presence;
 use super::router::{ResolveAgent, Router};
 use crate::agent::{AgentError, RetryKind, TurnRequest, TurnSender, AUTH_REQUIRED_CODE};
 use crate::commands::Parsed;
@@ -381,7 +383,7 @@ async fn answer(
         commands::answered_by_message(&deps, &chat.id, msg.sender.as_str(), &route.id).await;
     }
     let clock = ReplyClock::start(&deps.metrics, &route.id, msg.arrival);
-    let typing = spawn_typing(chat.clone());
+    let typing = Typing::start(chat.clone());
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.id),
         sender: TurnSender {
@@ -437,12 +439,7 @@ async fn answer(
         None => stream::Streamed::default(),
     };
     deps.commands.inflight.lock().remove(&chat.id);
-    typing.abort();
-    // Hide the typing notice without holding the answer back by a round trip.
-    {
-        let chat = chat.clone();
-        tokio::spawn(async move { chat.surface.typing(&chat.id, false).await });
-    }
+    typing.stop();
 
     match result {
         Ok(Ok(mut outcome)) => {
@@ -564,14 +561,40 @@ fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
     }
 }
 
-/// Keeps the typing notice on until aborted.
-fn spawn_typing(chat: Chat) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            chat.surface.typing(&chat.id, true).await;
-            tokio::time::sleep(TYPING_REFRESH).await;
+/// "Typing…" while a turn runs: shown once the turn has run [`presence::TYPING_AFTER`] (a
+/// quick answer needs none), then kept on until [`Typing::stop`].
+struct Typing {
+    task: tokio::task::JoinHandle<()>,
+    shown: Arc<AtomicBool>,
+    chat: Chat,
+}
+
+impl Typing {
+    fn start(chat: Chat) -> Self {
+        let shown = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (chat, shown) = (chat.clone(), shown.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(presence::TYPING_AFTER).await;
+                shown.store(true, Ordering::Release);
+                loop {
+                    chat.surface.typing(&chat.id, true).await;
+                    tokio::time::sleep(TYPING_REFRESH).await;
+                }
+            })
+        };
+        Self { task, shown, chat }
+    }
+
+    /// Stops renewing it and, if it was shown, hides it without holding the answer back by a
+    /// round trip.
+    fn stop(self) {
+        self.task.abort();
+        if self.shown.load(Ordering::Acquire) {
+            let chat = self.chat;
+            tokio::spawn(async move { chat.surface.typing(&chat.id, false).await });
         }
-    })
+    }
 }
 
 #[cfg(test)]

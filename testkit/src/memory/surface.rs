@@ -177,7 +177,9 @@ impl Surface for MemorySurface {
     async fn mark_read(&self, chat: &ChatId, message: &MessageId) {
         let bot = self.world.bot().clone();
         let _ = self.with_state(|state| {
-            state.joined(&bot, chat)?.read_up_to = Some(message.clone());
+            let room = state.joined(&bot, chat)?;
+            room.read_up_to = Some(message.clone());
+            room.receipts.push(message.clone());
             Ok(())
         });
     }

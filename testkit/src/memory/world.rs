@@ -159,6 +159,8 @@ pub struct ChatState {
     pub typing_starts: u64,
     /// The last message the bot marked as read.
     pub read_up_to: Option<MessageId>,
+    /// Every message the bot marked as read, in order.
+    pub receipts: Vec<MessageId>,
 }
 
 #[derive(Default)]
