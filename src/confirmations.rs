@@ -118,6 +118,26 @@ impl Confirmations {
         Ok((c.expires_ms > now_ms()).then_some(c))
     }
 
+    /// Every live (unexpired) confirmation asked in `room_id` (for the ops endpoint's room
+    /// page; a scan of the table, which holds one entry per person and room at most).
+    pub fn of_room(&self, room_id: &str) -> Result<Vec<Confirmation>, StoreError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for item in self.tree.iter() {
+            let (key, bytes) = item?;
+            let c: Confirmation =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    tree: TREE,
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    message: e.to_string(),
+                })?;
+            if c.room_id == room_id && c.expires_ms > now {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     /// Takes (removes and returns) the live confirmation of `person` in `room_id`.
     pub async fn take(
         &self,
@@ -188,6 +208,17 @@ mod tests {
             .expect("survives reopen");
         assert_eq!(got.pending, Pending::Archive);
         assert!(c.take("!r", "@a:x").await.unwrap().is_none(), "taken once");
+        c.ask("!r", "@a:x", Pending::Archive).await.unwrap();
+        c.ask("!r", "@b:x", Pending::Archive).await.unwrap();
+        c.ask("!other", "@a:x", Pending::Archive).await.unwrap();
+        let mut people: Vec<String> = c
+            .of_room("!r")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.person)
+            .collect();
+        people.sort();
+        assert_eq!(people, ["@a:x", "@b:x"], "the room's, not the other's");
     }
 
     #[tokio::test]

@@ -32,6 +32,9 @@ enum Command {
         /// The ops endpoint's base URL (e.g. http://127.0.0.1:9797) instead of `ops.bind`.
         #[arg(long)]
         url: Option<String>,
+        /// Print one room's story instead (binding, actor, restarts, recent messages).
+        #[arg(long)]
+        room: Option<String>,
     },
     /// Exit 0 when the running bot is ready (its `/readyz` answers 200), 1 otherwise.
     HealthCheck {
@@ -49,8 +52,18 @@ const EXIT_FAILURE: u8 = 1;
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
-        Some(Command::Status { url }) => {
+        Some(Command::Status { url, room: None }) => {
             return cli::status_command(args.config.as_deref(), url.as_deref())
+        }
+        Some(Command::Status {
+            url,
+            room: Some(room),
+        }) => {
+            return surfaces::ops::room_cli::room_status_command(
+                args.config.as_deref(),
+                url.as_deref(),
+                &room,
+            )
         }
         Some(Command::HealthCheck { url }) => {
             return cli::health_check_command(args.config.as_deref(), url.as_deref())

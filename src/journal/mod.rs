@@ -61,6 +61,10 @@ pub struct JournalEntry {
     /// resumed after a crash has them too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<crate::agent::Attachment>,
+    /// When it was journaled (Unix milliseconds; entries written before this was recorded
+    /// load without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_ms: Option<u64>,
 }
 
 /// What `accept` decided.
@@ -166,6 +170,7 @@ impl Journal {
             live_reply: None,
             live_parts: Vec::new(),
             files: Vec::new(),
+            accepted_ms: Some(now_ms()),
         };
         let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
             tree: PENDING_TREE,

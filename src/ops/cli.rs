@@ -26,11 +26,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest cell printed in a table; longer text (errors) is cut with an ellipsis.
 pub const MAX_CELL_CHARS: usize = 60;
 /// Exit code of `status` when the bot cannot be asked.
-const EXIT_UNREACHABLE: u8 = 1;
+pub(super) const EXIT_UNREACHABLE: u8 = 1;
 /// Exit code of `status` on a configuration error (as the bot itself).
-const EXIT_CONFIG: u8 = 2;
+pub(super) const EXIT_CONFIG: u8 = 2;
 /// Shown for a missing value.
-const NONE: &str = "-";
+pub(super) const NONE: &str = "-";
 
 /// Why the running bot could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ fn http() -> Result<reqwest::Client, CliError> {
         })
 }
 
-async fn get(
+pub(super) async fn get(
     base: &str,
     path: &str,
     token: Option<&Secret>,
@@ -143,7 +143,7 @@ pub async fn check_ready(base: &str) -> Result<String, CliError> {
     }
 }
 
-fn block_on<T>(
+pub(super) fn block_on<T>(
     work: impl std::future::Future<Output = Result<T, CliError>>,
 ) -> Result<T, CliError> {
     tokio::runtime::Builder::new_current_thread()
@@ -156,7 +156,7 @@ fn block_on<T>(
 /// The endpoint's base URL and token: `url` when given, else from the config's
 /// `ops.bind`; the token from the config (`ops.token`), or, with `url` and no config
 /// path, from [`TOKEN_ENV`].
-fn resolve_base(
+pub(super) fn resolve_base(
     config: Option<&Path>,
     url: Option<&str>,
 ) -> Result<(String, Option<Secret>), String> {
@@ -234,7 +234,7 @@ pub fn run_health_check(base: &str) -> ExitCode {
 
 /// Text safe for a terminal (no control characters: room names are user input), cut
 /// to [`MAX_CELL_CHARS`].
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     let clean: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -247,18 +247,18 @@ fn cell(text: &str) -> String {
     }
 }
 
-fn opt(value: Option<&str>) -> String {
+pub(super) fn opt(value: Option<&str>) -> String {
     value.map(cell).unwrap_or_else(|| NONE.to_owned())
 }
 
-fn when(now_ms: u64, at_ms: Option<u64>) -> String {
+pub(super) fn when(now_ms: u64, at_ms: Option<u64>) -> String {
     at_ms
         .map(|at| ago(now_ms, at))
         .unwrap_or_else(|| "never".to_owned())
 }
 
 /// Aligned columns, a header line first.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, value) in row.iter().enumerate() {

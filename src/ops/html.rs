@@ -121,32 +121,32 @@ pub fn ago(now_ms: u64, at_ms: u64) -> String {
     }
 }
 
-fn opt_text(value: Option<&str>) -> String {
+pub(super) fn opt_text(value: Option<&str>) -> String {
     match value {
         Some(v) if !v.is_empty() => escape(v),
         _ => "<span class=\"none\">–</span>".to_owned(),
     }
 }
 
-fn time_cell(now_ms: u64, at_ms: Option<u64>) -> String {
+pub(super) fn time_cell(now_ms: u64, at_ms: Option<u64>) -> String {
     match at_ms {
         Some(at) => format!("<td data-sort=\"{at}\">{}</td>", escape(&ago(now_ms, at))),
         None => "<td data-sort=\"0\"><span class=\"none\">never</span></td>".to_owned(),
     }
 }
 
-fn error_cell(error: Option<&str>) -> String {
+pub(super) fn error_cell(error: Option<&str>) -> String {
     match error {
         Some(e) => format!("<td class=\"err\">{}</td>", escape(e)),
         None => "<td><span class=\"none\">–</span></td>".to_owned(),
     }
 }
 
-fn num_cell(value: impl std::fmt::Display) -> String {
+pub(super) fn num_cell(value: impl std::fmt::Display) -> String {
     format!("<td class=\"num\">{value}</td>")
 }
 
-fn header(out: &mut String, id: &str, columns: &[&str]) {
+pub(super) fn header(out: &mut String, id: &str, columns: &[&str]) {
     let _ = write!(out, "<table class=\"sortable\" id=\"{id}\"><thead><tr>");
     for column in columns {
         let _ = write!(out, "<th scope=\"col\">{}</th>", escape(column));
@@ -154,7 +154,7 @@ fn header(out: &mut String, id: &str, columns: &[&str]) {
     out.push_str("</tr></thead><tbody>");
 }
 
-fn row_start(out: &mut String, actor_id: &str, state: &str) {
+pub(super) fn row_start(out: &mut String, actor_id: &str, state: &str) {
     let state = escape(state);
     let _ = write!(
         out,
@@ -163,7 +163,7 @@ fn row_start(out: &mut String, actor_id: &str, state: &str) {
     );
 }
 
-fn empty_row(out: &mut String, columns: usize, text: &str) {
+pub(super) fn empty_row(out: &mut String, columns: usize, text: &str) {
     let _ = write!(
         out,
         "<tr><td colspan=\"{columns}\" class=\"none\">{}</td></tr>",
@@ -256,8 +256,10 @@ pub fn render(status: &Status) -> String {
         row_start(&mut out, &room.actor_id, &room.state);
         let _ = write!(
             out,
-            "<td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>{}{}{}{}{}</tr>",
+            "<td>{}</td><td><a href=\"status/rooms/{}\"><code>{}</code></a></td><td>{}</td>\
+             <td>{}</td><td>{}</td>{}{}{}{}{}</tr>",
             opt_text(room.name.as_deref()),
+            super::room_page::path_segment(&room.room_id),
             escape(&room.room_id),
             opt_text(room.owner.as_deref()),
             opt_text(room.agent.as_deref()),

@@ -13,6 +13,7 @@
 //! | `/metrics` | Prometheus text (OpenMetrics when asked for), see [`crate::metrics`] |
 //! | `/status` | JSON ([`status::Status`]); HTML for browsers (`Accept: text/html`) |
 //! | `/status.json`, `/status.html` | the same, without negotiation |
+//! | `/status/rooms/<room id>` | one room's story ([`room_story::RoomStory`]), negotiated like `/status`; 404 for an unknown room |
 //! | `/status.js`, `/status.css` | the page's script and style (no inline code: strict CSP) |
 //! | `/faults` | fault drills, bearer token, `fault-injection` builds only (see `fault`) |
 //!
@@ -29,7 +30,11 @@ pub mod cli;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod guard;
+pub mod history;
 pub mod html;
+pub mod room_cli;
+pub mod room_page;
+pub mod room_story;
 pub mod server;
 pub mod status;
 
@@ -39,7 +44,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::SupervisorHandle;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -68,6 +73,8 @@ pub const STATUS_PATH: &str = "/status";
 pub const STATUS_JSON_PATH: &str = "/status.json";
 /// See [`LIVEZ_PATH`].
 pub const STATUS_HTML_PATH: &str = "/status.html";
+/// One room's story: `/status/rooms/<room id>` (the id percent-encoded).
+pub const ROOM_PATH_PREFIX: &str = "/status/rooms/";
 /// The status page's script (served, not inline: the CSP allows no inline script).
 pub const STATUS_JS_PATH: &str = "/status.js";
 /// The status page's style sheet (served, not inline, like its script).
@@ -178,6 +185,7 @@ fn router(config: &OpsConfig, view: RuntimeView, root: SupervisorHandle) -> Rout
         .route(STATUS_PATH, get(status_negotiated))
         .route(STATUS_JSON_PATH, get(status_json))
         .route(STATUS_HTML_PATH, get(status_html))
+        .route("/status/rooms/{room_id}", get(room_negotiated))
         .route_layer(middleware::from_fn_with_state(gate.clone(), require_token))
         .with_state(state);
     let others = Router::new()
@@ -417,12 +425,63 @@ async fn status_html(State(ops): State<Ops>) -> Response {
     html_response(&ops)
 }
 
-async fn status_negotiated(State(ops): State<Ops>, headers: HeaderMap) -> Response {
-    let wants_html = headers
+/// Whether the request asks for the page rather than the JSON.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
-    if wants_html {
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// `/status/rooms/<room id>`: the room's story, as the page or as JSON; 404 for a room the
+/// bot knows nothing of, 500 when the store cannot be read.
+async fn room_negotiated(
+    State(ops): State<Ops>,
+    Path(room_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let story = match room_story::room_story(&ops.view, &room_id) {
+        Ok(Some(story)) => story,
+        Ok(None) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "no such room: the bot neither manages it nor remembers it (see /status)\n"
+                    .to_owned(),
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "ops endpoint: cannot read a room's story");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the room's story: {error}\n"),
+            );
+        }
+    };
+    if wants_html(&headers) {
+        (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, TEXT_HTML),
+                (header::CACHE_CONTROL, NO_STORE),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    html::CONTENT_SECURITY_POLICY,
+                ),
+            ],
+            room_page::render(&story),
+        )
+            .into_response()
+    } else {
+        let mut response = Json(story).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+        response
+    }
+}
+
+async fn status_negotiated(State(ops): State<Ops>, headers: HeaderMap) -> Response {
+    if wants_html(&headers) {
         html_response(&ops)
     } else {
         json_response(&ops)

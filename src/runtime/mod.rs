@@ -117,6 +117,12 @@ pub struct RuntimeView {
     pub metrics: Arc<Metrics>,
     /// The inbound journal (pending messages, for `/metrics`).
     pub journal: Journal,
+    /// Each room's recent messages (`/status/rooms/<id>`).
+    pub stories: Arc<room::story::Stories>,
+    /// Each actor's last supervision events (`/status/rooms/<id>`).
+    pub history: Arc<crate::ops::history::SupervisionHistory>,
+    /// The pending confirmations (`/status/rooms/<id>`).
+    pub confirmations: Confirmations,
 }
 
 impl RuntimeView {
@@ -178,6 +184,8 @@ pub async fn start_with(
 
     let registry = Registry::new();
     let metrics = Metrics::start(&registry);
+    let history = crate::ops::history::SupervisionHistory::follow(&registry);
+    let stories = room::story::Stories::new();
     let restart = RestartConfig {
         backoff_min: config.supervision.backoff_min(),
         backoff_max: config.supervision.backoff_max(),
@@ -235,6 +243,7 @@ pub async fn start_with(
             store: store.clone(),
             router: router.clone(),
             metrics: metrics.clone(),
+            stories: stories.clone(),
             journal: journal.clone(),
             files: room::FileDeps::new(config.files.max_bytes, journal.clone()),
             queue_max: config.limits.room_queue_max,
@@ -282,6 +291,9 @@ pub async fn start_with(
         reconciliation: Arc::default(),
         metrics,
         journal,
+        stories,
+        history,
+        confirmations: confirmations.clone(),
     };
     let sweeper = {
         let (confirmations, store, surfaces) = (confirmations, store.clone(), surfaces.clone());

@@ -29,12 +29,14 @@ pub mod pace;
 pub mod queue;
 pub mod reply;
 pub mod split;
+pub mod story;
 pub mod stream;
 
 pub use self::amend::{Amend, Change};
 pub use self::attachments::{FileDeps, UserFile};
 pub use self::latency::{Arrival, ReplyClock};
 use self::queue::RoomQueue;
+use self::story::{Outcome, Stories};
 
 use super::agent_conn::RunTurn;
 use super::commands::{self, InFlight};
@@ -75,6 +77,8 @@ pub struct RoomDeps {
     pub journal: Journal,
     /// Message outcomes are counted here.
     pub metrics: Arc<Metrics>,
+    /// Each room's recent messages (ids, timings, outcomes) for the ops endpoint.
+    pub stories: Arc<Stories>,
     /// Files: the size limit, and the files waiting for their sender's next message.
     pub files: FileDeps,
     /// What the chat commands need.
@@ -292,6 +296,8 @@ async fn resume_pending(chat: Chat, deps: Arc<RoomDeps>, entry: JournalEntry) {
     if resumes > MAX_RESUMES {
         tracing::error!(chat = ?chat, event_id = %msg.id,
             "giving up on a message that keeps failing its chat");
+        let story = deps.stories.begin(chat.id.as_str(), msg.id.as_str(), None);
+        story.end(Outcome::GivenUp, None);
         chat.notice(&msg, texts::internal_error()).await;
         finish(&deps, &msg).await;
         return;
@@ -332,27 +338,35 @@ async fn answer(
     msg: UserMessage,
     extra: Vec<crate::agent::Attachment>,
 ) -> bool {
+    let story = deps
+        .stories
+        .begin(chat.id.as_str(), msg.id.as_str(), msg.arrival);
     let record = match deps.store.room(chat.id.as_str()) {
         Ok(Some(record)) => record,
         Ok(None) => {
             tracing::error!("managed chat without a record in the store");
-            deps.metrics.message(MessageOutcome::InternalError);
+            story.counted(&deps.metrics, MessageOutcome::InternalError);
             return chat.notice(&msg, texts::internal_error()).await;
         }
         Err(error) => {
             tracing::error!(%error, "cannot read the chat's record");
-            deps.metrics.message(MessageOutcome::InternalError);
+            story.counted(&deps.metrics, MessageOutcome::InternalError);
             return chat.notice(&msg, texts::internal_error()).await;
         }
     };
     if record.archived {
+        story.end(Outcome::Refused, None);
         return chat.notice(&msg, texts::ROOM_ARCHIVED).await;
     }
     match crate::commands::parse(&msg.body) {
         Parsed::Command(command) => {
+            story.end(Outcome::Command, None);
             return commands::execute(&chat, &record, &deps, &msg, command).await;
         }
-        Parsed::Invalid(error) => return chat.notice(&msg, &error.to_string()).await,
+        Parsed::Invalid(error) => {
+            story.end(Outcome::Refused, None);
+            return chat.notice(&msg, &error.to_string()).await;
+        }
         Parsed::NotACommand => {}
     }
     let route = match deps
@@ -365,14 +379,14 @@ async fn answer(
         Ok(Some(route)) => route,
         Ok(None) => {
             tracing::warn!(agent_id = %record.agent_id, "chat bound to an agent that is not configured");
-            deps.metrics.message(MessageOutcome::StaleAgent);
+            story.counted(&deps.metrics, MessageOutcome::StaleAgent);
             return chat
                 .notice(&msg, &texts::agent_gone(&record.agent_id))
                 .await;
         }
         Err(error) => {
             tracing::error!(%error, "router unavailable");
-            deps.metrics.message(MessageOutcome::InternalError);
+            story.counted(&deps.metrics, MessageOutcome::InternalError);
             return chat.notice(&msg, texts::internal_error()).await;
         }
     };
@@ -382,7 +396,7 @@ async fn answer(
     if route.free_answers {
         commands::answered_by_message(&deps, &chat.id, msg.sender.as_str(), &route.id).await;
     }
-    let clock = ReplyClock::start(&deps.metrics, &route.id, msg.arrival);
+    let clock = ReplyClock::start(&deps.metrics, &route.id, msg.arrival, Some(story.clone()));
     let typing = Typing::start(chat.clone());
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.id),
@@ -474,7 +488,7 @@ async fn answer(
             };
             match delivery {
                 reply::Delivery::Sent => {
-                    deps.metrics.message(MessageOutcome::Replied);
+                    story.counted(&deps.metrics, MessageOutcome::Replied);
                     if let Some(clock) = &clock {
                         clock.replied();
                     }
@@ -483,19 +497,20 @@ async fn answer(
                 }
                 reply::Delivery::Refused(_) => {
                     // Retrying cannot help: the person is told, and the message is done.
-                    deps.metrics.message(MessageOutcome::InternalError);
+                    story.counted(&deps.metrics, MessageOutcome::InternalError);
                     chat.notice(&msg, &texts::reply_undeliverable(&agent_name))
                         .await
                 }
                 reply::Delivery::Failed(error) => {
                     tracing::error!(%error, "cannot send the reply; the message stays pending");
-                    deps.metrics.message(MessageOutcome::InternalError);
+                    story.counted(&deps.metrics, MessageOutcome::InternalError);
                     false
                 }
             }
         }
         Ok(Err(error)) if error.is_cancelled() => {
             tracing::info!(agent = %route.id, "turn cancelled");
+            story.end(Outcome::Cancelled, None);
             deps.files
                 .put_back(&chat.id, &msg.sender, attachments)
                 .await;
@@ -513,7 +528,7 @@ async fn answer(
                 .await;
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
-            deps.metrics.message(MessageOutcome::AgentError);
+            story.turn_failed(&deps.metrics, &error);
             chat.notice(&msg, &agent_failure_text(&agent_name, &error))
                 .await
         }
@@ -524,7 +539,7 @@ async fn answer(
                 .await;
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
-            deps.metrics.message(MessageOutcome::AgentUnavailable);
+            story.counted(&deps.metrics, MessageOutcome::AgentUnavailable);
             let text = texts::agent_unreachable(&agent_name, texts::reason::RESTARTING);
             chat.notice(&msg, &text).await
         }

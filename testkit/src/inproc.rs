@@ -161,6 +161,14 @@ impl Bot {
             .ok_or_else(|| anyhow!("the bot is not running"))
     }
 
+    /// The root supervisor (what the ops endpoint is served with).
+    pub fn supervisor(&self) -> anyhow::Result<actors::SupervisorHandle> {
+        self.running
+            .as_ref()
+            .map(|r| r.root.clone())
+            .ok_or_else(|| anyhow!("the bot is not running"))
+    }
+
     /// What `/readyz` would answer now.
     pub fn readiness(&self) -> anyhow::Result<surfaces::ops::status::Readiness> {
         let run = self

@@ -15,6 +15,7 @@ mod message_path;
 mod output;
 mod owner;
 mod poison;
+mod room_story;
 mod shutdown;
 mod streaming;
 mod support;

@@ -9,12 +9,14 @@
 //! agent is known, makes a [`ReplyClock`] that records each moment once: the turn started
 //! (queue wait), the first words, the final reply (and, where the messenger gave its own
 //! timestamp, the time since then, sync lag included). Messages resumed from the journal after
-//! a restart have no arrival of this run and are not measured.
+//! a restart have no arrival of this run and are not measured. The same moments go to the
+//! room's story ([`super::story`]) through the clock's pen.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::story::{Moment, StoryPen};
 use crate::metrics::{Metrics, ReplyStage};
 
 /// When a person's message reached the bot.
@@ -43,6 +45,8 @@ pub struct ReplyClock {
     agent: String,
     arrival: Arrival,
     first_recorded: AtomicBool,
+    /// The message's record in its room's story.
+    story: Option<StoryPen>,
 }
 
 impl std::fmt::Debug for ReplyClock {
@@ -56,11 +60,12 @@ impl std::fmt::Debug for ReplyClock {
 
 impl ReplyClock {
     /// The clock of a message that arrived at `arrival` (`None`: not measured) and is
-    /// answered by `agent`.
+    /// answered by `agent`; `story` gets the same moments.
     pub fn start(
         metrics: &Arc<Metrics>,
         agent: &str,
         arrival: Option<Arrival>,
+        story: Option<StoryPen>,
     ) -> Option<Arc<Self>> {
         arrival.map(|arrival| {
             Arc::new(Self {
@@ -68,25 +73,32 @@ impl ReplyClock {
                 agent: agent.to_owned(),
                 arrival,
                 first_recorded: AtomicBool::new(false),
+                story,
             })
         })
     }
 
+    fn tell_story(&self, moment: Moment, took: std::time::Duration) {
+        if let Some(story) = &self.story {
+            story.timing(moment, took);
+        }
+    }
+
     /// The agent turn starts now: records the queue wait.
     pub fn turn_started(&self) {
-        self.metrics
-            .queue_wait(&self.agent, self.arrival.accepted.elapsed());
+        let took = self.arrival.accepted.elapsed();
+        self.metrics.queue_wait(&self.agent, took);
+        self.tell_story(Moment::QueueWait, took);
     }
 
     /// The messenger accepted the first words of the reply (a live reply's first post); only
     /// the first call records.
     pub fn first_words(&self) {
         if !self.first_recorded.swap(true, Ordering::Relaxed) {
-            self.metrics.reply_latency(
-                &self.agent,
-                ReplyStage::First,
-                self.arrival.accepted.elapsed(),
-            );
+            let took = self.arrival.accepted.elapsed();
+            self.metrics
+                .reply_latency(&self.agent, ReplyStage::First, took);
+            self.tell_story(Moment::FirstWords, took);
         }
     }
 
@@ -94,11 +106,10 @@ impl ReplyClock {
     /// too when nothing was shown earlier (a reply not streamed arrives all at once).
     pub fn replied(&self) {
         self.first_words();
-        self.metrics.reply_latency(
-            &self.agent,
-            ReplyStage::Final,
-            self.arrival.accepted.elapsed(),
-        );
+        let took = self.arrival.accepted.elapsed();
+        self.metrics
+            .reply_latency(&self.agent, ReplyStage::Final, took);
+        self.tell_story(Moment::FinalReply, took);
         if let Some(origin) = self.arrival.origin {
             // A messenger clock ahead of ours gives no meaningful figure: not recorded.
             match SystemTime::now().duration_since(origin) {
@@ -151,7 +162,7 @@ mod tests {
         ];
         for (arrival, live, first, last, origin) in table {
             let metrics = Arc::new(Metrics::new());
-            if let Some(clock) = ReplyClock::start(&metrics, "ref", arrival) {
+            if let Some(clock) = ReplyClock::start(&metrics, "ref", arrival, None) {
                 clock.turn_started();
                 if live {
                     clock.first_words();
