@@ -18,6 +18,9 @@
 //!   mailbox depth by kind, turns in flight, sync lag and failures, readiness, messages
 //!   pending in the inbound journal.
 //!
+//! Messages, final reply latencies, turn times and restarts also feed the last hour's
+//! minute-by-minute trends ([`Metrics::trends`]), which `/status` draws as charts.
+//!
 //! The exposition is OpenMetrics when the scraper asks for it (`Accept:
 //! application/openmetrics-text`, as Prometheus does), else the classic Prometheus text
 //! format 0.0.4 (curl, older scrapers, text parsers).
@@ -26,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actors::{ActorHealth, ActorId, ActorState, EventKind, SupervisionEvent};
 use parking_lot::Mutex;
@@ -37,6 +40,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::broadcast::error::RecvError;
+
+use crate::telemetry::trends::{TrendWindow, Trends};
 
 /// Prefix of every metric name.
 pub const METRIC_PREFIX: &str = "surfaces";
@@ -358,6 +363,8 @@ pub struct Metrics {
     sync_failed_rounds: Counter,
     undecryptable: Family<EventLabels, Counter>,
     undecryptable_now: Family<StateLabels, Gauge>,
+    /// The last hour, minute by minute, for the charts of `/status`.
+    trends: Mutex<TrendWindow>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -605,6 +612,7 @@ impl Metrics {
             sync_failed_rounds,
             undecryptable,
             undecryptable_now,
+            trends: Mutex::new(TrendWindow::default()),
         }
     }
 
@@ -650,6 +658,7 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .inc();
+        self.trends.lock().message(SystemTime::now(), outcome);
     }
 
     /// Records one agent turn of `agent` that took `duration` (whatever its result).
@@ -659,6 +668,7 @@ impl Metrics {
                 agent: agent.to_owned(),
             })
             .observe(duration.as_secs_f64());
+        self.trends.lock().turn(SystemTime::now(), agent, duration);
     }
 
     /// Records that `stage` of the reply of `agent` reached the messenger `took` after the
@@ -670,6 +680,9 @@ impl Metrics {
                 stage: stage.label(),
             })
             .observe(took.as_secs_f64());
+        if stage == ReplyStage::Final {
+            self.trends.lock().reply(SystemTime::now(), took);
+        }
     }
 
     /// Records that the whole reply of `agent` reached the messenger `took` after the
@@ -710,6 +723,13 @@ impl Metrics {
                 reason,
             })
             .inc();
+        self.trends.lock().restart(SystemTime::now());
+    }
+
+    /// The last hour of messages, reply latency, turn times and restarts, minute by
+    /// minute up to `now` (see [`crate::telemetry::trends`]).
+    pub fn trends(&self, now: SystemTime) -> Trends {
+        self.trends.lock().snapshot(now)
     }
 
     /// Counts one `kind` actor marked failed (the runtime's come from the supervision
@@ -913,7 +933,6 @@ fn openmetrics_to_prometheus(text: &str) -> String {
 mod tests {
     use super::*;
     use actors::{ExitReason, Failure};
-    use std::time::SystemTime;
 
     fn actor(id: &str, state: ActorState, depth: u64) -> ActorHealth {
         ActorHealth {

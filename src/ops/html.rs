@@ -6,12 +6,16 @@
 //! Content-Security-Policy without `'unsafe-inline'`), lists failing actors first, sorts
 //! any table by a click on a column header, and reloads itself every [`REFRESH_SECS`]
 //! seconds (pausable; the sort and the pause survive reloads). Everything shown is
-//! escaped: room names, error messages and ids are user input. The script marks the page
+//! escaped: room names, error messages and ids are user input. Near the top, the last
+//! hour's trends as four charts drawn here as inline SVG (see `chart`), coloured by the
+//! style sheet. The script marks the page
 //! (`<html data-script="ran">`) so a browser test sees that the CSP let it run.
 
 use std::fmt::Write as _;
 
+use super::chart::{self, Chart, Series, Style, Unit};
 use super::status::Status;
+use crate::telemetry::trends::{Trends, TREND_MINUTES};
 
 /// Seconds between automatic reloads.
 pub const REFRESH_SECS: u32 = 5;
@@ -23,6 +27,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 const STYLE_HREF: &str = "status.css";
 /// See [`STYLE_HREF`].
 const SCRIPT_SRC: &str = "status.js";
+
+/// Colours of the per-agent lines in the style sheet (`series-agent-0` …); more agents
+/// reuse them in turn.
+const AGENT_COLOURS: usize = 6;
 
 /// Row state of a reconciliation conflict (shown like a backing-off actor: a warning).
 const CONFLICT_STATE: &str = "backing-off";
@@ -46,6 +54,17 @@ code{font-size:.92em;word-break:break-all}
 tr.state-failed td{background:#fde0e0} tr.state-backing-off td{background:#fff2cc}
 tr.state-stopped td,tr.state-absent td,tr.state-stopping td{background:#eee}
 .err{color:#8a1010;max-width:40em;word-break:break-word} .none{color:#888}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(26em,1fr));gap:1em}
+svg.chart{width:100%;height:auto;background:#fff;box-shadow:0 0 0 1px #ddd}
+.chart text{font-size:11px;fill:#555} .chart .chart-title{font-size:13px;font-weight:600;fill:#1d1d1f}
+.chart .legend{fill:#1d1d1f} .chart .nodata{font-size:13px;fill:#888}
+.chart .grid{stroke:#eee} .chart .axis{stroke:#999} .chart .line{fill:none;stroke-width:2}
+.series-replied{fill:#2e9d4a;stroke:#2e9d4a} .series-failed{fill:#d03030;stroke:#d03030}
+.series-p50{fill:#2f6fd6;stroke:#2f6fd6} .series-p99{fill:#e08a00;stroke:#e08a00}
+.series-restarts{fill:#8a3fc0;stroke:#8a3fc0}
+.series-agent-0{fill:#2f6fd6;stroke:#2f6fd6} .series-agent-1{fill:#e08a00;stroke:#e08a00}
+.series-agent-2{fill:#2e9d4a;stroke:#2e9d4a} .series-agent-3{fill:#8a3fc0;stroke:#8a3fc0}
+.series-agent-4{fill:#d03030;stroke:#d03030} .series-agent-5{fill:#1a9aa0;stroke:#1a9aa0}
 "#;
 
 const SCRIPT: &str = r#"
@@ -189,6 +208,79 @@ fn problems_table(out: &mut String, id: &str, what: &str, rooms: &[super::status
     out.push_str("</tbody></table>");
 }
 
+fn counts(values: &[u64]) -> Vec<Option<f64>> {
+    values.iter().map(|v| Some(*v as f64)).collect()
+}
+
+fn series(name: &str, class: &str, values: Vec<Option<f64>>) -> Series {
+    Series {
+        name: name.to_owned(),
+        class: class.to_owned(),
+        values,
+    }
+}
+
+/// The four charts of the last hour: messages, reply latency, turn times, restarts.
+pub fn trend_charts(trends: &Trends) -> [Chart; 4] {
+    let minutes = if trends.replied.is_empty() {
+        TREND_MINUTES
+    } else {
+        trends.replied.len()
+    };
+    let chart = |key: &str, title: &str, unit, style, series| Chart {
+        key: key.to_owned(),
+        title: title.to_owned(),
+        unit,
+        style,
+        minutes,
+        series,
+    };
+    [
+        chart(
+            "messages",
+            "Messages per minute",
+            Unit::Count,
+            Style::StackedBars,
+            vec![
+                series("replied", "replied", counts(&trends.replied)),
+                series("failed", "failed", counts(&trends.failed)),
+            ],
+        ),
+        chart(
+            "latency",
+            "Reply latency (whole reply)",
+            Unit::Seconds,
+            Style::Lines,
+            vec![
+                series("p50", "p50", trends.latency_p50_secs.clone()),
+                series("p99", "p99", trends.latency_p99_secs.clone()),
+            ],
+        ),
+        chart(
+            "turns",
+            "Agent turn time (mean per minute)",
+            Unit::Seconds,
+            Style::Lines,
+            trends
+                .turns
+                .iter()
+                .enumerate()
+                .map(|(i, agent)| {
+                    let class = format!("agent-{}", i % AGENT_COLOURS);
+                    series(&agent.agent, &class, agent.mean_secs.clone())
+                })
+                .collect(),
+        ),
+        chart(
+            "restarts",
+            "Actor restarts per minute",
+            Unit::Count,
+            Style::StackedBars,
+            vec![series("restarts", "restarts", counts(&trends.restarts))],
+        ),
+    ]
+}
+
 /// The page.
 pub fn render(status: &Status) -> String {
     let now = status.generated_at_ms;
@@ -234,6 +326,12 @@ pub fn render(status: &Status) -> String {
         );
     }
     out.push_str("</tbody></table>");
+
+    out.push_str("<h2>Trends (last hour)</h2><div class=\"charts\" id=\"trends\">");
+    for chart in trend_charts(&status.trends) {
+        out.push_str(&chart::render(&chart));
+    }
+    out.push_str("</div>");
 
     out.push_str("<h2>Rooms</h2>");
     let room_columns = [
@@ -539,6 +637,7 @@ mod tests {
             actors: Vec::new(),
             encryption: None,
             undecryptable: Default::default(),
+            trends: Default::default(),
         }
     }
 
@@ -576,6 +675,58 @@ mod tests {
             !page.contains("http:") && !page.contains("https:") && !page.contains("//"),
             "nothing from elsewhere"
         );
+    }
+
+    #[test]
+    fn trends_are_four_charts_with_their_data() {
+        use crate::metrics::MessageOutcome;
+        use crate::telemetry::trends::TrendWindow;
+        use std::time::{Duration, UNIX_EPOCH};
+
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut window = TrendWindow::default();
+        window.message(now, MessageOutcome::Replied);
+        window.message(now, MessageOutcome::InternalError);
+        window.reply(now, Duration::from_millis(800));
+        window.turn(now, "<ref>", Duration::from_millis(600));
+        window.restart(now);
+        let mut s = status();
+        s.trends = window.snapshot(now);
+        let page = render(&s);
+        for key in ["messages", "latency", "turns", "restarts"] {
+            assert_eq!(
+                page.matches(&format!("<svg class=\"chart\" data-chart=\"{key}\""))
+                    .count(),
+                1,
+                "{key}"
+            );
+        }
+        // (series class, drawn as)
+        let drawn = [
+            ("bar series-replied", "rect"),
+            ("bar series-failed", "rect"),
+            ("dot series-p50", "circle"),
+            ("dot series-agent-0", "circle"),
+            ("bar series-restarts", "rect"),
+        ];
+        for (class, element) in drawn {
+            assert!(
+                page.contains(&format!("<{element} class=\"{class}\"")),
+                "{class}"
+            );
+        }
+        assert!(
+            page.contains(">&lt;ref&gt;</text>"),
+            "agent names are escaped"
+        );
+        assert!(!page.contains("no data yet"));
+        assert!(page.find("data-chart=\"messages\"") < page.find("<h2>Rooms</h2>"));
+        // A document without trends (an older bot) still shows the charts, empty.
+        let empty = render(&status());
+        assert_eq!(empty.matches("no data yet").count(), 4);
+        // An idle hour: zero messages and restarts are data; no latency, no turn is none.
+        s.trends = TrendWindow::default().snapshot(now);
+        assert_eq!(render(&s).matches("no data yet").count(), 2);
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! `Referrer-Policy: no-referrer` and a CSP with `frame-ancestors 'none'`. The endpoint
 //! binds to loopback by default; expose it only on a private network, with a token.
 
+pub mod chart;
 pub mod cli;
 #[cfg(feature = "fault-injection")]
 pub mod fault;

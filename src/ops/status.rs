@@ -18,6 +18,7 @@ use crate::metrics::UndecryptableSnapshot;
 pub use crate::runtime::ids::{AGENT_KIND, ROOM_KIND, SYNC_ACTOR};
 use crate::runtime::{InboundView, RuntimeView};
 use crate::store::RoomRecord;
+use crate::telemetry::trends::Trends;
 
 /// The sync loop counts as stale when no sync succeeded for this long: a long poll lasts
 /// at most [`DEFAULT_SYNC_TIMEOUT`], so two of them plus slack.
@@ -237,6 +238,9 @@ pub struct Status {
     /// Messages the bot could not decrypt: held now, and what happened since start-up.
     #[serde(default)]
     pub undecryptable: UndecryptableSnapshot,
+    /// The last hour, minute by minute (messages, reply latency, turn times, restarts).
+    #[serde(default)]
+    pub trends: Trends,
 }
 
 /// Unix milliseconds of a time (0 before the epoch).
@@ -511,6 +515,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         actors,
         encryption: view.sync().encryption(),
         undecryptable: UndecryptableSnapshot::of(&view.journal),
+        trends: view.metrics.trends(now),
     }
 }
 

@@ -7,8 +7,11 @@
 //! expects (an account-data key or a key backup that does not exist yet, as at every first
 //! start); [`quiet`] drops those unless the filter names `matrix_sdk` itself. A 404 that
 //! matters reaches our code as an error, which logs it with its context.
+//!
+//! [`trends`]: the last hour of the metrics, minute by minute, for the charts of `/status`.
 
 pub mod quiet;
+pub mod trends;
 
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;

@@ -218,7 +218,7 @@ async fn chromium(url: &str, dir: &Path) -> anyhow::Result<(String, PathBuf)> {
         PROCESS_TIMEOUT,
         run(vec![
             format!("--screenshot={}", shot.display()),
-            "--window-size=1400,900".into(),
+            "--window-size=1400,1500".into(),
         ])
         .output(),
     )
@@ -230,6 +230,45 @@ async fn chromium(url: &str, dir: &Path) -> anyhow::Result<(String, PathBuf)> {
         String::from_utf8_lossy(&output.stderr)
     );
     Ok((dom, shot))
+}
+
+/// The `<svg>` of the status page's chart `key` in `dom`.
+fn chart_svg<'a>(dom: &'a str, key: &str) -> Option<&'a str> {
+    let start = dom.find(&format!("<svg class=\"chart\" data-chart=\"{key}\""))?;
+    let end = dom[start..].find("</svg>")?;
+    Some(&dom[start..start + end])
+}
+
+/// The colours of the charts' series in the page's style sheet (`src/ops/html.rs`).
+const REPLIED_RGB: [u8; 3] = [0x2e, 0x9d, 0x4a];
+/// See [`REPLIED_RGB`].
+const RESTARTS_RGB: [u8; 3] = [0x8a, 0x3f, 0xc0];
+/// Pixels of a series' colour a drawn chart has at least: three times its legend swatch
+/// alone (12×8 units, about 45 pixels in a 1400-pixel-wide window, charts three abreast);
+/// a minute's bar adds a few hundred.
+const MIN_CHART_PIXELS: usize = 150;
+/// How far a screenshot's pixel may be from a colour and still count as it (antialiasing).
+const COLOUR_TOLERANCE: u8 = 8;
+
+/// Pixels of the PNG `png` within [`COLOUR_TOLERANCE`] of `rgb`.
+fn pixels_near(png: &[u8], rgb: [u8; 3]) -> anyhow::Result<usize> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info()?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| anyhow::anyhow!("the screenshot is too large to decode"))?;
+    let mut pixels = vec![0; size];
+    let frame = reader.next_frame(&mut pixels)?;
+    let channels = match frame.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => anyhow::bail!("a screenshot in {other:?}"),
+    };
+    Ok(pixels[..frame.buffer_size()]
+        .chunks_exact(channels)
+        .filter(|p| (0..3).all(|c| p[c].abs_diff(rgb[c]) <= COLOUR_TOLERANCE))
+        .count())
 }
 
 /// A fresh suffix for Chromium profile directories.
@@ -579,6 +618,16 @@ async fn status_page_in_a_headless_browser_shows_rooms_and_a_failed_room() -> an
         surfaces(stack.data.path(), &["status", "--url", &ops.base], &[]).await?;
     assert_eq!(code, 0, "{err}");
     assert!(table.contains("ROOMS (2, 1 failed)"), "{table}");
+    // Bob's room answers: the trends have replies, their latency and the agent's turns.
+    for n in 0..3 {
+        ask(&stack, &bob, &b.chat, &format!("trend point {n}")).await?;
+    }
+    ops.wait_for_status("the trends have bob's replies", |s| {
+        s["trends"]["replied"]
+            .as_array()
+            .is_some_and(|points| points.iter().filter_map(Value::as_u64).sum::<u64>() >= 3)
+    })
+    .await?;
 
     // The page, as a browser renders it.
     let shots = TempDir::new()?;
@@ -617,6 +666,21 @@ async fn status_page_in_a_headless_browser_shows_rooms_and_a_failed_room() -> an
         .unwrap_or_default()
         .to_owned();
     assert!(!csp.contains("unsafe-inline"), "{csp}");
+    // The trends: four charts, each drawn with what happened.
+    // (chart, what it must draw)
+    let drawn = [
+        ("messages", "<rect class=\"bar series-replied\""),
+        ("latency", "series-p50"),
+        ("turns", "series-agent-0"),
+        ("restarts", "<rect class=\"bar series-restarts\""),
+    ];
+    for (key, mark) in drawn {
+        let svg = chart_svg(&dom, key);
+        assert!(
+            svg.is_some_and(|svg| svg.contains(mark) && !svg.contains("no data yet")),
+            "the {key} chart does not draw {mark}: {svg:?}"
+        );
+    }
     let png = std::fs::read(&screenshot)?;
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
@@ -625,6 +689,14 @@ async fn status_page_in_a_headless_browser_shows_rooms_and_a_failed_room() -> an
     );
     if let Ok(keep) = std::env::var("SURFACES_KEEP_SCREENSHOT") {
         std::fs::copy(&screenshot, keep)?;
+    }
+    // The screenshot shows them: the replied bars' and the restart bars' colours are there.
+    for (what, rgb) in [("replied", REPLIED_RGB), ("restarts", RESTARTS_RGB)] {
+        let seen = pixels_near(&png, rgb)?;
+        assert!(
+            seen >= MIN_CHART_PIXELS,
+            "{seen} pixels of the {what} colour in the screenshot"
+        );
     }
     Ok(())
 }
