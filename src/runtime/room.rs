@@ -262,9 +262,18 @@ impl Handler<UserMessage> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: UserMessage, ctx: &mut Context<Self>) {
+        let _span = message_span(&self.chat, msg.id.as_str()).entered();
+        tracing::debug!("queued");
         // Strict order: it waits in the queue behind the messages before it.
         self.enqueue(queue::Queued::Text(msg), ctx);
     }
+}
+
+/// The span of every log line about one message in its room actor: `msg` is the message's
+/// id (the journal's event id), the field that ties the intake's, the room actor's, the agent
+/// turn's and the reply's log lines of one message together.
+pub fn message_span(chat: &Chat, msg: &str) -> tracing::Span {
+    tracing::info_span!("message", room_id = %chat.id, msg = %msg)
 }
 
 /// Answers one journal entry left pending by an earlier run or incarnation.
@@ -297,18 +306,16 @@ async fn resume_pending(chat: Chat, deps: Arc<RoomDeps>, entry: JournalEntry) {
     process(chat, deps, msg).await;
 }
 
-/// Answers one message unless it was answered already, then marks it done.
+/// Answers one message unless it was answered already, then marks it done (in the
+/// message's span, [`message_span`]).
 async fn process(chat: Chat, deps: Arc<RoomDeps>, msg: UserMessage) {
     match deps.journal.is_done(msg.id.as_str()) {
         Ok(true) => return,
         Ok(false) => {}
         Err(error) => tracing::warn!(%error, "cannot read the journal; answering anyway"),
     }
-    let span = tracing::info_span!("message", room_id = %chat.id, event_id = %msg.id);
-    if answer(chat, deps.clone(), msg.clone(), Vec::new())
-        .instrument(span)
-        .await
-    {
+    tracing::debug!("answering");
+    if answer(chat, deps.clone(), msg.clone(), Vec::new()).await {
         crash::point(CrashPoint::AfterSend);
         finish(&deps, &msg).await;
     }
@@ -316,8 +323,11 @@ async fn process(chat: Chat, deps: Arc<RoomDeps>, msg: UserMessage) {
 
 /// Marks a message answered in the journal.
 async fn finish(deps: &RoomDeps, msg: &UserMessage) {
-    if let Err(error) = deps.journal.complete(msg.id.as_str()).await {
-        tracing::error!(%error, event_id = %msg.id, "cannot mark a message answered");
+    match deps.journal.complete(msg.id.as_str()).await {
+        Ok(()) => tracing::debug!("marked answered in the journal"),
+        Err(error) => {
+            tracing::error!(%error, event_id = %msg.id, "cannot mark a message answered");
+        }
     }
 }
 
@@ -334,12 +344,14 @@ async fn answer(
         Ok(Some(record)) => record,
         Ok(None) => {
             tracing::error!("managed chat without a record in the store");
-            deps.metrics.message(MessageOutcome::InternalError);
+            deps.metrics
+                .message(chat.surface.name(), MessageOutcome::InternalError);
             return chat.notice(&msg, texts::internal_error()).await;
         }
         Err(error) => {
             tracing::error!(%error, "cannot read the chat's record");
-            deps.metrics.message(MessageOutcome::InternalError);
+            deps.metrics
+                .message(chat.surface.name(), MessageOutcome::InternalError);
             return chat.notice(&msg, texts::internal_error()).await;
         }
     };
@@ -363,14 +375,16 @@ async fn answer(
         Ok(Some(route)) => route,
         Ok(None) => {
             tracing::warn!(agent_id = %record.agent_id, "chat bound to an agent that is not configured");
-            deps.metrics.message(MessageOutcome::StaleAgent);
+            deps.metrics
+                .message(chat.surface.name(), MessageOutcome::StaleAgent);
             return chat
                 .notice(&msg, &texts::agent_gone(&record.agent_id))
                 .await;
         }
         Err(error) => {
             tracing::error!(%error, "router unavailable");
-            deps.metrics.message(MessageOutcome::InternalError);
+            deps.metrics
+                .message(chat.surface.name(), MessageOutcome::InternalError);
             return chat.notice(&msg, texts::internal_error()).await;
         }
     };
@@ -380,7 +394,8 @@ async fn answer(
     if route.free_answers {
         commands::answered_by_message(&deps, &chat.id, msg.sender.as_str(), &route.id).await;
     }
-    let clock = ReplyClock::start(&deps.metrics, &route.id, msg.arrival);
+    let surface = chat.surface.name();
+    let clock = ReplyClock::start(&deps.metrics, &route.id, surface, &msg.id, msg.arrival);
     let typing = spawn_typing(chat.clone());
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.id),
@@ -428,6 +443,7 @@ async fn answer(
         .conn
         .send(RunTurn {
             chat_id: record.platform_chat_id.clone(),
+            message: msg.id.clone(),
             request,
             live: live.as_ref().map(stream::LiveReply::sender),
         })
@@ -441,7 +457,8 @@ async fn answer(
     // Hide the typing notice without holding the answer back by a round trip.
     {
         let chat = chat.clone();
-        tokio::spawn(async move { chat.surface.typing(&chat.id, false).await });
+        let hide = async move { chat.surface.typing(&chat.id, false).await };
+        tokio::spawn(hide.in_current_span());
     }
 
     match result {
@@ -477,7 +494,9 @@ async fn answer(
             };
             match delivery {
                 reply::Delivery::Sent => {
-                    deps.metrics.message(MessageOutcome::Replied);
+                    tracing::debug!(agent = %route.id, "reply sent");
+                    deps.metrics
+                        .message(chat.surface.name(), MessageOutcome::Replied);
                     if let Some(clock) = &clock {
                         clock.replied();
                     }
@@ -486,13 +505,15 @@ async fn answer(
                 }
                 reply::Delivery::Refused(_) => {
                     // Retrying cannot help: the person is told, and the message is done.
-                    deps.metrics.message(MessageOutcome::InternalError);
+                    deps.metrics
+                        .message(chat.surface.name(), MessageOutcome::InternalError);
                     chat.notice(&msg, &texts::reply_undeliverable(&agent_name))
                         .await
                 }
                 reply::Delivery::Failed(error) => {
                     tracing::error!(%error, "cannot send the reply; the message stays pending");
-                    deps.metrics.message(MessageOutcome::InternalError);
+                    deps.metrics
+                        .message(chat.surface.name(), MessageOutcome::InternalError);
                     false
                 }
             }
@@ -516,7 +537,8 @@ async fn answer(
                 .await;
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
-            deps.metrics.message(MessageOutcome::AgentError);
+            deps.metrics
+                .message(chat.surface.name(), MessageOutcome::AgentError);
             chat.notice(&msg, &agent_failure_text(&agent_name, &error))
                 .await
         }
@@ -527,7 +549,8 @@ async fn answer(
                 .await;
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
-            deps.metrics.message(MessageOutcome::AgentUnavailable);
+            deps.metrics
+                .message(chat.surface.name(), MessageOutcome::AgentUnavailable);
             let text = texts::agent_unreachable(&agent_name, texts::reason::RESTARTING);
             chat.notice(&msg, &text).await
         }
@@ -564,14 +587,15 @@ fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
     }
 }
 
-/// Keeps the typing notice on until aborted.
+/// Keeps the typing notice on until aborted (its log lines in the caller's span).
 fn spawn_typing(chat: Chat) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+    let typing = async move {
         loop {
             chat.surface.typing(&chat.id, true).await;
             tokio::time::sleep(TYPING_REFRESH).await;
         }
-    })
+    };
+    tokio::spawn(typing.in_current_span())
 }
 
 #[cfg(test)]
