@@ -35,6 +35,7 @@ use actors::{ActorHealth, ActorId, ActorState, EventKind, SupervisionEvent};
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -68,6 +69,12 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Content type of the classic Prometheus text exposition.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The most characters an exemplar's label set may hold, names and values together
+/// (OpenMetrics 1.0: 128 UTF-8 characters).
+pub const EXEMPLAR_MAX_CHARS: usize = 128;
+/// The exemplar label of `surfaces_reply_latency_seconds`: the message's id, as on the
+/// `msg` field of its log lines.
+pub const EXEMPLAR_LABEL: &str = "message_id";
 /// The restart reason recorded when the exit that caused a restart was not seen (e.g. the
 /// event stream lagged).
 const UNKNOWN_REASON: &str = "unknown";
@@ -280,7 +287,25 @@ pub struct Observed {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
+    surface: &'static str,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentSurfaceLabels {
+    agent: String,
+    surface: &'static str,
+}
+
+/// The exemplar of a reply latency observation: the message it timed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageExemplar {
+    message_id: String,
+}
+
+/// Whether `value` fits an exemplar label set as the value of [`EXEMPLAR_LABEL`].
+pub fn fits_exemplar(value: &str) -> bool {
+    EXEMPLAR_LABEL.chars().count() + value.chars().count() <= EXEMPLAR_MAX_CHARS
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -318,6 +343,7 @@ struct KindReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentStageLabels {
     agent: String,
+    surface: &'static str,
     stage: &'static str,
 }
 
@@ -329,9 +355,16 @@ fn reply_histogram() -> Histogram {
     Histogram::new(REPLY_LATENCY_BUCKETS)
 }
 
+fn reply_exemplar_histogram() -> HistogramWithExemplars<MessageExemplar> {
+    HistogramWithExemplars::new(REPLY_LATENCY_BUCKETS.into_iter())
+}
+
 fn queue_histogram() -> Histogram {
     Histogram::new(QUEUE_WAIT_BUCKETS)
 }
+
+/// A reply latency histogram, each bucket with the id of the message last timed in it.
+type ReplyHistogram = HistogramWithExemplars<MessageExemplar>;
 
 /// The bot's metrics. Shared as `Arc<Metrics>` by the runtime and the ops endpoint.
 pub struct Metrics {
@@ -341,9 +374,9 @@ pub struct Metrics {
     created: Instant,
     messages: Family<OutcomeLabels, Counter>,
     turn_duration: Family<AgentLabels, Histogram, fn() -> Histogram>,
-    reply_latency: Family<AgentStageLabels, Histogram, fn() -> Histogram>,
-    reply_from_origin: Family<AgentLabels, Histogram, fn() -> Histogram>,
-    queue_wait: Family<AgentLabels, Histogram, fn() -> Histogram>,
+    reply_latency: Family<AgentStageLabels, ReplyHistogram, fn() -> ReplyHistogram>,
+    reply_from_origin: Family<AgentSurfaceLabels, Histogram, fn() -> Histogram>,
+    queue_wait: Family<AgentSurfaceLabels, Histogram, fn() -> Histogram>,
     refused: Family<ReasonLabels, Counter>,
     restarts: Family<KindReasonLabels, Counter>,
     gave_up: Family<KindLabels, Counter>,
@@ -399,16 +432,17 @@ impl Metrics {
                 turn_histogram,
             );
         let reply_latency =
-            Family::<AgentStageLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                reply_histogram,
+            Family::<AgentStageLabels, ReplyHistogram, fn() -> ReplyHistogram>::new_with_constructor(
+                reply_exemplar_histogram,
             );
         let reply_from_origin =
-            Family::<AgentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            Family::<AgentSurfaceLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 reply_histogram,
             );
-        let queue_wait = Family::<AgentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            queue_histogram,
-        );
+        let queue_wait =
+            Family::<AgentSurfaceLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                queue_histogram,
+            );
         let refused = Family::<ReasonLabels, Counter>::default();
         let restarts = Family::<KindReasonLabels, Counter>::default();
         let gave_up = Family::<KindLabels, Counter>::default();
@@ -431,8 +465,8 @@ impl Metrics {
 
         registry.register(
             "messages",
-            "People's messages handled by room actors, by outcome (replied, agent_error, \
-             agent_unavailable, stale_agent, internal_error)",
+            "People's messages handled by room actors, by messenger (surface) and outcome \
+             (replied, agent_error, agent_unavailable, stale_agent, internal_error, limited)",
             messages.clone(),
         );
         registry.register(
@@ -443,21 +477,23 @@ impl Metrics {
         registry.register(
             "reply_latency_seconds",
             "Time from a person's message accepted by the intake to the reply accepted by the \
-             messenger, by agent id and stage (first: the first words, a live reply's first \
-             post; final: the whole reply)",
+             messenger, by agent id, messenger (surface) and stage (first: the first words, a \
+             live reply's first post; final: the whole reply); exemplars carry the message's id \
+             (message_id, the msg field of its log lines)",
             reply_latency.clone(),
         );
         registry.register(
             "reply_latency_from_origin_seconds",
             "Time from the messenger's own timestamp of a person's message to the whole reply \
-             accepted by the messenger (includes the sync lag), by agent id; only for \
+             accepted by the messenger (includes the sync lag), by agent id and messenger; only for \
              messengers that give the timestamp (Matrix: origin_server_ts)",
             reply_from_origin.clone(),
         );
         registry.register(
             "queue_wait_seconds",
             "Time from a person's message accepted by the intake to its agent turn started \
-             (the journal's flush and the wait behind the chat's earlier messages), by agent id",
+             (the journal's flush and the wait behind the chat's earlier messages), by agent id \
+             and messenger",
             queue_wait.clone(),
         );
         registry.register(
@@ -578,12 +614,6 @@ impl Metrics {
                 reason: reason.label(),
             });
         }
-        for outcome in MessageOutcome::ALL {
-            // Created now so every outcome is exported from the start, at 0.
-            let _ = messages.get_or_create(&OutcomeLabels {
-                outcome: outcome.label(),
-            });
-        }
         Self {
             registry,
             scrape: Mutex::new(()),
@@ -651,10 +681,22 @@ impl Metrics {
         });
     }
 
-    /// Counts one handled message.
-    pub fn message(&self, outcome: MessageOutcome) {
+    /// Exports every message outcome of the messenger `surface` at 0 (called as each
+    /// messenger starts, so its series exist before its first message).
+    pub fn messenger(&self, surface: &'static str) {
+        for outcome in MessageOutcome::ALL {
+            let _ = self.messages.get_or_create(&OutcomeLabels {
+                surface,
+                outcome: outcome.label(),
+            });
+        }
+    }
+
+    /// Counts one handled message of the messenger `surface`.
+    pub fn message(&self, surface: &'static str, outcome: MessageOutcome) {
         self.messages
             .get_or_create(&OutcomeLabels {
+                surface,
                 outcome: outcome.label(),
             })
             .inc();
@@ -671,36 +713,50 @@ impl Metrics {
         self.trends.lock().turn(SystemTime::now(), agent, duration);
     }
 
-    /// Records that `stage` of the reply of `agent` reached the messenger `took` after the
-    /// person's message was accepted.
-    pub fn reply_latency(&self, agent: &str, stage: ReplyStage, took: Duration) {
+    /// Records that `stage` of the reply of `agent` reached the messenger `surface` `took`
+    /// after the person's message was accepted; `message_id` (the `msg` of its log lines)
+    /// becomes the bucket's exemplar, unless it does not fit one ([`fits_exemplar`]).
+    pub fn reply_latency(
+        &self,
+        agent: &str,
+        surface: &'static str,
+        stage: ReplyStage,
+        took: Duration,
+        message_id: &str,
+    ) {
+        let exemplar = fits_exemplar(message_id).then(|| MessageExemplar {
+            message_id: message_id.to_owned(),
+        });
         self.reply_latency
             .get_or_create(&AgentStageLabels {
                 agent: agent.to_owned(),
+                surface,
                 stage: stage.label(),
             })
-            .observe(took.as_secs_f64());
+            .observe(took.as_secs_f64(), exemplar, Some(SystemTime::now()));
         if stage == ReplyStage::Final {
             self.trends.lock().reply(SystemTime::now(), took);
         }
     }
 
-    /// Records that the whole reply of `agent` reached the messenger `took` after the
-    /// messenger's own timestamp of the person's message.
-    pub fn reply_from_origin(&self, agent: &str, took: Duration) {
+    /// Records that the whole reply of `agent` reached the messenger `surface` `took` after
+    /// the messenger's own timestamp of the person's message.
+    pub fn reply_from_origin(&self, agent: &str, surface: &'static str, took: Duration) {
         self.reply_from_origin
-            .get_or_create(&AgentLabels {
+            .get_or_create(&AgentSurfaceLabels {
                 agent: agent.to_owned(),
+                surface,
             })
             .observe(took.as_secs_f64());
     }
 
-    /// Records that a message for `agent` waited `waited` between its acceptance and its
-    /// turn's start.
-    pub fn queue_wait(&self, agent: &str, waited: Duration) {
+    /// Records that a message of the messenger `surface` for `agent` waited `waited` between
+    /// its acceptance and its turn's start.
+    pub fn queue_wait(&self, agent: &str, surface: &'static str, waited: Duration) {
         self.queue_wait
-            .get_or_create(&AgentLabels {
+            .get_or_create(&AgentSurfaceLabels {
                 agent: agent.to_owned(),
+                surface,
             })
             .observe(waited.as_secs_f64());
     }
@@ -896,7 +952,8 @@ impl RestartTracker {
 }
 
 /// Rewrites prometheus-client's OpenMetrics text as Prometheus text 0.0.4: counter
-/// families are named with their `_total` suffix, `# UNIT` and `# EOF` lines go.
+/// families are named with their `_total` suffix, `# UNIT` and `# EOF` lines go, and so do
+/// exemplars (the classic format has none).
 fn openmetrics_to_prometheus(text: &str) -> String {
     let counters: HashSet<&str> = text
         .lines()
@@ -921,12 +978,28 @@ fn openmetrics_to_prometheus(text: &str) -> String {
                 let _ = writeln!(out, "{tag}{name}{suffix} {tail}");
             }
             None => {
-                out.push_str(line);
+                out.push_str(without_exemplar(line));
                 out.push('\n');
             }
         }
     }
     out
+}
+
+/// A sample line without its exemplar (` # {labels} value [timestamp]`). A `#` outside the
+/// quoted label values can only start one: metric names and numbers hold none.
+fn without_exemplar(line: &str) -> &str {
+    let (mut quoted, mut escaped) = (false, false);
+    for (at, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '#' if !quoted => return line[..at].trim_end(),
+            _ => {}
+        }
+    }
+    line
 }
 
 #[cfg(test)]
@@ -969,9 +1042,10 @@ mod tests {
     #[test]
     fn exposition_is_parseable_and_typed() {
         let m = Metrics::new();
-        m.message(MessageOutcome::Replied);
-        m.message(MessageOutcome::Replied);
-        m.message(MessageOutcome::AgentError);
+        m.messenger("matrix");
+        m.message("matrix", MessageOutcome::Replied);
+        m.message("matrix", MessageOutcome::Replied);
+        m.message("telegram", MessageOutcome::AgentError);
         m.turn_finished("ref", Duration::from_millis(300));
         m.turn_finished("ref", Duration::from_secs(7));
         let mut tracker = RestartTracker::default();
@@ -1053,7 +1127,7 @@ mod tests {
             value(
                 &scrape,
                 "surfaces_messages_total",
-                &[("outcome", "replied")]
+                &[("surface", "matrix"), ("outcome", "replied")]
             ),
             2.0
         );
@@ -1061,9 +1135,21 @@ mod tests {
             value(
                 &scrape,
                 "surfaces_messages_total",
-                &[("outcome", "stale_agent")]
+                &[("surface", "matrix"), ("outcome", "stale_agent")]
             ),
             0.0
+        );
+        assert_eq!(
+            value(
+                &scrape,
+                "surfaces_messages_total",
+                &[("surface", "telegram"), ("outcome", "agent_error")]
+            ),
+            1.0
+        );
+        assert!(
+            !text.contains("surface=\"telegram\",outcome=\"stale_agent\""),
+            "a messenger not started exports only what it counted:\n{text}"
         );
         assert_eq!(
             value(
@@ -1260,13 +1346,14 @@ mod tests {
     fn reply_latency_and_queue_wait_are_histograms_by_agent() {
         let m = Metrics::new();
         let ms = Duration::from_millis;
-        m.reply_latency("ref", ReplyStage::First, ms(400));
-        m.reply_latency("ref", ReplyStage::Final, ms(2_500));
-        m.reply_latency("ref", ReplyStage::Final, ms(40));
-        m.reply_latency("other", ReplyStage::Final, ms(90_000));
-        m.reply_from_origin("ref", ms(2_900));
-        m.queue_wait("ref", ms(3));
-        m.queue_wait("ref", ms(15_000));
+        m.reply_latency("ref", "matrix", ReplyStage::First, ms(400), "$a");
+        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(2_500), "$a");
+        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(40), "$b");
+        m.reply_latency("other", "matrix", ReplyStage::Final, ms(90_000), "$c");
+        m.reply_latency("ref", "telegram", ReplyStage::Final, ms(40), "telegram:1:2");
+        m.reply_from_origin("ref", "matrix", ms(2_900));
+        m.queue_wait("ref", "matrix", ms(3));
+        m.queue_wait("ref", "matrix", ms(15_000));
         let text = m
             .encode(&Observed::default(), Exposition::Prometheus)
             .unwrap();
@@ -1281,13 +1368,22 @@ mod tests {
             );
         }
         let scrape = parse(&text);
-        let first = [("agent", "ref"), ("stage", "first")];
-        let last = [("agent", "ref"), ("stage", "final")];
-        let other = [("agent", "other"), ("stage", "final")];
+        let first = [("agent", "ref"), ("surface", "matrix"), ("stage", "first")];
+        let last = [("agent", "ref"), ("surface", "matrix"), ("stage", "final")];
+        let other = [
+            ("agent", "other"),
+            ("surface", "matrix"),
+            ("stage", "final"),
+        ];
+        let telegram = [
+            ("agent", "ref"),
+            ("surface", "telegram"),
+            ("stage", "final"),
+        ];
         let latency = "surfaces_reply_latency_seconds";
         type Labels<'a> = &'a [(&'a str, &'a str)];
         // (histogram, labels, bucket, cumulative count wanted)
-        let table: [(&str, Labels, f64, f64); 11] = [
+        let table: [(&str, Labels, f64, f64); 13] = [
             (latency, &first, 0.25, 0.0),
             (latency, &first, 0.5, 1.0),
             (latency, &last, 0.05, 1.0),
@@ -1295,6 +1391,8 @@ mod tests {
             (latency, &last, 3.0, 2.0),
             (latency, &other, 60.0, 0.0),
             (latency, &other, 90.0, 1.0),
+            (latency, &telegram, 0.05, 1.0),
+            (latency, &telegram, 300.0, 1.0),
             (
                 "surfaces_reply_latency_from_origin_seconds",
                 &[("agent", "ref")],
@@ -1328,13 +1426,101 @@ mod tests {
             );
         }
         assert!(
-            !text.contains("stage=\"first\",agent"),
-            "label order is agent, stage"
+            text.contains(
+                "surfaces_reply_latency_seconds_count{agent=\"ref\",surface=\"matrix\",stage=\"first\"} 1"
+            ),
+            "label order is agent, surface, stage:\n{text}"
         );
         assert!(
-            !text.contains("surfaces_reply_latency_seconds_count{agent=\"other\",stage=\"first\"}"),
+            !text.contains("{agent=\"other\",surface=\"matrix\",stage=\"first\"}"),
             "no series for a stage never seen:\n{text}"
         );
+        assert!(
+            !text.contains("message_id"),
+            "no exemplars in the classic format"
+        );
+    }
+
+    #[test]
+    fn reply_latency_buckets_carry_the_last_message_as_exemplar() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis;
+        let long = format!("${}", "x".repeat(EXEMPLAR_MAX_CHARS));
+        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(400), "$first:hs");
+        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(450), "$second:hs");
+        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(2_500), &long);
+        let open = m
+            .encode(&Observed::default(), Exposition::OpenMetrics)
+            .unwrap();
+        let open_bucket = |le: &str| {
+            let prefix = format!(
+                "surfaces_reply_latency_seconds_bucket{{agent=\"ref\",surface=\"matrix\",\
+                 stage=\"final\",le=\"{le}\"}} "
+            );
+            open.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("no bucket {le}:\n{open}"))
+        };
+        // The last message timed in a bucket is its exemplar, with its value.
+        let half = open_bucket("0.5");
+        assert!(
+            half.starts_with("2 # {message_id=\"$second:hs\"} 0.45"),
+            "{half}"
+        );
+        // An id too long for an exemplar leaves the observation without one.
+        assert_eq!(open_bucket("3.0"), "3");
+        assert_eq!(open_bucket("0.25"), "0");
+        // The classic format drops the exemplars and stays parseable.
+        let text = m
+            .encode(&Observed::default(), Exposition::Prometheus)
+            .unwrap();
+        assert!(!text.contains("message_id"), "{text}");
+        let scrape = parse(&text);
+        let labels = [("agent", "ref"), ("surface", "matrix"), ("stage", "final")];
+        let name = "surfaces_reply_latency_seconds";
+        assert_eq!(bucket(&scrape, name, &labels, 0.5), 2.0);
+        assert_eq!(bucket(&scrape, name, &labels, 3.0), 3.0);
+    }
+
+    #[test]
+    fn exemplars_are_cut_from_sample_lines_only() {
+        // (OpenMetrics line, classic line)
+        let table = [
+            (
+                "a_bucket{le=\"1\"} 2 # {message_id=\"$x\"} 0.4 1.5",
+                "a_bucket{le=\"1\"} 2",
+            ),
+            ("a_bucket{le=\"1\"} 2", "a_bucket{le=\"1\"} 2"),
+            ("a_total 3 # {message_id=\"t\"} 1.0", "a_total 3"),
+            ("a{agent=\"x # y\"} 1", "a{agent=\"x # y\"} 1"),
+            (
+                "a{agent=\"x\\\" # y\"} 1 # {m=\"z\"} 1",
+                "a{agent=\"x\\\" # y\"} 1",
+            ),
+            ("b 1", "b 1"),
+        ];
+        for (line, want) in table {
+            assert_eq!(without_exemplar(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn exemplar_ids_fit_the_openmetrics_bound() {
+        let at_bound = "x".repeat(EXEMPLAR_MAX_CHARS - EXEMPLAR_LABEL.len());
+        let past = format!("{at_bound}x");
+        let wide = "é".repeat(EXEMPLAR_MAX_CHARS - EXEMPLAR_LABEL.len());
+        // (value, fits)
+        let table = [
+            ("$abc:example.org", true),
+            ("telegram:42:5", true),
+            (at_bound.as_str(), true),
+            (past.as_str(), false),
+            (wide.as_str(), true),
+        ];
+        for (value, fits) in table {
+            assert_eq!(fits_exemplar(value), fits, "{value}");
+        }
     }
 
     #[test]

@@ -157,17 +157,17 @@ fn exported(text: &str) -> BTreeSet<String> {
 fn live_exposition() -> String {
     let m = Metrics::new();
     for outcome in MessageOutcome::ALL {
-        m.message(outcome);
+        m.message("matrix", outcome);
     }
     for reason in Refusal::ALL {
         m.refused(reason);
     }
     let took = Duration::from_millis(700);
     m.turn_finished("ref", took);
-    m.reply_latency("ref", ReplyStage::First, took);
-    m.reply_latency("ref", ReplyStage::Final, took);
-    m.reply_from_origin("ref", took);
-    m.queue_wait("ref", took);
+    m.reply_latency("ref", "matrix", ReplyStage::First, took, "$m:hs");
+    m.reply_latency("ref", "matrix", ReplyStage::Final, took, "$m:hs");
+    m.reply_from_origin("ref", "matrix", took);
+    m.queue_wait("ref", "matrix", took);
     m.restart("room", "panic");
     m.gave_up("room");
     let observed = Observed {

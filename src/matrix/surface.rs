@@ -184,6 +184,8 @@ impl Surface for MatrixSurface {
             Voice::Bot => "sending a notice",
         };
         let result = send.await.map_err(|e| MatrixError::from_sdk(context, e))?;
+        // In the caller's span: the `msg` of the message this answers.
+        tracing::debug!(room_id = %chat, sent = %result.response.event_id, "sent to Matrix");
         Ok(MessageId::new(result.response.event_id.as_str()))
     }
 

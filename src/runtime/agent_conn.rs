@@ -69,6 +69,9 @@ actors::supervised_actor!(AgentConn);
 pub struct RunTurn {
     /// The room's platform chat id.
     pub chat_id: String,
+    /// The person's message the turn answers: its id is the `msg` field of the turn's span,
+    /// as of every other log line of that message (spans do not cross actor mailboxes).
+    pub message: crate::surface::MessageId,
     /// The turn.
     pub request: TurnRequest,
     /// Where the reply text and progress go as they arrive (a live reply), if anywhere.
@@ -95,13 +98,15 @@ impl Handler<RunTurn> for AgentConn {
         let retry = self.retry;
         let stats = self.stats.clone();
         let (agent_id, metrics) = (self.agent_id.clone(), self.metrics.clone());
-        // The turn id derives from the event id: it ties these logs to the room's.
-        let span = tracing::info_span!("agent_turn", agent = %agent_id,
+        // `msg` ties these logs to the intake's and the room's of the same message; the turn
+        // id (derived from it) is what the agent's own logs show.
+        let span = tracing::info_span!("agent_turn", msg = %msg.message, agent = %agent_id,
             chat_id = %msg.chat_id, turn_id = %msg.request.turn_id);
         let turn = async move {
             // The semaphore is never closed; a closed one would mean no limit to apply.
             let _permit = permits.acquire_owned().await.ok();
             stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("turn started");
             let started = Instant::now();
             let mut first_event = true;
             let live = msg.live;
@@ -133,7 +138,9 @@ impl Handler<RunTurn> for AgentConn {
                 &mut on_retry,
             )
             .await;
-            metrics.turn_finished(&agent_id, started.elapsed());
+            let took = started.elapsed();
+            tracing::debug!(?took, ok = result.is_ok(), "turn finished");
+            metrics.turn_finished(&agent_id, took);
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             *stats.last_error.lock() = result.as_ref().err().map(ToString::to_string);
             result

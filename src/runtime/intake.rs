@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use actors::ChildHandle;
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use super::directory::RoomDirectory;
 use super::invites::{self, Decliner, Verdict};
@@ -178,7 +179,7 @@ impl Intake {
             msg.sender.as_str(),
             &msg.body,
         ) {
-            Ok((Accepted::New, _)) => {}
+            Ok((Accepted::New, _)) => tracing::debug!("message journaled"),
             Ok((seen, _)) => {
                 tracing::debug!(room_id = %message.chat, event_id = %msg.id, ?seen,
                     "message already journaled");
@@ -209,7 +210,7 @@ impl Intake {
             tracing::warn!(%error, event_id = %message.id, "cannot record a refused message");
         }
         let metrics = &self.inner.rooms.deps().metrics;
-        metrics.message(MessageOutcome::Limited);
+        metrics.message(chat.surface.name(), MessageOutcome::Limited);
         metrics.refused(Refusal::RateLimited);
         if admission == Admission::Refuse {
             return Some(None);
@@ -224,25 +225,29 @@ impl Intake {
         Some(Some(Delivery::Limited(chat.clone(), msg)))
     }
 
-    /// Hands a staged message over (after the journal's flush).
+    /// Hands a staged message over (after the journal's flush); called in the message's
+    /// span, which the futures spawned here keep.
     fn deliver_one(&self, delivery: Delivery) {
+        let span = tracing::Span::current();
         match delivery {
-            Delivery::Text(actor, msg) => {
-                if let Err(error) = actor.tell(msg) {
-                    // Journaled: the room's next incarnation resumes it when it starts.
+            Delivery::Text(actor, msg) => match actor.tell(msg) {
+                Ok(()) => tracing::debug!("handed to the room actor"),
+                // Journaled: the room's next incarnation resumes it when it starts.
+                Err(error) => {
                     tracing::info!(%error, "room actor not running; its next incarnation resumes the message");
                 }
-            }
+            },
             Delivery::File(actor, msg) => {
                 if actor.tell(msg.clone()).is_err() {
                     // The room actor is restarting: hand the file over when it is back.
-                    tokio::spawn(async move {
+                    let redeliver = async move {
                         if let Err(error) =
                             actor.send_redelivering(msg, FILE_REDELIVERY_DEADLINE).await
                         {
                             tracing::error!(%error, "a file message could not reach its room actor");
                         }
-                    });
+                    };
+                    tokio::spawn(redeliver.instrument(span));
                 }
             }
             Delivery::Amend(actor, amend) => {
@@ -267,24 +272,27 @@ impl Intake {
                             .deps()
                             .metrics
                             .refused(Refusal::CancelsBusy);
-                        tokio::spawn(async move {
+                        let notice = async move {
                             chat.notice(&msg, texts::limits::CANCEL_BUSY).await;
-                        });
+                        };
+                        tokio::spawn(notice.instrument(span));
                         return;
                     }
                 };
                 let deps = self.inner.rooms.deps().clone();
-                tokio::spawn(async move {
+                let cancel = async move {
                     super::commands::cancel_now(&deps, &chat, &msg).await;
                     drop(permit);
-                });
+                };
+                tokio::spawn(cancel.instrument(span));
             }
             Delivery::Limited(chat, msg) => {
                 let rate = self.inner.limits.people.rate();
                 let text = texts::limits::rate_limited(rate.burst, rate.per_minute);
-                tokio::spawn(async move {
+                let notice = async move {
                     chat.notice(&msg, &text).await;
-                });
+                };
+                tokio::spawn(notice.instrument(span));
             }
         }
     }
@@ -406,8 +414,9 @@ impl Inbound for Intake {
         let mut deliveries = Vec::new();
         let mut taken = Vec::new();
         for message in batch.messages {
-            let span =
-                tracing::info_span!("event", room_id = %message.chat, event_id = %message.id);
+            // `msg`: the message's id on every log line of its path (see `deliver_one`, the
+            // room actor and the agent turn).
+            let span = tracing::info_span!("event", room_id = %message.chat, msg = %message.id);
             let (chat, id) = (message.chat.clone(), message.id.clone());
             if let Some(delivery) = span.in_scope(|| self.stage(surface, message)) {
                 let answered_in_chat = match delivery {
@@ -422,7 +431,7 @@ impl Inbound for Intake {
                         answered_in_chat,
                     });
                 }
-                deliveries.push(delivery);
+                deliveries.push((span, delivery));
             }
         }
         let mut durable: Result<(), StoreError> = Ok(());
@@ -433,14 +442,17 @@ impl Inbound for Intake {
         if let Err(error) = &durable {
             tracing::error!(%error, "cannot journal the messages; handling them without crash safety");
         }
-        if deliveries.iter().any(|d| matches!(d, Delivery::Text(..))) {
+        if deliveries
+            .iter()
+            .any(|(_, d)| matches!(d, Delivery::Text(..)))
+        {
             crash::point(CrashPoint::AfterJournal);
         }
         if durable.is_ok() {
             mark_read(surface, &inner.journal, taken);
         }
-        for delivery in deliveries {
-            self.deliver_one(delivery);
+        for (span, delivery) in deliveries {
+            span.in_scope(|| self.deliver_one(delivery));
         }
         durable.map_err(DeliveryError::from)
     }

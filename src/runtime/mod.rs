@@ -214,6 +214,9 @@ pub async fn start_with(
         }))
         .await?;
 
+    for connector in &connectors {
+        metrics.messenger(connector.surface().name());
+    }
     let surfaces = Surfaces::new(connectors.iter().map(|c| c.surface()));
     let inbound_health: Vec<InboundView> = connectors
         .iter()

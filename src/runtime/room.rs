@@ -268,9 +268,18 @@ impl Handler<UserMessage> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: UserMessage, ctx: &mut Context<Self>) {
+        let _span = message_span(&self.chat, msg.id.as_str()).entered();
+        tracing::debug!("queued");
         // Strict order: it waits in the queue behind the messages before it.
         self.enqueue(queue::Queued::Text(msg), ctx);
     }
+}
+
+/// The span of every log line about one message in its room actor: `msg` is the message's
+/// id (the journal's event id), the field that ties the intake's, the room actor's, the agent
+/// turn's and the reply's log lines of one message together.
+pub fn message_span(chat: &Chat, msg: &str) -> tracing::Span {
+    tracing::info_span!("message", room_id = %chat.id, msg = %msg)
 }
 
 /// Answers one journal entry left pending by an earlier run or incarnation.
@@ -305,18 +314,16 @@ async fn resume_pending(chat: Chat, deps: Arc<RoomDeps>, entry: JournalEntry) {
     process(chat, deps, msg).await;
 }
 
-/// Answers one message unless it was answered already, then marks it done.
+/// Answers one message unless it was answered already, then marks it done (in the
+/// message's span, [`message_span`]).
 async fn process(chat: Chat, deps: Arc<RoomDeps>, msg: UserMessage) {
     match deps.journal.is_done(msg.id.as_str()) {
         Ok(true) => return,
         Ok(false) => {}
         Err(error) => tracing::warn!(%error, "cannot read the journal; answering anyway"),
     }
-    let span = tracing::info_span!("message", room_id = %chat.id, event_id = %msg.id);
-    if answer(chat, deps.clone(), msg.clone(), Vec::new())
-        .instrument(span)
-        .await
-    {
+    tracing::debug!("answering");
+    if answer(chat, deps.clone(), msg.clone(), Vec::new()).await {
         crash::point(CrashPoint::AfterSend);
         finish(&deps, &msg).await;
     }
@@ -324,8 +331,11 @@ async fn process(chat: Chat, deps: Arc<RoomDeps>, msg: UserMessage) {
 
 /// Marks a message answered in the journal.
 async fn finish(deps: &RoomDeps, msg: &UserMessage) {
-    if let Err(error) = deps.journal.complete(msg.id.as_str()).await {
-        tracing::error!(%error, event_id = %msg.id, "cannot mark a message answered");
+    match deps.journal.complete(msg.id.as_str()).await {
+        Ok(()) => tracing::debug!("marked answered in the journal"),
+        Err(error) => {
+            tracing::error!(%error, event_id = %msg.id, "cannot mark a message answered");
+        }
     }
 }
 
@@ -345,12 +355,20 @@ async fn answer(
         Ok(Some(record)) => record,
         Ok(None) => {
             tracing::error!("managed chat without a record in the store");
-            story.counted(&deps.metrics, MessageOutcome::InternalError);
+            story.counted(
+                &deps.metrics,
+                chat.surface.name(),
+                MessageOutcome::InternalError,
+            );
             return chat.notice(&msg, texts::internal_error()).await;
         }
         Err(error) => {
             tracing::error!(%error, "cannot read the chat's record");
-            story.counted(&deps.metrics, MessageOutcome::InternalError);
+            story.counted(
+                &deps.metrics,
+                chat.surface.name(),
+                MessageOutcome::InternalError,
+            );
             return chat.notice(&msg, texts::internal_error()).await;
         }
     };
@@ -379,14 +397,22 @@ async fn answer(
         Ok(Some(route)) => route,
         Ok(None) => {
             tracing::warn!(agent_id = %record.agent_id, "chat bound to an agent that is not configured");
-            story.counted(&deps.metrics, MessageOutcome::StaleAgent);
+            story.counted(
+                &deps.metrics,
+                chat.surface.name(),
+                MessageOutcome::StaleAgent,
+            );
             return chat
                 .notice(&msg, &texts::agent_gone(&record.agent_id))
                 .await;
         }
         Err(error) => {
             tracing::error!(%error, "router unavailable");
-            story.counted(&deps.metrics, MessageOutcome::InternalError);
+            story.counted(
+                &deps.metrics,
+                chat.surface.name(),
+                MessageOutcome::InternalError,
+            );
             return chat.notice(&msg, texts::internal_error()).await;
         }
     };
@@ -396,7 +422,15 @@ async fn answer(
     if route.free_answers {
         commands::answered_by_message(&deps, &chat.id, msg.sender.as_str(), &route.id).await;
     }
-    let clock = ReplyClock::start(&deps.metrics, &route.id, msg.arrival, Some(story.clone()));
+    let surface = chat.surface.name();
+    let clock = ReplyClock::start(
+        &deps.metrics,
+        &route.id,
+        surface,
+        &msg.id,
+        msg.arrival,
+        Some(story.clone()),
+    );
     let typing = Typing::start(chat.clone());
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.id),
@@ -444,6 +478,7 @@ async fn answer(
         .conn
         .send(RunTurn {
             chat_id: record.platform_chat_id.clone(),
+            message: msg.id.clone(),
             request,
             live: live.as_ref().map(stream::LiveReply::sender),
         })
@@ -488,7 +523,8 @@ async fn answer(
             };
             match delivery {
                 reply::Delivery::Sent => {
-                    story.counted(&deps.metrics, MessageOutcome::Replied);
+                    tracing::debug!(agent = %route.id, "reply sent");
+                    story.counted(&deps.metrics, chat.surface.name(), MessageOutcome::Replied);
                     if let Some(clock) = &clock {
                         clock.replied();
                     }
@@ -497,13 +533,21 @@ async fn answer(
                 }
                 reply::Delivery::Refused(_) => {
                     // Retrying cannot help: the person is told, and the message is done.
-                    story.counted(&deps.metrics, MessageOutcome::InternalError);
+                    story.counted(
+                        &deps.metrics,
+                        chat.surface.name(),
+                        MessageOutcome::InternalError,
+                    );
                     chat.notice(&msg, &texts::reply_undeliverable(&agent_name))
                         .await
                 }
                 reply::Delivery::Failed(error) => {
                     tracing::error!(%error, "cannot send the reply; the message stays pending");
-                    story.counted(&deps.metrics, MessageOutcome::InternalError);
+                    story.counted(
+                        &deps.metrics,
+                        chat.surface.name(),
+                        MessageOutcome::InternalError,
+                    );
                     false
                 }
             }
@@ -528,7 +572,7 @@ async fn answer(
                 .await;
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
-            story.turn_failed(&deps.metrics, &error);
+            story.turn_failed(&deps.metrics, chat.surface.name(), &error);
             chat.notice(&msg, &agent_failure_text(&agent_name, &error))
                 .await
         }
@@ -539,7 +583,11 @@ async fn answer(
                 .await;
             let incomplete = texts::STREAM_INCOMPLETE;
             reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
-            story.counted(&deps.metrics, MessageOutcome::AgentUnavailable);
+            story.counted(
+                &deps.metrics,
+                chat.surface.name(),
+                MessageOutcome::AgentUnavailable,
+            );
             let text = texts::agent_unreachable(&agent_name, texts::reason::RESTARTING);
             chat.notice(&msg, &text).await
         }
@@ -577,7 +625,8 @@ fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
 }
 
 /// "Typing…" while a turn runs: shown once the turn has run [`presence::TYPING_AFTER`] (a
-/// quick answer needs none), then kept on until [`Typing::stop`].
+/// quick answer needs none), then kept on until [`Typing::stop`]; its log lines in the
+/// caller's span.
 struct Typing {
     task: tokio::task::JoinHandle<()>,
     shown: Arc<AtomicBool>,
@@ -589,14 +638,15 @@ impl Typing {
         let shown = Arc::new(AtomicBool::new(false));
         let task = {
             let (chat, shown) = (chat.clone(), shown.clone());
-            tokio::spawn(async move {
+            let typing = async move {
                 tokio::time::sleep(presence::TYPING_AFTER).await;
                 shown.store(true, Ordering::Release);
                 loop {
                     chat.surface.typing(&chat.id, true).await;
                     tokio::time::sleep(TYPING_REFRESH).await;
                 }
-            })
+            };
+            tokio::spawn(typing.in_current_span())
         };
         Self { task, shown, chat }
     }
@@ -607,7 +657,8 @@ impl Typing {
         self.task.abort();
         if self.shown.load(Ordering::Acquire) {
             let chat = self.chat;
-            tokio::spawn(async move { chat.surface.typing(&chat.id, false).await });
+            let hide = async move { chat.surface.typing(&chat.id, false).await };
+            tokio::spawn(hide.in_current_span());
         }
     }
 }

@@ -168,7 +168,10 @@ impl Surface for TelegramSurface {
             .map_err(|e| e.into_surface(format!("sending to {chat}")))?;
         self.record_sent(message.key.as_ref(), place.chat, sent)
             .await;
-        Ok(ids::message_id(place.chat, sent))
+        let sent = ids::message_id(place.chat, sent);
+        // In the caller's span: the `msg` of the message this answers.
+        tracing::debug!(%chat, %sent, "sent to Telegram");
+        Ok(sent)
     }
 
     async fn edit(

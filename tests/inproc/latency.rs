@@ -58,18 +58,37 @@ async fn a_reply_is_timed_by_agent_and_a_refusal_counted_by_reason() -> anyhow::
         assert_eq!(sample(&before, &series), Some(0.0), "{series}:\n{before}");
     }
 
-    assert_eq!(bot.ask_text(&alice, &chat, "hello").await?, "echo: hello");
-    let final_count = "surfaces_reply_latency_seconds_count{agent=\"echo\",stage=\"final\"}";
+    let hello = bot.world.say(&alice, &chat, "hello");
+    assert_eq!(bot.answer(&chat, &hello).await?.text(), "echo: hello");
+    let final_count =
+        "surfaces_reply_latency_seconds_count{agent=\"echo\",surface=\"memory\",stage=\"final\"}";
     let text = until_at(&bot, final_count, 1.0).await?;
-    let first_count = "surfaces_reply_latency_seconds_count{agent=\"echo\",stage=\"first\"}";
+    let first_count =
+        "surfaces_reply_latency_seconds_count{agent=\"echo\",surface=\"memory\",stage=\"first\"}";
     assert_eq!(sample(&text, first_count), Some(1.0), "{text}");
-    let queue_count = "surfaces_queue_wait_seconds_count{agent=\"echo\"}";
+    let queue_count = "surfaces_queue_wait_seconds_count{agent=\"echo\",surface=\"memory\"}";
     assert_eq!(sample(&text, queue_count), Some(1.0), "{text}");
-    let final_sum = "surfaces_reply_latency_seconds_sum{agent=\"echo\",stage=\"final\"}";
+    let final_sum =
+        "surfaces_reply_latency_seconds_sum{agent=\"echo\",surface=\"memory\",stage=\"final\"}";
     let took = sample(&text, final_sum).unwrap_or(-1.0);
     assert!(
         (0.0..WAIT.as_secs_f64()).contains(&took),
         "final sum {took}"
+    );
+    let replied = "surfaces_messages_total{surface=\"memory\",outcome=\"replied\"}";
+    assert_eq!(sample(&text, replied), Some(1.0), "{text}");
+    // OpenMetrics: the final bucket that timed it names the message (its exemplar).
+    let open = bot
+        .view()?
+        .metrics
+        .encode(&Observed::default(), Exposition::OpenMetrics)?;
+    let exemplar = format!("# {{message_id=\"{hello}\"}}");
+    let bucket =
+        "surfaces_reply_latency_seconds_bucket{agent=\"echo\",surface=\"memory\",stage=\"final\"";
+    assert!(
+        open.lines()
+            .any(|l| l.starts_with(bucket) && l.contains(&exemplar)),
+        "no exemplar {exemplar} in:\n{open}"
     );
     // The memory messenger gives no timestamp of its own: nothing measured from it.
     assert!(
@@ -122,11 +141,12 @@ async fn a_streamed_reply_shows_its_first_words_before_its_end() -> anyhow::Resu
     })
     .await
     .map_err(|e| e.context(bot.transcript(&chat)))?;
-    let final_count = "surfaces_reply_latency_seconds_count{agent=\"ref\",stage=\"final\"}";
+    let final_count =
+        "surfaces_reply_latency_seconds_count{agent=\"ref\",surface=\"memory\",stage=\"final\"}";
     let text = until_at(&bot, final_count, 1.0).await?;
     let sum = |stage: &str| {
         let series =
-            format!("surfaces_reply_latency_seconds_sum{{agent=\"ref\",stage=\"{stage}\"}}");
+            format!("surfaces_reply_latency_seconds_sum{{agent=\"ref\",surface=\"memory\",stage=\"{stage}\"}}");
         sample(&text, &series)
     };
     let (first, last) = (sum("first"), sum("final"));

@@ -11,6 +11,7 @@ mod files;
 mod latency;
 mod limits;
 mod long_replies;
+mod message_id;
 mod message_path;
 mod output;
 mod owner;

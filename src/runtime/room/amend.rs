@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 
+use tracing::Instrument;
+
 use super::queue::{Pushed, Queued};
 use super::{Chat, RoomActor, RoomDeps, UserMessage};
 use crate::metrics::Refusal;
@@ -70,7 +72,8 @@ impl RoomActor {
                     "the chat's queue is full; not taking the message");
                 self.deps.metrics.refused(Refusal::QueueFull);
                 let (chat, deps) = (self.chat.clone(), self.deps.clone());
-                ctx.spawn(refuse(chat, deps, item, notify).into_actor(self));
+                let refusal = refuse(chat, deps, item, notify).in_current_span();
+                ctx.spawn(refusal.into_actor(self));
             }
         }
     }
@@ -85,6 +88,7 @@ impl RoomActor {
             return;
         };
         self.told_waiting = Some(turn);
+        let _span = super::message_span(&self.chat, id).entered();
         tracing::info!(room_id = %self.chat.id, event_id = %id, position,
             "a message waits behind a long turn; telling its sender");
         let chat = self.chat.clone();
@@ -100,6 +104,7 @@ impl RoomActor {
                     tracing::warn!(%error, "cannot tell a person their message waits");
                 }
             }
+            .in_current_span()
             .into_actor(self),
         );
     }
@@ -127,11 +132,20 @@ impl RoomActor {
     }
 }
 
-/// Answers one message taken from the queue.
+/// Answers one message taken from the queue, in its span ([`super::message_span`]; a file
+/// has a span of its own, `file`, with the same `msg` field).
 async fn run(chat: Chat, deps: Arc<RoomDeps>, item: Queued) {
     match item {
-        Queued::Text(msg) => super::process(chat, deps, msg).await,
-        Queued::Resumed(entry) => super::resume_pending(chat, deps, entry).await,
+        Queued::Text(msg) => {
+            let span = super::message_span(&chat, msg.id.as_str());
+            super::process(chat, deps, msg).instrument(span).await
+        }
+        Queued::Resumed(entry) => {
+            let span = super::message_span(&chat, &entry.event_id);
+            super::resume_pending(chat, deps, entry)
+                .instrument(span)
+                .await
+        }
         Queued::File(file) => super::attachments::receive_queued(chat, deps, file).await,
     }
 }
@@ -166,6 +180,7 @@ impl Handler<Amend> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, amend: Amend, ctx: &mut Context<Self>) {
+        let _span = super::message_span(&self.chat, amend.of.as_str()).entered();
         let room_id = self.chat.id.clone();
         match amend.change {
             Change::Edit(text) => match self.queue.edit(&amend.of, &amend.sender, &text) {
@@ -181,6 +196,7 @@ impl Handler<Amend> for RoomActor {
                                     "cannot journal an edit; a restart would answer the old text");
                             }
                         }
+                        .in_current_span()
                         .into_actor(self),
                     );
                 }
@@ -201,6 +217,7 @@ impl Handler<Amend> for RoomActor {
                                 }
                             }
                         }
+                        .in_current_span()
                         .into_actor(self),
                     );
                 }

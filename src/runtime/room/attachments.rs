@@ -196,6 +196,7 @@ impl Handler<UserFile> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: UserFile, ctx: &mut Context<Self>) {
+        let _span = super::message_span(&self.chat, msg.id.as_str()).entered();
         // Same strict order as text: a file is in place before the next message is answered.
         self.enqueue(super::queue::Queued::File(msg), ctx);
     }
@@ -203,7 +204,7 @@ impl Handler<UserFile> for RoomActor {
 
 /// Receives a file message taken from the chat's queue.
 pub(super) async fn receive_queued(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
-    let span = tracing::info_span!("file", room_id = %chat.id, event_id = %msg.id);
+    let span = tracing::info_span!("file", room_id = %chat.id, msg = %msg.id);
     receive(chat, deps, msg).instrument(span).await;
 }
 

@@ -11,13 +11,18 @@
 //! timestamp, the time since then, sync lag included). Messages resumed from the journal after
 //! a restart have no arrival of this run and are not measured. The same moments go to the
 //! room's story ([`super::story`]) through the clock's pen.
+//!
+//! Each series is labelled with the agent and the messenger (`surface`), and each reply
+//! latency observation carries the message's id as its exemplar ([`exemplar_id`]), so a
+//! slow bucket leads to the log lines of a message that landed in it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::story::{Moment, StoryPen};
-use crate::metrics::{Metrics, ReplyStage};
+use crate::metrics::{fits_exemplar, Metrics, ReplyStage};
+use crate::surface::{turn_id_for, MessageId};
 
 /// When a person's message reached the bot.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +48,9 @@ impl Arrival {
 pub struct ReplyClock {
     metrics: Arc<Metrics>,
     agent: String,
+    surface: &'static str,
+    /// The exemplar of the reply latency observations ([`exemplar_id`]).
+    exemplar: String,
     arrival: Arrival,
     first_recorded: AtomicBool,
     /// The message's record in its room's story.
@@ -53,17 +61,21 @@ impl std::fmt::Debug for ReplyClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplyClock")
             .field("agent", &self.agent)
+            .field("surface", &self.surface)
+            .field("exemplar", &self.exemplar)
             .field("arrival", &self.arrival)
             .finish_non_exhaustive()
     }
 }
 
 impl ReplyClock {
-    /// The clock of a message that arrived at `arrival` (`None`: not measured) and is
-    /// answered by `agent`; `story` gets the same moments.
+    /// The clock of `message`, on the messenger `surface`, that arrived at `arrival`
+    /// (`None`: not measured) and is answered by `agent`; `story` gets the same moments.
     pub fn start(
         metrics: &Arc<Metrics>,
         agent: &str,
+        surface: &'static str,
+        message: &MessageId,
         arrival: Option<Arrival>,
         story: Option<StoryPen>,
     ) -> Option<Arc<Self>> {
@@ -71,6 +83,8 @@ impl ReplyClock {
             Arc::new(Self {
                 metrics: metrics.clone(),
                 agent: agent.to_owned(),
+                surface,
+                exemplar: exemplar_id(message),
                 arrival,
                 first_recorded: AtomicBool::new(false),
                 story,
@@ -87,7 +101,7 @@ impl ReplyClock {
     /// The agent turn starts now: records the queue wait.
     pub fn turn_started(&self) {
         let took = self.arrival.accepted.elapsed();
-        self.metrics.queue_wait(&self.agent, took);
+        self.metrics.queue_wait(&self.agent, self.surface, took);
         self.tell_story(Moment::QueueWait, took);
     }
 
@@ -96,8 +110,13 @@ impl ReplyClock {
     pub fn first_words(&self) {
         if !self.first_recorded.swap(true, Ordering::Relaxed) {
             let took = self.arrival.accepted.elapsed();
-            self.metrics
-                .reply_latency(&self.agent, ReplyStage::First, took);
+            self.metrics.reply_latency(
+                &self.agent,
+                self.surface,
+                ReplyStage::First,
+                took,
+                &self.exemplar,
+            );
             self.tell_story(Moment::FirstWords, took);
         }
     }
@@ -107,17 +126,35 @@ impl ReplyClock {
     pub fn replied(&self) {
         self.first_words();
         let took = self.arrival.accepted.elapsed();
-        self.metrics
-            .reply_latency(&self.agent, ReplyStage::Final, took);
+        self.metrics.reply_latency(
+            &self.agent,
+            self.surface,
+            ReplyStage::Final,
+            took,
+            &self.exemplar,
+        );
         self.tell_story(Moment::FinalReply, took);
         if let Some(origin) = self.arrival.origin {
             // A messenger clock ahead of ours gives no meaningful figure: not recorded.
             match SystemTime::now().duration_since(origin) {
-                Ok(took) => self.metrics.reply_from_origin(&self.agent, took),
+                Ok(took) => self
+                    .metrics
+                    .reply_from_origin(&self.agent, self.surface, took),
                 Err(ahead) => tracing::debug!(ahead = ?ahead.duration(),
                     "the messenger's timestamp is ahead of our clock; not measured from it"),
             }
         }
+    }
+}
+
+/// The exemplar naming `message`: its id, the `msg` field of its log lines; an id too long
+/// for an exemplar's 128 characters gives its turn id (`turn-…`, on the `agent_turn` span of
+/// the same log lines) instead.
+pub fn exemplar_id(message: &MessageId) -> String {
+    if fits_exemplar(message.as_str()) {
+        message.to_string()
+    } else {
+        turn_id_for(message)
     }
 }
 
@@ -162,7 +199,10 @@ mod tests {
         ];
         for (arrival, live, first, last, origin) in table {
             let metrics = Arc::new(Metrics::new());
-            if let Some(clock) = ReplyClock::start(&metrics, "ref", arrival, None) {
+            let message = MessageId::new("$m:hs");
+            if let Some(clock) =
+                ReplyClock::start(&metrics, "ref", "matrix", &message, arrival, None)
+            {
                 clock.turn_started();
                 if live {
                     clock.first_words();
@@ -177,7 +217,7 @@ mod tests {
             assert_eq!(
                 count(
                     &text,
-                    "surfaces_reply_latency_seconds_count{agent=\"ref\",stage=\"first\"}"
+                    "surfaces_reply_latency_seconds_count{agent=\"ref\",surface=\"matrix\",stage=\"first\"}"
                 ),
                 first,
                 "{case}\n{text}"
@@ -185,7 +225,7 @@ mod tests {
             assert_eq!(
                 count(
                     &text,
-                    "surfaces_reply_latency_seconds_count{agent=\"ref\",stage=\"final\"}"
+                    "surfaces_reply_latency_seconds_count{agent=\"ref\",surface=\"matrix\",stage=\"final\"}"
                 ),
                 last,
                 "{case}"
@@ -193,16 +233,38 @@ mod tests {
             assert_eq!(
                 count(
                     &text,
-                    "surfaces_reply_latency_from_origin_seconds_count{agent=\"ref\"}"
+                    "surfaces_reply_latency_from_origin_seconds_count{agent=\"ref\",surface=\"matrix\"}"
                 ),
                 origin,
                 "{case}"
             );
             assert_eq!(
-                count(&text, "surfaces_queue_wait_seconds_count{agent=\"ref\"}"),
+                count(
+                    &text,
+                    "surfaces_queue_wait_seconds_count{agent=\"ref\",surface=\"matrix\"}"
+                ),
                 first,
                 "{case}"
             );
+        }
+    }
+
+    #[test]
+    fn the_exemplar_is_the_message_id_unless_too_long() {
+        let long = MessageId::new(format!("${}:example.org", "a".repeat(200)));
+        // (message, want)
+        let table = [
+            (
+                MessageId::new("$abc:example.org"),
+                "$abc:example.org".to_owned(),
+            ),
+            (MessageId::new("telegram:42:5"), "telegram:42:5".to_owned()),
+            (long.clone(), turn_id_for(&long)),
+        ];
+        for (message, want) in table {
+            let got = exemplar_id(&message);
+            assert_eq!(got, want, "{message}");
+            assert!(fits_exemplar(&got), "{got}");
         }
     }
 }

@@ -263,15 +263,15 @@ impl StoryPen {
     }
 
     /// Counts `outcome` in the metrics and records it.
-    pub fn counted(&self, metrics: &Metrics, outcome: MessageOutcome) {
-        metrics.message(outcome);
+    pub fn counted(&self, metrics: &Metrics, surface: &'static str, outcome: MessageOutcome) {
+        metrics.message(surface, outcome);
         let (ended, failure) = story_outcome(outcome);
         self.end(ended, failure);
     }
 
     /// Counts a failed agent turn and records the class of `error`.
-    pub fn turn_failed(&self, metrics: &Metrics, error: &AgentError) {
-        metrics.message(MessageOutcome::AgentError);
+    pub fn turn_failed(&self, metrics: &Metrics, surface: &'static str, error: &AgentError) {
+        metrics.message(surface, MessageOutcome::AgentError);
         let class = format!(
             "{}: {}",
             MessageOutcome::AgentError.label(),
@@ -384,12 +384,13 @@ mod tests {
     fn a_pen_writes_timings_and_the_outcome_of_its_message_only() {
         let stories = Stories::new();
         let first = stories.begin("!r:x", "$1", None);
-        first.counted(&Metrics::new(), MessageOutcome::Replied);
+        first.counted(&Metrics::new(), "matrix", MessageOutcome::Replied);
         let second = stories.begin("!r:x", "$2", Some(Arrival::now(None)));
         second.timing(Moment::QueueWait, Duration::from_millis(7));
         second.timing(Moment::FinalReply, Duration::from_millis(900));
         second.turn_failed(
             &Metrics::new(),
+            "matrix",
             &AgentError::TurnFailed {
                 code: "boom<script>".into(),
                 message: "the person's words".into(),

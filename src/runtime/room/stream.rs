@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::latency::ReplyClock;
 use super::pace::{Pacer, Step};
@@ -92,7 +93,8 @@ impl LiveReply {
             journal,
             clock,
         };
-        let task = tokio::spawn(live.run(pacer, messages, rx));
+        // In the message's span: the live reply's log lines carry its `msg` too.
+        let task = tokio::spawn(live.run(pacer, messages, rx).in_current_span());
         Self { tx, task }
     }
 
