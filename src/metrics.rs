@@ -1436,7 +1436,7 @@ mod tests {
             "no series for a stage never seen:\n{text}"
         );
         assert!(
-            !text.contains("message_id"),
+            !text.contains("# {message_id"),
             "no exemplars in the classic format"
         );
     }
@@ -1452,14 +1452,24 @@ mod tests {
         let open = m
             .encode(&Observed::default(), Exposition::OpenMetrics)
             .unwrap();
+        // The bucket line with these labels, in whatever order the encoder writes them.
         let open_bucket = |le: &str| {
-            let prefix = format!(
-                "surfaces_reply_latency_seconds_bucket{{agent=\"ref\",surface=\"matrix\",\
-                 stage=\"final\",le=\"{le}\"}} "
-            );
+            let wanted = [
+                format!("le=\"{le}\""),
+                "agent=\"ref\"".to_owned(),
+                "surface=\"matrix\"".to_owned(),
+                "stage=\"final\"".to_owned(),
+            ];
             open.lines()
-                .find_map(|l| l.strip_prefix(&prefix))
-                .map(str::to_owned)
+                .find_map(|l| {
+                    let rest = l.strip_prefix("surfaces_reply_latency_seconds_bucket{")?;
+                    let (labels, value) = rest.split_once("} ")?;
+                    let mut labels: Vec<&str> = labels.split(',').collect();
+                    labels.sort_unstable();
+                    let mut want: Vec<&str> = wanted.iter().map(String::as_str).collect();
+                    want.sort_unstable();
+                    (labels == want).then(|| value.to_owned())
+                })
                 .unwrap_or_else(|| panic!("no bucket {le}:\n{open}"))
         };
         // The last message timed in a bucket is its exemplar, with its value.
@@ -1475,7 +1485,7 @@ mod tests {
         let text = m
             .encode(&Observed::default(), Exposition::Prometheus)
             .unwrap();
-        assert!(!text.contains("message_id"), "{text}");
+        assert!(!text.contains("# {message_id"), "{text}");
         let scrape = parse(&text);
         let labels = [("agent", "ref"), ("surface", "matrix"), ("stage", "final")];
         let name = "surfaces_reply_latency_seconds";

@@ -360,26 +360,36 @@ impl Intake {
 
 /// Read receipts for what was taken (journaled, or a file handed over), [`RECEIPT_AFTER`]
 /// later, for what is not answered by then ([`presence::receipts_due`]), so people see it was
-/// seen without a request per quickly answered message.
-fn mark_read(surface: &Arc<dyn Surface>, journal: &Journal, taken: Vec<Taken>) {
+/// seen without a request per quickly answered message. The wait holds neither the intake
+/// (its journal) nor the messenger: a runtime stopped meanwhile releases its store at once,
+/// and sends no receipt.
+fn mark_read(surface: &Arc<dyn Surface>, inner: &Arc<Inner>, taken: Vec<Taken>) {
     if taken.is_empty() {
         return;
     }
-    let (surface, journal) = (surface.clone(), journal.clone());
-    tokio::spawn(async move {
+    let (surface, inner) = (Arc::downgrade(surface), Arc::downgrade(inner));
+    let receipts = async move {
         tokio::time::sleep(RECEIPT_AFTER).await;
-        let answered = |message: &MessageId| match journal.is_done(message.as_str()) {
-            Ok(done) => done,
-            Err(error) => {
-                // Not answered is the safe reading: the receipt is only sent once more.
-                tracing::warn!(%error, event_id = %message, "cannot read the journal");
-                false
-            }
+        let due = {
+            let Some(inner) = inner.upgrade() else { return };
+            let answered = |message: &MessageId| match inner.journal.is_done(message.as_str()) {
+                Ok(done) => done,
+                Err(error) => {
+                    // Not answered is the safe reading: the receipt is only sent once more.
+                    tracing::warn!(%error, event_id = %message, "cannot read the journal");
+                    false
+                }
+            };
+            presence::receipts_due(taken, answered)
         };
-        for (chat, id) in presence::receipts_due(taken, answered) {
+        let Some(surface) = surface.upgrade() else {
+            return;
+        };
+        for (chat, id) in due {
             surface.mark_read(&chat, &id).await;
         }
-    });
+    };
+    tokio::spawn(receipts.in_current_span());
 }
 
 #[async_trait]
@@ -449,7 +459,7 @@ impl Inbound for Intake {
             crash::point(CrashPoint::AfterJournal);
         }
         if durable.is_ok() {
-            mark_read(surface, &inner.journal, taken);
+            mark_read(surface, &self.inner, taken);
         }
         for (span, delivery) in deliveries {
             span.in_scope(|| self.deliver_one(delivery));

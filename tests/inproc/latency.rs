@@ -83,11 +83,14 @@ async fn a_reply_is_timed_by_agent_and_a_refusal_counted_by_reason() -> anyhow::
         .metrics
         .encode(&Observed::default(), Exposition::OpenMetrics)?;
     let exemplar = format!("# {{message_id=\"{hello}\"}}");
-    let bucket =
-        "surfaces_reply_latency_seconds_bucket{agent=\"echo\",surface=\"memory\",stage=\"final\"";
+    // Label order is the encoder's (OpenMetrics writes `le` first).
+    let labels = ["agent=\"echo\"", "surface=\"memory\"", "stage=\"final\""];
     assert!(
-        open.lines()
-            .any(|l| l.starts_with(bucket) && l.contains(&exemplar)),
+        open.lines().any(|l| {
+            l.starts_with("surfaces_reply_latency_seconds_bucket{")
+                && labels.iter().all(|label| l.contains(label))
+                && l.contains(&exemplar)
+        }),
         "no exemplar {exemplar} in:\n{open}"
     );
     // The memory messenger gives no timestamp of its own: nothing measured from it.

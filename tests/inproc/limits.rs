@@ -71,7 +71,7 @@ async fn a_flood_is_cut_at_the_burst_told_once_and_never_replayed() -> anyhow::R
     expect(
         &metrics,
         &format!(
-            "surfaces_messages_total{{outcome=\"limited\"}} {}",
+            "surfaces_messages_total{{surface=\"memory\",outcome=\"limited\"}} {}",
             FLOOD - BURST
         ),
     );
