@@ -11,7 +11,6 @@ mod files;
 mod latency;
 mod limits;
 mod long_replies;
-mod message_id;
 mod message_path;
 mod output;
 mod owner;

@@ -3,9 +3,10 @@
 //! journal marking it answered — carries the message's id in the `msg` field of a span, so
 //! an operator can follow it from the chat to the agent and back.
 //!
-//! The log lines are captured as JSON (current span and span list) by a subscriber set for
-//! this test's thread only: the in-process bot runs on the test's actix system, on this
-//! thread, and the tests running in parallel beside it keep their own.
+//! The log lines are captured as JSON (current span and span list) by the process's global
+//! subscriber: this test has a binary of its own, because a subscriber set for one thread
+//! beside tests running in parallel lost events now and then (tracing caches each log
+//! site's interest across every thread's subscriber).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -76,7 +77,7 @@ async fn every_line_of_a_message_path_carries_its_id() -> anyhow::Result<()> {
         .with_max_level(tracing::Level::DEBUG)
         .with_writer(move || writer.clone())
         .finish();
-    let _only_this_thread = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber)?;
 
     let (bot, alice, chat) = Bot::with_person(Setup::default(), "alice").await?;
     let from = captured.lines().len();
