@@ -9,6 +9,7 @@
 //! sync actor.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actors::{ActorId, ChildSpec, SupervisorHandle};
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use super::surface::MatrixSurface;
 use super::sync_actor::{SyncActor, SyncDeps};
 use super::{bot_filter, initial_sync, InitialSync, LoginParams, MatrixError, SyncHealth};
 use super::{MatrixError as Error, SyncLoopSettings};
+use super::{PendingResponse, SyncOutcome, Unhandled};
 use crate::config::{Config, KeySharing};
 use crate::retry::{retry, RetryPolicy};
 use crate::runtime::ids::SYNC_ACTOR;
@@ -181,10 +183,20 @@ impl Connector for MatrixConnector {
             sync: this.sync.clone(),
             undecryptable,
         });
+        let pending = PendingResponse::default();
         let start = match this.initial {
             Some(initial) => {
                 let next_batch = initial.next_batch.clone();
                 let since = initial.since.clone();
+                // Kept: matrix-sdk would not hand this response over again (see `sync`).
+                let kept = Unhandled {
+                    outcome: SyncOutcome {
+                        response: initial.response.clone(),
+                        elapsed: Duration::ZERO,
+                        first: true,
+                    },
+                    since: since.clone(),
+                };
                 match matrix_inbound
                     .handle_sync(initial.response, since.clone(), true)
                     .await
@@ -192,7 +204,8 @@ impl Connector for MatrixConnector {
                     Ok(()) => Some(next_batch),
                     Err(error) => {
                         tracing::warn!(%error, "the first sync's messages were not all handled; \
-                            the sync loop reads the same range again");
+                            the sync loop handles the same range again");
+                        pending.keep(kept);
                         since
                     }
                 }
@@ -210,6 +223,7 @@ impl Connector for MatrixConnector {
             inbound: matrix_inbound,
             settings: this.settings.clone(),
             start,
+            pending,
             shutdown,
             stopper,
         };

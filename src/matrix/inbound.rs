@@ -15,7 +15,7 @@
 //!   cursor, made durable in one write before anything is answered.
 //!
 //! A room whose gap cannot be fetched gets nothing this round and the response counts as
-//! not handled: the loop reads the same range again after a pause (what was journaled is
+//! not handled: the loop hands the same response over again after a pause (what was journaled is
 //! not journaled twice). After [`MAX_GAP_ROUNDS`] such rounds, or at once for an error
 //! retrying cannot fix, the bot gives up on that gap, tells the room, and goes on.
 

@@ -57,8 +57,8 @@ pub use state::{
     SURFACES_SPACE_EVENT_TYPE,
 };
 pub use sync::{
-    bot_filter, initial_sync, run_sync_loop, CatchUpCounters, InitialSync, SyncHealth,
-    SyncLoopSettings, SyncOutcome,
+    bot_filter, initial_sync, run_sync_loop, CatchUpCounters, InitialSync, PendingResponse,
+    SyncHealth, SyncLoopSettings, SyncOutcome, Unhandled,
 };
 
 /// Boxed source error kept inside [`MatrixError`] for its `source()` chain.

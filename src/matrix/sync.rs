@@ -30,7 +30,13 @@
 //! between would lose them. The loop therefore starts from a token the caller
 //! gives (its own durable cursor) and moves on to a response's `next_batch`
 //! only after the caller's handler succeeded for it; a failed handler gets
-//! the same range again after a pause.
+//! the same range again after a pause: the very response, kept in a
+//! [`PendingResponse`], not a new `/sync` from the same token. matrix-sdk drops a
+//! response whose `next_batch` it already holds ("Got the same sync response
+//! twice"), so when nothing happened on the homeserver in between, a second
+//! `/sync` of the range came back empty and the messages of a gap that could
+//! not be fetched were never read again. The slot outlives the loop (a
+//! restarted loop handles it first).
 //!
 //! The filter ([`bot_filter`]): a timeline limit chosen for a bot, uploaded
 //! once and reused by name. Without it Synapse sends 10 events per room and
@@ -42,6 +48,7 @@
 
 use std::{
     future::Future,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -56,6 +63,7 @@ use matrix_sdk::{
     sync::SyncResponse,
     Client,
 };
+use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 
 use super::MatrixError;
@@ -125,13 +133,46 @@ pub async fn bot_filter(client: &Client, timeline_limit: u32) -> Result<Filter, 
 }
 
 /// One successful sync, handed to the loop's callback.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SyncOutcome {
     /// What the homeserver sent (already processed into matrix-sdk's store;
     /// timeline events are decrypted where possible).
     pub response: SyncResponse,
     /// How long the `/sync` request (and its processing) took.
     pub elapsed: Duration,
+    /// The first response of the run ([`initial_sync`]'s), handed to the loop
+    /// because it was not handled in full; the loop's own syncs are never first.
+    pub first: bool,
+}
+
+/// A response the caller could not handle in full, and the token it continued from.
+#[derive(Debug, Clone)]
+pub struct Unhandled {
+    /// The response, as the loop's callback got it.
+    pub outcome: SyncOutcome,
+    /// The token it continued from.
+    pub since: Option<String>,
+}
+
+/// Where [`run_sync_loop`] keeps a response its callback could not handle in full, to hand
+/// it over again after a pause (see the module docs for why not a new `/sync`). Shared:
+/// a loop started with it filled handles that response first.
+#[derive(Debug, Clone, Default)]
+pub struct PendingResponse(Arc<Mutex<Option<Unhandled>>>);
+
+impl PendingResponse {
+    /// Keeps `unhandled` for the next round.
+    pub fn keep(&self, unhandled: Unhandled) {
+        *self.0.lock() = Some(unhandled);
+    }
+
+    fn take(&self) -> Option<Unhandled> {
+        self.0.lock().take()
+    }
+
+    fn is_some(&self) -> bool {
+        self.0.lock().is_some()
+    }
 }
 
 /// The result of [`initial_sync`].
@@ -208,16 +249,18 @@ async fn stored_sync_token(client: &Client) -> Option<String> {
 
 /// Syncs until `shutdown` completes (returns `Ok`) or the token is rejected
 /// (returns [`MatrixError::InvalidToken`]). Starts from `since` (normally the
-/// caller's cursor; `None`: a full sync).
+/// caller's cursor; `None`: a full sync), after handing over the response kept in
+/// `pending`, if any (after a pause: it failed just before).
 ///
 /// Awaits `on_synced` after every successful sync, with no pause before the
-/// next one when it succeeds. When it fails, the same range is synced again
-/// after a backoff (the token does not move past what the caller could not
-/// handle). Sync errors are logged, counted in `health` and retried after a
-/// backoff too.
+/// next one when it succeeds. When it fails, the same response is handed over
+/// again after a backoff (the token does not move past what the caller could not
+/// handle; the response waits in `pending`). Sync errors are logged, counted in
+/// `health` and retried after a backoff too.
 pub async fn run_sync_loop<F, Fut, E, S>(
     client: &Client,
     since: Option<String>,
+    pending: &PendingResponse,
     settings: &SyncLoopSettings,
     health: &SyncHealth,
     mut on_synced: F,
@@ -232,63 +275,96 @@ where
     tokio::pin!(shutdown);
     let mut token = since;
     let mut failed_rounds: u32 = 0;
+    if pending.is_some() {
+        failed_rounds = 1;
+        let delay = sync_delay(failed_rounds, crate::retry::RetryKind::Network);
+        info!(delay_ms = delay.as_millis() as u64,
+            "a sync response is still to be handled in full; handling the same range again after a pause");
+        if !pause(&mut shutdown, delay).await {
+            return Ok(());
+        }
+    }
     loop {
-        let sync_settings = settings.sync_settings(settings.timeout, token.as_deref());
-        let started = Instant::now();
-        let result = tokio::select! {
-            biased;
-            () = &mut shutdown => {
-                info!("sync loop stopping");
-                return Ok(());
-            }
-            result = client.sync_once(sync_settings) => result,
-        };
-        let delay = match result {
-            Ok(response) => {
-                health.record_success();
-                let next = response.next_batch.clone();
-                let outcome = SyncOutcome {
-                    response,
-                    elapsed: started.elapsed(),
+        let (outcome, from) = match pending.take() {
+            Some(unhandled) => (unhandled.outcome, unhandled.since),
+            None => {
+                let sync_settings = settings.sync_settings(settings.timeout, token.as_deref());
+                let started = Instant::now();
+                let result = tokio::select! {
+                    biased;
+                    () = &mut shutdown => {
+                        info!("sync loop stopping");
+                        return Ok(());
+                    }
+                    result = client.sync_once(sync_settings) => result,
                 };
-                match on_synced(outcome, token.clone()).await {
-                    Ok(()) => {
-                        token = Some(next);
-                        failed_rounds = 0;
-                        continue;
+                match result {
+                    Ok(response) => {
+                        health.record_success();
+                        let outcome = SyncOutcome {
+                            response,
+                            elapsed: started.elapsed(),
+                            first: false,
+                        };
+                        (outcome, token.clone())
                     }
                     Err(error) => {
-                        failed_rounds = failed_rounds.saturating_add(1);
-                        let delay = sync_delay(failed_rounds, crate::retry::RetryKind::Network);
-                        warn!(%error, failed_rounds, delay_ms = delay.as_millis() as u64,
-                            "a sync response could not be handled in full; syncing the same range again after a pause");
-                        delay
+                        let error = MatrixError::from_sdk("syncing", error);
+                        if error.is_invalid_token() {
+                            health.record_failure();
+                            warn!(%error, "sync loop stopping: the access token was rejected");
+                            return Err(error);
+                        }
+                        let failures = health.record_failure();
+                        let delay = sync_delay(failures, error.retry_kind());
+                        warn!(%error, failures, delay_ms = delay.as_millis() as u64,
+                            "sync failed; retrying after a pause");
+                        if !pause(&mut shutdown, delay).await {
+                            return Ok(());
+                        }
+                        continue;
                     }
                 }
             }
-            Err(error) => {
-                let error = MatrixError::from_sdk("syncing", error);
-                if error.is_invalid_token() {
-                    health.record_failure();
-                    warn!(%error, "sync loop stopping: the access token was rejected");
-                    return Err(error);
-                }
-                let failures = health.record_failure();
-                let delay = sync_delay(failures, error.retry_kind());
-                warn!(%error, failures, delay_ms = delay.as_millis() as u64,
-                    "sync failed; retrying after a pause");
-                delay
-            }
         };
-        tokio::select! {
-            biased;
-            () = &mut shutdown => {
-                info!("sync loop stopping");
-                return Ok(());
+        let next = outcome.response.next_batch.clone();
+        let kept = Unhandled {
+            outcome: outcome.clone(),
+            since: from.clone(),
+        };
+        match on_synced(outcome, from).await {
+            Ok(()) => {
+                token = Some(next);
+                failed_rounds = 0;
             }
-            () = tokio::time::sleep(delay) => {
-                debug!("syncing again");
+            Err(error) => {
+                failed_rounds = failed_rounds.saturating_add(1);
+                let delay = sync_delay(failed_rounds, crate::retry::RetryKind::Network);
+                warn!(%error, failed_rounds, delay_ms = delay.as_millis() as u64,
+                    "a sync response could not be handled in full; handling the same range again after a pause");
+                pending.keep(kept);
+                if !pause(&mut shutdown, delay).await {
+                    return Ok(());
+                }
             }
+        }
+    }
+}
+
+/// Waits `delay`, or until `shutdown` completes (then `false`, logged).
+async fn pause<S: Future<Output = ()>>(
+    shutdown: &mut std::pin::Pin<&mut S>,
+    delay: Duration,
+) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown.as_mut() => {
+            info!("sync loop stopping");
+            false
+        }
+        () = tokio::time::sleep(delay) => {
+            debug!("syncing again");
+            true
         }
     }
 }
@@ -400,9 +476,11 @@ mod tests {
             }
             let _ = tx.send(true);
         };
+        let pending = PendingResponse::default();
         let run = run_sync_loop(
             &client,
             None,
+            &pending,
             &settings,
             &health,
             |_, _| async { Ok::<(), String>(()) },

@@ -5,7 +5,9 @@
 //! access token is rejected, it says so in the log and asks the process to stop (exit code
 //! 3), since no restart can fix that. The loop never waits on an agent: each response goes
 //! to [`MatrixInbound`], which has the core journal its messages and queue them. Every
-//! incarnation starts from the durable cursor (else the token start-up gave it).
+//! incarnation starts from the durable cursor (else the token start-up gave it), after
+//! handling again a response the last one could not handle in full (kept in
+//! [`PendingResponse`]).
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use matrix_sdk::Client;
 use tokio::sync::watch;
 
 use super::inbound::MatrixInbound;
-use super::{run_sync_loop, SyncHealth, SyncLoopSettings};
+use super::{run_sync_loop, PendingResponse, SyncHealth, SyncLoopSettings};
 use crate::surface::{Stopper, EXIT_INVALID_CREDENTIALS};
 
 /// The sync actor.
@@ -38,6 +40,9 @@ pub struct SyncDeps {
     pub settings: SyncLoopSettings,
     /// Where to start when the core has no cursor yet (`None`: a full sync).
     pub start: Option<String>,
+    /// A response not handled in full yet (start-up's first one, or the last incarnation's),
+    /// handled again before the next `/sync`.
+    pub pending: PendingResponse,
     /// Becomes `true` at shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// Stops the process when the token is rejected.
@@ -77,11 +82,16 @@ impl Actor for SyncActor {
             run_sync_loop(
                 &deps.client,
                 since,
+                &deps.pending,
                 &deps.settings,
                 &deps.health,
                 move |outcome, since| {
                     let inbound = inbound.clone();
-                    async move { inbound.handle_sync(outcome.response, since, false).await }
+                    async move {
+                        inbound
+                            .handle_sync(outcome.response, since, outcome.first)
+                            .await
+                    }
                 },
                 stop,
             )

@@ -1,14 +1,16 @@
-//! When the bot shows a person it has seen their message: a read receipt.
+//! When the bot shows a person it is on their message: a read receipt, and "typing…".
 //!
-//! Why this exists: a receipt is a request the messenger's server must handle, for every
-//! message, and in a burst the server (not Surfaces) is the bottleneck. A person does not miss
-//! it when the answer itself comes quickly: a reply is later in the chat than the message it
-//! answers, so clients show the bot's read marker on the reply (a message sent implies reading
-//! what came before it). So the receipt waits a short moment and is sent only for a message
-//! still pending in the journal by then; a message that waits behind a long turn, or a slow
-//! agent, is seen as before. ("Typing…" is not held back yet: see `room::spawn_typing`.)
+//! Why this exists: each of the two is a request the messenger's server must handle, for every
+//! message, and in a burst the server (not Surfaces) is the bottleneck — a receipt, typing on
+//! and typing off tripled the requests of a quick answer. A person does not miss them when the
+//! answer itself comes quickly: a reply is later in the chat than the message it answers, so
+//! clients show the bot's read marker on the reply (a message sent implies reading what came
+//! before it), and a typing notice that would flash for a fraction of a second tells nothing.
+//! So both wait a short moment and are sent only when the answer is not there by then: the
+//! receipt for a message still pending in the journal, typing for a turn still running. A
+//! message that waits behind a long turn, or a slow agent, is seen and shown as before.
 //!
-//! The decision is pure ([`receipts_due`]); the intake does the effects.
+//! The decisions are pure ([`receipts_due`]); the intake and the room actor do the effects.
 
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use crate::surface::{ChatId, MessageId};
 
 /// How long a taken message waits for its answer before the bot marks it read.
 pub const RECEIPT_AFTER: Duration = Duration::from_millis(500);
+/// How long a turn runs before the bot shows that it is typing.
+pub const TYPING_AFTER: Duration = Duration::from_millis(500);
 
 /// What was taken from one chat, in the chat's order.
 #[derive(Clone, Debug, PartialEq, Eq)]

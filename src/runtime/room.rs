@@ -14,6 +14,7 @@
 //! with the same person's next message in the chat. The files the agent posts (`file`
 //! events) follow its reply; refused ones get a notice.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ use self::story::{Outcome, Stories};
 
 use super::agent_conn::RunTurn;
 use super::commands::{self, InFlight};
+use super::presence;
 use super::router::{ResolveAgent, Router};
 use crate::agent::{AgentError, RetryKind, TurnRequest, TurnSender, AUTH_REQUIRED_CODE};
 use crate::commands::Parsed;
@@ -429,7 +431,7 @@ async fn answer(
         msg.arrival,
         Some(story.clone()),
     );
-    let typing = spawn_typing(chat.clone());
+    let typing = Typing::start(chat.clone());
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.id),
         sender: TurnSender {
@@ -486,13 +488,7 @@ async fn answer(
         None => stream::Streamed::default(),
     };
     deps.commands.inflight.lock().remove(&chat.id);
-    typing.abort();
-    // Hide the typing notice without holding the answer back by a round trip.
-    {
-        let chat = chat.clone();
-        let hide = async move { chat.surface.typing(&chat.id, false).await };
-        tokio::spawn(hide.in_current_span());
-    }
+    typing.stop();
 
     match result {
         Ok(Ok(mut outcome)) => {
@@ -628,18 +624,43 @@ fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
     }
 }
 
-/// Keeps the typing notice on until aborted (its log lines in the caller's span). It is not
-/// held back like the read receipt (`presence`): delaying it made a sync gap whose paging
-/// failed wait for other traffic before it was read again (tests/e2e/catch_up.rs), a
-/// dependency not understood yet.
-fn spawn_typing(chat: Chat) -> tokio::task::JoinHandle<()> {
-    let typing = async move {
-        loop {
-            chat.surface.typing(&chat.id, true).await;
-            tokio::time::sleep(TYPING_REFRESH).await;
+/// "Typing…" while a turn runs: shown once the turn has run [`presence::TYPING_AFTER`] (a
+/// quick answer needs none), then kept on until [`Typing::stop`]; its log lines in the
+/// caller's span.
+struct Typing {
+    task: tokio::task::JoinHandle<()>,
+    shown: Arc<AtomicBool>,
+    chat: Chat,
+}
+
+impl Typing {
+    fn start(chat: Chat) -> Self {
+        let shown = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (chat, shown) = (chat.clone(), shown.clone());
+            let typing = async move {
+                tokio::time::sleep(presence::TYPING_AFTER).await;
+                shown.store(true, Ordering::Release);
+                loop {
+                    chat.surface.typing(&chat.id, true).await;
+                    tokio::time::sleep(TYPING_REFRESH).await;
+                }
+            };
+            tokio::spawn(typing.in_current_span())
+        };
+        Self { task, shown, chat }
+    }
+
+    /// Stops renewing it and, if it was shown, hides it without holding the answer back by a
+    /// round trip.
+    fn stop(self) {
+        self.task.abort();
+        if self.shown.load(Ordering::Acquire) {
+            let chat = self.chat;
+            let hide = async move { chat.surface.typing(&chat.id, false).await };
+            tokio::spawn(hide.in_current_span());
         }
-    };
-    tokio::spawn(typing.in_current_span())
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use matrix_sdk::ruma::OwnedEventId;
 use surfaces::matrix::surface::MatrixSurface;
 use surfaces::matrix::{
     self, connect, create_chat_room, create_space, initial_sync, room_binding, run_sync_loop,
-    space_owner, space_parent_of, LoginParams, SurfacesRoomEventContent, SyncHealth,
-    SyncLoopSettings, SyncOutcome, SESSION_FILE_NAME,
+    space_owner, space_parent_of, LoginParams, PendingResponse, SurfacesRoomEventContent,
+    SyncHealth, SyncLoopSettings, SyncOutcome, SESSION_FILE_NAME,
 };
 use surfaces::surface::{
     AnswerPart, ChatId, MessageId, OutMessage, PersonId, ReplyTo, SendKey, Surface,
@@ -142,7 +142,16 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
             let shutdown = async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             };
-            run_sync_loop(&bot, Some(since), &settings, &health, on_synced, shutdown).await
+            run_sync_loop(
+                &bot,
+                Some(since),
+                &PendingResponse::default(),
+                &settings,
+                &health,
+                on_synced,
+                shutdown,
+            )
+            .await
         })
     };
 
@@ -355,11 +364,13 @@ async fn matrix_glue_against_synapse() -> anyhow::Result<()> {
     bot.matrix_auth().logout().await?;
     let health = SyncHealth::new();
     let never = std::future::pending::<()>();
+    let pending = PendingResponse::default();
     let ended = tokio::time::timeout(
         WAIT,
         run_sync_loop(
             &bot,
             None,
+            &pending,
             &SyncLoopSettings::default(),
             &health,
             |_, _| std::future::ready(Ok::<(), String>(())),

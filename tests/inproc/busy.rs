@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use surfaces::runtime::presence::RECEIPT_AFTER;
+use surfaces::runtime::presence::TYPING_AFTER;
 use surfaces::texts;
 use surfaces_testkit::inproc::{AgentSetup, Bot, Setup};
 use surfaces_testkit::reference_agent::{Endpoint, Fault, Script};
@@ -74,7 +74,8 @@ async fn cancel_stops_the_turn_in_flight_and_the_queue_goes_on() -> anyhow::Resu
 async fn queued_messages_are_answered_in_order_after_a_slow_turn() -> anyhow::Result<()> {
     let (bot, alice, chat) = Bot::with_person(reference(), "alice").await?;
     let agent = bot.reference()?;
-    agent.set_delay(Duration::from_millis(300));
+    // Long enough for "typing…" to show (a quicker answer needs none).
+    agent.set_delay(TYPING_AFTER + Duration::from_millis(300));
     let ids: Vec<_> = (0..4)
         .map(|i| bot.world.say(&alice, &chat, &format!("q{i}")))
         .collect();
@@ -194,17 +195,17 @@ async fn a_waiting_message_is_seen_and_told_it_is_queued() -> anyhow::Result<()>
     Ok(())
 }
 
-/// Issue 17 item 4: a message answered at once costs the messenger no read receipt (the
-/// reply marks it read); one whose turn runs longer gets one.
+/// Issue 17 item 4: a message answered at once costs the messenger no read receipt and no
+/// "typing…" (the reply marks it read); one whose turn runs longer gets both.
 #[actix_rt::test]
-async fn a_quick_answer_needs_no_receipt() -> anyhow::Result<()> {
+async fn a_quick_answer_needs_no_receipt_and_no_typing() -> anyhow::Result<()> {
     let (bot, alice, chat) = Bot::with_person(reference(), "alice").await?;
     let agent = bot.reference()?;
     let c1 = platform_chat(&bot, &chat);
     let quick = bot.world.say(&alice, &chat, "quick");
     bot.answer(&chat, &quick).await?;
     // A slow turn next: its receipt is due after the quick message's was decided.
-    agent.set_chat_delay(&c1, RECEIPT_AFTER * 4);
+    agent.set_chat_delay(&c1, TYPING_AFTER * 4);
     let slow = bot.world.say(&alice, &chat, "slow");
     let receipts = || {
         bot.world
@@ -223,6 +224,13 @@ async fn a_quick_answer_needs_no_receipt() -> anyhow::Result<()> {
         vec![slow.clone()],
         "the quick one was marked read by its reply"
     );
+    surfaces_testkit::wait::wait_until(surfaces_testkit::inproc::WAIT, POLL, || {
+        let typing = bot.world.chat(&chat).is_some_and(|c| c.typing);
+        async move { typing.then_some(()) }
+    })
+    .await?;
     bot.answer(&chat, &slow).await?;
+    let starts = bot.world.chat(&chat).map(|c| c.typing_starts);
+    assert_eq!(starts, Some(1), "typing shown for the slow turn only");
     Ok(())
 }
