@@ -47,6 +47,9 @@ const ONBOARD_TIMEOUT: Duration = Duration::from_secs(120);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the last reply of a burst: how long to watch for duplicates.
 const SETTLE: Duration = Duration::from_secs(3);
+/// Part 1's homeserver cost: blocks per bot, and round trips per block.
+const HS_BLOCKS: usize = 5;
+const HS_BLOCK_LEN: usize = 20;
 
 // ---------------------------------------------------------------------------------------
 // Arguments
@@ -449,6 +452,81 @@ async fn onboard_all(people: &[Arc<Person>], bot: &UserId) -> anyhow::Result<Vec
     Ok(rooms)
 }
 
+/// The homeserver's CPU per answered message, for each bot apart: blocks of
+/// [`HS_BLOCK_LEN`] round trips to one bot at a time, the bots taking turns block by block
+/// (so drift in the machine's load hits both alike), Synapse's CPU-seconds over a bot's
+/// blocks divided by its messages. Within a block only that bot's traffic runs, so its
+/// typing, receipts and syncs are what Synapse spends; only the tail of a block's last reply
+/// (a request sent after the person saw it) can spill into the next block.
+async fn homeserver_cost(
+    args: &Args,
+    person: &Person,
+    targets: &[(&str, Room, Vec<Duration>)],
+) -> anyhow::Result<()> {
+    let pids: HashMap<String, String> = args
+        .kv
+        .get("cpu")
+        .map(|v| {
+            v.split(',')
+                .filter_map(|p| p.split_once('='))
+                .map(|(n, p)| (n.to_owned(), p.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(synapse) = pids.get("synapse") else {
+        println!("roundtrip: no synapse pid given (--cpu synapse=PID): homeserver cost skipped");
+        return Ok(());
+    };
+    // Per bot: (Synapse CPU-s, the bot's own CPU-s, messages).
+    let mut used = vec![(0.0f64, 0.0f64, 0usize); targets.len()];
+    for b in 0..HS_BLOCKS {
+        for j in 0..targets.len() {
+            let k = (b + j) % targets.len();
+            let (name, room, _) = &targets[k];
+            let own = pids.get(*name);
+            let (h0, o0) = (
+                cpu_seconds_of(synapse),
+                own.map_or(0.0, |p| cpu_seconds_of(p)),
+            );
+            for i in 0..HS_BLOCK_LEN {
+                person
+                    .round_trip(room, &format!("homeserver cost {b}.{i}"))
+                    .await?;
+            }
+            let (h1, o1) = (
+                cpu_seconds_of(synapse),
+                own.map_or(0.0, |p| cpu_seconds_of(p)),
+            );
+            used[k].0 += h1 - h0;
+            used[k].1 += o1 - o0;
+            used[k].2 += HS_BLOCK_LEN;
+        }
+    }
+    let per_reply: Vec<f64> = used
+        .iter()
+        .map(|(h, _, n)| h / (*n).max(1) as f64 * 1000.0)
+        .collect();
+    for ((name, _, _), (h, o, n)) in targets.iter().zip(&used) {
+        let n = (*n).max(1) as f64;
+        println!(
+            "roundtrip {name:<12} homeserver {:.1} CPU-ms per answered message, the bot itself {:.1} ({} messages in {HS_BLOCKS} blocks)",
+            h / n * 1000.0,
+            o / n * 1000.0,
+            n
+        );
+        println!("FIGURE hs_cpu_ms_{name} {:.1}", h / n * 1000.0);
+        println!("FIGURE own_cpu_ms_{name} {:.1}", o / n * 1000.0);
+    }
+    if let [surfaces, floor] = per_reply.as_slice() {
+        if *floor > 0.0 {
+            let r = surfaces / floor;
+            println!("roundtrip: homeserver cost surfaces / floor {r:.3} (target <= 1.10)");
+            println!("FIGURE hs_cpu_ratio {r:.3}");
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Part 1: reply round trip, Surfaces vs the floor, interleaved
 
@@ -505,6 +583,7 @@ async fn roundtrip(args: &Args) -> anyhow::Result<()> {
         );
         println!("FIGURE rtt_{name}_typing_seen {seen}");
     }
+    homeserver_cost(args, &person, &targets).await?;
     let sums: Vec<Summary> = targets.iter().map(|t| summarize(&t.2)).collect();
     for ((name, _, _), sum) in targets.iter().zip(&sums) {
         print_summary(
