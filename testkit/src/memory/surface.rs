@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use surfaces::surface::{
     Binding, Capabilities, ChatFacts, ChatId, FetchError, HomeFacts, HomePrefs, IncomingFile,
-    MessageId, NewChat, OutFile, OutMessage, PersonId, SendKey, Surface, SurfaceError,
+    MessageId, NewChat, OutFile, OutMessage, PersonId, SendKey, Surface, SurfaceError, Voice,
 };
 
 use super::world::{facts_of, ChatState, Post, PostBody, State, World, SURFACE_NAME};
@@ -43,6 +43,13 @@ impl MemorySurface {
     ) -> Result<MessageId, SurfaceError> {
         let bot = self.world.bot().clone();
         let keep = self.world.inner.options.keep_posts;
+        let notice = matches!(
+            body,
+            PostBody::Text {
+                voice: Some(Voice::Bot),
+                ..
+            }
+        );
         let id = self.with_state(|state| {
             if let Some(kind) = state.faults.sends.pop_front() {
                 return Err(SurfaceError::failed(
@@ -73,7 +80,7 @@ impl MemorySurface {
             }
             Ok(id)
         })?;
-        self.world.bot_posted();
+        self.world.bot_posted(notice);
         Ok(id)
     }
 

@@ -217,8 +217,10 @@ pub(super) struct Inner {
     pub(super) log: Mutex<Vec<Event>>,
     /// The log's length, for the connector to wait on.
     pub(super) logged: watch::Sender<usize>,
-    /// Posts by the bot so far (kept or not), and a wake-up for waiters.
+    /// Posts by the bot so far (kept or not), those of them not in its own voice (the
+    /// agent's replies), and a wake-up for waiters.
     pub(super) bot_posts: AtomicU64,
+    pub(super) agent_posts: AtomicU64,
     pub(super) posted: Notify,
 }
 
@@ -234,6 +236,7 @@ impl World {
                 log: Mutex::new(Vec::new()),
                 logged,
                 bot_posts: AtomicU64::new(0),
+                agent_posts: AtomicU64::new(0),
                 posted: Notify::new(),
             }),
         }
@@ -499,11 +502,25 @@ impl World {
         self.inner.bot_posts.load(Ordering::Acquire)
     }
 
+    /// How many of them are not notices: the agent's replies (files included).
+    pub fn agent_post_count(&self) -> u64 {
+        self.inner.agent_posts.load(Ordering::Acquire)
+    }
+
     /// Waits until the bot made at least `n` posts in all.
     pub async fn wait_for_bot_posts(&self, n: u64) {
+        self.wait_for_count(n, Self::bot_post_count).await;
+    }
+
+    /// Waits until the bot made at least `n` posts that are not notices.
+    pub async fn wait_for_agent_posts(&self, n: u64) {
+        self.wait_for_count(n, Self::agent_post_count).await;
+    }
+
+    async fn wait_for_count(&self, n: u64, count: fn(&World) -> u64) {
         loop {
             let notified = self.inner.posted.notified();
-            if self.bot_post_count() >= n {
+            if count(self) >= n {
                 return;
             }
             notified.await;
@@ -629,8 +646,11 @@ impl World {
         self.inner.logged.send_replace(log.len());
     }
 
-    /// Counts a post by the bot and wakes waiters.
-    pub(super) fn bot_posted(&self) {
+    /// Counts a post by the bot (`notice`: in its own voice) and wakes waiters.
+    pub(super) fn bot_posted(&self, notice: bool) {
+        if !notice {
+            self.inner.agent_posts.fetch_add(1, Ordering::AcqRel);
+        }
         self.inner.bot_posts.fetch_add(1, Ordering::AcqRel);
         self.inner.posted.notify_waiters();
     }
