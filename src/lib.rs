@@ -8,11 +8,13 @@
 
 pub mod access;
 pub mod agent;
+pub mod allocator;
 pub mod commands;
 pub mod config;
 pub mod confirmations;
 pub mod crash;
 pub mod files;
+pub mod hex;
 pub mod journal;
 pub mod limits;
 pub mod matrix;

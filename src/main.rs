@@ -11,6 +11,9 @@ use surfaces::ops::cli;
 use surfaces::surface::EXIT_INVALID_CREDENTIALS;
 use surfaces::telegram::TelegramConnector;
 
+#[global_allocator]
+static ALLOC: surfaces::allocator::Allocator = surfaces::allocator::ALLOCATOR;
+
 /// Talk to the AI agents of the Lambda platform from Matrix and Telegram.
 #[derive(Parser)]
 #[command(version)]

@@ -96,7 +96,7 @@ fn truncate_bytes(s: &str, max: usize) -> &str {
 /// Lowercase hex of the first `bytes` bytes of SHA-256 of `text`.
 fn short_hash(text: &str, bytes: usize) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    digest[..bytes].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::lower(&digest[..bytes])
 }
 
 /// The inbox directory of a room: `inbox/<room hash>`.

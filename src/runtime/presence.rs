@@ -12,6 +12,7 @@
 //!
 //! The decisions are pure ([`receipts_due`]); the intake and the room actor do the effects.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::surface::{ChatId, MessageId};
@@ -41,11 +42,17 @@ pub fn receipts_due(
     taken: Vec<Taken>,
     answered: impl Fn(&MessageId) -> bool,
 ) -> Vec<(ChatId, MessageId)> {
+    // In the order chats first appear; a batch can hold thousands of chats (linear, not a
+    // search per message).
     let mut latest: Vec<Taken> = Vec::new();
+    let mut index: HashMap<ChatId, usize> = HashMap::new();
     for item in taken {
-        match latest.iter_mut().find(|t| t.chat == item.chat) {
-            Some(entry) => *entry = item,
-            None => latest.push(item),
+        match index.get(&item.chat) {
+            Some(&i) => latest[i] = item,
+            None => {
+                index.insert(item.chat.clone(), latest.len());
+                latest.push(item);
+            }
         }
     }
     latest

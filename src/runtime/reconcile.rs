@@ -143,7 +143,7 @@ pub struct Plan {
 /// The deterministic chat id of a legacy room: the same room always gets the same id.
 pub fn legacy_chat_id(room_id: &str) -> String {
     let digest = Sha256::digest(room_id.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::lower(&digest);
     format!("{LEGACY_CHAT_ID_PREFIX}{}", &hex[..LEGACY_HASH_HEX])
 }
 

@@ -14,7 +14,6 @@
 //! with the same person's next message in the chat. The files the agent posts (`file`
 //! events) follow its reply; refused ones get a notice.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -431,7 +430,7 @@ async fn answer(
         msg.arrival,
         Some(story.clone()),
     );
-    let typing = Typing::start(chat.clone());
+    let mut typing = Typing::new(chat.clone());
     let request = TurnRequest {
         turn_id: turn_id_for(&msg.id),
         sender: TurnSender {
@@ -439,7 +438,12 @@ async fn answer(
             display_name: msg.display_name.clone(),
         },
         text: msg.body.clone(),
-        attachments: deps.files.take(&chat.id, &msg.sender, &msg.id, extra).await,
+        // A message without an arrival time was not taken by this run's intake: resumed from
+        // the journal (it may have taken files before a crash), or made up by the runtime.
+        attachments: deps
+            .files
+            .take(&chat.id, &msg.sender, &msg.id, msg.arrival.is_none(), extra)
+            .await,
     };
     let attachments = request.attachments.clone();
     let live = (deps.streaming.enabled && chat.surface.capabilities().edits).then(|| {
@@ -474,19 +478,24 @@ async fn answer(
     if let Some(clock) = &clock {
         clock.turn_started();
     }
-    let result = route
-        .conn
-        .send(RunTurn {
-            chat_id: record.platform_chat_id.clone(),
-            message: msg.id.clone(),
-            request,
-            live: live.as_ref().map(stream::LiveReply::sender),
+    let (result, streamed) = typing
+        .during(async {
+            let result = route
+                .conn
+                .send(RunTurn {
+                    chat_id: record.platform_chat_id.clone(),
+                    message: msg.id.clone(),
+                    request,
+                    live: live.as_ref().map(stream::LiveReply::sender),
+                })
+                .await;
+            let streamed = match live {
+                Some(live) => live.finish().await,
+                None => stream::Streamed::default(),
+            };
+            (result, streamed)
         })
         .await;
-    let streamed = match live {
-        Some(live) => live.finish().await,
-        None => stream::Streamed::default(),
-    };
     deps.commands.inflight.lock().remove(&chat.id);
     typing.stop();
 
@@ -626,36 +635,45 @@ fn agent_failure_text(agent_name: &str, error: &AgentError) -> String {
 
 /// "Typing…" while a turn runs: shown once the turn has run [`presence::TYPING_AFTER`] (a
 /// quick answer needs none), then kept on until [`Typing::stop`]; its log lines in the
-/// caller's span.
+/// caller's span. A quick turn costs a timer, not a task: the renewing task is spawned only
+/// when the notice is due.
 struct Typing {
-    task: tokio::task::JoinHandle<()>,
-    shown: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
     chat: Chat,
 }
 
 impl Typing {
-    fn start(chat: Chat) -> Self {
-        let shown = Arc::new(AtomicBool::new(false));
-        let task = {
-            let (chat, shown) = (chat.clone(), shown.clone());
-            let typing = async move {
-                tokio::time::sleep(presence::TYPING_AFTER).await;
-                shown.store(true, Ordering::Release);
+    fn new(chat: Chat) -> Self {
+        Self { task: None, chat }
+    }
+
+    /// Runs `work`, showing the notice (and renewing it) once `work` has taken
+    /// [`presence::TYPING_AFTER`].
+    async fn during<F: std::future::Future>(&mut self, work: F) -> F::Output {
+        tokio::pin!(work);
+        if self.task.is_none() {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                () = tokio::time::sleep(presence::TYPING_AFTER) => {}
+            }
+            let chat = self.chat.clone();
+            let renew = async move {
                 loop {
                     chat.surface.typing(&chat.id, true).await;
                     tokio::time::sleep(TYPING_REFRESH).await;
                 }
             };
-            tokio::spawn(typing.in_current_span())
-        };
-        Self { task, shown, chat }
+            self.task = Some(tokio::spawn(renew.in_current_span()));
+        }
+        work.await
     }
 
     /// Stops renewing it and, if it was shown, hides it without holding the answer back by a
     /// round trip.
     fn stop(self) {
-        self.task.abort();
-        if self.shown.load(Ordering::Acquire) {
+        if let Some(task) = self.task {
+            task.abort();
             let chat = self.chat;
             let hide = async move { chat.surface.typing(&chat.id, false).await };
             tokio::spawn(hide.in_current_span());

@@ -163,11 +163,7 @@ pub fn turn_id_for(message: &MessageId) -> String {
 
 fn message_hash(message: &MessageId) -> String {
     let digest = Sha256::digest(message.as_str().as_bytes());
-    let mut hex = String::with_capacity(KEY_HASH_BYTES * 2);
-    for byte in &digest[..KEY_HASH_BYTES] {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    crate::hex::lower(&digest[..KEY_HASH_BYTES])
 }
 
 #[cfg(test)]

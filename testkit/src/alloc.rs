@@ -1,5 +1,5 @@
-//! A counting global allocator: the system allocator, plus the bytes live on the heap while
-//! counting is on.
+//! A counting global allocator: the product's allocator (`surfaces::allocator`), plus the
+//! bytes live on the heap while counting is on.
 //!
 //! It exists for benchmarks that report exact heap figures (bytes per room, say), which
 //! resident memory alone cannot give. Counting is off by default, and then costs one relaxed
@@ -13,10 +13,12 @@
 //! then brackets what it measures with [`Counting::set_counting`] and reads
 //! [`Counting::live`].
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::alloc::{GlobalAlloc, Layout};
 
-/// The system allocator, counting live heap bytes while counting is on.
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use surfaces::allocator::ALLOCATOR;
+
+/// The product's allocator, counting live heap bytes while counting is on.
 pub struct Counting {
     counting: AtomicBool,
     /// Bytes allocated minus bytes freed while counting was on (negative when more was freed
@@ -54,14 +56,15 @@ impl Default for Counting {
     }
 }
 
-// SAFETY: every call is forwarded unchanged to `System`; the counters do not allocate.
+// SAFETY: every call is forwarded unchanged to the product's allocator; the counters do not
+// allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if self.is_counting() {
             self.live
                 .fetch_add(layout.size() as isize, Ordering::Relaxed);
         }
-        unsafe { System.alloc(layout) }
+        unsafe { ALLOCATOR.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -69,7 +72,7 @@ unsafe impl GlobalAlloc for Counting {
             self.live
                 .fetch_sub(layout.size() as isize, Ordering::Relaxed);
         }
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { ALLOCATOR.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -79,6 +82,6 @@ unsafe impl GlobalAlloc for Counting {
                 Ordering::Relaxed,
             );
         }
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { ALLOCATOR.realloc(ptr, layout, new_size) }
     }
 }
