@@ -109,16 +109,13 @@ struct CpuWatch {
 
 impl CpuWatch {
     fn start(args: &Args) -> CpuWatch {
-        let mut pids: Vec<(String, String, f64)> = args
-            .kv
-            .get("cpu")
-            .map(|v| {
-                v.split(',')
-                    .filter_map(|p| p.split_once('='))
-                    .map(|(n, p)| (n.to_owned(), p.to_owned(), cpu_seconds_of(p)))
-                    .collect()
+        let mut pids: Vec<(String, String, f64)> = cpu_pids(args)
+            .into_iter()
+            .map(|(n, p)| {
+                let used = cpu_seconds_of(&p);
+                (n, p, used)
             })
-            .unwrap_or_default();
+            .collect();
         pids.push(("people".to_owned(), "self".to_owned(), cpu_seconds()));
         CpuWatch {
             pids,
@@ -147,6 +144,19 @@ impl CpuWatch {
 }
 
 /// CPU time (user + system) process `pid` (or `self`) has used, in seconds.
+/// The processes named by `--cpu name=pid,...`, as (name, pid).
+fn cpu_pids(args: &Args) -> Vec<(String, String)> {
+    args.kv
+        .get("cpu")
+        .map(|v| {
+            v.split(',')
+                .filter_map(|p| p.split_once('='))
+                .map(|(n, p)| (n.to_owned(), p.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn cpu_seconds_of(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
@@ -463,16 +473,7 @@ async fn homeserver_cost(
     person: &Person,
     targets: &[(&str, Room, Vec<Duration>)],
 ) -> anyhow::Result<()> {
-    let pids: HashMap<String, String> = args
-        .kv
-        .get("cpu")
-        .map(|v| {
-            v.split(',')
-                .filter_map(|p| p.split_once('='))
-                .map(|(n, p)| (n.to_owned(), p.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pids: HashMap<String, String> = cpu_pids(args).into_iter().collect();
     let Some(synapse) = pids.get("synapse") else {
         println!("roundtrip: no synapse pid given (--cpu synapse=PID): homeserver cost skipped");
         return Ok(());
