@@ -408,7 +408,7 @@ async fn startup(n: usize) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
     let (world, _) = seeded_world(n, false);
     let (first, first_time) = start(&world, dir.path(), Durability::Flushed).await;
-    let rooms = first.view().rooms.len();
+    let rooms = first.view().rooms.managed_len();
     stop(first).await;
     println!(
         "startup: first start over {} chats (reconciliation writes them all): {:.0} ms, {} rooms",

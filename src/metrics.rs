@@ -283,6 +283,11 @@ pub struct Observed {
     pub catch_up: CatchUpSnapshot,
     /// Messages that could not be decrypted.
     pub undecryptable: UndecryptableSnapshot,
+    /// Managed chats whose actor is active now.
+    pub rooms_active: usize,
+    /// Managed chats in all (active and idle; counted at most every
+    /// `runtime::directory::MANAGED_COUNT_TTL`).
+    pub rooms_managed: usize,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -389,6 +394,7 @@ pub struct Metrics {
     sync_failures: Gauge,
     ready: Gauge,
     journal_pending: Gauge,
+    rooms: Family<StateLabels, Gauge>,
     sync_gaps: Counter,
     sync_backfilled: Counter,
     sync_skipped: Family<ReasonLabels, Counter>,
@@ -455,6 +461,7 @@ impl Metrics {
         let sync_failures = Gauge::default();
         let ready = Gauge::default();
         let journal_pending = Gauge::default();
+        let rooms = Family::<StateLabels, Gauge>::default();
         let sync_gaps = Counter::default();
         let sync_backfilled = Counter::default();
         let sync_skipped = Family::<ReasonLabels, Counter>::default();
@@ -562,6 +569,12 @@ impl Metrics {
             journal_pending.clone(),
         );
         registry.register(
+            "rooms",
+            "Managed chats by state: active (their actor runs) or idle (passivated after \
+             supervision.room_idle_secs: only their record; the next message activates them)",
+            rooms.clone(),
+        );
+        registry.register(
             "sync_gaps",
             "Timelines of managed rooms that a sync cut short (each gap is filled by paging \
              back, so its messages are answered in order)",
@@ -635,6 +648,7 @@ impl Metrics {
             sync_failures,
             ready,
             journal_pending,
+            rooms,
             sync_gaps,
             sync_backfilled,
             sync_skipped,
@@ -871,6 +885,12 @@ impl Metrics {
         self.ready.set(i64::from(observed.ready));
         self.journal_pending
             .set(i64::try_from(observed.journal_pending).unwrap_or(i64::MAX));
+        let idle = observed.rooms_managed.saturating_sub(observed.rooms_active);
+        for (state, count) in [("active", observed.rooms_active), ("idle", idle)] {
+            self.rooms
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
         let catch_up = &observed.catch_up;
         advance(&self.sync_gaps, catch_up.gaps);
         advance(&self.sync_backfilled, catch_up.backfilled);
@@ -1086,6 +1106,8 @@ mod tests {
             ],
             ready: true,
             journal_pending: 4,
+            rooms_active: 2,
+            rooms_managed: 7,
             catch_up: CatchUpSnapshot {
                 gaps: 3,
                 backfilled: 40,
@@ -1241,6 +1263,11 @@ mod tests {
             2.0
         );
         assert_eq!(value(&scrape, "surfaces_journal_pending", &[]), 4.0);
+        assert_eq!(
+            value(&scrape, "surfaces_rooms", &[("state", "active")]),
+            2.0
+        );
+        assert_eq!(value(&scrape, "surfaces_rooms", &[("state", "idle")]), 5.0);
         assert_eq!(value(&scrape, "surfaces_ready", &[]), 1.0);
         let histogram = scrape
             .samples

@@ -408,6 +408,32 @@ impl Store {
         Self::all(&self.rooms, ROOMS_TREE)
     }
 
+    /// The first `limit` cached rooms (in id order) not in `skip`: a page of idle rooms for
+    /// the status page, without reading every record.
+    pub fn rooms_except(
+        &self,
+        skip: &std::collections::HashSet<&str>,
+        limit: usize,
+    ) -> Result<Vec<RoomRecord>> {
+        let mut out = Vec::new();
+        for item in self.rooms.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, bytes) = item?;
+            if skip.contains(String::from_utf8_lossy(&key).as_ref()) {
+                continue;
+            }
+            out.push(decode(ROOMS_TREE, &key, &bytes)?);
+        }
+        Ok(out)
+    }
+
+    /// Number of cached rooms (walks the keys: O(rooms); cache it where it is asked often).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// The cached rooms of one owner, ordered by chat index.
     pub fn rooms_of(&self, owner: &str) -> Result<Vec<RoomRecord>> {
         let mut rooms: Vec<RoomRecord> = self

@@ -34,6 +34,10 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
 pub const DEFAULT_MAX_RESTARTS: u32 = 10;
 /// Default `supervision.restart_period_secs`.
 pub const DEFAULT_RESTART_PERIOD_SECS: u64 = 60;
+/// Default `supervision.room_idle_secs`: a chat's actor is passivated after five idle
+/// minutes (a conversation's pauses rarely last longer; activating again costs well under
+/// a millisecond).
+pub const DEFAULT_ROOM_IDLE_SECS: u64 = 300;
 /// Default `files.max_bytes`: 20 MiB.
 pub const DEFAULT_FILES_MAX_BYTES: u64 = 20 * 1024 * 1024;
 
@@ -324,6 +328,9 @@ pub struct SupervisionConfig {
     pub max_restarts: u32,
     /// The window `max_restarts` is counted in.
     pub restart_period_secs: u64,
+    /// A chat's actor idle this long (no turn running, nothing waiting) is passivated: the
+    /// chat is then only its record, and its next message activates it again. `0`: never.
+    pub room_idle_secs: u64,
 }
 
 impl Default for SupervisionConfig {
@@ -333,6 +340,7 @@ impl Default for SupervisionConfig {
             backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
             max_restarts: DEFAULT_MAX_RESTARTS,
             restart_period_secs: DEFAULT_RESTART_PERIOD_SECS,
+            room_idle_secs: DEFAULT_ROOM_IDLE_SECS,
         }
     }
 }
@@ -351,6 +359,11 @@ impl SupervisionConfig {
     /// [`SupervisionConfig::restart_period_secs`] as a duration.
     pub fn restart_period(&self) -> Duration {
         Duration::from_secs(self.restart_period_secs)
+    }
+
+    /// [`SupervisionConfig::room_idle_secs`] as a duration (`None`: never passivate).
+    pub fn room_idle(&self) -> Option<Duration> {
+        (self.room_idle_secs > 0).then(|| Duration::from_secs(self.room_idle_secs))
     }
 }
 
@@ -397,6 +410,12 @@ mod tests {
         assert_eq!(c.supervision.backoff_max_ms, 30_000);
         assert_eq!(c.supervision.max_restarts, 10);
         assert_eq!(c.supervision.restart_period_secs, 60);
+        assert_eq!(c.supervision.room_idle(), Some(Duration::from_secs(300)));
+        let never = load_ok(
+            &format!("{MINIMAL}[supervision]\nroom_idle_secs = 0\n"),
+            &[],
+        );
+        assert_eq!(never.supervision.room_idle(), None);
     }
 
     #[test]

@@ -310,9 +310,10 @@ pub fn render_table(status: &Status) -> String {
     }
 
     let failed = status.rooms.iter().filter(|r| r.state == "failed").count();
+    let counts = &status.room_counts;
     out.push_str(&format!(
-        "\nROOMS ({}, {failed} failed)\n",
-        status.rooms.len()
+        "\nROOMS ({} active, {} idle, {failed} failed; {} idle listed)\n",
+        counts.active, counts.idle, counts.idle_listed
     ));
     let rows: Vec<Vec<String>> = status
         .rooms

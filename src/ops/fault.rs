@@ -5,7 +5,9 @@
 //! watch supervision and the status page react. The endpoint wraps the actors crate's
 //! `registry.faults().inject(...)`, keeps the returned guard alive for the requested
 //! duration (or until `DELETE`), and is guarded by a bearer token (`ops.fault_token`): with
-//! no token configured it refuses everything.
+//! no token configured it refuses everything. A room is targeted by its id whether its
+//! actor is active or idle: an idle room is activated for the drill (the fault is in place
+//! first, so `fail_start` hits that activation).
 //!
 //! - `POST /faults` `{"target": "room:!abc:hs", "fault": {"type": "panic", "nth": 1,
 //!   "message_type": "UserMessage"}, "duration_secs": 60}` → 201 with the drill (its `id`);
@@ -123,6 +125,8 @@ struct Active {
 pub struct Drills {
     token: Option<Secret>,
     registry: Registry,
+    /// Activates an idle room a drill targets.
+    rooms: Option<crate::runtime::directory::RoomDirectory>,
     next_id: AtomicU64,
     active: Mutex<HashMap<u64, Active>>,
 }
@@ -169,12 +173,46 @@ impl IntoResponse for DrillError {
 impl Drills {
     /// Drills on `registry`'s actors, allowed with `token`.
     pub fn new(token: Option<Secret>, registry: Registry) -> Arc<Self> {
+        Self::build(token, registry, None)
+    }
+
+    /// Drills that may target idle rooms of `rooms` too (activating them).
+    pub fn with_rooms(
+        token: Option<Secret>,
+        registry: Registry,
+        rooms: crate::runtime::directory::RoomDirectory,
+    ) -> Arc<Self> {
+        Self::build(token, registry, Some(rooms))
+    }
+
+    fn build(
+        token: Option<Secret>,
+        registry: Registry,
+        rooms: Option<crate::runtime::directory::RoomDirectory>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             token: token.filter(|t| !t.is_empty()),
             registry,
+            rooms,
             next_id: AtomicU64::new(1),
             active: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The idle room `id` names, if it is one the bot manages.
+    fn idle_room(&self, id: &ActorId) -> Option<crate::runtime::room::Chat> {
+        let rooms = self.rooms.as_ref()?;
+        if id.kind() != crate::runtime::ids::ROOM_KIND {
+            return None;
+        }
+        let chat = crate::surface::ChatId::new(id.key()?);
+        match rooms.chat(&chat) {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(room_id = %chat, %error, "drill: cannot read the room's record");
+                None
+            }
+        }
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), DrillError> {
@@ -194,15 +232,19 @@ impl Drills {
     }
 
     /// Starts a drill.
-    pub fn start(self: &Arc<Self>, request: DrillRequest) -> Result<Drill, DrillError> {
+    pub async fn start(self: &Arc<Self>, request: DrillRequest) -> Result<Drill, DrillError> {
         let secs = request.duration_secs.unwrap_or(DEFAULT_DRILL_SECS);
         if secs == 0 || secs > MAX_DRILL_SECS {
             return Err(DrillError::BadDuration);
         }
         let id = ActorId::parse(&request.target);
-        if self.registry.get(&id).is_none() {
-            return Err(DrillError::UnknownActor(request.target));
-        }
+        let idle = match self.registry.get(&id) {
+            Some(_) => None,
+            None => match self.idle_room(&id) {
+                Some(chat) => Some(chat),
+                None => return Err(DrillError::UnknownActor(request.target)),
+            },
+        };
         let drill_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let guard = self
             .registry
@@ -224,7 +266,7 @@ impl Drills {
             duration_secs: secs,
         };
         tracing::warn!(drill = drill_id, target = %drill.target, fault = ?drill.fault,
-            duration_secs = secs, "fault drill started");
+            duration_secs = secs, activated = idle.is_some(), "fault drill started");
         self.active.lock().insert(
             drill_id,
             Active {
@@ -233,6 +275,12 @@ impl Drills {
                 expiry,
             },
         );
+        if let (Some(chat), Some(rooms)) = (idle, &self.rooms) {
+            let resume = crate::runtime::room::Resume::Nothing;
+            if let Err(error) = rooms.activate(&chat, resume).await {
+                tracing::warn!(drill = drill_id, %error, "drill: cannot activate the room");
+            }
+        }
         Ok(drill)
     }
 
@@ -283,7 +331,7 @@ async fn start(
     Json(request): Json<DrillRequest>,
 ) -> Result<(StatusCode, Json<Drill>), DrillError> {
     drills.authorize(&headers)?;
-    let drill = drills.start(request)?;
+    let drill = drills.start(request).await?;
     Ok((StatusCode::CREATED, Json(drill)))
 }
 
@@ -343,11 +391,13 @@ mod tests {
         assert!(drills.authorize(&headers).is_err());
         headers.insert(header::AUTHORIZATION, "Bearer t0k".parse().unwrap());
         assert!(drills.authorize(&headers).is_ok());
-        let unknown = drills.start(DrillRequest {
-            target: "room:!nope:hs".into(),
-            fault: FaultSpec::Stop,
-            duration_secs: None,
-        });
+        let unknown = drills
+            .start(DrillRequest {
+                target: "room:!nope:hs".into(),
+                fault: FaultSpec::Stop,
+                duration_secs: None,
+            })
+            .await;
         assert!(matches!(unknown, Err(DrillError::UnknownActor(_))));
         assert!(matches!(drills.stop(42), Err(DrillError::UnknownDrill(42))));
     }

@@ -53,6 +53,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:.92em;word-break:break-all}
 tr.state-failed td{background:#fde0e0} tr.state-backing-off td{background:#fff2cc}
 tr.state-stopped td,tr.state-absent td,tr.state-stopping td{background:#eee}
+tr.state-idle td{color:#777}
 .err{color:#8a1010;max-width:40em;word-break:break-word} .none{color:#888}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(26em,1fr));gap:1em}
 svg.chart{width:100%;height:auto;background:#fff;box-shadow:0 0 0 1px #ddd}
@@ -302,12 +303,13 @@ pub fn render(status: &Status) -> String {
     let _ = write!(
         out,
         "<h1>Surfaces status <span id=\"readiness\" class=\"badge {badge}\">{label}</span></h1>\
-         <p class=\"meta\">version {} · {} rooms ({failing_rooms} failed) · {} agents · \
+         <p class=\"meta\">version {} · {} rooms active, {} idle ({failing_rooms} failed) · {} agents · \
          generated <span id=\"generated\" data-ms=\"{now}\">{}</span> · \
          <label><input type=\"checkbox\" id=\"pause\"> pause auto-refresh \
          (every {REFRESH_SECS} s)</label></p>",
         escape(&status.version),
-        status.rooms.len(),
+        status.room_counts.active,
+        status.room_counts.idle,
         status.agents.len(),
         unix_ms_text(now),
     );
@@ -350,6 +352,10 @@ pub fn render(status: &Status) -> String {
     if status.rooms.is_empty() {
         empty_row(&mut out, room_columns.len(), "no managed room");
     }
+    let unlisted = status
+        .room_counts
+        .idle
+        .saturating_sub(status.room_counts.idle_listed);
     for room in &status.rooms {
         row_start(&mut out, &room.actor_id, &room.state);
         let _ = write!(
@@ -367,6 +373,13 @@ pub fn render(status: &Status) -> String {
             num_cell(room.handled),
             error_cell(room.last_error.as_deref()),
             time_cell(now, room.last_activity_ms),
+        );
+    }
+    if unlisted > 0 {
+        empty_row(
+            &mut out,
+            room_columns.len(),
+            &format!("and {unlisted} more idle rooms (each activated by its next message)"),
         );
     }
     out.push_str("</tbody></table>");
@@ -622,7 +635,13 @@ mod tests {
             rooms: vec![
                 room("!a:hs", "<script>alert('x')</script>", "failed"),
                 room("!b:hs", "Chat 2", "running"),
+                room("!c:hs", "Chat 3", "idle"),
             ],
+            room_counts: super::super::status::RoomCounts {
+                active: 2,
+                idle: 5,
+                idle_listed: 1,
+            },
             agents: vec![AgentStatus {
                 id: "ref".into(),
                 name: "Ref <agent>".into(),
@@ -639,6 +658,14 @@ mod tests {
             undecryptable: Default::default(),
             trends: Default::default(),
         }
+    }
+
+    #[test]
+    fn idle_rooms_are_counted_and_the_unlisted_ones_said() {
+        let page = render(&status());
+        assert!(page.contains("2 rooms active, 5 idle (1 failed)"), "{page}");
+        assert!(page.contains("class=\"state-idle\""), "an idle row: {page}");
+        assert!(page.contains("and 4 more idle rooms"), "{page}");
     }
 
     #[test]

@@ -163,7 +163,11 @@ struct Gate {
 /// security headers and within [`REQUEST_TIMEOUT`].
 fn router(config: &OpsConfig, view: RuntimeView, root: SupervisorHandle) -> Router {
     #[cfg(feature = "fault-injection")]
-    let drills = fault::Drills::new(config.fault_token.clone(), view.registry.clone());
+    let drills = fault::Drills::with_rooms(
+        config.fault_token.clone(),
+        view.registry.clone(),
+        view.rooms.clone(),
+    );
     #[cfg(not(feature = "fault-injection"))]
     if config.fault_token.is_some() {
         tracing::warn!(
@@ -375,6 +379,8 @@ async fn metrics_handler(State(ops): State<Ops>, headers: HeaderMap) -> Response
         journal_pending: view.journal.pending_count(),
         catch_up: sync.catch_up().snapshot(),
         undecryptable: crate::metrics::UndecryptableSnapshot::of(&view.journal),
+        rooms_active: view.rooms.active_len(),
+        rooms_managed: view.rooms.managed_len(),
     };
     match view.metrics.encode(&observed, format) {
         Ok(body) => (

@@ -226,8 +226,11 @@ pub struct Status {
     pub inbounds: Vec<SyncStatus>,
     /// Start-up reconciliation.
     pub reconciliation: Reconciliation,
-    /// Every room actor, failing first.
+    /// Every active room, failing first, then the first [`IDLE_ROOMS_LISTED`] idle ones.
     pub rooms: Vec<RoomStatus>,
+    /// How many rooms are active and idle (more may be idle than are listed).
+    #[serde(default)]
+    pub room_counts: RoomCounts,
     /// Every agent connection, failing first.
     pub agents: Vec<AgentStatus>,
     /// The other actors, failing first.
@@ -250,7 +253,7 @@ pub fn unix_ms(at: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Sort key putting the states that need a person first.
+/// Sort key putting the states that need a person first (idle rooms last).
 pub fn state_rank(state: &str) -> u8 {
     match state {
         "failed" => 0,
@@ -258,7 +261,44 @@ pub fn state_rank(state: &str) -> u8 {
         "stopped" | ABSENT_STATE => 2,
         "stopping" => 3,
         "starting" => 4,
+        IDLE_STATE => 6,
         _ => 5,
+    }
+}
+
+/// The state of a managed room whose actor is passivated (`supervision.room_idle_secs`):
+/// only its record exists; its next message activates it.
+pub const IDLE_STATE: &str = "idle";
+/// Idle rooms listed on the status page at most (the rest are counted).
+pub const IDLE_ROOMS_LISTED: usize = 200;
+
+/// How many rooms are active and idle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCounts {
+    /// Rooms whose actor is active (running, restarting or failed).
+    pub active: usize,
+    /// Rooms whose actor is passivated.
+    pub idle: usize,
+    /// Of those, how many are listed in `rooms`.
+    pub idle_listed: usize,
+}
+
+/// A room without an actor: its record, state [`IDLE_STATE`].
+fn idle_room_status(record: RoomRecord) -> RoomStatus {
+    RoomStatus {
+        actor_id: crate::runtime::ids::room(&record.room_id).to_string(),
+        name: record.name,
+        owner: Some(record.owner),
+        agent: Some(record.agent_id),
+        room_id: record.room_id,
+        state: IDLE_STATE.to_owned(),
+        restarts: 0,
+        mailbox_depth: 0,
+        handled: 0,
+        lost: 0,
+        last_error: None,
+        last_error_at_ms: None,
+        last_activity_ms: None,
     }
 }
 
@@ -401,17 +441,36 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
     let now = SystemTime::now();
     let readiness = readiness(view, root);
     let snapshot = view.registry.snapshot();
-    let records: std::collections::HashMap<String, RoomRecord> = match view.store.rooms() {
-        Ok(records) => records
-            .into_iter()
-            .map(|r| (r.room_id.clone(), r))
-            .collect(),
+    // The records of the active rooms, and a page of the idle ones (a million idle rooms
+    // are a count, not a table).
+    let active: Vec<&ActorHealth> = snapshot
+        .iter()
+        .filter(|h| h.id.kind() == ROOM_KIND)
+        .collect();
+    let mut records: std::collections::HashMap<String, RoomRecord> = Default::default();
+    for health in &active {
+        let room_id = health.id.key().unwrap_or_default();
+        match view.store.room(room_id) {
+            Ok(Some(record)) => {
+                records.insert(record.room_id.clone(), record);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(room_id, %error, "status: cannot read a room's record"),
+        }
+    }
+    let skip: std::collections::HashSet<&str> = active.iter().filter_map(|h| h.id.key()).collect();
+    let idle_records = match view.store.rooms_except(&skip, IDLE_ROOMS_LISTED) {
+        Ok(records) => records,
         Err(error) => {
-            tracing::warn!(%error, "status: cannot read the room records");
-            Default::default()
+            tracing::warn!(%error, "status: cannot read the idle rooms' records");
+            Vec::new()
         }
     };
-
+    let room_counts = RoomCounts {
+        active: active.len(),
+        idle: view.rooms.managed_len().saturating_sub(active.len()),
+        idle_listed: idle_records.len(),
+    };
     let mut rooms = Vec::new();
     let mut actors = Vec::new();
     let mut inbounds: Vec<SyncStatus> = view
@@ -449,6 +508,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         });
     }
     let sync = inbounds[0].clone();
+    rooms.extend(idle_records.into_iter().map(idle_room_status));
     for health in &snapshot {
         match health.id.kind() {
             ROOM_KIND => rooms.push(room_status(health, &records)),
@@ -511,6 +571,7 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
         inbounds,
         reconciliation: reconciliation(view),
         rooms,
+        room_counts,
         agents,
         actors,
         encryption: view.sync().encryption(),

@@ -30,7 +30,7 @@ use super::directory::RoomDirectory;
 use super::invites::{self, Decliner, Verdict};
 use super::presence::{self, Taken, RECEIPT_AFTER};
 use super::provisioner::{Invited, Provisioner};
-use super::room::{Amend, Arrival, Change, Chat, RoomActor, UserFile, UserMessage};
+use super::room::{Amend, Arrival, Change, Chat, Resume, RoomActor, UserFile, UserMessage};
 use crate::commands::{Command, Parsed};
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
@@ -71,10 +71,26 @@ pub struct IntakeLimits {
     pub cancels: CancelGate,
 }
 
+/// Where a message goes: its chat's active actor, or the chat to activate again (it was
+/// passivated after the batch activated it).
+enum Room {
+    Active(ChildHandle<RoomActor>),
+    Idle(Chat),
+}
+
+impl Room {
+    fn of(chat: Chat, actor: Option<ChildHandle<RoomActor>>) -> Self {
+        match actor {
+            Some(actor) => Room::Active(actor),
+            None => Room::Idle(chat),
+        }
+    }
+}
+
 /// One thing to do once the batch is durable, in the chat's order.
 enum Delivery {
-    Text(ChildHandle<RoomActor>, UserMessage),
-    File(ChildHandle<RoomActor>, UserFile),
+    Text(Room, UserMessage),
+    File(Room, UserFile),
     Cancel(Chat, UserMessage),
     /// The person is past their rate: told once (this message is recorded as done).
     Limited(Chat, UserMessage),
@@ -110,9 +126,22 @@ impl Intake {
         if &message.sender == surface.bot() {
             return None;
         }
-        let Some((chat, actor)) = self.inner.rooms.get(&message.chat) else {
-            self.unmanaged(surface, &message.chat, &message.sender);
-            return None;
+        let (chat, actor) = match self.inner.rooms.get(&message.chat) {
+            Some((chat, actor)) => (chat, Some(actor)),
+            // Activated before the batch was staged: passivated since only if this batch
+            // took longer than the idle period. Taken all the same, and activated again.
+            None => match self.inner.rooms.chat(&message.chat) {
+                Ok(Some(chat)) => (chat, None),
+                Ok(None) => {
+                    self.unmanaged(surface, &message.chat, &message.sender);
+                    return None;
+                }
+                Err(error) => {
+                    tracing::error!(room_id = %message.chat, %error,
+                        "cannot read the chat's record; not taking the message");
+                    return None;
+                }
+            },
         };
         if !self.inner.access.allows(message.sender.as_str()) {
             tracing::info!(room_id = %message.chat, sender = %message.sender,
@@ -126,19 +155,20 @@ impl Intake {
             IncomingBody::Text(body) => body,
             // Not new messages: the room actor applies them to its queue, or ignores them.
             IncomingBody::Edit { of, text } => {
+                // An idle chat has nothing waiting to amend.
                 return Some(Delivery::Amend(
-                    actor,
+                    actor?,
                     Amend {
                         of,
                         sender: message.sender,
                         id: message.id,
                         change: Change::Edit(text),
                     },
-                ))
+                ));
             }
             IncomingBody::Withdraw { of } => {
                 return Some(Delivery::Amend(
-                    actor,
+                    actor?,
                     Amend {
                         of,
                         sender: message.sender,
@@ -149,7 +179,7 @@ impl Intake {
             }
             IncomingBody::File(file) => {
                 return Some(Delivery::File(
-                    actor,
+                    Room::of(chat, actor),
                     UserFile {
                         id: message.id,
                         sender: message.sender,
@@ -190,7 +220,33 @@ impl Intake {
                     "cannot journal a message; handling it without crash safety");
             }
         }
-        Some(Delivery::Text(actor, msg))
+        Some(Delivery::Text(Room::of(chat, actor), msg))
+    }
+
+    /// Activates the idle chats `messages` are for (at once, each chat once).
+    async fn activate(&self, surface: &Arc<dyn Surface>, messages: &[Incoming]) {
+        let rooms = &self.inner.rooms;
+        let mut idle = std::collections::HashSet::new();
+        for message in messages {
+            if &message.sender != surface.bot() && !rooms.is_active(&message.chat) {
+                idle.insert(&message.chat);
+            }
+        }
+        let activations = idle.into_iter().map(|chat| async move {
+            match rooms.chat(chat) {
+                Ok(Some(chat)) => {
+                    if let Err(error) = rooms.activate(&chat, Resume::Nothing).await {
+                        tracing::error!(room_id = %chat.id, %error, "cannot activate the chat's actor");
+                    }
+                }
+                // Not managed: `stage` explains it to the chat.
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(room_id = %chat, %error, "cannot read the chat's record");
+                }
+            }
+        });
+        futures_util::future::join_all(activations).await;
     }
 
     /// Applies the person's rate: `None` takes the message; `Some` is what to do instead
@@ -230,14 +286,41 @@ impl Intake {
     fn deliver_one(&self, delivery: Delivery) {
         let span = tracing::Span::current();
         match delivery {
-            Delivery::Text(actor, msg) => match actor.tell(msg) {
+            Delivery::Text(Room::Active(actor), msg) => match actor.tell(msg) {
                 Ok(()) => tracing::debug!("handed to the room actor"),
                 // Journaled: the room's next incarnation resumes it when it starts.
                 Err(error) => {
                     tracing::info!(%error, "room actor not running; its next incarnation resumes the message");
                 }
             },
-            Delivery::File(actor, msg) => {
+            // Journaled: the chat's actor, activated again, resumes it from the journal (in
+            // order with whatever else of the chat is there).
+            Delivery::Text(Room::Idle(chat), _) => {
+                let rooms = self.inner.rooms.clone();
+                let wake = async move {
+                    if let Err(error) = rooms.activate(&chat, Resume::Scan).await {
+                        tracing::error!(%error, "cannot activate the chat's actor; the message waits in the journal");
+                    }
+                };
+                tokio::spawn(wake.instrument(span));
+            }
+            Delivery::File(Room::Idle(chat), msg) => {
+                let rooms = self.inner.rooms.clone();
+                let wake = async move {
+                    let sent = match rooms.activate(&chat, Resume::Nothing).await {
+                        Ok(actor) => actor
+                            .send_redelivering(msg, FILE_REDELIVERY_DEADLINE)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(error) => Err(error.to_string()),
+                    };
+                    if let Err(error) = sent {
+                        tracing::error!(%error, "a file message could not reach its room actor");
+                    }
+                };
+                tokio::spawn(wake.instrument(span));
+            }
+            Delivery::File(Room::Active(actor), msg) => {
                 if actor.tell(msg.clone()).is_err() {
                     // The room actor is restarting: hand the file over when it is back.
                     let redeliver = async move {
@@ -395,7 +478,7 @@ fn mark_read(surface: &Arc<dyn Surface>, inner: &Arc<Inner>, taken: Vec<Taken>) 
 #[async_trait]
 impl Inbound for Intake {
     fn is_managed(&self, chat: &ChatId) -> bool {
-        self.inner.rooms.contains(chat)
+        self.inner.rooms.is_managed(chat)
     }
 
     fn is_handled(&self, message: &MessageId) -> bool {
@@ -421,6 +504,8 @@ impl Inbound for Intake {
             }
         }
         self.stage_undecryptable(surface.name(), &batch);
+        // Before anything is staged: a chat's new actor starts with nothing to resume.
+        self.activate(surface, &batch.messages).await;
         let mut deliveries = Vec::new();
         let mut taken = Vec::new();
         for message in batch.messages {

@@ -6,13 +6,14 @@
 //! ├── agent:<id>     AgentConn, one per configured agent
 //! ├── router         Router: agent routes, chat ids
 //! ├── provisioner    Provisioner: invites → home + first chat; !new
-//! ├── room:<chat>    RoomActor, one per managed chat (dynamic)
+//! ├── room:<chat>    RoomActor, one per active chat (activated on demand)
 //! └── …              each messenger's inbound actors (Matrix: `sync`)
 //! ```
 //! [`start`] builds the core around the messengers' [`Connector`]s and returns a
 //! [`Running`] at once; start-up goes on in the background: each connector catches up with
-//! its messenger (Matrix: the first sync), the store is reconciled with what each holds, an
-//! actor starts for every managed chat, then each connector goes live. [`Running::run_until`]
+//! its messenger (Matrix: the first sync), the store is reconciled with what each holds, the
+//! chats the journal holds messages of are activated, then each connector goes live (a
+//! chat's actor is virtual: activated when needed, passivated when idle, see [`directory`]). [`Running::run_until`]
 //! waits for the shutdown future (or a fatal stop), then stops reading, lets the actors
 //! drain within the grace period and flushes the store; it returns the process's exit code.
 //! No messenger type appears here: the core speaks to them through [`crate::surface`].
@@ -146,6 +147,8 @@ pub struct Running {
     fatal: mpsc::UnboundedReceiver<FatalStop>,
     stop_reading: watch::Sender<bool>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Passivates idle rooms (`supervision.room_idle_secs`).
+    passivation: tokio::task::JoinHandle<()>,
     /// Deletes old files from the agents' inboxes (`limits.inbox_retention_hours`).
     inbox_sweeper: Option<tokio::task::JoinHandle<()>>,
 }
@@ -266,8 +269,11 @@ pub async fn start_with(
             replies: config.replies.clone(),
             streaming: config.streaming.clone(),
         },
+        surfaces.clone(),
+        config.supervision.room_idle(),
     );
     tokio::spawn(rooms.clone().serve(start_requests));
+    let passivation = tokio::spawn(rooms.clone().sweep());
     let intake = Intake::new(
         rooms.clone(),
         provisioner,
@@ -314,8 +320,8 @@ pub async fn start_with(
         connectors,
         intake: Arc::new(intake),
         rooms,
-        surfaces,
         store: store.clone(),
+        journal: view.journal.clone(),
         view: view.clone(),
         root: root.clone(),
         stopper,
@@ -332,6 +338,7 @@ pub async fn start_with(
         fatal,
         stop_reading,
         sweeper,
+        passivation,
         inbox_sweeper: spawn_inbox_sweeper(&config),
     })
 }
@@ -483,8 +490,8 @@ struct StartUp {
     connectors: Vec<Box<dyn Connector>>,
     intake: Arc<Intake>,
     rooms: RoomDirectory,
-    surfaces: Surfaces,
     store: Store,
+    journal: Journal,
     view: RuntimeView,
     root: SupervisorHandle,
     stopper: Stopper,
@@ -526,17 +533,10 @@ async fn start_up(s: StartUp) -> anyhow::Result<()> {
         );
         *s.view.reconciliation.lock() = Some(report);
     }
-    // Archived chats too: their actor answers with the archived notice (without one, a
-    // message there would get the explanation meant for chats the bot does not manage).
-    for record in s.store.rooms()? {
-        let Some(surface) = s.surfaces.get(&record.surface) else {
-            tracing::warn!(room_id = %record.room_id, surface = %record.surface,
-                "a chat of a messenger that is not configured; leaving it alone");
-            continue;
-        };
-        s.rooms.start(surface, ChatId::new(record.room_id)).await?;
-    }
-    tracing::info!(rooms = s.rooms.len(), "managed rooms started");
+    // Chats are activated when something needs them: here, those the journal holds
+    // messages of (left by the last run), each given its own, in journal order.
+    let resumed = resume_pending(&s.rooms, &s.journal).await?;
+    tracing::info!(resumed, "chats with pending messages activated");
     for connector in connectors {
         let name = connector.surface().name();
         connector
@@ -552,6 +552,37 @@ async fn start_up(s: StartUp) -> anyhow::Result<()> {
     s.view.live.store(true, Ordering::Release);
     tracing::info!("surfaces is running");
     Ok(())
+}
+
+/// Activates every chat the journal holds pending messages of, handing each its entries
+/// (the journal is read once, not once per chat); returns how many chats. A chat the bot
+/// no longer manages keeps its entries (logged).
+async fn resume_pending(rooms: &RoomDirectory, journal: &Journal) -> anyhow::Result<usize> {
+    let mut by_chat: Vec<(ChatId, Vec<crate::journal::JournalEntry>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for entry in journal.pending().context("reading the journal")? {
+        let i = *index.entry(entry.room_id.clone()).or_insert_with(|| {
+            by_chat.push((ChatId::new(entry.room_id.clone()), Vec::new()));
+            by_chat.len() - 1
+        });
+        if let Some((_, entries)) = by_chat.get_mut(i) {
+            entries.push(entry);
+        }
+    }
+    let mut resumed = 0;
+    for (chat, entries) in by_chat {
+        let pending = entries.len();
+        match rooms
+            .activate_id(&chat, room::Resume::Entries(entries))
+            .await
+        {
+            Ok(Some(_)) => resumed += 1,
+            Ok(None) => tracing::warn!(room_id = %chat, pending,
+                "the journal holds messages of a chat the bot does not manage; leaving them"),
+            Err(error) => return Err(error).context(format!("activating {chat}")),
+        }
+    }
+    Ok(resumed)
 }
 
 impl Running {
@@ -609,6 +640,7 @@ impl Running {
             startup.abort();
         }
         self.sweeper.abort();
+        self.passivation.abort();
         if let Some(inbox_sweeper) = &self.inbox_sweeper {
             inbox_sweeper.abort();
         }

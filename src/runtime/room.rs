@@ -175,12 +175,39 @@ pub struct RoomActor {
     /// Asked to stop: it stops once the turn running is answered (the supervisor aborts it
     /// after its shutdown timeout); the messages waiting stay pending in the journal.
     draining: bool,
+    /// What this incarnation resumes when it starts (taken by `started`).
+    resume: Resume,
+    /// Since when nothing has run nor waited here (a passivation asks for an idle period).
+    idle_since: std::time::Instant,
     _ctx: ChildCtx,
 }
 
+/// What a room actor's incarnation finishes first, of what its chat left pending in the
+/// journal (after a crash of the process or of a previous incarnation).
+#[derive(Debug)]
+pub enum Resume {
+    /// Nothing: a chat activated for a message just taken, or just created (what it left
+    /// pending before a passivation is resumed by the next start of the process).
+    Nothing,
+    /// Whatever the journal holds for the chat (a restart after a failure).
+    Scan,
+    /// These entries, in journal order (start-up read the journal once for every chat).
+    Entries(Vec<JournalEntry>),
+}
+
+/// Whether the actor is idle, and if so it agrees to be passivated: no turn running, no
+/// message waiting, and nothing done for `idle_after`. Answered from the mailbox, after
+/// every message handed over before it.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "bool")]
+pub struct Passivate {
+    /// The idle period asked for (`supervision.room_idle_secs`).
+    pub idle_after: Duration,
+}
+
 impl RoomActor {
-    /// A fresh incarnation for `chat`.
-    pub fn new(chat: Chat, deps: Arc<RoomDeps>, ctx: ChildCtx) -> Self {
+    /// A fresh incarnation for `chat`, resuming as `resume` says.
+    pub fn new(chat: Chat, deps: Arc<RoomDeps>, resume: Resume, ctx: ChildCtx) -> Self {
         let queue = RoomQueue::new(deps.queue_max);
         Self {
             chat,
@@ -190,8 +217,26 @@ impl RoomActor {
             turns: 0,
             told_waiting: None,
             draining: false,
+            resume,
+            idle_since: std::time::Instant::now(),
             _ctx: ctx,
         }
+    }
+
+    /// Notes that something ran or arrived now.
+    pub(super) fn touch(&mut self) {
+        self.idle_since = std::time::Instant::now();
+    }
+}
+
+impl Handler<Passivate> for RoomActor {
+    type Result = bool;
+
+    fn handle(&mut self, ask: Passivate, _ctx: &mut Context<Self>) -> bool {
+        !self.busy
+            && !self.draining
+            && self.queue.is_empty()
+            && self.idle_since.elapsed() >= ask.idle_after
     }
 }
 
@@ -202,18 +247,22 @@ impl Actor for RoomActor {
     /// crash of the process or of a previous incarnation), in journal order: those messages
     /// go first into the queue.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        match self.deps.journal.pending() {
-            Ok(entries) => {
-                for entry in entries
+        let entries = match std::mem::replace(&mut self.resume, Resume::Nothing) {
+            Resume::Nothing => Vec::new(),
+            Resume::Entries(entries) => entries,
+            Resume::Scan => match self.deps.journal.pending() {
+                Ok(entries) => entries
                     .into_iter()
                     .filter(|e| e.room_id == self.chat.id.as_str())
-                {
-                    self.queue.push_resumed(queue::Queued::Resumed(entry));
+                    .collect(),
+                Err(error) => {
+                    tracing::error!(chat = ?self.chat, %error, "cannot read the journal to resume");
+                    Vec::new()
                 }
-            }
-            Err(error) => {
-                tracing::error!(chat = ?self.chat, %error, "cannot read the journal to resume");
-            }
+            },
+        };
+        for entry in entries {
+            self.queue.push_resumed(queue::Queued::Resumed(entry));
         }
         self.pump(ctx);
     }

@@ -43,6 +43,8 @@ pub struct Setup {
     pub options: Options,
     /// Extra TOML appended to the config (sections the test needs).
     pub extra_toml: String,
+    /// `supervision.room_idle_secs` (`None`: the product's default).
+    pub room_idle_secs: Option<u64>,
 }
 
 impl Default for Setup {
@@ -51,6 +53,7 @@ impl Default for Setup {
             agent: AgentSetup::Echo,
             options: Options::default(),
             extra_toml: String::new(),
+            room_idle_secs: None,
         }
     }
 }
@@ -87,7 +90,18 @@ impl Bot {
             AgentSetup::Echo => None,
             AgentSetup::Reference => Some(ReferenceAgent::start("ref").await),
         };
-        let toml = config_toml(dir.path(), &workspace, agent.as_ref(), &setup.extra_toml);
+        let mut extra = String::new();
+        if let Some(secs) = setup.room_idle_secs {
+            // Before the extra sections: still inside the harness's `[supervision]`.
+            extra = format!("room_idle_secs = {secs}\n");
+        }
+        let toml = config_toml(
+            dir.path(),
+            &workspace,
+            agent.as_ref(),
+            &extra,
+            &setup.extra_toml,
+        );
         let config = load_config(dir.path(), &toml)?;
         let mut bot = Bot {
             world: World::new(setup.options),
@@ -357,7 +371,7 @@ fn init_logs() {
 /// The config of a bot whose only agent is the built-in echo agent, its data in `dir`, with
 /// `extra` TOML appended (benchmarks).
 pub fn echo_config(dir: &std::path::Path, extra: &str) -> anyhow::Result<Config> {
-    let toml = config_toml(dir, &dir.join("workspace"), None, extra);
+    let toml = config_toml(dir, &dir.join("workspace"), None, "", extra);
     load_config(dir, &toml)
 }
 
@@ -377,6 +391,7 @@ fn config_toml(
     dir: &std::path::Path,
     workspace: &std::path::Path,
     agent: Option<&ReferenceAgent>,
+    supervision: &str,
     extra: &str,
 ) -> String {
     let mut toml = format!(
@@ -397,7 +412,7 @@ bind = "127.0.0.1:0"
 [supervision]
 backoff_min_ms = 10
 backoff_max_ms = 200
-
+{supervision}
 [shutdown]
 grace_secs = 5
 "#,

@@ -31,6 +31,7 @@ fn setup(replies: &str) -> Setup {
         } else {
             format!("\n[replies]\n{replies}\n")
         },
+        ..Setup::default()
     }
 }
 

@@ -14,6 +14,7 @@ mod long_replies;
 mod message_path;
 mod output;
 mod owner;
+mod passivation;
 mod poison;
 mod room_story;
 mod shutdown;

@@ -53,6 +53,7 @@ pub struct Amend {
 impl RoomActor {
     /// Takes a message in: queued, or refused when the queue is full.
     pub(super) fn enqueue(&mut self, item: Queued, ctx: &mut Context<Self>) {
+        self.touch();
         let (id, sender) = (item.id().to_owned(), item.sender().to_owned());
         match self.queue.push(item.clone()) {
             Pushed::Taken if self.busy => {
@@ -127,6 +128,7 @@ impl RoomActor {
         let work = run(self.chat.clone(), self.deps.clone(), next);
         ctx.spawn(work.into_actor(self).map(|(), actor, ctx| {
             actor.busy = false;
+            actor.touch();
             actor.pump(ctx);
         }));
     }
