@@ -6,6 +6,7 @@
 //! cargo bench --bench pipeline -- journal    [ROOMS] [MESSAGES_PER_ROOM]
 //! cargo bench --bench pipeline -- memory     [N1,N2,...]
 //! cargo bench --bench pipeline -- startup    [ROOMS]
+//! cargo bench --bench pipeline -- idle       [ROOMS] [ACTIVATIONS]
 //! ```
 //! (no mode: all four in turn; `ops/bench/run` runs each in a process of its own). The
 //! pipeline modes run `BENCH_RUNS` times (default 3) and report the median and the best.
@@ -28,6 +29,18 @@
 //!
 //! **memory**: resident memory (VmRSS) and exact heap (a counting allocator) before and
 //! after starting N idle room actors through the running core's room directory.
+//!
+//! **idle**: virtual room actors at scale. `ROOMS` chat records (default 1,000,000) are
+//! written to a data dir; then two fresh processes (this binary, `idle-child`) start the
+//! core, one over that data dir and one over an empty one, each measuring its time to
+//! live, VmRSS and exact heap once settled, so the difference divided by `ROOMS` is what an
+//! idle room costs resident (the store's files and page cache are the kernel's, reported
+//! apart as the size on disk). The first then activates `ACTIVATIONS` (default 10,000)
+//! idle chats spread over the store, one at a time, timing each from the request to the
+//! new actor's first answer (a round trip through its mailbox, after its `started`): the
+//! activation latency. A messenger without chat state (as Telegram) is used, so start-up
+//! does no reconciliation: what the Matrix reconciler costs per room is measured by
+//! `startup` and `ops/bench/reconcile`.
 //!
 //! **startup**: a data dir left by a first run over N chats; the time from
 //! `runtime::start_with` to live (store and journal open, reconciliation, N room actors,
@@ -408,7 +421,7 @@ async fn startup(n: usize) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
     let (world, _) = seeded_world(n, false);
     let (first, first_time) = start(&world, dir.path(), Durability::Flushed).await;
-    let rooms = first.view().rooms.managed_len();
+    let rooms = first.view().rooms.managed_len().unwrap_or(0);
     stop(first).await;
     println!(
         "startup: first start over {} chats (reconciliation writes them all): {:.0} ms, {} rooms",
@@ -434,6 +447,216 @@ async fn startup(n: usize) {
         reconcile.as_secs_f64() * 1e3
     );
     stop(again).await;
+}
+
+/// Records written per store batch when seeding the idle-room store.
+const SEED_BATCH: usize = 50_000;
+
+/// The id of idle chat `i`.
+fn idle_chat(i: usize) -> ChatId {
+    ChatId::new(format!("!idle{i:07}:memory"))
+}
+
+/// A messenger without chat state: start-up reconciles nothing (as with Telegram).
+fn stateless_world() -> World {
+    let mut options = memory::Options {
+        keep_posts: false,
+        ..memory::Options::default()
+    };
+    options.capabilities.chat_state = false;
+    World::new(options)
+}
+
+/// Writes `n` chat records into the store of the data dir the benchmark's config uses.
+async fn seed_idle_store(dir: &std::path::Path, n: usize) {
+    let store_dir = dir.join("data").join(surfaces::runtime::STORE_DIR);
+    let store = surfaces::store::Store::open_with(&store_dir, Durability::Flushed)
+        .unwrap_or_else(|e| fail("store", e));
+    let mut i = 0;
+    while i < n {
+        let end = (i + SEED_BATCH).min(n);
+        let records: Vec<RoomRecord> = (i..end)
+            .map(|i| RoomRecord {
+                room_id: idle_chat(i).to_string(),
+                surface: memory::SURFACE_NAME.to_owned(),
+                owner: format!("@person{:06}:memory", i / CHATS_PER_OWNER),
+                agent_id: "echo".to_owned(),
+                platform_chat_id: format!("sfc-{}", i + 1),
+                chat_index: u32::try_from(i % CHATS_PER_OWNER + 1).unwrap_or(u32::MAX),
+                archived: false,
+                name: Some(format!("Chat {}", i % CHATS_PER_OWNER + 1)),
+            })
+            .collect();
+        store
+            .apply(&records, &[], &[])
+            .await
+            .unwrap_or_else(|e| fail("records", e));
+        i = end;
+    }
+}
+
+/// Size of the files under `dir`, in bytes.
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The `idle-child` process: starts the core over `dir` (holding `n` chats), prints what it
+/// measured as one `CHILD key=value ...` line, then stops.
+async fn idle_child(dir: &std::path::Path, n: usize, activations: usize) {
+    ALLOC.set_counting(true);
+    let world = stateless_world();
+    let (running, startup) = start(&world, dir, Durability::Flushed).await;
+    tokio::time::sleep(SETTLE).await;
+    let (rss, heap) = (vm_rss(), ALLOC.live());
+    let view = running.view();
+    let active_after_start = view.rooms.active_len();
+    let mut took: Vec<Duration> = Vec::with_capacity(activations);
+    // Spread over the store: a stride coprime with any power of ten.
+    for j in 0..activations.min(n) {
+        let chat = idle_chat(j.wrapping_mul(7_919) % n);
+        let t = Instant::now();
+        let handle = match view
+            .rooms
+            .activate_id(&chat, surfaces::runtime::room::Resume::Nothing)
+            .await
+        {
+            Ok(Some(handle)) => handle,
+            Ok(None) => fail("activate", format!("{chat} is not managed")),
+            Err(e) => fail("activate", e),
+        };
+        let never = surfaces::runtime::room::Passivate {
+            idle_after: Duration::MAX,
+        };
+        if let Err(e) = handle.send(never).await {
+            fail("first answer", e);
+        }
+        took.push(t.elapsed());
+    }
+    took.sort();
+    let pct = |p: f64| -> f64 {
+        if took.is_empty() {
+            return 0.0;
+        }
+        let i = ((took.len() as f64 * p).ceil() as usize).clamp(1, took.len()) - 1;
+        took[i].as_secs_f64() * 1e6
+    };
+    // What `/status` and `/metrics` pay for the count (kept by the store with every write).
+    let t = Instant::now();
+    let managed = view
+        .rooms
+        .managed_len()
+        .unwrap_or_else(|| fail("count", "unreadable"));
+    let count_ms = t.elapsed().as_secs_f64() * 1e3;
+    println!(
+        "CHILD startup_ms={:.1} rss={rss} heap={heap} active_after_start={active_after_start} \
+         managed={managed} count_ms={count_ms:.3} act_p50_us={:.0} act_p99_us={:.0} act_max_us={:.0} \
+         activated={}",
+        startup.as_secs_f64() * 1e3,
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+        took.len()
+    );
+    stop(running).await;
+}
+
+/// Runs `idle-child` over `dir` in a fresh process; returns its figures by name.
+fn run_idle_child(dir: &std::path::Path, n: usize, activations: usize) -> HashMap<String, f64> {
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail("current exe", e));
+    let output = std::process::Command::new(exe)
+        .arg("idle-child")
+        .arg(dir)
+        .arg(n.to_string())
+        .arg(activations.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| fail("idle-child", e));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        fail("idle-child", format!("{}: {stdout}", output.status));
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CHILD "))
+        .unwrap_or_else(|| fail("idle-child", format!("no figures in: {stdout}")));
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect()
+}
+
+/// Virtual room actors at `n` chats (see the module docs).
+async fn idle(n: usize, activations: usize) {
+    let full = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
+    let empty = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
+    let t = Instant::now();
+    seed_idle_store(full.path(), n).await;
+    let on_disk = disk_bytes(full.path());
+    println!(
+        "idle: wrote {} chat records in {:.1} s ({:.0} MiB on disk)",
+        fmt_int(n as f64),
+        t.elapsed().as_secs_f64(),
+        on_disk as f64 / 1048576.0
+    );
+    let base = run_idle_child(empty.path(), 0, 0);
+    let at_n = run_idle_child(full.path(), n, activations);
+    let get = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(f64::NAN);
+    let per_rss = (get(&at_n, "rss") - get(&base, "rss")) / n as f64;
+    let per_heap = (get(&at_n, "heap") - get(&base, "heap")) / n as f64;
+    println!(
+        "idle: start-up to live: {:.0} ms with {} chats, {:.0} ms with none; {} actors active after it",
+        get(&at_n, "startup_ms"),
+        fmt_int(n as f64),
+        get(&base, "startup_ms"),
+        get(&at_n, "active_after_start")
+    );
+    println!(
+        "idle: VmRSS {:.1} MiB with {} idle chats vs {:.1} MiB with none: {per_rss:.1} B resident and {per_heap:.1} B heap per idle room (store files {:.0} MiB, apart)",
+        get(&at_n, "rss") / 1048576.0,
+        fmt_int(n as f64),
+        get(&base, "rss") / 1048576.0,
+        on_disk as f64 / 1048576.0
+    );
+    println!(
+        "idle: activation of {} idle chats, one at a time, to the new actor's first answer: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
+        get(&at_n, "activated"),
+        get(&at_n, "act_p50_us"),
+        get(&at_n, "act_p99_us"),
+        get(&at_n, "act_max_us")
+    );
+    println!(
+        "idle: the number of managed chats ({}), as /status and /metrics read it (kept by the store with every write): {:.3} ms",
+        fmt_int(get(&at_n, "managed")),
+        get(&at_n, "count_ms")
+    );
+    println!("FIGURE idle_rooms {n}");
+    println!("FIGURE idle_rss_per_room {per_rss:.1}");
+    println!("FIGURE idle_heap_per_room {per_heap:.1}");
+    println!("FIGURE idle_startup_ms {:.0}", get(&at_n, "startup_ms"));
+    println!(
+        "FIGURE idle_startup_empty_ms {:.0}",
+        get(&base, "startup_ms")
+    );
+    println!(
+        "FIGURE idle_activation_p50_us {:.0}",
+        get(&at_n, "act_p50_us")
+    );
+    println!(
+        "FIGURE idle_activation_p99_us {:.0}",
+        get(&at_n, "act_p99_us")
+    );
+    println!("FIGURE idle_store_mib {:.0}", on_disk as f64 / 1048576.0);
+    println!("FIGURE idle_count_ms {:.3}", get(&at_n, "count_ms"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -465,6 +688,8 @@ fn main() {
         })
         .filter(|v: &Vec<usize>| !v.is_empty())
         .unwrap_or_else(|| vec![1_000, 10_000]);
+    // `idle-child DIR N K`: the data dir it measures.
+    let child_dir = std::path::PathBuf::from(args.get(1).cloned().unwrap_or_default());
     // As `main.rs`: actix on a multi-thread tokio runtime.
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -487,15 +712,18 @@ fn main() {
             "journal" => journal(num(1, 10_000), num(2, 1), runs).await,
             "memory" => memory(counts).await,
             "startup" => startup(num(1, 10_000)).await,
+            "idle" => idle(num(1, 1_000_000), num(2, 10_000)).await,
+            "idle-child" => idle_child(&child_dir, num(2, 0), num(3, 0)).await,
             "all" => {
                 pipelines(10_000, 20, Durability::Unflushed, runs, "throughput").await;
                 journal(10_000, 1, runs).await;
                 memory(vec![1_000, 10_000]).await;
                 startup(10_000).await;
+                idle(1_000_000, 10_000).await;
             }
             other => fail(
                 "mode",
-                format!("unknown mode {other}: throughput | journal | memory | startup"),
+                format!("unknown mode {other}: throughput | journal | memory | startup | idle"),
             ),
         }
     });

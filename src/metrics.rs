@@ -285,9 +285,8 @@ pub struct Observed {
     pub undecryptable: UndecryptableSnapshot,
     /// Managed chats whose actor is active now.
     pub rooms_active: usize,
-    /// Managed chats in all (active and idle; counted at most every
-    /// `runtime::directory::MANAGED_COUNT_TTL`).
-    pub rooms_managed: usize,
+    /// Managed chats in all, active and idle (`None`: the store could not say).
+    pub rooms_managed: Option<usize>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -885,11 +884,16 @@ impl Metrics {
         self.ready.set(i64::from(observed.ready));
         self.journal_pending
             .set(i64::try_from(observed.journal_pending).unwrap_or(i64::MAX));
-        let idle = observed.rooms_managed.saturating_sub(observed.rooms_active);
-        for (state, count) in [("active", observed.rooms_active), ("idle", idle)] {
-            self.rooms
-                .get_or_create(&StateLabels { state })
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        let idle = observed
+            .rooms_managed
+            .map(|managed| managed.saturating_sub(observed.rooms_active));
+        for (state, count) in [("active", Some(observed.rooms_active)), ("idle", idle)] {
+            // Not exported rather than exported wrong.
+            if let Some(count) = count {
+                self.rooms
+                    .get_or_create(&StateLabels { state })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
         }
         let catch_up = &observed.catch_up;
         advance(&self.sync_gaps, catch_up.gaps);
@@ -1107,7 +1111,7 @@ mod tests {
             ready: true,
             journal_pending: 4,
             rooms_active: 2,
-            rooms_managed: 7,
+            rooms_managed: Some(7),
             catch_up: CatchUpSnapshot {
                 gaps: 3,
                 backfilled: 40,

@@ -32,6 +32,9 @@ const ROOMS_TREE: &str = "rooms";
 const META_TREE: &str = "meta";
 /// Key of the platform chat sequence in `meta`: the last value handed out.
 const CHAT_SEQ_KEY: &str = "chat_seq";
+/// Meta key of the number of room records, kept in the same transaction as every write
+/// to them (so the status page and `/metrics` never walk a million records).
+const ROOM_COUNT_KEY: &str = "room_count";
 /// Prefix of the per-room "explanation already sent" marks in `meta`.
 const UNMANAGED_NOTIFIED_PREFIX: &str = "unmanaged_notified/";
 /// Value of a set mark.
@@ -246,6 +249,16 @@ fn is_lock_error(e: &sled::Error) -> bool {
     }
 }
 
+/// The stored room count (8 bytes, big-endian).
+fn decode_count(bytes: &[u8]) -> Result<u64> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        tree: META_TREE,
+        key: ROOM_COUNT_KEY.to_owned(),
+        message: format!("expected 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
 fn decode_seq(bytes: &[u8]) -> Result<u64> {
     let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
         tree: META_TREE,
@@ -285,14 +298,16 @@ impl Store {
         let users = db.open_tree(USERS_TREE).map_err(open_err)?;
         let rooms = db.open_tree(ROOMS_TREE).map_err(open_err)?;
         let meta = db.open_tree(META_TREE).map_err(open_err)?;
-        Ok(Store {
+        let store = Store {
             db,
             users,
             rooms,
             meta,
             durability,
             group: Arc::default(),
-        })
+        };
+        store.count_rooms_once()?;
+        Ok(store)
     }
 
     /// The underlying database, for modules keeping trees of their own (the journal).
@@ -392,13 +407,13 @@ impl Store {
     /// Stores the room's record (keyed by its `room_id`); durable when this returns.
     pub async fn put_room(&self, record: &RoomRecord) -> Result<()> {
         let bytes = encode(ROOMS_TREE, &record.room_id, record)?;
-        self.rooms.insert(record.room_id.as_bytes(), bytes)?;
+        self.write_rooms(&[(record.room_id.as_bytes(), bytes)], &[])?;
         self.flush().await
     }
 
     /// Forgets the room; returns whether it was cached. Durable when this returns.
     pub async fn remove_room(&self, room_id: &str) -> Result<bool> {
-        let existed = self.rooms.remove(room_id.as_bytes())?.is_some();
+        let existed = self.write_rooms(&[], &[room_id])? < 0;
         self.flush().await?;
         Ok(existed)
     }
@@ -429,9 +444,63 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of cached rooms (walks the keys: O(rooms); cache it where it is asked often).
-    pub fn room_count(&self) -> usize {
-        self.rooms.len()
+    /// Number of cached rooms (kept with every write: no walk).
+    pub fn room_count(&self) -> Result<usize> {
+        let count = match self.meta.get(ROOM_COUNT_KEY)? {
+            Some(bytes) => decode_count(&bytes)?,
+            None => 0,
+        };
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+
+    /// A store written before the count was kept: walks the records once (slow at a
+    /// million, then never again).
+    fn count_rooms_once(&self) -> Result<()> {
+        if self.meta.get(ROOM_COUNT_KEY)?.is_none() {
+            let walked = u64::try_from(self.rooms.len()).unwrap_or(u64::MAX);
+            self.meta.insert(ROOM_COUNT_KEY, &walked.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Writes room records and removes others, with the count, in one transaction; returns
+    /// how the count changed.
+    fn write_rooms(&self, puts: &[(&[u8], Vec<u8>)], removes: &[&str]) -> Result<i64> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        use sled::Transactional;
+        let written = (&self.rooms, &self.meta).transaction(|(rooms, meta)| {
+            let mut delta: i64 = 0;
+            for (key, bytes) in puts {
+                if rooms.insert(*key, bytes.as_slice())?.is_none() {
+                    delta += 1;
+                }
+            }
+            for key in removes {
+                if rooms.remove(key.as_bytes())?.is_some() {
+                    delta -= 1;
+                }
+            }
+            if delta != 0 {
+                let current = match meta.get(ROOM_COUNT_KEY)? {
+                    Some(bytes) => {
+                        decode_count(&bytes).map_err(ConflictableTransactionError::Abort)?
+                    }
+                    None => 0,
+                };
+                let next = u64::try_from(
+                    i64::try_from(current)
+                        .unwrap_or(i64::MAX)
+                        .saturating_add(delta),
+                )
+                .unwrap_or(0);
+                meta.insert(ROOM_COUNT_KEY, &next.to_be_bytes())?;
+            }
+            Ok(delta)
+        });
+        written.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        })
     }
 
     /// The cached rooms of one owner, ordered by chat index.
@@ -558,16 +627,18 @@ impl Store {
         users: &[UserRecord],
         remove: &[String],
     ) -> Result<()> {
+        let mut puts = Vec::with_capacity(rooms.len());
         for record in rooms {
-            let bytes = encode(ROOMS_TREE, &record.room_id, record)?;
-            self.rooms.insert(record.room_id.as_bytes(), bytes)?;
+            puts.push((
+                record.room_id.as_bytes(),
+                encode(ROOMS_TREE, &record.room_id, record)?,
+            ));
         }
+        let removes: Vec<&str> = remove.iter().map(String::as_str).collect();
+        self.write_rooms(&puts, &removes)?;
         for record in users {
             let bytes = encode(USERS_TREE, &record.user_id, record)?;
             self.users.insert(record.user_id.as_bytes(), bytes)?;
-        }
-        for room_id in remove {
-            self.rooms.remove(room_id.as_bytes())?;
         }
         self.flush().await
     }
@@ -667,6 +738,38 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.room("!r:example.org").unwrap(), None);
         assert!(store.rooms().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_room_count_follows_every_write_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.room_count().unwrap(), 0);
+        store.put_room(&room("!a:hs", "@o:hs", 1)).await.unwrap();
+        assert_eq!(store.room_count().unwrap(), 1);
+        // Added, written again (not a new room), removed twice, added in a batch.
+        store.put_room(&room("!b:hs", "@o:hs", 2)).await.unwrap();
+        store.put_room(&room("!b:hs", "@o:hs", 2)).await.unwrap();
+        assert_eq!(store.room_count().unwrap(), 2);
+        assert!(store.remove_room("!a:hs").await.unwrap());
+        assert!(!store.remove_room("!a:hs").await.unwrap());
+        assert_eq!(store.room_count().unwrap(), 1);
+        let batch = [room("!c:hs", "@o:hs", 3), room("!b:hs", "@o:hs", 2)];
+        store
+            .apply(&batch, &[], &["!nope:hs".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(store.room_count().unwrap(), 2);
+        assert_eq!(store.rooms().unwrap().len(), 2, "the records agree");
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.room_count().unwrap(), 2);
+        // A store written before the count was kept is walked once at open.
+        store.meta.remove(ROOM_COUNT_KEY).unwrap();
+        store.flush().await.unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.room_count().unwrap(), 2);
     }
 
     #[tokio::test]

@@ -313,7 +313,11 @@ pub fn render_table(status: &Status) -> String {
     let counts = &status.room_counts;
     out.push_str(&format!(
         "\nROOMS ({} active, {} idle, {failed} failed; {} idle listed)\n",
-        counts.active, counts.idle, counts.idle_listed
+        counts.active,
+        counts
+            .idle
+            .map_or_else(|| "(unknown)".to_owned(), |n| n.to_string()),
+        counts.idle_listed
     ));
     let rows: Vec<Vec<String>> = status
         .rooms

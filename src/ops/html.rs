@@ -309,7 +309,10 @@ pub fn render(status: &Status) -> String {
          (every {REFRESH_SECS} s)</label></p>",
         escape(&status.version),
         status.room_counts.active,
-        status.room_counts.idle,
+        status
+            .room_counts
+            .idle
+            .map_or_else(|| "(unknown)".to_owned(), |n| n.to_string()),
         status.agents.len(),
         unix_ms_text(now),
     );
@@ -355,6 +358,7 @@ pub fn render(status: &Status) -> String {
     let unlisted = status
         .room_counts
         .idle
+        .unwrap_or(0)
         .saturating_sub(status.room_counts.idle_listed);
     for room in &status.rooms {
         row_start(&mut out, &room.actor_id, &room.state);
@@ -639,7 +643,7 @@ mod tests {
             ],
             room_counts: super::super::status::RoomCounts {
                 active: 2,
-                idle: 5,
+                idle: Some(5),
                 idle_listed: 1,
             },
             agents: vec![AgentStatus {

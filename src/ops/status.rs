@@ -277,8 +277,8 @@ pub const IDLE_ROOMS_LISTED: usize = 200;
 pub struct RoomCounts {
     /// Rooms whose actor is active (running, restarting or failed).
     pub active: usize,
-    /// Rooms whose actor is passivated.
-    pub idle: usize,
+    /// Rooms whose actor is passivated (`None`: the store could not say).
+    pub idle: Option<usize>,
     /// Of those, how many are listed in `rooms`.
     pub idle_listed: usize,
 }
@@ -468,7 +468,10 @@ pub fn status(view: &RuntimeView, root: &SupervisorHandle) -> Status {
     };
     let room_counts = RoomCounts {
         active: active.len(),
-        idle: view.rooms.managed_len().saturating_sub(active.len()),
+        idle: view
+            .rooms
+            .managed_len()
+            .map(|managed| managed.saturating_sub(active.len())),
         idle_listed: idle_records.len(),
     };
     let mut rooms = Vec::new();

@@ -41,8 +41,6 @@ pub const PASSIVATION_SWEEP_MIN: Duration = Duration::from_millis(100);
 /// How long a room actor may take to say whether it is idle (it answers from its mailbox,
 /// behind the messages already in it).
 pub const PASSIVATE_ASK_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the count of managed chats (a walk over every record's key) is reused.
-pub const MANAGED_COUNT_TTL: Duration = Duration::from_secs(30);
 
 /// The messengers the bot is on, by name. Cheap to clone.
 #[derive(Clone, Default)]
@@ -106,8 +104,6 @@ struct Inner {
     surfaces: Surfaces,
     idle_after: Option<Duration>,
     epoch: Instant,
-    /// The last count of managed chats, and when it was taken.
-    managed: Mutex<Option<(Instant, usize)>>,
 }
 
 /// Managed chats and their active actors. Cloning shares it.
@@ -134,7 +130,6 @@ impl RoomDirectory {
                 surfaces,
                 idle_after,
                 epoch: Instant::now(),
-                managed: Mutex::new(None),
             }),
         }
     }
@@ -211,18 +206,16 @@ impl RoomDirectory {
             .count()
     }
 
-    /// Number of managed chats (active and idle), counted at most every
-    /// [`MANAGED_COUNT_TTL`]: the store walks every record's key to count them.
-    pub fn managed_len(&self) -> usize {
-        let mut cached = self.inner.managed.lock();
-        if let Some((at, count)) = *cached {
-            if at.elapsed() < MANAGED_COUNT_TTL {
-                return count;
+    /// Number of managed chats, active and idle (the store keeps it with every write);
+    /// `None` when it cannot be read (logged).
+    pub fn managed_len(&self) -> Option<usize> {
+        match self.inner.deps.store.room_count() {
+            Ok(count) => Some(count),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the number of managed chats");
+                None
             }
         }
-        let count = self.inner.deps.store.room_count();
-        *cached = Some((Instant::now(), count));
-        count
     }
 
     /// The active chats' ids.
