@@ -447,7 +447,11 @@ async fn ops_endpoints_answer_on_a_running_bot() -> anyhow::Result<()> {
     let url = ops.base.as_str();
     let (code, table, err) = surfaces(dir, &["status", "--url", url], &[]).await?;
     assert_eq!(code, 0, "{err}");
-    assert!(table.contains("ROOMS (1, 0 failed)"), "{table}");
+    // The chat is active (it was just used; rooms idle 300 s before passivation).
+    assert!(
+        table.contains("ROOMS (1 active, 0 idle, 0 failed; 0 idle listed)"),
+        "{table}"
+    );
     assert!(table.contains(ob.chat.as_str()), "{table}");
     assert!(table.contains("AGENTS (1)"), "{table}");
     let (code, out, err) = surfaces(dir, &["health-check", "--url", url], &[]).await?;
@@ -617,7 +621,10 @@ async fn status_page_in_a_headless_browser_shows_rooms_and_a_failed_room() -> an
     let (code, table, err) =
         surfaces(stack.data.path(), &["status", "--url", &ops.base], &[]).await?;
     assert_eq!(code, 0, "{err}");
-    assert!(table.contains("ROOMS (2, 1 failed)"), "{table}");
+    assert!(
+        table.contains("ROOMS (2 active, 0 idle, 1 failed; 0 idle listed)"),
+        "{table}"
+    );
     // Bob's room answers: the trends have replies, their latency and the agent's turns.
     for n in 0..3 {
         ask(&stack, &bob, &b.chat, &format!("trend point {n}")).await?;
