@@ -1,7 +1,7 @@
 //! The people of `ops/bench` (parts 1, 2 and 5), and the bench's agent server.
 //!
 //! ```text
-//! bench_driver roundtrip --hs URL --secret FILE --state DIR --bot USER --floor USER [--n 200] [--warmup 5]
+//! bench_driver roundtrip --hs URL --secret FILE --state DIR --bot USER --floor USER [--peer USER] [--n 200] [--warmup 5]
 //! bench_driver burst     --hs URL --secret FILE --state DIR --bot USER [--m 10] [--k 20]
 //! bench_driver isolation --hs URL --secret FILE --state DIR --bot USER [--p 4] [--secs 30] [--slow slow]
 //! bench_driver agent     --port PORT [--slow-sender USER] [--delay-secs 30]
@@ -11,6 +11,12 @@
 //! `sync_once` loop. A message's latency runs from just before `room.send` until the
 //! person's sync hands over the bot's reply to it (a rich reply naming the message).
 //! Figures are printed as they come; lines `FIGURE <key> <value>` are for `ops/bench/run`.
+//!
+//! Part 1 (`roundtrip`) measures Surfaces (`--bot`) and the floor (`--floor`, the bare
+//! matrix-sdk echo bot of `floor_bot.rs`), and with `--peer` a third bot, `nio` in the
+//! figures (the matrix-nio echo bot of `nio_bot.py`), all in the same rotation; each is
+//! compared with the floor. `--cpu name=pid,...` names the processes whose CPU is measured
+//! (`synapse`, and each bot by its name for its own CPU per reply).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -462,17 +468,63 @@ async fn onboard_all(people: &[Arc<Person>], bot: &UserId) -> anyhow::Result<Vec
     Ok(rooms)
 }
 
+// ---------------------------------------------------------------------------------------
+// Part 1: reply round trip, Surfaces, the floor and the peer interleaved
+
+/// The bot every other one of part 1 is compared with.
+const FLOOR: &str = "floor";
+/// Surfaces, the bot whose ratios to the floor have targets.
+const SURFACES: &str = "surfaces";
+
+/// A bot of part 1: its name in figures, the person's room with it, its round trips.
+struct Target {
+    name: &'static str,
+    room: Room,
+    samples: Vec<Duration>,
+}
+
+impl Target {
+    /// The end of its ratio figures' keys (`rtt_ratio<..>_p50`, `hs_cpu_ratio<..>`): none
+    /// for Surfaces (the names its figures had before there was a peer), `_<name>` else.
+    fn ratio_suffix(&self) -> String {
+        if self.name == SURFACES {
+            String::new()
+        } else {
+            format!("_{}", self.name)
+        }
+    }
+
+    /// What its ratio to the floor is held to, for the printed line: Surfaces' only.
+    fn ratio_target(&self, limit: &str) -> String {
+        if self.name == SURFACES {
+            format!("  (target <= {limit})")
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// The targets but the floor, with the floor's index.
+fn versus_floor(
+    targets: &[Target],
+) -> anyhow::Result<(usize, impl Iterator<Item = (usize, &Target)>)> {
+    let floor = targets
+        .iter()
+        .position(|t| t.name == FLOOR)
+        .context("no floor among the targets")?;
+    Ok((
+        floor,
+        targets.iter().enumerate().filter(move |(k, _)| *k != floor),
+    ))
+}
+
 /// The homeserver's CPU per answered message, for each bot apart: blocks of
 /// [`HS_BLOCK_LEN`] round trips to one bot at a time, the bots taking turns block by block
-/// (so drift in the machine's load hits both alike), Synapse's CPU-seconds over a bot's
+/// (so drift in the machine's load hits them alike), Synapse's CPU-seconds over a bot's
 /// blocks divided by its messages. Within a block only that bot's traffic runs, so its
 /// typing, receipts and syncs are what Synapse spends; only the tail of a block's last reply
 /// (a request sent after the person saw it) can spill into the next block.
-async fn homeserver_cost(
-    args: &Args,
-    person: &Person,
-    targets: &[(&str, Room, Vec<Duration>)],
-) -> anyhow::Result<()> {
+async fn homeserver_cost(args: &Args, person: &Person, targets: &[Target]) -> anyhow::Result<()> {
     let pids: HashMap<String, String> = cpu_pids(args).into_iter().collect();
     let Some(synapse) = pids.get("synapse") else {
         println!("roundtrip: no synapse pid given (--cpu synapse=PID): homeserver cost skipped");
@@ -483,21 +535,20 @@ async fn homeserver_cost(
     for b in 0..HS_BLOCKS {
         for j in 0..targets.len() {
             let k = (b + j) % targets.len();
-            let (name, room, _) = &targets[k];
-            let own = pids.get(*name);
-            let (h0, o0) = (
-                cpu_seconds_of(synapse),
-                own.map_or(0.0, |p| cpu_seconds_of(p)),
-            );
+            let own = pids.get(targets[k].name);
+            let cpu = || {
+                (
+                    cpu_seconds_of(synapse),
+                    own.map_or(0.0, |p| cpu_seconds_of(p)),
+                )
+            };
+            let (h0, o0) = cpu();
             for i in 0..HS_BLOCK_LEN {
                 person
-                    .round_trip(room, &format!("homeserver cost {b}.{i}"))
+                    .round_trip(&targets[k].room, &format!("homeserver cost {b}.{i}"))
                     .await?;
             }
-            let (h1, o1) = (
-                cpu_seconds_of(synapse),
-                own.map_or(0.0, |p| cpu_seconds_of(p)),
-            );
+            let (h1, o1) = cpu();
             used[k].0 += h1 - h0;
             used[k].1 += o1 - o0;
             used[k].2 += HS_BLOCK_LEN;
@@ -507,34 +558,38 @@ async fn homeserver_cost(
         .iter()
         .map(|(h, _, n)| h / (*n).max(1) as f64 * 1000.0)
         .collect();
-    for ((name, _, _), (h, o, n)) in targets.iter().zip(&used) {
+    for (t, (h, o, n)) in targets.iter().zip(&used) {
         let n = (*n).max(1) as f64;
         println!(
-            "roundtrip {name:<12} homeserver {:.1} CPU-ms per answered message, the bot itself {:.1} ({} messages in {HS_BLOCKS} blocks)",
+            "roundtrip {:<12} homeserver {:.1} CPU-ms per answered message, the bot itself {:.1} ({} messages in {HS_BLOCKS} blocks)",
+            t.name,
             h / n * 1000.0,
             o / n * 1000.0,
             n
         );
-        println!("FIGURE hs_cpu_ms_{name} {:.1}", h / n * 1000.0);
-        println!("FIGURE own_cpu_ms_{name} {:.1}", o / n * 1000.0);
+        println!("FIGURE hs_cpu_ms_{} {:.1}", t.name, h / n * 1000.0);
+        println!("FIGURE own_cpu_ms_{} {:.1}", t.name, o / n * 1000.0);
     }
-    if let [surfaces, floor] = per_reply.as_slice() {
-        if *floor > 0.0 {
-            let r = surfaces / floor;
-            println!("roundtrip: homeserver cost surfaces / floor {r:.3} (target <= 1.10)");
-            println!("FIGURE hs_cpu_ratio {r:.3}");
+    let (floor, others) = versus_floor(targets)?;
+    if per_reply[floor] > 0.0 {
+        for (k, t) in others {
+            let r = per_reply[k] / per_reply[floor];
+            println!(
+                "roundtrip: homeserver cost {} / floor {r:.3}{}",
+                t.name,
+                t.ratio_target("1.10")
+            );
+            println!("FIGURE hs_cpu_ratio{} {r:.3}", t.ratio_suffix());
         }
     }
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------
-// Part 1: reply round trip, Surfaces vs the floor, interleaved
-
 async fn roundtrip(args: &Args) -> anyhow::Result<()> {
     let ctx = Arc::new(Ctx::from(args)?);
     let bot: OwnedUserId = args.get("bot")?.parse()?;
     let floor: OwnedUserId = args.get("floor")?.parse()?;
+    let peer: Option<OwnedUserId> = args.kv.get("peer").map(|p| p.parse()).transpose()?;
     let n = args.num("n", 200)? as usize;
     let warmup = args.num("warmup", 5)? as usize;
     let person = Person::new(&ctx, "rtt").await?;
@@ -544,19 +599,27 @@ async fn roundtrip(args: &Args) -> anyhow::Result<()> {
         "roundtrip: onboarded with Surfaces in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let floor_room = person.room_with(&floor).await?;
-    println!(
-        "roundtrip: encrypted rooms: surfaces {}, floor {}",
-        chat.latest_encryption_state().await?.is_encrypted(),
-        floor_room.latest_encryption_state().await?.is_encrypted()
-    );
-    let mut targets: Vec<(&str, Room, Vec<Duration>)> = vec![
-        ("surfaces", chat, Vec::with_capacity(n)),
-        ("floor", floor_room, Vec::with_capacity(n)),
+    let target = |name, room| Target {
+        name,
+        room,
+        samples: Vec::with_capacity(n),
+    };
+    let mut targets = vec![
+        target(SURFACES, chat),
+        target(FLOOR, person.room_with(&floor).await?),
     ];
+    if let Some(peer) = &peer {
+        targets.push(target("nio", person.room_with(peer).await?));
+    }
+    let mut encrypted = Vec::new();
+    for t in &targets {
+        let on = t.room.latest_encryption_state().await?.is_encrypted();
+        encrypted.push(format!("{} {on}", t.name));
+    }
+    println!("roundtrip: encrypted rooms: {}", encrypted.join(", "));
     for i in 0..warmup {
-        for (_, room, _) in &targets {
-            person.round_trip(room, &format!("warm-up {i}")).await?;
+        for t in &targets {
+            person.round_trip(&t.room, &format!("warm-up {i}")).await?;
         }
     }
     // Interleaved, one message at a time, the order rotating: machine noise hits all alike.
@@ -565,44 +628,54 @@ async fn roundtrip(args: &Args) -> anyhow::Result<()> {
         let text = format!("round trip message number {i}");
         for j in 0..targets.len() {
             let k = (i + j) % targets.len();
-            let d = person.round_trip(&targets[k].1, &text).await?;
-            targets[k].2.push(d);
+            let d = person.round_trip(&targets[k].room, &text).await?;
+            targets[k].samples.push(d);
         }
     }
     cpu.report("rtt");
-    for (name, room, samples) in &targets {
+    for t in &targets {
         let seen = person
             .inbox
             .typing
             .lock()
-            .get(room.room_id())
+            .get(t.room.room_id())
             .copied()
             .unwrap_or(0);
         println!(
-            "roundtrip {name}: {seen} typing notifications seen for {} messages (warm-up included)",
-            samples.len() + warmup
+            "roundtrip {}: {seen} typing notifications seen for {} messages (warm-up included)",
+            t.name,
+            t.samples.len() + warmup
         );
-        println!("FIGURE rtt_{name}_typing_seen {seen}");
+        println!("FIGURE rtt_{}_typing_seen {seen}", t.name);
     }
     homeserver_cost(args, &person, &targets).await?;
-    let sums: Vec<Summary> = targets.iter().map(|t| summarize(&t.2)).collect();
-    for ((name, _, _), sum) in targets.iter().zip(&sums) {
+    let sums: Vec<Summary> = targets.iter().map(|t| summarize(&t.samples)).collect();
+    for (t, sum) in targets.iter().zip(&sums) {
         print_summary(
-            &format!("roundtrip {name:<12}"),
-            &format!("rtt_{name}"),
+            &format!("roundtrip {:<12}", t.name),
+            &format!("rtt_{}", t.name),
             sum,
         );
     }
-    let (s, f) = (&sums[0], &sums[1]);
-    println!(
-        "roundtrip: surfaces / floor: p50 {:.3}  p90 {:.3}  p99 {:.3}  (target <= 1.05)",
-        ratio(s.p50, f.p50),
-        ratio(s.p90, f.p90),
-        ratio(s.p99, f.p99)
-    );
-    println!("FIGURE rtt_ratio_p50 {:.3}", ratio(s.p50, f.p50));
-    println!("FIGURE rtt_ratio_p90 {:.3}", ratio(s.p90, f.p90));
-    println!("FIGURE rtt_ratio_p99 {:.3}", ratio(s.p99, f.p99));
+    let (floor, others) = versus_floor(&targets)?;
+    let f = &sums[floor];
+    for (k, t) in others {
+        let s = &sums[k];
+        let (r50, r90, r99) = (
+            ratio(s.p50, f.p50),
+            ratio(s.p90, f.p90),
+            ratio(s.p99, f.p99),
+        );
+        println!(
+            "roundtrip: {} / floor: p50 {r50:.3}  p90 {r90:.3}  p99 {r99:.3}{}",
+            t.name,
+            t.ratio_target("1.05")
+        );
+        let key = format!("rtt_ratio{}", t.ratio_suffix());
+        println!("FIGURE {key}_p50 {r50:.3}");
+        println!("FIGURE {key}_p90 {r90:.3}");
+        println!("FIGURE {key}_p99 {r99:.3}");
+    }
     println!(
         "FIGURE rtt_undecryptable {}",
         person.inbox.undecrypted.load(Ordering::Relaxed)
