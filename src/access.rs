@@ -34,15 +34,27 @@ pub fn split_user_id(user_id: &str) -> Option<(&str, &str)> {
 
 /// `*` matches any run of characters (including none); everything else matches itself.
 fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    glob_bytes(pattern.as_bytes(), text.as_bytes(), |p, t| p == t)
+}
+
+/// [`glob_match`], ASCII letters matching either case (server names).
+fn glob_match_ignore_case(pattern: &str, text: &str) -> bool {
+    glob_bytes(pattern.as_bytes(), text.as_bytes(), |p, t| {
+        p.eq_ignore_ascii_case(&t)
+    })
+}
+
+/// The glob on UTF-8 bytes, without allocating (it runs on every message): the same as on
+/// characters, because a literal character's first byte never matches inside another
+/// character (UTF-8 continuation bytes are distinct from first bytes) and `*` is ASCII.
+fn glob_bytes(p: &[u8], t: &[u8], same: impl Fn(u8, u8) -> bool) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && p[pi] == '*' {
+        if p.get(pi) == Some(&b'*') {
             star = Some((pi, ti));
             pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
+        } else if p.get(pi).is_some_and(|&c| same(c, t[ti])) {
             pi += 1;
             ti += 1;
         } else if let Some((sp, st)) = star {
@@ -53,7 +65,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 /// Whether `pattern` is a valid `access.allowed_users` / `access.admins` pattern.
@@ -154,9 +166,11 @@ impl AccessPolicy {
         if self.is_admin(user_id) {
             return true;
         }
-        let server = server.to_ascii_lowercase();
         if self.allowed_users.is_empty() && self.allowed_homeservers.is_empty() {
-            return self.own_server.as_deref() == Some(server.as_str());
+            return self
+                .own_server
+                .as_deref()
+                .is_some_and(|own| own.eq_ignore_ascii_case(server));
         }
         self.allowed_users
             .iter()
@@ -164,7 +178,7 @@ impl AccessPolicy {
             || self
                 .allowed_homeservers
                 .iter()
-                .any(|p| glob_match(&p.to_ascii_lowercase(), &server))
+                .any(|p| glob_match_ignore_case(p, server))
     }
 
     /// Whether `user_id` is one of the bot's administrators.
@@ -186,11 +200,7 @@ fn user_pattern_matches(pattern: &str, user_id: &str) -> bool {
     let Some((local_pattern, server_pattern)) = pattern.split_once(':') else {
         return false;
     };
-    glob_match(local_pattern, local)
-        && glob_match(
-            &server_pattern.to_ascii_lowercase(),
-            &server.to_ascii_lowercase(),
-        )
+    glob_match(local_pattern, local) && glob_match_ignore_case(server_pattern, server)
 }
 
 #[cfg(test)]
@@ -335,9 +345,27 @@ mod tests {
             ("abc", "abcd", false),
             ("*a*b*", "xxaxxbxx", true),
             ("é*", "éa", true),
+            ("*é", "aé", true),
+            ("a*é*z", "aüéüz", true),
+            ("a?", "aé", false),
+            ("é", "e", false),
+            ("*ü", "aé", false),
         ];
         for (p, t, expected) in table {
             assert_eq!(glob_match(p, t), expected, "{p:?} vs {t:?}");
+        }
+    }
+
+    #[test]
+    fn server_globs_ignore_ascii_case_only() {
+        let table = [
+            ("*.Example.ORG", "matrix.example.org", true),
+            ("EXAMPLE.org", "example.ORG", true),
+            ("example.org", "example.com", false),
+            ("É*", "é", false),
+        ];
+        for (p, t, expected) in table {
+            assert_eq!(glob_match_ignore_case(p, t), expected, "{p:?} vs {t:?}");
         }
     }
 

@@ -12,6 +12,10 @@
 //! Each pending entry also counts how often it was resumed (durably, before each attempt), so
 //! a message that keeps taking its room or the whole process down is given up after a few
 //! restarts instead of being retried forever.
+//!
+//! Which event is pending under which sequence number is kept in memory ([`PendingIndex`]),
+//! rebuilt from the pending entries at open: it is derived data, and as a sled tree it cost
+//! three tree operations per message (a third of the journal's work in the pipeline bench).
 
 mod held_files;
 mod undecryptable;
@@ -26,8 +30,9 @@ pub use undecryptable::UndecryptableCounts;
 
 /// Tree of pending entries, keyed by a big-endian sequence number (so iteration is in order).
 const PENDING_TREE: &str = "journal_pending";
-/// Tree of event ids → pending sequence number (duplicate check).
-const INDEX_TREE: &str = "journal_index";
+/// Tree of event ids → pending sequence number, as earlier versions kept it on disk (now in
+/// memory, [`PendingIndex`]); dropped at open.
+const OLD_INDEX_TREE: &str = "journal_index";
 /// Tree of done event ids → when they were done (ms since the epoch).
 const DONE_TREE: &str = "journal_done";
 /// How long done event ids are remembered (a replay older than this is not expected).
@@ -78,12 +83,19 @@ pub enum Accepted {
     Done,
 }
 
+/// Event id → sequence number of every pending entry: the duplicate check and the way from
+/// an event to its entry. Kept in step with the pending tree: an entry is in the tree before
+/// it is here, and a done event is in the done tree before it leaves here, so an event is at
+/// every moment pending here or done on disk (or neither: not yet staged).
+/// One per store: every `Journal::open` on the same store shares it ([`Store`] keeps it).
+pub(crate) type PendingIndex = Arc<parking_lot::Mutex<std::collections::HashMap<String, u64>>>;
+
 /// The journal. Cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
     db: sled::Db,
     pending: sled::Tree,
-    index: sled::Tree,
+    index: PendingIndex,
     done: sled::Tree,
     /// Messages that cannot be read yet ([`undecryptable`]).
     undecryptable: sled::Tree,
@@ -114,9 +126,19 @@ impl Journal {
     /// Opens the journal's trees in the store's database.
     pub fn open(store: &Store) -> Result<Self, StoreError> {
         let db = store.db().clone();
+        let pending = db.open_tree(PENDING_TREE)?;
+        let index = store.pending_index(|| {
+            let index = index_pending(&pending)?;
+            if db.drop_tree(OLD_INDEX_TREE)? {
+                tracing::info!(
+                    "the journal's index is kept in memory now: its old tree is dropped"
+                );
+            }
+            Ok::<_, StoreError>(Arc::new(parking_lot::Mutex::new(index)))
+        })?;
         Ok(Self {
-            pending: db.open_tree(PENDING_TREE)?,
-            index: db.open_tree(INDEX_TREE)?,
+            pending,
+            index,
             done: db.open_tree(DONE_TREE)?,
             undecryptable: db.open_tree(undecryptable::TREE)?,
             undecryptable_counts: Arc::default(),
@@ -152,12 +174,12 @@ impl Journal {
         sender: &str,
         body: &str,
     ) -> Result<(Accepted, u64), StoreError> {
+        // Pending first: an event leaves the index only once it is done on disk.
+        if let Some(seq) = self.pending_seq(event_id) {
+            return Ok((Accepted::Pending, seq));
+        }
         if self.done.contains_key(event_id.as_bytes())? {
             return Ok((Accepted::Done, 0));
-        }
-        if let Some(seq) = self.index.get(event_id.as_bytes())? {
-            let seq = decode_seq(INDEX_TREE, event_id.as_bytes(), &seq)?;
-            return Ok((Accepted::Pending, seq));
         }
         let seq = self.db.generate_id()?;
         let entry = JournalEntry {
@@ -178,8 +200,13 @@ impl Journal {
             message: e.to_string(),
         })?;
         self.pending.insert(seq.to_be_bytes(), bytes)?;
-        self.index.insert(event_id.as_bytes(), &seq.to_be_bytes())?;
+        self.index.lock().insert(event_id.to_owned(), seq);
         Ok((Accepted::New, seq))
+    }
+
+    /// The sequence number of a pending event.
+    fn pending_seq(&self, event_id: &str) -> Option<u64> {
+        self.index.lock().get(event_id).copied()
     }
 
     /// Makes everything staged so far durable (one flush).
@@ -189,8 +216,7 @@ impl Journal {
 
     /// True if the event is pending or answered: the bot has handled it.
     pub fn is_known(&self, event_id: &str) -> Result<bool, StoreError> {
-        Ok(self.done.contains_key(event_id.as_bytes())?
-            || self.index.contains_key(event_id.as_bytes())?)
+        Ok(self.pending_seq(event_id).is_some() || self.done.contains_key(event_id.as_bytes())?)
     }
 
     /// Marks a message answered (durably).
@@ -201,11 +227,13 @@ impl Journal {
 
     /// Marks a message answered without flushing ([`Journal::commit`] makes it durable).
     pub fn stage_done(&self, event_id: &str) -> Result<(), StoreError> {
-        if let Some(seq) = self.index.remove(event_id.as_bytes())? {
-            self.pending.remove(seq)?;
-        }
+        // Done on disk before it leaves the index (see [`PendingIndex`]).
         self.done
             .insert(event_id.as_bytes(), &now_ms().to_be_bytes())?;
+        let seq = self.index.lock().remove(event_id);
+        if let Some(seq) = seq {
+            self.pending.remove(seq.to_be_bytes())?;
+        }
         Ok(())
     }
 
@@ -263,21 +291,19 @@ impl Journal {
             .unwrap_or_default())
     }
 
-    fn pending_entry(
-        &self,
-        event_id: &str,
-    ) -> Result<Option<(sled::IVec, JournalEntry)>, StoreError> {
-        let Some(seq) = self.index.get(event_id.as_bytes())? else {
+    fn pending_entry(&self, event_id: &str) -> Result<Option<([u8; 8], JournalEntry)>, StoreError> {
+        let Some(seq) = self.pending_seq(event_id) else {
             return Ok(None);
         };
-        let Some(bytes) = self.pending.get(&seq)? else {
+        let seq = seq.to_be_bytes();
+        let Some(bytes) = self.pending.get(seq)? else {
             return Ok(None);
         };
         let entry = serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &seq, e))?;
         Ok(Some((seq, entry)))
     }
 
-    fn put_pending(&self, seq: sled::IVec, entry: &JournalEntry) -> Result<(), StoreError> {
+    fn put_pending(&self, seq: [u8; 8], entry: &JournalEntry) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Encode {
             tree: PENDING_TREE,
             key: entry.event_id.clone(),
@@ -287,8 +313,11 @@ impl Journal {
         Ok(())
     }
 
-    /// True if the event was answered.
+    /// True if the event was answered (a pending event is not: answered from memory).
     pub fn is_done(&self, event_id: &str) -> Result<bool, StoreError> {
+        if self.pending_seq(event_id).is_some() {
+            return Ok(false);
+        }
         Ok(self.done.contains_key(event_id.as_bytes())?)
     }
 
@@ -305,7 +334,7 @@ impl Journal {
 
     /// Number of pending entries.
     pub fn pending_count(&self) -> usize {
-        self.pending.len()
+        self.index.lock().len()
     }
 
     /// Replaces the text of a pending message (an edit of a message still waiting), durably;
@@ -341,6 +370,25 @@ impl Journal {
         }
         Ok(old.len())
     }
+}
+
+/// The index of the pending tree's entries (read once, at open).
+fn index_pending(
+    pending: &sled::Tree,
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    #[derive(Deserialize)]
+    struct Key {
+        event_id: String,
+    }
+    let mut index = std::collections::HashMap::new();
+    for item in pending.iter() {
+        let (key, bytes) = item?;
+        let seq = decode_seq(PENDING_TREE, &key, &key)?;
+        let entry: Key =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &key, e))?;
+        index.insert(entry.event_id, seq);
+    }
+    Ok(index)
 }
 
 fn decode_seq(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
@@ -457,6 +505,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_journal_of_one_store_sees_what_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = Journal::open(&store).unwrap();
+        let second = Journal::open(&store.clone()).unwrap();
+        first.stage("!r", "$a", "@u", "hi").unwrap();
+        assert!(second.is_known("$a").unwrap());
+        assert_eq!(
+            second.stage("!r", "$a", "@u", "hi").unwrap().0,
+            Accepted::Pending
+        );
+        assert_eq!(second.pending_count(), 1);
+        second.complete("$a").await.unwrap();
+        assert!(first.is_done("$a").unwrap());
+        assert_eq!(
+            first.stage("!r", "$a", "@u", "hi").unwrap().0,
+            Accepted::Done
+        );
+        assert_eq!(first.pending_count(), 0);
+    }
+
+    #[tokio::test]
     async fn pending_survives_reopen_in_order() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -504,10 +574,25 @@ mod tests {
 
     #[tokio::test]
     async fn entries_written_without_a_count_still_load() {
-        let (_dir, j) = journal().await;
-        let old = br#"{"seq":7,"room_id":"!r","event_id":"$old","sender":"@u","body":"hi"}"#;
-        j.pending.insert(7u64.to_be_bytes(), old.to_vec()).unwrap();
-        j.index.insert(b"$old", &7u64.to_be_bytes()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let old = br#"{"seq":7,"room_id":"!r","event_id":"$old","sender":"@u","body":"hi"}"#;
+            let pending = store.db().open_tree(PENDING_TREE).unwrap();
+            pending.insert(7u64.to_be_bytes(), old.to_vec()).unwrap();
+            let index = store.db().open_tree(OLD_INDEX_TREE).unwrap();
+            index.insert(b"$old", &7u64.to_be_bytes()).unwrap();
+            store.db().flush().unwrap();
+        }
+        let j = open_in(dir.path());
+        assert!(!j
+            .db
+            .tree_names()
+            .contains(&sled::IVec::from(OLD_INDEX_TREE)));
+        assert_eq!(
+            j.stage("!r", "$old", "@u", "hi").unwrap(),
+            (Accepted::Pending, 7)
+        );
         let entries = j.pending().unwrap();
         assert_eq!(
             (entries[0].event_id.as_str(), entries[0].resumes),

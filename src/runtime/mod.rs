@@ -536,7 +536,11 @@ async fn start_up(s: StartUp) -> anyhow::Result<()> {
     // Chats are activated when something needs them: here, those the journal holds
     // messages of (left by the last run), each given its own, in journal order.
     let resumed = resume_pending(&s.rooms, &s.journal).await?;
-    tracing::info!(resumed, "chats with pending messages activated");
+    match s.store.room_count() {
+        Ok(managed) => tracing::info!(managed, resumed, "chats with pending messages activated"),
+        Err(error) => tracing::warn!(%error, resumed,
+            "chats with pending messages activated; the managed chats cannot be counted"),
+    }
     for connector in connectors {
         let name = connector.surface().name();
         connector

@@ -47,7 +47,7 @@ use crate::crash::{self, CrashPoint};
 use crate::journal::{Journal, JournalEntry};
 use crate::metrics::{MessageOutcome, Metrics};
 use crate::retry::{retry, RetryPolicy};
-use crate::store::Store;
+use crate::store::{RoomRecord, RoomRecordCache, Store, StoreError};
 use crate::surface::{
     turn_id_for, AnswerPart, ChatId, MessageId, OutMessage, PersonId, ReplyTo, SendKey, Surface,
     SurfaceError,
@@ -113,6 +113,9 @@ pub struct Chat {
     pub id: ChatId,
     /// Its messenger.
     pub surface: Arc<dyn Surface>,
+    /// Its record as last read (shared by the clones: the actor's turns read it through
+    /// this, [`Chat::record`]).
+    record: Arc<RoomRecordCache>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -124,7 +127,17 @@ impl std::fmt::Debug for Chat {
 impl Chat {
     /// A chat of `surface`.
     pub fn new(surface: Arc<dyn Surface>, id: ChatId) -> Self {
-        Self { id, surface }
+        Self {
+            id,
+            surface,
+            record: Arc::default(),
+        }
+    }
+
+    /// Its record in the store, read again only when a room record was written since the
+    /// last read ([`Store::room_cached`]).
+    pub fn record(&self, store: &Store) -> Result<Option<RoomRecord>, StoreError> {
+        store.room_cached(self.id.as_str(), &self.record)
     }
 
     /// Sends `message`, retrying per [`RetryPolicy::SEND`] (its key makes that safe).
@@ -399,7 +412,7 @@ async fn answer(
     let story = deps
         .stories
         .begin(chat.id.as_str(), msg.id.as_str(), msg.arrival);
-    let record = match deps.store.room(chat.id.as_str()) {
+    let record = match chat.record(&deps.store) {
         Ok(Some(record)) => record,
         Ok(None) => {
             tracing::error!("managed chat without a record in the store");
