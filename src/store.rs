@@ -262,20 +262,11 @@ fn is_lock_error(e: &sled::Error) -> bool {
     }
 }
 
-/// The stored room count (8 bytes, big-endian).
-fn decode_count(bytes: &[u8]) -> Result<u64> {
+/// A counter of the meta tree at `key` (8 bytes, big-endian).
+fn decode_meta_u64(key: &str, bytes: &[u8]) -> Result<u64> {
     let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
         tree: META_TREE,
-        key: ROOM_COUNT_KEY.to_owned(),
-        message: format!("expected 8 bytes, found {}", bytes.len()),
-    })?;
-    Ok(u64::from_be_bytes(array))
-}
-
-fn decode_seq(bytes: &[u8]) -> Result<u64> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
-        tree: META_TREE,
-        key: CHAT_SEQ_KEY.to_owned(),
+        key: key.to_owned(),
         message: format!("expected 8 bytes, found {}", bytes.len()),
     })?;
     Ok(u64::from_be_bytes(array))
@@ -496,7 +487,7 @@ impl Store {
     /// Number of cached rooms (kept with every write: no walk).
     pub fn room_count(&self) -> Result<usize> {
         let count = match self.meta.get(ROOM_COUNT_KEY)? {
-            Some(bytes) => decode_count(&bytes)?,
+            Some(bytes) => decode_meta_u64(ROOM_COUNT_KEY, &bytes)?,
             None => 0,
         };
         Ok(usize::try_from(count).unwrap_or(usize::MAX))
@@ -531,9 +522,8 @@ impl Store {
             }
             if delta != 0 {
                 let current = match meta.get(ROOM_COUNT_KEY)? {
-                    Some(bytes) => {
-                        decode_count(&bytes).map_err(ConflictableTransactionError::Abort)?
-                    }
+                    Some(bytes) => decode_meta_u64(ROOM_COUNT_KEY, &bytes)
+                        .map_err(ConflictableTransactionError::Abort)?,
                     None => 0,
                 };
                 let next = u64::try_from(
@@ -571,7 +561,7 @@ impl Store {
         let mut problem: Option<StoreError> = None;
         let updated = self.meta.update_and_fetch(CHAT_SEQ_KEY, |old| {
             problem = None;
-            let current = match old.map(decode_seq).transpose() {
+            let current = match old.map(|b| decode_meta_u64(CHAT_SEQ_KEY, &b)).transpose() {
                 Ok(value) => value.unwrap_or(0),
                 Err(e) => {
                     problem = Some(e);
@@ -594,7 +584,7 @@ impl Store {
             return Err(e);
         }
         let value = match updated {
-            Some(bytes) => decode_seq(&bytes)?,
+            Some(bytes) => decode_meta_u64(CHAT_SEQ_KEY, &bytes)?,
             None => 0,
         };
         self.flush().await?;
