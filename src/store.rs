@@ -561,7 +561,7 @@ impl Store {
         let mut problem: Option<StoreError> = None;
         let updated = self.meta.update_and_fetch(CHAT_SEQ_KEY, |old| {
             problem = None;
-            let current = match old.map(|b| decode_meta_u64(CHAT_SEQ_KEY, &b)).transpose() {
+            let current = match old.map(|b| decode_meta_u64(CHAT_SEQ_KEY, b)).transpose() {
                 Ok(value) => value.unwrap_or(0),
                 Err(e) => {
                     problem = Some(e);

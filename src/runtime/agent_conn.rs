@@ -2,8 +2,11 @@
 //!
 //! It owns the agent client, bounds how many turns run at once (config
 //! `agents[].max_concurrent_turns`), retries transient failures with backoff, and keeps
-//! the connection's health (in-flight turns, last error) for operators. Turns run as
-//! futures inside the actor, so one slow turn never blocks another room's turn.
+//! the connection's health (in-flight turns, last error) for operators. A turn is handed
+//! out as a future ([`TurnFuture`]) that its room runs on the room's own thread: one slow
+//! turn never blocks another room's turn, and turns of rooms on different threads run in
+//! parallel instead of all on the connection's thread. The request still goes through the
+//! connection's mailbox, so its supervision and fault drills apply to every turn.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,9 +66,14 @@ impl Actor for AgentConn {
 }
 actors::supervised_actor!(AgentConn);
 
-/// Runs one turn on this agent (retrying transient failures) and returns its outcome.
+/// A turn handed out by its connection: awaiting it runs the turn (waiting for a permit
+/// first, retrying transient failures) on the awaiting task's thread.
+pub type TurnFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<TurnOutcome, AgentError>> + Send>>;
+
+/// Hands out one turn on this agent, to be run by the caller ([`TurnFuture`]).
 #[derive(Message)]
-#[rtype(result = "Result<TurnOutcome, AgentError>")]
+#[rtype(result = "TurnFuture")]
 pub struct RunTurn {
     /// The room's platform chat id.
     pub chat_id: String,
@@ -90,7 +98,7 @@ pub enum Live {
 }
 
 impl Handler<RunTurn> for AgentConn {
-    type Result = ResponseFuture<Result<TurnOutcome, AgentError>>;
+    type Result = actix::MessageResult<RunTurn>;
 
     fn handle(&mut self, msg: RunTurn, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
@@ -145,7 +153,8 @@ impl Handler<RunTurn> for AgentConn {
             *stats.last_error.lock() = result.as_ref().err().map(ToString::to_string);
             result
         };
-        Box::pin(tracing::Instrument::instrument(turn, span))
+        let turn: TurnFuture = Box::pin(tracing::Instrument::instrument(turn, span));
+        actix::MessageResult(turn)
     }
 }
 

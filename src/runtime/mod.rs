@@ -48,7 +48,7 @@ use self::directory::{RoomDirectory, RoomStarter, Surfaces};
 use self::intake::{Intake, IntakeLimits};
 use self::provisioner::{ProvisionDeps, Provisioner};
 use self::room::RoomDeps;
-use self::router::{AgentRoute, Router};
+use self::router::{AgentRoute, RouteTable, Router};
 use crate::agent::about::SharedAbout;
 use crate::agent::{AgentClient, AgentError};
 use crate::config::{AgentKind, Config};
@@ -209,11 +209,19 @@ pub async fn start_with(
         .default_agent()
         .map(|a| a.id.clone())
         .context("no default agent (config agents)")?;
+    let route_table = RouteTable::new(&routes);
+    let route_order: Vec<String> = routes.iter().map(|r| r.id.clone()).collect();
     let router_store = store.clone();
     let router_default = default_agent.clone();
+    let router_table = route_table.clone();
     let router = root
         .start_child(ChildSpec::new(ActorId::singleton(ids::ROUTER), move |_| {
-            Router::new(routes.clone(), router_default.clone(), router_store.clone())
+            Router::new(
+                router_table.clone(),
+                route_order.clone(),
+                router_default.clone(),
+                router_store.clone(),
+            )
         }))
         .await?;
 
@@ -248,6 +256,7 @@ pub async fn start_with(
         RoomDeps {
             store: store.clone(),
             router: router.clone(),
+            routes: route_table,
             metrics: metrics.clone(),
             stories: stories.clone(),
             journal: journal.clone(),

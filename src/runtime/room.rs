@@ -40,7 +40,7 @@ use self::story::{Outcome, Stories};
 use super::agent_conn::RunTurn;
 use super::commands::{self, InFlight};
 use super::presence;
-use super::router::{ResolveAgent, Router};
+use super::router::{RouteTable, Router};
 use crate::agent::{AgentError, RetryKind, TurnRequest, TurnSender, AUTH_REQUIRED_CODE};
 use crate::commands::Parsed;
 use crate::crash::{self, CrashPoint};
@@ -70,6 +70,8 @@ pub struct RoomDeps {
     pub store: Store,
     /// The router.
     pub router: ChildHandle<Router>,
+    /// The agents' routes (what a turn needs of the router, without its mailbox).
+    pub routes: RouteTable,
     /// The inbound journal (resume, completion, and the resume count of each message: a
     /// message that keeps killing its room actor, or the whole process, is given up after
     /// [`MAX_RESUMES`]).
@@ -448,15 +450,9 @@ async fn answer(
         }
         Parsed::NotACommand => {}
     }
-    let route = match deps
-        .router
-        .send(ResolveAgent {
-            agent_id: record.agent_id.clone(),
-        })
-        .await
-    {
-        Ok(Some(route)) => route,
-        Ok(None) => {
+    let route = match deps.routes.get(&record.agent_id) {
+        Some(route) => route.clone(),
+        None => {
             tracing::warn!(agent_id = %record.agent_id, "chat bound to an agent that is not configured");
             story.counted(
                 &deps.metrics,
@@ -466,15 +462,6 @@ async fn answer(
             return chat
                 .notice(&msg, &texts::agent_gone(&record.agent_id))
                 .await;
-        }
-        Err(error) => {
-            tracing::error!(%error, "router unavailable");
-            story.counted(
-                &deps.metrics,
-                chat.surface.name(),
-                MessageOutcome::InternalError,
-            );
-            return chat.notice(&msg, texts::internal_error()).await;
         }
     };
 
@@ -542,7 +529,7 @@ async fn answer(
     }
     let (result, streamed) = typing
         .during(async {
-            let result = route
+            let handed = route
                 .conn
                 .send(RunTurn {
                     chat_id: record.platform_chat_id.clone(),
@@ -551,6 +538,11 @@ async fn answer(
                     live: live.as_ref().map(stream::LiveReply::sender),
                 })
                 .await;
+            // Run here, on this room's thread (the connection only hands the turn out).
+            let result = match handed {
+                Ok(turn) => Ok(turn.await),
+                Err(error) => Err(error),
+            };
             let streamed = match live {
                 Some(live) => live.finish().await,
                 None => stream::Streamed::default(),

@@ -1,11 +1,14 @@
 //! The router: which agent connection serves a room, and fresh platform chat ids.
 //!
 //! Rooms name their agent by id (from their state event); the router maps that id to the
-//! live connection actor, and says when the agent is no longer configured. It mints
+//! live connection actor, and says when the agent is no longer configured. The map never
+//! changes while the process runs, so room actors read it directly ([`RouteTable`]) on
+//! every turn instead of asking the router through its mailbox. It mints
 //! platform chat ids from the store's sequence, which is flushed before an id is used and
 //! never reused, across restarts too.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use actors::ChildHandle;
@@ -57,9 +60,28 @@ impl AgentRoute {
     }
 }
 
+/// The configured agents' routes by id, read-only and shared (by the router and every room
+/// actor). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct RouteTable(Arc<HashMap<String, AgentRoute>>);
+
+impl RouteTable {
+    /// The table of `routes`, by id.
+    pub fn new(routes: &[AgentRoute]) -> Self {
+        Self(Arc::new(
+            routes.iter().map(|r| (r.id.clone(), r.clone())).collect(),
+        ))
+    }
+
+    /// The route to agent `agent_id`; `None` when it is not configured (a stale room).
+    pub fn get(&self, agent_id: &str) -> Option<&AgentRoute> {
+        self.0.get(agent_id)
+    }
+}
+
 /// The router actor.
 pub struct Router {
-    agents: HashMap<String, AgentRoute>,
+    agents: RouteTable,
     /// Agent ids in configuration order.
     order: Vec<String>,
     default_agent: String,
@@ -67,11 +89,16 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router over `agents`, `default_agent` being one of them.
-    pub fn new(agents: Vec<AgentRoute>, default_agent: String, store: Store) -> Self {
+    /// A router over `agents` (in configuration order), `default_agent` being one of them.
+    pub fn new(
+        agents: RouteTable,
+        order: Vec<String>,
+        default_agent: String,
+        store: Store,
+    ) -> Self {
         Self {
-            order: agents.iter().map(|a| a.id.clone()).collect(),
-            agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            order,
+            agents,
             default_agent,
             store,
         }

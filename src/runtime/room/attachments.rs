@@ -30,7 +30,7 @@ use crate::agent::{Attachment, FileEvent};
 use crate::files::{self, InboundRefusal};
 use crate::journal::Journal;
 use crate::metrics::Refusal;
-use crate::runtime::router::{AgentRoute, ResolveAgent};
+use crate::runtime::router::AgentRoute;
 use crate::surface::{AnswerPart, ChatId, IncomingFile, MessageId, PersonId, SendKey};
 use crate::texts;
 
@@ -216,7 +216,7 @@ pub(super) async fn receive_queued(chat: Chat, deps: Arc<RoomDeps>, msg: UserFil
 }
 
 /// The route of the chat's agent, or the notice to answer with.
-async fn route_of(deps: &RoomDeps, chat: &ChatId) -> Result<AgentRoute, String> {
+fn route_of(deps: &RoomDeps, chat: &ChatId) -> Result<AgentRoute, String> {
     let record = match deps.store.room(chat.as_str()) {
         Ok(Some(record)) => record,
         Ok(None) => {
@@ -228,19 +228,9 @@ async fn route_of(deps: &RoomDeps, chat: &ChatId) -> Result<AgentRoute, String> 
             return Err(texts::internal_error().to_owned());
         }
     };
-    match deps
-        .router
-        .send(ResolveAgent {
-            agent_id: record.agent_id.clone(),
-        })
-        .await
-    {
-        Ok(Some(route)) => Ok(route),
-        Ok(None) => Err(texts::agent_gone(&record.agent_id)),
-        Err(error) => {
-            tracing::error!(%error, "router unavailable");
-            Err(texts::internal_error().to_owned())
-        }
+    match deps.routes.get(&record.agent_id) {
+        Some(route) => Ok(route.clone()),
+        None => Err(texts::agent_gone(&record.agent_id)),
     }
 }
 
@@ -255,7 +245,7 @@ async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
         // Only text messages carry their arrival: a file's turn is not measured.
         arrival: None,
     };
-    let route = match route_of(&deps, &chat.id).await {
+    let route = match route_of(&deps, &chat.id) {
         Ok(route) => route,
         Err(text) => {
             chat.notice(&as_message, &text).await;
