@@ -3,10 +3,11 @@
 //! It owns the agent client, bounds how many turns run at once (config
 //! `agents[].max_concurrent_turns`), retries transient failures with backoff, and keeps
 //! the connection's health (in-flight turns, last error) for operators. A turn is handed
-//! out as a future ([`TurnFuture`]) that its room runs on the room's own thread: one slow
-//! turn never blocks another room's turn, and turns of rooms on different threads run in
-//! parallel instead of all on the connection's thread. The request still goes through the
-//! connection's mailbox, so its supervision and fault drills apply to every turn.
+//! out as a future ([`TurnFuture`]) that its room awaits in its own context: one slow turn
+//! never blocks another room's turn, and the connection's context does not carry every
+//! room's turn (that cost a third of the pipeline's throughput, `ops/bench/RESULTS.md`,
+//! "Where a turn runs"). The request still goes through the connection's mailbox, so its
+//! supervision and fault drills apply to every turn.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,22 @@ pub struct AgentStats {
     pub in_flight: AtomicUsize,
     /// The last failed turn's error, if the last turn failed.
     pub last_error: Mutex<Option<String>>,
+}
+
+/// One turn counted in [`AgentStats::in_flight`] while it lives.
+struct InFlight(Arc<AgentStats>);
+
+impl InFlight {
+    fn count(stats: &Arc<AgentStats>) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(stats.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The actor.
@@ -113,7 +130,8 @@ impl Handler<RunTurn> for AgentConn {
         let turn = async move {
             // The semaphore is never closed; a closed one would mean no limit to apply.
             let _permit = permits.acquire_owned().await.ok();
-            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            // Counted out when the turn ends or is dropped (its room stopped mid-turn).
+            let _counted = InFlight::count(&stats);
             tracing::debug!("turn started");
             let started = Instant::now();
             let mut first_event = true;
@@ -149,7 +167,6 @@ impl Handler<RunTurn> for AgentConn {
             let took = started.elapsed();
             tracing::debug!(?took, ok = result.is_ok(), "turn finished");
             metrics.turn_finished(&agent_id, took);
-            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             *stats.last_error.lock() = result.as_ref().err().map(ToString::to_string);
             result
         };
@@ -251,5 +268,22 @@ impl Handler<AgentCall> for AgentConn {
                     .map(CallOutcome::Turn),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_is_counted_in_flight_until_it_ends_or_is_dropped() {
+        let stats = Arc::new(AgentStats::default());
+        let first = InFlight::count(&stats);
+        let second = InFlight::count(&stats);
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 2);
+        drop(first);
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 1);
+        drop(second);
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 0);
     }
 }

@@ -538,7 +538,7 @@ async fn answer(
                     live: live.as_ref().map(stream::LiveReply::sender),
                 })
                 .await;
-            // Run here, on this room's thread (the connection only hands the turn out).
+            // Run here, in this room's context (the connection only hands the turn out).
             let result = match handed {
                 Ok(turn) => Ok(turn.await),
                 Err(error) => Err(error),
