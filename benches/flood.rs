@@ -73,7 +73,7 @@ async fn phase(label: &str, limits: &str, flood: bool, victims: usize, delay: Du
         extra_toml: limits.to_owned(),
         ..Setup::default()
     };
-    let bot = Bot::start(setup).await.unwrap_or_else(|e| fail("start", e));
+    let mut bot = Bot::start(setup).await.unwrap_or_else(|e| fail("start", e));
     let agent = bot.reference().unwrap_or_else(|e| fail("agent", e));
     let mut people = Vec::with_capacity(victims);
     for i in 0..victims {
@@ -152,6 +152,12 @@ async fn phase(label: &str, limits: &str, flood: bool, victims: usize, delay: Du
     );
     println!("FIGURE flood_{label}_p50_ms {:.1}", ms(s.p50));
     println!("FIGURE flood_{label}_p99_ms {:.1}", ms(s.p99));
+    // Stopped as on SIGTERM, not just dropped: a bot dropped mid-flood leaves its room actors
+    // to the actix system's teardown, which polls their turns once more after the runtime's
+    // timers are gone (a panic per phase at exit).
+    if let Err(error) = bot.stop().await {
+        fail("stop", error);
+    }
     s
 }
 
