@@ -1,7 +1,8 @@
 //! The operator's view, end to end: the ops endpoint of a running bot on a real Synapse
 //! (health, metrics parsed as Prometheus text, status as JSON, as a table and as a page
 //! rendered by headless Chromium), fault drills over HTTP (a panicking room restarts, the
-//! others keep answering; a room that cannot start ends failed), and the packaging files.
+//! others keep answering; a room that cannot start ends failed), a Matrix room passivated
+//! when idle and woken by its next message, and the packaging files.
 //!
 //! The fault endpoint exists only in builds with the `fault-injection` feature; `ops/test`
 //! builds everything with `--all-features`. Chromium comes from Debian's `chromium`
@@ -14,7 +15,7 @@ use matrix_sdk::ruma::RoomId;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::spine::{agents_toml, ask, onboard, Stack};
+use crate::spine::{agents_toml, answer_to, ask, onboard, Stack};
 use crate::support::{free_port, try_wait_until, POLL, WAIT};
 
 /// The fault endpoint's bearer token in these tests.
@@ -488,6 +489,44 @@ async fn ops_endpoints_answer_on_a_running_bot() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(wrong.status().as_u16(), 401);
+    Ok(())
+}
+
+/// Virtual room actors on the real adapter (issue 17 item 3): with a one-second idle period,
+/// a Matrix room's actor is passivated and `/status` shows the room idle; the person's next
+/// message wakes it, and each message is answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_matrix_room_is_passivated_and_its_next_message_wakes_it() -> anyhow::Result<()> {
+    let stack = stack_with(&[("SURFACES__SUPERVISION__ROOM_IDLE_SECS", "1")]).await?;
+    let ops = Ops::of(&stack)?;
+    let alice = stack.person("alice").await?;
+    let ob = onboard(&stack, &alice).await?;
+
+    let before = alice.send_text(&ob.chat, "before the nap").await?;
+    let reply = answer_to(&stack, &alice, &ob.chat, &before, None).await?;
+    assert!(reply.body.contains("before the nap"), "{}", reply.body);
+    ops.wait_for_status("alice's room passivated", |s| {
+        room_entry(s, &ob.chat).is_some_and(|r| r["state"] == "idle")
+    })
+    .await?;
+
+    let after = alice.send_text(&ob.chat, "after the nap").await?;
+    let reply = answer_to(&stack, &alice, &ob.chat, &after, None).await?;
+    assert!(reply.body.contains("after the nap"), "{}", reply.body);
+
+    let bot = stack.bot_id();
+    let replies_to = |event: &matrix_sdk::ruma::EventId,
+                      messages: &[crate::support::ReceivedMessage]| {
+        messages
+            .iter()
+            .filter(|m| {
+                m.sender == bot && m.replaces.is_none() && m.in_reply_to.as_deref() == Some(event)
+            })
+            .count()
+    };
+    let messages = alice.messages(&ob.chat).await;
+    assert_eq!(replies_to(&before, &messages), 1, "{messages:#?}");
+    assert_eq!(replies_to(&after, &messages), 1, "{messages:#?}");
     Ok(())
 }
 
