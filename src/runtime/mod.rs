@@ -210,7 +210,6 @@ pub async fn start_with(
         .map(|a| a.id.clone())
         .context("no default agent (config agents)")?;
     let route_table = RouteTable::new(&routes);
-    let route_order: Vec<String> = routes.iter().map(|r| r.id.clone()).collect();
     let router_store = store.clone();
     let router_default = default_agent.clone();
     let router_table = route_table.clone();
@@ -218,7 +217,6 @@ pub async fn start_with(
         .start_child(ChildSpec::new(ActorId::singleton(ids::ROUTER), move |_| {
             Router::new(
                 router_table.clone(),
-                route_order.clone(),
                 router_default.clone(),
                 router_store.clone(),
             )
@@ -242,6 +240,7 @@ pub async fn start_with(
         store: store.clone(),
         access: config.access_policy(),
         router: router.clone(),
+        routes: route_table.clone(),
         rooms: starter,
         max_chats_per_person: config.limits.max_chats_per_person,
     };

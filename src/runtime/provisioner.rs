@@ -17,7 +17,7 @@ use actors::{ChildCtx, ChildHandle};
 
 use super::directory::RoomStarter;
 use super::room::Chat;
-use super::router::{AgentRoute, DefaultAgent, MintChatId, ResolveAgent, Router};
+use super::router::{AgentRoute, DefaultAgent, MintChatId, RouteTable, Router};
 use crate::config::AccessPolicy;
 use crate::store::{RoomRecord, Store, UserRecord};
 use crate::surface::{Binding, ChatId, MessageId, NewChat, PersonId, Surface, SurfaceError};
@@ -32,6 +32,8 @@ pub struct ProvisionDeps {
     pub access: AccessPolicy,
     /// The router (default agent, chat ids).
     pub router: ChildHandle<Router>,
+    /// The agents' routes.
+    pub routes: RouteTable,
     /// Starts the actor of a new chat.
     pub rooms: RoomStarter,
     /// Chats one person may have (`limits.max_chats_per_person`; 0: no cap).
@@ -141,12 +143,9 @@ async fn new_chat(
     }
     let route = match &user.selected_agent {
         Some(agent_id) => deps
-            .router
-            .send(ResolveAgent {
-                agent_id: agent_id.clone(),
-            })
-            .await
-            .map_err(|e| failed(&e))?
+            .routes
+            .get(agent_id)
+            .cloned()
             .ok_or_else(|| NewChatError::AgentGone(agent_id.clone()))?,
         None => default_route(deps).await.map_err(|e| failed(&e))?,
     };

@@ -2,8 +2,8 @@
 //!
 //! Rooms name their agent by id (from their state event); the router maps that id to the
 //! live connection actor, and says when the agent is no longer configured. The map never
-//! changes while the process runs, so room actors read it directly ([`RouteTable`]) on
-//! every turn instead of asking the router through its mailbox. It mints
+//! changes while the process runs, so whoever needs a route reads it directly
+//! ([`RouteTable`]) instead of asking the router through its mailbox. It mints
 //! platform chat ids from the store's sequence, which is flushed before an id is used and
 //! never reused, across restarts too.
 
@@ -60,44 +60,56 @@ impl AgentRoute {
     }
 }
 
-/// The configured agents' routes by id, read-only and shared (by the router and every room
-/// actor). Cheap to clone.
+/// The configured agents' routes by id, read-only and shared (by the router, the provisioner
+/// and every room actor). Cheap to clone.
 #[derive(Clone, Default)]
-pub struct RouteTable(Arc<HashMap<String, AgentRoute>>);
+pub struct RouteTable(Arc<Routes>);
+
+#[derive(Default)]
+struct Routes {
+    by_id: HashMap<String, AgentRoute>,
+    /// Agent ids in configuration order.
+    order: Vec<String>,
+}
 
 impl RouteTable {
-    /// The table of `routes`, by id.
+    /// The table of `routes`, in configuration order.
     pub fn new(routes: &[AgentRoute]) -> Self {
-        Self(Arc::new(
-            routes.iter().map(|r| (r.id.clone(), r.clone())).collect(),
-        ))
+        Self(Arc::new(Routes {
+            by_id: routes.iter().map(|r| (r.id.clone(), r.clone())).collect(),
+            order: routes.iter().map(|r| r.id.clone()).collect(),
+        }))
     }
 
     /// The route to agent `agent_id`; `None` when it is not configured (a stale room).
     pub fn get(&self, agent_id: &str) -> Option<&AgentRoute> {
-        self.0.get(agent_id)
+        self.0.by_id.get(agent_id)
+    }
+
+    /// Every route, in configuration order (an id given twice once).
+    fn in_order(&self) -> Vec<AgentRoute> {
+        let mut routes: Vec<AgentRoute> = self
+            .0
+            .order
+            .iter()
+            .filter_map(|id| self.get(id).cloned())
+            .collect();
+        routes.dedup_by(|a, b| a.id == b.id);
+        routes
     }
 }
 
 /// The router actor.
 pub struct Router {
     agents: RouteTable,
-    /// Agent ids in configuration order.
-    order: Vec<String>,
     default_agent: String,
     store: Store,
 }
 
 impl Router {
-    /// A router over `agents` (in configuration order), `default_agent` being one of them.
-    pub fn new(
-        agents: RouteTable,
-        order: Vec<String>,
-        default_agent: String,
-        store: Store,
-    ) -> Self {
+    /// A router over `agents`, `default_agent` being one of them.
+    pub fn new(agents: RouteTable, default_agent: String, store: Store) -> Self {
         Self {
-            order,
             agents,
             default_agent,
             store,
@@ -109,22 +121,6 @@ impl Actor for Router {
     type Context = Context<Self>;
 }
 actors::supervised_actor!(Router);
-
-/// The route to an agent by id; `None` when it is not configured (a stale room).
-#[derive(Message)]
-#[rtype(result = "Option<AgentRoute>")]
-pub struct ResolveAgent {
-    /// The agent's id.
-    pub agent_id: String,
-}
-
-impl Handler<ResolveAgent> for Router {
-    type Result = Option<AgentRoute>;
-
-    fn handle(&mut self, msg: ResolveAgent, _: &mut Context<Self>) -> Self::Result {
-        self.agents.get(&msg.agent_id).cloned()
-    }
-}
 
 /// The default agent's route.
 #[derive(Message)]
@@ -148,13 +144,7 @@ impl Handler<ListAgents> for Router {
     type Result = actix::MessageResult<ListAgents>;
 
     fn handle(&mut self, _: ListAgents, _: &mut Context<Self>) -> Self::Result {
-        let mut agents: Vec<AgentRoute> = self
-            .order
-            .iter()
-            .filter_map(|id| self.agents.get(id).cloned())
-            .collect();
-        agents.dedup_by(|a, b| a.id == b.id);
-        actix::MessageResult((agents, self.default_agent.clone()))
+        actix::MessageResult((self.agents.in_order(), self.default_agent.clone()))
     }
 }
 

@@ -8,7 +8,7 @@ use super::{CommandError, CommandResult};
 use crate::agent::AgentError;
 use crate::runtime::agent_conn::{AgentCall, Call, CallOutcome};
 use crate::runtime::room::{Chat, RoomDeps};
-use crate::runtime::router::{AgentRoute, ListAgents, ResolveAgent};
+use crate::runtime::router::{AgentRoute, ListAgents};
 use crate::store::{RoomRecord, UserRecord};
 use crate::surface::{ChatId, HomePrefs, PersonId};
 use crate::texts;
@@ -50,23 +50,13 @@ pub async fn help(chat: &Chat, deps: &RoomDeps, record: &RoomRecord, is_admin: b
         text.push_str("\n\n");
         text.push_str(note);
     }
-    let route = deps
-        .router
-        .send(ResolveAgent {
-            agent_id: record.agent_id.clone(),
-        })
-        .await;
-    match route {
-        Ok(Some(route)) => {
-            text.push_str("\n\n");
-            text.push_str(&texts::help_agent(
-                &route.name(),
-                &route.description(),
-                &route.skills(),
-            ));
-        }
-        Ok(None) => {}
-        Err(error) => tracing::warn!(%error, "router unavailable; !help without the agent"),
+    if let Some(route) = deps.routes.get(&record.agent_id) {
+        text.push_str("\n\n");
+        text.push_str(&texts::help_agent(
+            &route.name(),
+            &route.description(),
+            &route.skills(),
+        ));
     }
     text
 }
@@ -74,15 +64,8 @@ pub async fn help(chat: &Chat, deps: &RoomDeps, record: &RoomRecord, is_admin: b
 /// `!agent <id>`: the agent the person's new chats start with. Kept in their home on the
 /// messenger first (so it survives the loss of the store), then in the store.
 pub async fn select(chat: &Chat, deps: &RoomDeps, sender: &str, id: &str) -> CommandResult {
-    let route = match deps
-        .router
-        .send(ResolveAgent {
-            agent_id: id.to_owned(),
-        })
-        .await
-        .map_err(CommandError::internal)?
-    {
-        Some(route) => route,
+    let route = match deps.routes.get(id) {
+        Some(route) => route.clone(),
         None => return Err(CommandError::Tell(texts::agent_unknown(id))),
     };
     let mut user = deps
@@ -197,12 +180,9 @@ pub async fn call_chat(
     call: Call,
 ) -> Result<(AgentRoute, CallOutcome), CommandError> {
     let route = deps
-        .router
-        .send(ResolveAgent {
-            agent_id: agent_id.to_owned(),
-        })
-        .await
-        .map_err(CommandError::internal)?
+        .routes
+        .get(agent_id)
+        .cloned()
         .ok_or_else(|| CommandError::Tell(texts::agent_gone(agent_id)))?;
     let result = route
         .conn

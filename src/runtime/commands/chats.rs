@@ -10,7 +10,7 @@ use crate::confirmations::Pending;
 use crate::runtime::agent_conn::Call;
 use crate::runtime::provisioner::{NewChatError, NewChatRequest};
 use crate::runtime::room::{Chat, RoomDeps, UserMessage};
-use crate::runtime::router::{MintChatId, ResolveAgent};
+use crate::runtime::router::MintChatId;
 use crate::store::RoomRecord;
 use crate::surface::{Binding, ChatId};
 use crate::texts;
@@ -49,19 +49,9 @@ pub async fn new_chat(
         }
         Err(error) => return Err(CommandError::internal(error)),
     };
-    let name = match deps
-        .router
-        .send(ResolveAgent {
-            agent_id: agent_id.clone(),
-        })
-        .await
-    {
-        Ok(Some(route)) => route.name(),
-        Ok(None) => agent_id,
-        Err(error) => {
-            tracing::warn!(%error, "router unavailable; naming the agent by its id");
-            agent_id
-        }
+    let name = match deps.routes.get(&agent_id) {
+        Some(route) => route.name(),
+        None => agent_id,
     };
     // A messenger with homes links to the new chat; elsewhere it is named (a topic).
     if chat.surface.capabilities().homes {
