@@ -117,8 +117,8 @@ impl Journal {
     /// The files recorded with the pending message `event_id` (a turn taken before a crash).
     pub fn turn_files(&self, event_id: &str) -> Result<Vec<Attachment>, StoreError> {
         Ok(self
-            .pending_entry(event_id)?
-            .map(|(_, entry)| entry.files)
+            .changed_entry(event_id)?
+            .map(|entry| entry.files)
             .unwrap_or_default())
     }
 }

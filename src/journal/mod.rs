@@ -19,8 +19,10 @@
 //! Which event is pending under which sequence number is kept in memory ([`PendingIndex`]),
 //! rebuilt from the pending entries at open: it is derived data, and as a sled tree it cost
 //! three tree operations per message (a third of the journal's work in the pipeline bench).
+//! The messages journaled together are written as one record ([`groups`], [`Staging`]).
 
 mod done_writer;
+mod groups;
 mod held_files;
 mod undecryptable;
 
@@ -32,8 +34,12 @@ use serde::{Deserialize, Serialize};
 use crate::store::{Store, StoreError};
 pub use undecryptable::UndecryptableCounts;
 
-/// Tree of pending entries, keyed by a big-endian sequence number (so iteration is in order).
+/// Tree of pending entries in groups ([`groups`]), keyed by the big-endian sequence number of
+/// a group's first entry (so iteration is in order).
 const PENDING_TREE: &str = "journal_pending";
+/// Tree of pending entries changed since they were journaled (their current version), keyed
+/// by their big-endian sequence number.
+const UPDATES_TREE: &str = "journal_pending_updates";
 /// Tree of event ids → pending sequence number, as earlier versions kept it on disk (now in
 /// memory, [`PendingIndex`]); dropped at open.
 const OLD_INDEX_TREE: &str = "journal_index";
@@ -76,6 +82,17 @@ pub struct JournalEntry {
     pub accepted_ms: Option<u64>,
 }
 
+impl JournalEntry {
+    /// True if nothing was recorded for it since it was journaled (no resume, live reply or
+    /// files).
+    fn is_as_journaled(&self) -> bool {
+        self.resumes == 0
+            && self.live_reply.is_none()
+            && self.live_parts.is_empty()
+            && self.files.is_empty()
+    }
+}
+
 /// What `accept` decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accepted {
@@ -87,18 +104,21 @@ pub enum Accepted {
     Done,
 }
 
-/// Event id → sequence number of every pending entry: the duplicate check and the way from
-/// an event to its entry. Kept in step with the pending tree: an entry is in the tree before
-/// it is here, and a done event is in the done tree before it leaves here, so an event is at
-/// every moment pending here or done on disk (or neither: not yet staged).
+/// Event id → where its entry is, for every pending entry: the duplicate check and the way
+/// from an event to its entry ([`groups::Pending`]). An event is here from the moment it is
+/// staged (its group is written before the batch's commit, and nothing reaches a room actor
+/// before that), and a done event is in the done tree before it leaves here, so an event is
+/// at every moment pending here or done on disk (or neither: not yet staged).
 /// One per store: every `Journal::open` on the same store shares it ([`Store`] keeps it).
-pub(crate) type PendingIndex = Arc<parking_lot::Mutex<std::collections::HashMap<String, u64>>>;
+pub(crate) type PendingIndex = Arc<parking_lot::Mutex<groups::Pending>>;
 
 /// The journal. Cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
     db: sled::Db,
     pending: sled::Tree,
+    /// Pending entries changed since they were journaled ([`UPDATES_TREE`]).
+    updates: sled::Tree,
     index: PendingIndex,
     done: sled::Tree,
     /// Messages that cannot be read yet ([`undecryptable`]).
@@ -134,8 +154,10 @@ impl Journal {
     pub fn open(store: &Store) -> Result<Self, StoreError> {
         let db = store.db().clone();
         let pending = db.open_tree(PENDING_TREE)?;
+        let updates = db.open_tree(UPDATES_TREE)?;
+        let done = db.open_tree(DONE_TREE)?;
         let index = store.pending_index(|| {
-            let index = index_pending(&pending)?;
+            let index = index_pending(&pending, &updates, &done)?;
             if db.drop_tree(OLD_INDEX_TREE)? {
                 tracing::info!(
                     "the journal's index is kept in memory now: its old tree is dropped"
@@ -145,8 +167,9 @@ impl Journal {
         })?;
         Ok(Self {
             pending,
+            updates,
             index,
-            done: db.open_tree(DONE_TREE)?,
+            done,
             undecryptable: db.open_tree(undecryptable::TREE)?,
             undecryptable_counts: Arc::default(),
             held_files: db.open_tree(held_files::TREE)?,
@@ -182,7 +205,7 @@ impl Journal {
     /// Journals a message without making it durable yet, unless it is already pending or
     /// done: [`Journal::commit`] makes every staged message durable with one flush, so many
     /// messages (a whole sync response) share it. A staged message must not be processed
-    /// before that commit returns.
+    /// before that commit returns. Many messages: [`Journal::staging`] writes them as groups.
     pub fn stage(
         &self,
         room_id: &str,
@@ -190,39 +213,25 @@ impl Journal {
         sender: &str,
         body: &str,
     ) -> Result<(Accepted, u64), StoreError> {
-        // Pending first: an event leaves the index only once it is done on disk.
-        if let Some(seq) = self.pending_seq(event_id) {
-            return Ok((Accepted::Pending, seq));
+        let mut staging = self.staging();
+        let staged = staging.add(room_id, event_id, sender, body)?;
+        staging.write()?;
+        Ok(staged)
+    }
+
+    /// A staging of many messages, written as groups of up to [`groups::GROUP_MAX`] by
+    /// [`Staging::write`] (before the commit that makes them durable).
+    pub fn staging(&self) -> Staging<'_> {
+        Staging {
+            journal: self,
+            full: Vec::new(),
+            open: Vec::new(),
         }
-        if self.done.contains_key(event_id.as_bytes())? {
-            return Ok((Accepted::Done, 0));
-        }
-        let seq = self.db.generate_id()?;
-        let entry = JournalEntry {
-            seq,
-            room_id: room_id.to_owned(),
-            event_id: event_id.to_owned(),
-            sender: sender.to_owned(),
-            body: body.to_owned(),
-            resumes: 0,
-            live_reply: None,
-            live_parts: Vec::new(),
-            files: Vec::new(),
-            accepted_ms: Some(now_ms()),
-        };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
-            tree: PENDING_TREE,
-            key: event_id.to_owned(),
-            message: e.to_string(),
-        })?;
-        self.pending.insert(seq.to_be_bytes(), bytes)?;
-        self.index.lock().insert(event_id.to_owned(), seq);
-        Ok((Accepted::New, seq))
     }
 
     /// The sequence number of a pending event.
     fn pending_seq(&self, event_id: &str) -> Option<u64> {
-        self.index.lock().get(event_id).copied()
+        self.index.lock().slot(event_id).map(|slot| slot.seq)
     }
 
     /// Makes everything staged so far durable (one flush).
@@ -251,9 +260,15 @@ impl Journal {
         // Done on disk before it leaves the index (see [`PendingIndex`]).
         self.done
             .insert(event_id.as_bytes(), &now_ms().to_be_bytes())?;
-        let seq = self.index.lock().remove(event_id);
-        if let Some(seq) = seq {
-            self.pending.remove(seq.to_be_bytes())?;
+        let answered = self.index.lock().answer(event_id);
+        if let Some(answered) = answered {
+            // A failure here leaves a record whose entry is done: the next open drops it.
+            if let Some(seq) = answered.update {
+                self.updates.remove(seq.to_be_bytes())?;
+            }
+            if let Some(group) = answered.group {
+                self.pending.remove(group.to_be_bytes())?;
+            }
         }
         Ok(())
     }
@@ -301,8 +316,8 @@ impl Journal {
     /// none was posted).
     pub fn live_reply(&self, event_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(self
-            .pending_entry(event_id)?
-            .map(|(_, entry)| {
+            .changed_entry(event_id)?
+            .map(|entry| {
                 entry
                     .live_reply
                     .into_iter()
@@ -312,25 +327,60 @@ impl Journal {
             .unwrap_or_default())
     }
 
-    fn pending_entry(&self, event_id: &str) -> Result<Option<([u8; 8], JournalEntry)>, StoreError> {
-        let Some(seq) = self.pending_seq(event_id) else {
-            return Ok(None);
-        };
-        let seq = seq.to_be_bytes();
-        let Some(bytes) = self.pending.get(seq)? else {
-            return Ok(None);
-        };
-        let entry = serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &seq, e))?;
-        Ok(Some((seq, entry)))
+    /// A pending event's entry if it changed since it was journaled (a live reply, files, a
+    /// resume count are recorded only as changes: an entry as journaled has none, and is not
+    /// read from its group for them).
+    fn changed_entry(&self, event_id: &str) -> Result<Option<JournalEntry>, StoreError> {
+        match self.index.lock().slot(event_id) {
+            Some(slot) if slot.updated => {}
+            _ => return Ok(None),
+        }
+        Ok(self.pending_entry(event_id)?.map(|(_, entry)| entry))
     }
 
-    fn put_pending(&self, seq: [u8; 8], entry: &JournalEntry) -> Result<(), StoreError> {
+    /// A pending event's entry (its current version) and sequence number.
+    fn pending_entry(&self, event_id: &str) -> Result<Option<(u64, JournalEntry)>, StoreError> {
+        let Some(slot) = self.index.lock().slot(event_id) else {
+            return Ok(None);
+        };
+        let entry = if slot.updated {
+            self.updated_entry(slot.seq)?
+        } else {
+            let key = slot.group.to_be_bytes();
+            match self.pending.get(key)? {
+                Some(bytes) => groups::decode(&bytes)
+                    .map_err(|e| corrupt(PENDING_TREE, &key, e))?
+                    .into_iter()
+                    .find(|entry| entry.seq == slot.seq),
+                None => None,
+            }
+        };
+        Ok(entry.map(|entry| (slot.seq, entry)))
+    }
+
+    /// The current version of a changed pending entry.
+    fn updated_entry(&self, seq: u64) -> Result<Option<JournalEntry>, StoreError> {
+        let key = seq.to_be_bytes();
+        let Some(bytes) = self.updates.get(key)? else {
+            return Ok(None);
+        };
+        let entry = serde_json::from_slice(&bytes).map_err(|e| corrupt(UPDATES_TREE, &key, e))?;
+        Ok(Some(entry))
+    }
+
+    /// Writes the new version of a pending entry (its group is left as it is).
+    fn put_pending(&self, seq: u64, entry: &JournalEntry) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Encode {
-            tree: PENDING_TREE,
+            tree: UPDATES_TREE,
             key: entry.event_id.clone(),
             message: e.to_string(),
         })?;
-        self.pending.insert(seq, bytes)?;
+        let key = seq.to_be_bytes();
+        self.updates.insert(key, bytes)?;
+        if !self.index.lock().mark_updated(&entry.event_id) {
+            // Answered meanwhile: the version is nobody's.
+            self.updates.remove(key)?;
+        }
         Ok(())
     }
 
@@ -342,15 +392,25 @@ impl Journal {
         Ok(self.done.contains_key(event_id.as_bytes())?)
     }
 
-    /// Pending entries in journal order.
+    /// Pending entries in journal order (each in its current version).
     pub fn pending(&self) -> Result<Vec<JournalEntry>, StoreError> {
-        self.pending
-            .iter()
-            .map(|item| {
-                let (key, bytes) = item?;
-                serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &key, e))
-            })
-            .collect()
+        let mut pending = Vec::new();
+        for item in self.pending.iter() {
+            let (key, bytes) = item?;
+            let entries = groups::decode(&bytes).map_err(|e| corrupt(PENDING_TREE, &key, e))?;
+            for entry in entries {
+                // A group keeps its answered entries until its last one is answered.
+                let slot = self.index.lock().slot(&entry.event_id);
+                match slot {
+                    Some(slot) if slot.seq == entry.seq && slot.updated => {
+                        pending.extend(self.updated_entry(slot.seq)?);
+                    }
+                    Some(slot) if slot.seq == entry.seq => pending.push(entry),
+                    _ => {}
+                }
+            }
+        }
+        Ok(pending)
     }
 
     /// Number of pending entries.
@@ -393,21 +453,133 @@ impl Journal {
     }
 }
 
-/// The index of the pending tree's entries (read once, at open).
+/// Messages being journaled together ([`Journal::staging`]): checked and numbered one by
+/// one (a message staged twice is pending the second time), written by [`Staging::write`]
+/// as one record per [`groups::GROUP_MAX`] messages.
+pub struct Staging<'a> {
+    journal: &'a Journal,
+    /// The full groups, in order.
+    full: Vec<Vec<JournalEntry>>,
+    /// The group being filled.
+    open: Vec<JournalEntry>,
+}
+
+impl Staging<'_> {
+    /// Stages a message unless it is already pending or done (see [`Journal::stage`]).
+    pub fn add(
+        &mut self,
+        room_id: &str,
+        event_id: &str,
+        sender: &str,
+        body: &str,
+    ) -> Result<(Accepted, u64), StoreError> {
+        let journal = self.journal;
+        // Pending first: an event leaves the index only once it is done on disk.
+        if let Some(seq) = journal.pending_seq(event_id) {
+            return Ok((Accepted::Pending, seq));
+        }
+        if journal.done.contains_key(event_id.as_bytes())? {
+            return Ok((Accepted::Done, 0));
+        }
+        let seq = journal.db.generate_id()?;
+        if self.open.len() >= groups::GROUP_MAX {
+            self.full.push(std::mem::take(&mut self.open));
+        }
+        let group = self.open.first().map_or(seq, |first| first.seq);
+        self.open.push(JournalEntry {
+            seq,
+            room_id: room_id.to_owned(),
+            event_id: event_id.to_owned(),
+            sender: sender.to_owned(),
+            body: body.to_owned(),
+            resumes: 0,
+            live_reply: None,
+            live_parts: Vec::new(),
+            files: Vec::new(),
+            accepted_ms: Some(now_ms()),
+        });
+        journal
+            .index
+            .lock()
+            .insert(event_id.to_owned(), seq, group, false);
+        Ok((Accepted::New, seq))
+    }
+
+    /// Writes the staged groups (not durable until [`Journal::commit`]). On an error the
+    /// messages are still staged in memory: they are handled, without crash safety.
+    pub fn write(&mut self) -> Result<(), StoreError> {
+        let open = std::mem::take(&mut self.open);
+        for group in self.full.drain(..).chain(std::iter::once(open)) {
+            let Some(first) = group.first() else { continue };
+            let bytes = groups::encode(&group).map_err(|e| StoreError::Encode {
+                tree: PENDING_TREE,
+                key: first.event_id.clone(),
+                message: e.to_string(),
+            })?;
+            self.journal
+                .pending
+                .insert(first.seq.to_be_bytes(), bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// The index of the pending entries (read once, at open). A group whose entries were
+/// answered in part is rewritten with the pending ones (one without any is removed), and an
+/// update whose entry is not pending is removed: the done marks of answered entries are then
+/// needed by nothing here when they are pruned.
 fn index_pending(
     pending: &sled::Tree,
-) -> Result<std::collections::HashMap<String, u64>, StoreError> {
-    #[derive(Deserialize)]
-    struct Key {
-        event_id: String,
+    updates: &sled::Tree,
+    done: &sled::Tree,
+) -> Result<groups::Pending, StoreError> {
+    let mut updated = std::collections::HashSet::new();
+    for key in updates.iter().keys() {
+        let key = key?;
+        updated.insert(decode_seq(UPDATES_TREE, &key, &key)?);
     }
-    let mut index = std::collections::HashMap::new();
+    let mut index = groups::Pending::default();
     for item in pending.iter() {
         let (key, bytes) = item?;
-        let seq = decode_seq(PENDING_TREE, &key, &key)?;
-        let entry: Key =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(PENDING_TREE, &key, e))?;
-        index.insert(entry.event_id, seq);
+        let group = decode_seq(PENDING_TREE, &key, &key)?;
+        let entries = groups::decode(&bytes).map_err(|e| corrupt(PENDING_TREE, &key, e))?;
+        let written = entries.len();
+        let mut live = Vec::with_capacity(written);
+        for entry in entries {
+            if !done.contains_key(entry.event_id.as_bytes())? {
+                live.push(entry);
+            }
+        }
+        if live.is_empty() {
+            pending.remove(&key)?;
+            continue;
+        }
+        if live.len() < written {
+            let bytes = groups::encode(&live).map_err(|e| StoreError::Encode {
+                tree: PENDING_TREE,
+                key: group.to_string(),
+                message: e.to_string(),
+            })?;
+            pending.insert(&key, bytes)?;
+        }
+        for entry in live {
+            let mut changed = updated.remove(&entry.seq);
+            if !changed && !entry.is_as_journaled() {
+                // Written before groups, when changes were made in place: moved to the
+                // updates, where changes are looked for.
+                let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
+                    tree: UPDATES_TREE,
+                    key: entry.event_id.clone(),
+                    message: e.to_string(),
+                })?;
+                updates.insert(entry.seq.to_be_bytes(), bytes)?;
+                changed = true;
+            }
+            index.insert(entry.event_id, entry.seq, group, changed);
+        }
+    }
+    for seq in updated {
+        updates.remove(seq.to_be_bytes())?;
     }
     Ok(index)
 }
@@ -447,6 +619,148 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let journal = Journal::open(&store).unwrap();
         (dir, journal)
+    }
+
+    /// The sequence numbers in each group record on disk, in order.
+    fn groups_on_disk(j: &Journal) -> Vec<Vec<u64>> {
+        j.pending
+            .iter()
+            .map(|item| {
+                let (_, bytes) = item.unwrap();
+                groups::decode(&bytes)
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.seq)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_written_as_groups_each_removed_with_its_last_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = groups::GROUP_MAX * 2 + 3;
+        {
+            let j = open_in(dir.path());
+            let mut staging = j.staging();
+            for i in 0..n {
+                let staged = staging.add("!r", &format!("$g{i}"), "@u", "x").unwrap();
+                assert_eq!(staged.0, Accepted::New);
+            }
+            // Staged twice in one batch: pending the second time.
+            assert_eq!(
+                staging.add("!r", "$g0", "@u", "x").unwrap().0,
+                Accepted::Pending
+            );
+            staging.write().unwrap();
+            j.commit().await.unwrap();
+            let sizes: Vec<usize> = groups_on_disk(&j).iter().map(Vec::len).collect();
+            assert_eq!(sizes, [groups::GROUP_MAX, groups::GROUP_MAX, 3]);
+            // The last group answered whole: its record goes; the first in part: it stays.
+            for i in (n - 3..n).chain([0, 5]) {
+                j.complete(&format!("$g{i}")).await.unwrap();
+            }
+            assert_eq!(groups_on_disk(&j).len(), 2);
+            assert_eq!(j.pending_count(), n - 5);
+        }
+        let j = open_in(dir.path());
+        let want: Vec<String> = (0..n - 3)
+            .filter(|i| ![0, 5].contains(i))
+            .map(|i| format!("$g{i}"))
+            .collect();
+        assert_eq!(pending_ids(&j), want);
+        // The open rewrote the first group down to its pending entries.
+        let sizes: Vec<usize> = groups_on_disk(&j).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [groups::GROUP_MAX - 2, groups::GROUP_MAX]);
+        assert_eq!(j.stage("!r", "$g0", "@u", "x").unwrap().0, Accepted::Done);
+    }
+
+    #[tokio::test]
+    async fn an_entry_answered_on_disk_but_still_in_its_group_is_not_pending_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = open_in(dir.path());
+            let mut staging = j.staging();
+            for id in ["$a", "$b"] {
+                staging.add("!r", id, "@u", "x").unwrap();
+            }
+            staging.write().unwrap();
+            // A crash between the done mark and the group's removal.
+            j.done.insert("$a", &now_ms().to_be_bytes()).unwrap();
+            j.done.insert("$b", &now_ms().to_be_bytes()).unwrap();
+            j.commit().await.unwrap();
+        }
+        let j = open_in(dir.path());
+        assert!(pending_ids(&j).is_empty());
+        assert!(groups_on_disk(&j).is_empty());
+        assert!(j.is_done("$a").unwrap() && j.is_done("$b").unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_change_to_a_grouped_entry_is_its_own_record_until_it_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = open_in(dir.path());
+            let mut staging = j.staging();
+            for id in ["$a", "$b", "$c"] {
+                staging.add("!r", id, "@u", "x").unwrap();
+            }
+            staging.write().unwrap();
+            j.commit().await.unwrap();
+            assert!(j.live_reply("$b").unwrap().is_empty());
+            assert!(j.record_live_reply("$b", 0, "$r0").await.unwrap());
+            assert_eq!(j.count_resume("$c").await.unwrap(), 1);
+            assert!(j.amend("$a", "edited").await.unwrap());
+            assert_eq!(j.updates.len(), 3);
+            // The group is as it was journaled.
+            let on_disk = j.pending.iter().values().next().unwrap().unwrap();
+            let bodies: Vec<String> = groups::decode(&on_disk)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.body)
+                .collect();
+            assert_eq!(bodies, ["x", "x", "x"]);
+            j.complete("$a").await.unwrap();
+            assert_eq!(j.updates.len(), 2);
+        }
+        let j = open_in(dir.path());
+        let pending = j.pending().unwrap();
+        let seen: Vec<(&str, u32)> = pending
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.resumes))
+            .collect();
+        assert_eq!(seen, [("$b", 0), ("$c", 1)]);
+        assert_eq!(j.live_reply("$b").unwrap(), ["$r0"]);
+        assert_eq!(j.count_resume("$c").await.unwrap(), 2);
+        for id in ["$b", "$c"] {
+            j.complete(id).await.unwrap();
+        }
+        assert_eq!((j.updates.len(), j.pending.len()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_change_recorded_in_place_before_groups_is_moved_to_the_updates_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let old = br#"{"seq":9,"room_id":"!r","event_id":"$old","sender":"@u","body":"hi","resumes":2,"live_reply":"$r0"}"#;
+            let pending = store.db().open_tree(PENDING_TREE).unwrap();
+            pending.insert(9u64.to_be_bytes(), old.to_vec()).unwrap();
+            // An update left behind by an entry answered since: dropped at open.
+            let updates = store.db().open_tree(UPDATES_TREE).unwrap();
+            updates.insert(4u64.to_be_bytes(), b"{}".to_vec()).unwrap();
+            store.db().flush().unwrap();
+        }
+        let j = open_in(dir.path());
+        assert_eq!(j.live_reply("$old").unwrap(), ["$r0"]);
+        assert_eq!(j.count_resume("$old").await.unwrap(), 3);
+        let keys: Vec<Vec<u8>> = j
+            .updates
+            .iter()
+            .keys()
+            .map(|k| k.unwrap().to_vec())
+            .collect();
+        assert_eq!(keys, [9u64.to_be_bytes().to_vec()]);
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ use super::room::{Amend, Arrival, Change, Chat, Resume, RoomActor, UserFile, Use
 use crate::commands::{Command, Parsed};
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
-use crate::journal::{Accepted, Journal};
+use crate::journal::{Accepted, Journal, Staging};
 use crate::limits::{Admission, CancelGate, CancelRefusal, PersonLimiter};
 use crate::metrics::{MessageOutcome, Refusal};
 use crate::store::{Store, StoreError};
@@ -122,7 +122,12 @@ impl Intake {
 
     /// Decides what to do with one message: journals (staged, not flushed) a text for its
     /// room actor, or returns the file / `!cancel` to hand over. `None`: nothing to do.
-    fn stage(&self, surface: &Arc<dyn Surface>, message: Incoming) -> Option<Delivery> {
+    fn stage(
+        &self,
+        surface: &Arc<dyn Surface>,
+        message: Incoming,
+        staging: &mut Staging<'_>,
+    ) -> Option<Delivery> {
         if &message.sender == surface.bot() {
             return None;
         }
@@ -203,7 +208,7 @@ impl Intake {
             // Not queued behind the turn it cancels: handled at once.
             return Some(Delivery::Cancel(chat, msg));
         }
-        match self.inner.journal.stage(
+        match staging.add(
             message.chat.as_str(),
             msg.id.as_str(),
             msg.sender.as_str(),
@@ -508,12 +513,13 @@ impl Inbound for Intake {
         self.activate(surface, &batch.messages).await;
         let mut deliveries = Vec::new();
         let mut taken = Vec::new();
+        let mut staging = inner.journal.staging();
         for message in batch.messages {
             // `msg`: the message's id on every log line of its path (see `deliver_one`, the
             // room actor and the agent turn).
             let span = tracing::info_span!("event", room_id = %message.chat, msg = %message.id);
             let (chat, id) = (message.chat.clone(), message.id.clone());
-            if let Some(delivery) = span.in_scope(|| self.stage(surface, message)) {
+            if let Some(delivery) = span.in_scope(|| self.stage(surface, message, &mut staging)) {
                 let answered_in_chat = match delivery {
                     Delivery::Text(..) => Some(true),
                     Delivery::File(..) => Some(false),
@@ -529,9 +535,9 @@ impl Inbound for Intake {
                 deliveries.push((span, delivery));
             }
         }
-        let mut durable: Result<(), StoreError> = Ok(());
+        let mut durable = staging.write();
         if let Some(cursor) = &batch.cursor {
-            durable = inner.store.set_cursor(surface.name(), cursor);
+            durable = durable.and(inner.store.set_cursor(surface.name(), cursor));
         }
         durable = durable.and(inner.journal.commit().await);
         if let Err(error) = &durable {
