@@ -15,6 +15,7 @@ pub mod confirmations;
 pub mod crash;
 pub mod files;
 pub mod hex;
+pub mod idmap;
 pub mod journal;
 pub mod limits;
 pub mod matrix;

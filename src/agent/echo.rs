@@ -6,7 +6,8 @@
 //! a reply is a `delta` then a `done`, turns are idempotent by `turn_id`, context counts the
 //! messages of each chat, and snapshots are kept by name. Nothing survives a restart.
 
-use std::collections::{HashMap, VecDeque};
+use crate::idmap::IdMap;
+use std::collections::VecDeque;
 
 use parking_lot::Mutex;
 
@@ -35,11 +36,11 @@ struct ChatState {
 
 #[derive(Debug, Default)]
 struct State {
-    chats: HashMap<String, ChatState>,
+    chats: IdMap<String, ChatState>,
     /// (chat the snapshot was saved from, name) → state at that time.
-    snapshots: HashMap<(String, String), ChatState>,
+    snapshots: IdMap<(String, String), ChatState>,
     /// (chat, turn_id) → the reply, for idempotent replays.
-    turns: HashMap<(String, String), String>,
+    turns: IdMap<(String, String), String>,
     turn_order: VecDeque<(String, String)>,
 }
 

@@ -17,7 +17,7 @@
 //!
 //! Records written one entry each (before groups) load as groups of one.
 
-use std::collections::HashMap;
+use crate::idmap::IdMap;
 
 use super::JournalEntry;
 
@@ -50,8 +50,8 @@ pub(crate) struct Answered {
 /// The pending events (event id → slot) and how many are pending in each group.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    events: HashMap<String, Slot>,
-    groups: HashMap<u64, u32>,
+    events: IdMap<String, Slot>,
+    groups: IdMap<u64, u32>,
 }
 
 impl Pending {

@@ -20,6 +20,7 @@
 //! task that owns the starting), so the directory (whose room actors need the provisioner
 //! for `!new`) and the provisioner do not need each other at construction.
 
+use crate::idmap::IdMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,7 +99,7 @@ pub enum ActivateError {
 }
 
 struct Inner {
-    slots: RwLock<HashMap<ChatId, Slot>>,
+    slots: RwLock<IdMap<ChatId, Slot>>,
     supervisor: SupervisorHandle,
     deps: Arc<RoomDeps>,
     surfaces: Surfaces,

@@ -12,7 +12,7 @@
 //!
 //! The decisions are pure ([`receipts_due`]); the intake and the room actor do the effects.
 
-use std::collections::HashMap;
+use crate::idmap::IdMap;
 use std::time::Duration;
 
 use crate::surface::{ChatId, MessageId};
@@ -45,7 +45,7 @@ pub fn receipts_due(
     // In the order chats first appear; a batch can hold thousands of chats (linear, not a
     // search per message).
     let mut latest: Vec<Taken> = Vec::new();
-    let mut index: HashMap<ChatId, usize> = HashMap::new();
+    let mut index: IdMap<ChatId, usize> = IdMap::default();
     for item in taken {
         match index.get(&item.chat) {
             Some(&i) => latest[i] = item,

@@ -7,7 +7,7 @@
 //! platform chat ids from the store's sequence, which is flushed before an id is used and
 //! never reused, across restarts too.
 
-use std::collections::HashMap;
+use crate::idmap::IdMap;
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
@@ -67,7 +67,7 @@ pub struct RouteTable(Arc<Routes>);
 
 #[derive(Default)]
 struct Routes {
-    by_id: HashMap<String, AgentRoute>,
+    by_id: IdMap<String, AgentRoute>,
     /// Agent ids in configuration order.
     order: Vec<String>,
 }

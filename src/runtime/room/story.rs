@@ -9,7 +9,8 @@
 //! its queue wait, first words and final reply in milliseconds, and how it ended: nothing a
 //! person wrote. At most [`STORY_ROOMS_MAX`] rooms are kept; the one idle longest goes first.
 
-use std::collections::{HashMap, VecDeque};
+use crate::idmap::IdMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -101,7 +102,7 @@ struct Ring {
 /// The recent messages of every room. Shared by the room actors and the ops endpoint.
 #[derive(Default)]
 pub struct Stories {
-    rooms: Mutex<HashMap<String, Ring>>,
+    rooms: Mutex<IdMap<String, Ring>>,
 }
 
 impl std::fmt::Debug for Stories {

@@ -5,8 +5,10 @@
 //! lives here, behind one lock, with the operations people perform on it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use surfaces::idmap::IdMap;
 
 use parking_lot::Mutex;
 use surfaces::retry::RetryKind;
@@ -166,9 +168,9 @@ pub struct ChatState {
 #[derive(Default)]
 pub(super) struct State {
     next: u64,
-    pub(super) chats: HashMap<ChatId, ChatState>,
+    pub(super) chats: IdMap<ChatId, ChatState>,
     pub(super) files: HashMap<String, Vec<u8>>,
-    pub(super) keys: HashMap<SendKey, MessageId>,
+    pub(super) keys: IdMap<SendKey, MessageId>,
     pub(super) faults: Faults,
 }
 
