@@ -187,6 +187,10 @@ pub struct RoomActor {
     turns: u64,
     /// The turn during which the chat was told that messages wait (once per turn).
     told_waiting: Option<u64>,
+    /// The timer that tells the first person waiting behind the running turn, if it runs
+    /// long ([`QUEUED_NOTICE_AFTER`] after a message first queued behind it); cancelled
+    /// when the turn ends.
+    waiting_notice: Option<actix::SpawnHandle>,
     /// Asked to stop: it stops once the turn running is answered (the supervisor aborts it
     /// after its shutdown timeout); the messages waiting stay pending in the journal.
     draining: bool,
@@ -231,6 +235,7 @@ impl RoomActor {
             busy: false,
             turns: 0,
             told_waiting: None,
+            waiting_notice: None,
             draining: false,
             resume,
             idle_since: std::time::Instant::now(),

@@ -145,19 +145,14 @@ impl RoomQueue {
         next
     }
 
+    /// The next message to be answered.
+    pub fn first(&self) -> Option<&Queued> {
+        self.items.front()
+    }
+
     /// Whether the message `id` waits.
     pub fn contains(&self, id: &str) -> bool {
         self.items.iter().any(|q| q.id() == id)
-    }
-
-    /// The message `id`, if it waits.
-    pub fn get(&self, id: &str) -> Option<&Queued> {
-        self.items.iter().find(|q| q.id() == id)
-    }
-
-    /// Where the message `id` waits: 1 for the next one to be answered.
-    pub fn position(&self, id: &str) -> Option<usize> {
-        self.items.iter().position(|q| q.id() == id).map(|i| i + 1)
     }
 
     /// `sender` edits their message `of` to `text`: replaced only if it waits, is theirs,
