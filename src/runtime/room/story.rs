@@ -129,7 +129,8 @@ fn millis(d: Duration) -> u64 {
 /// [`Outcome::Interrupted`] (its room actor ended meanwhile); the oldest beyond `cap` go.
 fn push(ring: &mut VecDeque<MessageRecord>, record: MessageRecord, cap: usize) {
     for earlier in ring.iter_mut() {
-        if earlier.message_id == record.message_id && earlier.outcome == Outcome::InProgress {
+        // The outcome first: most records ended, and comparing ids is the dearer test.
+        if earlier.outcome == Outcome::InProgress && earlier.message_id == record.message_id {
             earlier.outcome = Outcome::Interrupted;
             earlier.ended_ms = Some(record.started_ms);
         }
@@ -177,14 +178,19 @@ impl Stories {
         };
         {
             let mut rooms = self.rooms.lock();
-            if !rooms.contains_key(room) && rooms.len() >= STORY_ROOMS_MAX {
-                if let Some(gone) = idlest(rooms.iter().map(|(id, r)| (id, r.touched_ms))) {
-                    rooms.remove(&gone);
+            // Looked up before anything is inserted: no key made for a room remembered.
+            if !rooms.contains_key(room) {
+                if rooms.len() >= STORY_ROOMS_MAX {
+                    if let Some(gone) = idlest(rooms.iter().map(|(id, r)| (id, r.touched_ms))) {
+                        rooms.remove(&gone);
+                    }
                 }
+                rooms.insert(room.to_owned(), Ring::default());
             }
-            let ring = rooms.entry(room.to_owned()).or_default();
-            ring.touched_ms = record.started_ms;
-            push(&mut ring.messages, record, STORY_MESSAGES);
+            if let Some(ring) = rooms.get_mut(room) {
+                ring.touched_ms = record.started_ms;
+                push(&mut ring.messages, record, STORY_MESSAGES);
+            }
         }
         StoryPen {
             stories: self.clone(),
