@@ -7,7 +7,8 @@
 //! message it answers (the [`super::ReplyClock`] writes the timings), and `/status/rooms/<id>`
 //! reads them. A record holds the message's id (the journal's event id), when it arrived,
 //! its queue wait, first words and final reply in milliseconds, and how it ended: nothing a
-//! person wrote. At most [`STORY_ROOMS_MAX`] rooms are kept; the one idle longest goes first.
+//! person wrote. At most [`STORY_ROOMS_MAX`] rooms are kept; those idle longest go first, a
+//! tenth at a time ([`STORY_EVICT_BATCH`]).
 
 use crate::idmap::IdMap;
 use std::collections::VecDeque;
@@ -25,6 +26,10 @@ use crate::metrics::{MessageOutcome, Metrics};
 pub const STORY_MESSAGES: usize = 20;
 /// Rooms remembered at most (a room idle longest is forgotten first).
 pub const STORY_ROOMS_MAX: usize = 10_000;
+/// Rooms forgotten at once when [`STORY_ROOMS_MAX`] is reached: finding the idlest scans every
+/// room remembered, so with more active rooms than the cap, forgetting one at a time made each
+/// new room's first message pay a scan of 10,000 (under the lock the room actors share).
+pub const STORY_EVICT_BATCH: usize = STORY_ROOMS_MAX / 10;
 /// Longest agent error code kept in an error class (the code is the agent's, unchecked).
 pub const MAX_CODE_CHARS: usize = 40;
 
@@ -141,11 +146,17 @@ fn push(ring: &mut VecDeque<MessageRecord>, record: MessageRecord, cap: usize) {
     }
 }
 
-/// The room to forget to make space: the one written longest ago.
-fn idlest<'a>(rooms: impl Iterator<Item = (&'a String, u64)>) -> Option<String> {
-    rooms
-        .min_by_key(|(_, touched)| *touched)
-        .map(|(id, _)| id.clone())
+/// The rooms to forget to make space: the `n` written longest ago (all, if fewer), in no order.
+fn idlest<'a>(rooms: impl Iterator<Item = (&'a String, u64)>, n: usize) -> Vec<String> {
+    let mut all: Vec<(u64, &String)> = rooms.map(|(id, touched)| (touched, id)).collect();
+    if n == 0 {
+        return Vec::new();
+    }
+    if all.len() > n {
+        all.select_nth_unstable_by_key(n - 1, |(touched, _)| *touched);
+        all.truncate(n);
+    }
+    all.into_iter().map(|(_, id)| id.clone()).collect()
 }
 
 impl Stories {
@@ -181,7 +192,8 @@ impl Stories {
             // Looked up before anything is inserted: no key made for a room remembered.
             if !rooms.contains_key(room) {
                 if rooms.len() >= STORY_ROOMS_MAX {
-                    if let Some(gone) = idlest(rooms.iter().map(|(id, r)| (id, r.touched_ms))) {
+                    let touched = rooms.iter().map(|(id, r)| (id, r.touched_ms));
+                    for gone in idlest(touched, STORY_EVICT_BATCH) {
                         rooms.remove(&gone);
                     }
                 }
@@ -380,11 +392,41 @@ mod tests {
     }
 
     #[test]
-    fn the_idlest_room_goes_first() {
-        let (a, b, c) = ("a".to_owned(), "b".to_owned(), "c".to_owned());
-        let rooms = [(&a, 5), (&b, 2), (&c, 9)];
-        assert_eq!(idlest(rooms.into_iter()), Some("b".to_owned()));
-        assert_eq!(idlest(std::iter::empty()), None);
+    fn the_idlest_rooms_go_first() {
+        let ids: Vec<String> = ["a", "b", "c", "d"].map(str::to_owned).to_vec();
+        let touched = [5, 2, 9, 3];
+        let cases: [(usize, &[&str]); 5] = [
+            (0, &[]),
+            (1, &["b"]),
+            (2, &["b", "d"]),
+            (3, &["a", "b", "d"]),
+            (9, &["a", "b", "c", "d"]),
+        ];
+        for (n, want) in cases {
+            let rooms = ids.iter().zip(touched);
+            let mut got = idlest(rooms, n);
+            got.sort();
+            assert_eq!(got, want, "n = {n}");
+        }
+        assert!(idlest(std::iter::empty(), 3).is_empty());
+    }
+
+    #[test]
+    fn a_full_registry_forgets_a_batch_of_the_idlest_rooms() {
+        let stories = Stories::new();
+        for i in 0..STORY_ROOMS_MAX {
+            stories.begin(&format!("!r{i}"), "$m", None);
+        }
+        for (id, ring) in stories.rooms.lock().iter_mut() {
+            ring.touched_ms = id[2..].parse().unwrap();
+        }
+        stories.begin("!new", "$m", None);
+        let rooms = stories.rooms.lock();
+        assert_eq!(rooms.len(), STORY_ROOMS_MAX - STORY_EVICT_BATCH + 1);
+        assert!(rooms.contains_key("!new"));
+        let gone = |i: usize| !rooms.contains_key(&format!("!r{i}"));
+        assert!(gone(0) && gone(STORY_EVICT_BATCH - 1));
+        assert!(!gone(STORY_EVICT_BATCH) && !gone(STORY_ROOMS_MAX - 1));
     }
 
     #[test]
