@@ -6,7 +6,6 @@
 //! a reply is a `delta` then a `done`, turns are idempotent by `turn_id`, context counts the
 //! messages of each chat, and snapshots are kept by name. Nothing survives a restart.
 
-use crate::idmap::IdMap;
 use std::collections::VecDeque;
 
 use parking_lot::Mutex;
@@ -15,6 +14,7 @@ use super::{
     AgentError, AgentEvent, ContextInfo, ErrorBody, HealthInfo, SnapshotInfo, TurnAccumulator,
     TurnOutcome, TurnRequest,
 };
+use crate::idmap::IdMap;
 
 /// The id the echo agent reports in its health.
 pub const ECHO_AGENT_ID: &str = "echo";

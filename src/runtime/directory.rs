@@ -20,7 +20,6 @@
 //! task that owns the starting), so the directory (whose room actors need the provisioner
 //! for `!new`) and the provisioner do not need each other at construction.
 
-use crate::idmap::IdMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::ids;
 use super::room::{Chat, Passivate, Resume, RoomActor, RoomDeps};
+use crate::idmap::IdMap;
 use crate::store::StoreError;
 use crate::surface::{ChatId, Surface};
 

@@ -12,9 +12,9 @@
 //!
 //! The decisions are pure ([`receipts_due`]); the intake and the room actor do the effects.
 
-use crate::idmap::IdMap;
 use std::time::Duration;
 
+use crate::idmap::IdMap;
 use crate::surface::{ChatId, MessageId};
 
 /// How long a taken message waits for its answer before the bot marks it read.

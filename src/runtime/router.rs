@@ -7,7 +7,6 @@
 //! platform chat ids from the store's sequence, which is flushed before an id is used and
 //! never reused, across restarts too.
 
-use crate::idmap::IdMap;
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
@@ -15,6 +14,7 @@ use actors::ChildHandle;
 
 use super::agent_conn::AgentConn;
 use crate::agent::about::{shown_description, shown_name, AgentAbout, SharedAbout, Skill};
+use crate::idmap::IdMap;
 use crate::store::{Store, StoreError};
 
 /// The prefix of platform chat ids: `sfc-<sequence>`.

@@ -10,7 +10,6 @@
 //! person wrote. At most [`STORY_ROOMS_MAX`] rooms are kept; those idle longest go first, a
 //! tenth at a time ([`STORY_EVICT_BATCH`]).
 
-use crate::idmap::IdMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Arrival;
 use crate::agent::AgentError;
+use crate::idmap::IdMap;
 use crate::metrics::{MessageOutcome, Metrics};
 
 /// Messages remembered per room.
