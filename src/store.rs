@@ -235,7 +235,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn encode<T: Serialize>(tree: &'static str, key: &str, value: &T) -> Result<Vec<u8>> {
+/// `value` as a record of `tree` (JSON); `key` names it in the error.
+pub(crate) fn encode<T: Serialize>(tree: &'static str, key: &str, value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StoreError::Encode {
         tree,
         key: key.to_owned(),

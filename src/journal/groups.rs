@@ -126,11 +126,6 @@ pub(crate) fn decode(bytes: &[u8]) -> serde_json::Result<Vec<JournalEntry>> {
     }
 }
 
-/// A group record.
-pub(crate) fn encode(entries: &[JournalEntry]) -> serde_json::Result<Vec<u8>> {
-    serde_json::to_vec(entries)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +179,7 @@ mod tests {
     #[test]
     fn records_of_one_entry_and_groups_both_decode() {
         let one = serde_json::to_vec(&entry(7, "$old")).unwrap();
-        let group = encode(&[entry(8, "$x"), entry(9, "$y")]).unwrap();
+        let group = serde_json::to_vec(&[entry(8, "$x"), entry(9, "$y")]).unwrap();
         let cases: [(&[u8], Vec<u64>); 3] =
             [(&one, vec![7]), (&group, vec![8, 9]), (b" [ ]", vec![])];
         for (bytes, want) in cases {

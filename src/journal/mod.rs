@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError};
+use crate::store::{encode, Store, StoreError};
 pub use undecryptable::UndecryptableCounts;
 
 /// Tree of pending entries in groups ([`groups`]), keyed by the big-endian sequence number of
@@ -370,11 +370,7 @@ impl Journal {
 
     /// Writes the new version of a pending entry (its group is left as it is).
     fn put_pending(&self, seq: u64, entry: &JournalEntry) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Encode {
-            tree: UPDATES_TREE,
-            key: entry.event_id.clone(),
-            message: e.to_string(),
-        })?;
+        let bytes = encode(UPDATES_TREE, &entry.event_id, entry)?;
         let key = seq.to_be_bytes();
         self.updates.insert(key, bytes)?;
         if !self.index.lock().mark_updated(&entry.event_id) {
@@ -511,11 +507,7 @@ impl Staging<'_> {
         let open = std::mem::take(&mut self.open);
         for group in self.full.drain(..).chain(std::iter::once(open)) {
             let Some(first) = group.first() else { continue };
-            let bytes = groups::encode(&group).map_err(|e| StoreError::Encode {
-                tree: PENDING_TREE,
-                key: first.event_id.clone(),
-                message: e.to_string(),
-            })?;
+            let bytes = encode(PENDING_TREE, &first.event_id, &group)?;
             self.journal
                 .pending
                 .insert(first.seq.to_be_bytes(), bytes)?;
@@ -555,11 +547,7 @@ fn index_pending(
             continue;
         }
         if live.len() < written {
-            let bytes = groups::encode(&live).map_err(|e| StoreError::Encode {
-                tree: PENDING_TREE,
-                key: group.to_string(),
-                message: e.to_string(),
-            })?;
+            let bytes = encode(PENDING_TREE, &group.to_string(), &live)?;
             pending.insert(&key, bytes)?;
         }
         for entry in live {
@@ -567,11 +555,7 @@ fn index_pending(
             if !changed && !entry.is_as_journaled() {
                 // Written before groups, when changes were made in place: moved to the
                 // updates, where changes are looked for.
-                let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
-                    tree: UPDATES_TREE,
-                    key: entry.event_id.clone(),
-                    message: e.to_string(),
-                })?;
+                let bytes = encode(UPDATES_TREE, &entry.event_id, &entry)?;
                 updates.insert(entry.seq.to_be_bytes(), bytes)?;
                 changed = true;
             }

@@ -44,7 +44,7 @@ pub async fn list(deps: &RoomDeps, record: &RoomRecord, sender: &str) -> Command
 }
 
 /// `!help`: the commands, then the chat's agent as it describes itself.
-pub async fn help(chat: &Chat, deps: &RoomDeps, record: &RoomRecord, is_admin: bool) -> String {
+pub fn help(chat: &Chat, deps: &RoomDeps, record: &RoomRecord, is_admin: bool) -> String {
     let mut text = crate::commands::help_text(is_admin);
     if let Some(note) = chat.surface.help_note() {
         text.push_str("\n\n");

@@ -117,7 +117,12 @@ pub(super) async fn execute(
     }
     tracing::info!(command = command.name(), sender, "command");
     let result = match command {
-        Command::Help => Ok(agents::help(chat, deps, record, cmd.access.is_admin(sender)).await),
+        Command::Help => Ok(agents::help(
+            chat,
+            deps,
+            record,
+            cmd.access.is_admin(sender),
+        )),
         Command::New { name } => chats::new_chat(chat, deps, msg, name).await,
         Command::Rename { name } => chats::rename(chat, record, deps, &name).await,
         Command::Archive => chats::ask_archive(chat, deps, msg).await,
