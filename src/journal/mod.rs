@@ -273,6 +273,18 @@ impl Journal {
         Ok(())
     }
 
+    /// Marks answered, without flushing, a message the messenger shows answered (a reply of
+    /// the bot names it) — unless the journal holds it pending: its room resumes it and
+    /// settles it, since the reply seen may be a live reply cut short by a crash. False when
+    /// it was left pending.
+    pub fn stage_seen_answered(&self, event_id: &str) -> Result<bool, StoreError> {
+        if self.pending_seq(event_id).is_some() {
+            return Ok(false);
+        }
+        self.stage_done(event_id)?;
+        Ok(true)
+    }
+
     /// Counts one more resume of a pending message, durably (flushed before it returns, so
     /// the count survives the attempt crashing the process); returns the new count. A message
     /// that is not pending (answered meanwhile) counts 0.
@@ -801,6 +813,27 @@ mod tests {
         assert_eq!(j.live_reply("$q").unwrap(), ["$r0", "$r1", "$r2"]);
         j.complete("$q").await.unwrap();
         assert!(j.live_reply("$q").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_message_shown_answered_stays_pending_if_the_journal_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = open_in(dir.path());
+            j.accept("!r", "$q", "@u", "stream").await.unwrap();
+            assert!(j.record_live_reply("$q", 0, "$r0").await.unwrap());
+        }
+        // After a crash mid-stream the messenger shows `$r0` replying to `$q`.
+        let j = open_in(dir.path());
+        assert!(!j.stage_seen_answered("$q").unwrap());
+        assert_eq!(pending_ids(&j), ["$q"]);
+        assert!(!j.is_done("$q").unwrap());
+        assert_eq!(j.live_reply("$q").unwrap(), ["$r0"]);
+        // One the journal does not hold (a lost store) is recorded answered.
+        assert!(j.stage_seen_answered("$old").unwrap());
+        j.commit().await.unwrap();
+        assert!(j.is_done("$old").unwrap());
+        assert_eq!(pending_ids(&j), ["$q"]);
     }
 
     #[tokio::test]

@@ -202,7 +202,10 @@ impl Scan {
             match &facts.kind {
                 FactKind::BotJoin => self.stop = Some(Stop::BotJoin),
                 FactKind::BotMessage { reply_to } => {
-                    if let Some(target) = reply_to {
+                    // A message the bot handled is the journal's to settle: a reply seen to
+                    // a pending one may be a live reply cut short by a crash, which its room
+                    // resumes and finishes.
+                    if let Some(target) = reply_to.as_ref().filter(|t| !handled(t)) {
                         self.answered.insert(target.clone());
                     }
                 }
@@ -496,6 +499,25 @@ mod tests {
         assert!(got.is_empty());
         plan.answered.sort();
         assert_eq!(plan.answered, vec!["$1", "$2"]);
+    }
+
+    #[test]
+    fn replies_to_handled_messages_are_not_reported_answered() {
+        let recent = NOW - 1000;
+        // `$1` is pending in the journal with a live reply cut short (`$r1`), `$2` waited
+        // behind it: the scan stops at `$2` and reports nothing answered.
+        let events = vec![msg("$1", recent), msg("$2", recent), reply("$r1", "$1")];
+        let (got, plan, _) = run(&events, &["$1", "$2"], 10, true);
+        assert!(got.is_empty(), "{got:?}");
+        assert_eq!(plan.stop, Stop::Handled);
+        assert!(plan.answered.is_empty(), "{:?}", plan.answered);
+        let (_, mut plan, _) = run(&events, &["$2"], 10, true);
+        plan.answered.sort();
+        assert_eq!(
+            plan.answered,
+            vec!["$1"],
+            "a message not handled is reported"
+        );
     }
 
     #[test]

@@ -504,8 +504,13 @@ impl Inbound for Intake {
     async fn deliver(&self, surface: &Arc<dyn Surface>, batch: Batch) -> Result<(), DeliveryError> {
         let inner = &self.inner;
         for message in &batch.answered {
-            if let Err(error) = inner.journal.stage_done(message.as_str()) {
-                tracing::warn!(%error, event_id = %message, "cannot record an answered message");
+            match inner.journal.stage_seen_answered(message.as_str()) {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(event_id = %message,
+                    "a message shown answered is pending: its room finishes it"),
+                Err(error) => {
+                    tracing::warn!(%error, event_id = %message, "cannot record an answered message");
+                }
             }
         }
         self.stage_undecryptable(surface.name(), &batch);

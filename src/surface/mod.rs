@@ -168,7 +168,8 @@ pub struct Batch {
     /// The messages, in each chat's order (chats may interleave).
     pub messages: Vec<Incoming>,
     /// Messages the adapter found already answered (the bot's replies to them are in the
-    /// messenger): recorded as answered, never delivered.
+    /// messenger): recorded as answered, never delivered — except those the journal holds
+    /// pending, which their rooms resume (the reply may be a live reply cut short).
     pub answered: Vec<MessageId>,
     /// Where the adapter has read up to, stored in the same durable write as the messages
     /// (`None`: do not move the cursor, e.g. when part of the range must be read again).
