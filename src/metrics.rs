@@ -42,7 +42,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::idmap::IdMap;
 use crate::telemetry::trends::{TrendWindow, Trends};
+
+mod series;
+pub use series::{ReplySeries, TurnSeries};
 
 /// Prefix of every metric name.
 pub const METRIC_PREFIX: &str = "surfaces";
@@ -403,6 +407,8 @@ pub struct Metrics {
     undecryptable_now: Family<StateLabels, Gauge>,
     /// The last hour, minute by minute, for the charts of `/status`.
     trends: Mutex<TrendWindow>,
+    /// The reply latency series made so far, by agent then messenger ([`series`]).
+    reply_series: Mutex<IdMap<String, Vec<Arc<ReplySeries>>>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -656,6 +662,7 @@ impl Metrics {
             undecryptable,
             undecryptable_now,
             trends: Mutex::new(TrendWindow::default()),
+            reply_series: Mutex::new(IdMap::default()),
         }
     }
 
@@ -716,23 +723,41 @@ impl Metrics {
         self.trends.lock().message(SystemTime::now(), outcome);
     }
 
-    /// Records one agent turn of `agent` that took `duration` (whatever its result).
-    pub fn turn_finished(&self, agent: &str, duration: Duration) {
-        self.turn_duration
-            .get_or_create(&AgentLabels {
-                agent: agent.to_owned(),
-            })
-            .observe(duration.as_secs_f64());
-        self.trends.lock().turn(SystemTime::now(), agent, duration);
+    /// The turn duration series of `agent`, for its connection to keep ([`series`]).
+    pub fn turn_series(&self, agent: &str) -> TurnSeries {
+        TurnSeries::new(agent)
     }
 
-    /// Records that `stage` of the reply of `agent` reached the messenger `surface` `took`
-    /// after the person's message was accepted; `message_id` (the `msg` of its log lines)
-    /// becomes the bucket's exemplar, unless it does not fit one ([`fits_exemplar`]).
+    /// Records one agent turn that took `duration` (whatever its result).
+    pub fn turn_finished(&self, series: &TurnSeries, duration: Duration) {
+        series.duration(self).observe(duration.as_secs_f64());
+        self.trends
+            .lock()
+            .turn(SystemTime::now(), series.agent(), duration);
+    }
+
+    /// The reply latency series of `agent` on the messenger `surface` ([`series`]): made once
+    /// per pair, then shared by every reply clock of that pair.
+    pub fn reply_series(&self, agent: &str, surface: &'static str) -> Arc<ReplySeries> {
+        let mut kept = self.reply_series.lock();
+        let pairs = match kept.get_mut(agent) {
+            Some(pairs) => pairs,
+            None => kept.entry(agent.to_owned()).or_default(),
+        };
+        if let Some(series) = pairs.iter().find(|s| s.surface() == surface) {
+            return Arc::clone(series);
+        }
+        let series = Arc::new(ReplySeries::new(agent, surface));
+        pairs.push(Arc::clone(&series));
+        series
+    }
+
+    /// Records that `stage` of a reply reached the messenger `took` after the person's
+    /// message was accepted; `message_id` (the `msg` of its log lines) becomes the bucket's
+    /// exemplar, unless it does not fit one ([`fits_exemplar`]).
     pub fn reply_latency(
         &self,
-        agent: &str,
-        surface: &'static str,
+        series: &ReplySeries,
         stage: ReplyStage,
         took: Duration,
         message_id: &str,
@@ -740,38 +765,24 @@ impl Metrics {
         let exemplar = fits_exemplar(message_id).then(|| MessageExemplar {
             message_id: message_id.to_owned(),
         });
-        self.reply_latency
-            .get_or_create(&AgentStageLabels {
-                agent: agent.to_owned(),
-                surface,
-                stage: stage.label(),
-            })
-            .observe(took.as_secs_f64(), exemplar, Some(SystemTime::now()));
+        let now = SystemTime::now();
+        series
+            .reply_latency(self, stage)
+            .observe(took.as_secs_f64(), exemplar, Some(now));
         if stage == ReplyStage::Final {
-            self.trends.lock().reply(SystemTime::now(), took);
+            self.trends.lock().reply(now, took);
         }
     }
 
-    /// Records that the whole reply of `agent` reached the messenger `surface` `took` after
-    /// the messenger's own timestamp of the person's message.
-    pub fn reply_from_origin(&self, agent: &str, surface: &'static str, took: Duration) {
-        self.reply_from_origin
-            .get_or_create(&AgentSurfaceLabels {
-                agent: agent.to_owned(),
-                surface,
-            })
-            .observe(took.as_secs_f64());
+    /// Records that a whole reply reached the messenger `took` after the messenger's own
+    /// timestamp of the person's message.
+    pub fn reply_from_origin(&self, series: &ReplySeries, took: Duration) {
+        series.from_origin(self).observe(took.as_secs_f64());
     }
 
-    /// Records that a message of the messenger `surface` for `agent` waited `waited` between
-    /// its acceptance and its turn's start.
-    pub fn queue_wait(&self, agent: &str, surface: &'static str, waited: Duration) {
-        self.queue_wait
-            .get_or_create(&AgentSurfaceLabels {
-                agent: agent.to_owned(),
-                surface,
-            })
-            .observe(waited.as_secs_f64());
+    /// Records that a message waited `waited` between its acceptance and its turn's start.
+    pub fn queue_wait(&self, series: &ReplySeries, waited: Duration) {
+        series.queue_wait(self).observe(waited.as_secs_f64());
     }
 
     /// Counts one message not taken because of a limit.
@@ -1070,8 +1081,8 @@ mod tests {
         m.message("matrix", MessageOutcome::Replied);
         m.message("matrix", MessageOutcome::Replied);
         m.message("telegram", MessageOutcome::AgentError);
-        m.turn_finished("ref", Duration::from_millis(300));
-        m.turn_finished("ref", Duration::from_secs(7));
+        m.turn_finished(&m.turn_series("ref"), Duration::from_millis(300));
+        m.turn_finished(&m.turn_series("ref"), Duration::from_secs(7));
         let mut tracker = RestartTracker::default();
         let id = ActorId::new("room", "!a:hs");
         for kind in [
@@ -1374,17 +1385,86 @@ mod tests {
     }
 
     #[test]
+    fn series_are_made_once_per_pair_and_exported_once_observed() {
+        let m = Metrics::new();
+        let ref_matrix = m.reply_series("ref", "matrix");
+        assert!(Arc::ptr_eq(&ref_matrix, &m.reply_series("ref", "matrix")));
+        for (agent, surface) in [("ref", "telegram"), ("other", "matrix")] {
+            let series = m.reply_series(agent, surface);
+            assert!(!Arc::ptr_eq(&ref_matrix, &series), "{agent} {surface}");
+            assert_eq!((series.agent(), series.surface()), (agent, surface));
+        }
+        let turns = m.turn_series("ref");
+        let exported = |m: &Metrics| {
+            m.encode(&Observed::default(), Exposition::Prometheus)
+                .unwrap()
+        };
+        // Made, not observed: nothing exported yet.
+        let text = exported(&m);
+        for series in [
+            "surfaces_queue_wait_seconds_count",
+            "surfaces_reply_latency_seconds_count",
+            "surfaces_agent_turn_duration_seconds_count",
+        ] {
+            assert!(!text.contains(series), "{series}:\n{text}");
+        }
+        m.queue_wait(&ref_matrix, Duration::from_millis(5));
+        m.turn_finished(&turns, Duration::from_millis(5));
+        m.turn_finished(&turns, Duration::from_millis(5));
+        let text = exported(&m);
+        for (line, want) in [
+            (
+                "surfaces_queue_wait_seconds_count{agent=\"ref\",surface=\"matrix\"} 1",
+                true,
+            ),
+            (
+                "surfaces_agent_turn_duration_seconds_count{agent=\"ref\"} 2",
+                true,
+            ),
+            ("surfaces_reply_latency_seconds_count", false),
+            ("surface=\"telegram\"", false),
+        ] {
+            assert_eq!(text.contains(line), want, "{line}:\n{text}");
+        }
+    }
+
+    #[test]
     fn reply_latency_and_queue_wait_are_histograms_by_agent() {
         let m = Metrics::new();
         let ms = Duration::from_millis;
-        m.reply_latency("ref", "matrix", ReplyStage::First, ms(400), "$a");
-        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(2_500), "$a");
-        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(40), "$b");
-        m.reply_latency("other", "matrix", ReplyStage::Final, ms(90_000), "$c");
-        m.reply_latency("ref", "telegram", ReplyStage::Final, ms(40), "telegram:1:2");
-        m.reply_from_origin("ref", "matrix", ms(2_900));
-        m.queue_wait("ref", "matrix", ms(3));
-        m.queue_wait("ref", "matrix", ms(15_000));
+        m.reply_latency(
+            &m.reply_series("ref", "matrix"),
+            ReplyStage::First,
+            ms(400),
+            "$a",
+        );
+        m.reply_latency(
+            &m.reply_series("ref", "matrix"),
+            ReplyStage::Final,
+            ms(2_500),
+            "$a",
+        );
+        m.reply_latency(
+            &m.reply_series("ref", "matrix"),
+            ReplyStage::Final,
+            ms(40),
+            "$b",
+        );
+        m.reply_latency(
+            &m.reply_series("other", "matrix"),
+            ReplyStage::Final,
+            ms(90_000),
+            "$c",
+        );
+        m.reply_latency(
+            &m.reply_series("ref", "telegram"),
+            ReplyStage::Final,
+            ms(40),
+            "telegram:1:2",
+        );
+        m.reply_from_origin(&m.reply_series("ref", "matrix"), ms(2_900));
+        m.queue_wait(&m.reply_series("ref", "matrix"), ms(3));
+        m.queue_wait(&m.reply_series("ref", "matrix"), ms(15_000));
         let text = m
             .encode(&Observed::default(), Exposition::Prometheus)
             .unwrap();
@@ -1477,9 +1557,24 @@ mod tests {
         let m = Metrics::new();
         let ms = Duration::from_millis;
         let long = format!("${}", "x".repeat(EXEMPLAR_MAX_CHARS));
-        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(400), "$first:hs");
-        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(450), "$second:hs");
-        m.reply_latency("ref", "matrix", ReplyStage::Final, ms(2_500), &long);
+        m.reply_latency(
+            &m.reply_series("ref", "matrix"),
+            ReplyStage::Final,
+            ms(400),
+            "$first:hs",
+        );
+        m.reply_latency(
+            &m.reply_series("ref", "matrix"),
+            ReplyStage::Final,
+            ms(450),
+            "$second:hs",
+        );
+        m.reply_latency(
+            &m.reply_series("ref", "matrix"),
+            ReplyStage::Final,
+            ms(2_500),
+            &long,
+        );
         let open = m
             .encode(&Observed::default(), Exposition::OpenMetrics)
             .unwrap();

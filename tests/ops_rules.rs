@@ -163,11 +163,21 @@ fn live_exposition() -> String {
         m.refused(reason);
     }
     let took = Duration::from_millis(700);
-    m.turn_finished("ref", took);
-    m.reply_latency("ref", "matrix", ReplyStage::First, took, "$m:hs");
-    m.reply_latency("ref", "matrix", ReplyStage::Final, took, "$m:hs");
-    m.reply_from_origin("ref", "matrix", took);
-    m.queue_wait("ref", "matrix", took);
+    m.turn_finished(&m.turn_series("ref"), took);
+    m.reply_latency(
+        &m.reply_series("ref", "matrix"),
+        ReplyStage::First,
+        took,
+        "$m:hs",
+    );
+    m.reply_latency(
+        &m.reply_series("ref", "matrix"),
+        ReplyStage::Final,
+        took,
+        "$m:hs",
+    );
+    m.reply_from_origin(&m.reply_series("ref", "matrix"), took);
+    m.queue_wait(&m.reply_series("ref", "matrix"), took);
     m.restart("room", "panic");
     m.gave_up("room");
     let observed = Observed {

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use crate::agent::{
     turn_with_retry_observed, AgentClient, AgentError, RetryPolicy, TurnOutcome, TurnRequest,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TurnSeries};
 
 /// What operators see of an agent connection.
 #[derive(Debug, Default)]
@@ -51,6 +51,8 @@ impl Drop for InFlight {
 pub struct AgentConn {
     agent_id: String,
     metrics: Arc<Metrics>,
+    /// The agent's turn duration series, made once for every turn.
+    turn_series: Arc<TurnSeries>,
     client: Arc<AgentClient>,
     permits: Arc<Semaphore>,
     retry: RetryPolicy,
@@ -68,6 +70,7 @@ impl AgentConn {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            turn_series: Arc::new(metrics.turn_series(&agent_id)),
             agent_id,
             metrics,
             client,
@@ -122,10 +125,10 @@ impl Handler<RunTurn> for AgentConn {
         let permits = self.permits.clone();
         let retry = self.retry;
         let stats = self.stats.clone();
-        let (agent_id, metrics) = (self.agent_id.clone(), self.metrics.clone());
+        let (series, metrics) = (self.turn_series.clone(), self.metrics.clone());
         // `msg` ties these logs to the intake's and the room's of the same message; the turn
         // id (derived from it) is what the agent's own logs show.
-        let span = tracing::info_span!("agent_turn", msg = %msg.message, agent = %agent_id,
+        let span = tracing::info_span!("agent_turn", msg = %msg.message, agent = %self.agent_id,
             chat_id = %msg.chat_id, turn_id = %msg.request.turn_id);
         let turn = async move {
             // The semaphore is never closed; a closed one would mean no limit to apply.
@@ -166,7 +169,7 @@ impl Handler<RunTurn> for AgentConn {
             .await;
             let took = started.elapsed();
             tracing::debug!(?took, ok = result.is_ok(), "turn finished");
-            metrics.turn_finished(&agent_id, took);
+            metrics.turn_finished(&series, took);
             *stats.last_error.lock() = result.as_ref().err().map(ToString::to_string);
             result
         };

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::story::{Moment, StoryPen};
-use crate::metrics::{fits_exemplar, Metrics, ReplyStage};
+use crate::metrics::{fits_exemplar, Metrics, ReplySeries, ReplyStage};
 use crate::surface::{turn_id_for, MessageId};
 
 /// When a person's message reached the bot.
@@ -47,8 +47,8 @@ impl Arrival {
 /// its live reply.
 pub struct ReplyClock {
     metrics: Arc<Metrics>,
-    agent: String,
-    surface: &'static str,
+    /// The agent's and messenger's series (made once per pair).
+    series: Arc<ReplySeries>,
     /// The exemplar of the reply latency observations ([`exemplar_id`]).
     exemplar: String,
     arrival: Arrival,
@@ -60,8 +60,8 @@ pub struct ReplyClock {
 impl std::fmt::Debug for ReplyClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplyClock")
-            .field("agent", &self.agent)
-            .field("surface", &self.surface)
+            .field("agent", &self.series.agent())
+            .field("surface", &self.series.surface())
             .field("exemplar", &self.exemplar)
             .field("arrival", &self.arrival)
             .finish_non_exhaustive()
@@ -82,8 +82,7 @@ impl ReplyClock {
         arrival.map(|arrival| {
             Arc::new(Self {
                 metrics: metrics.clone(),
-                agent: agent.to_owned(),
-                surface,
+                series: metrics.reply_series(agent, surface),
                 exemplar: exemplar_id(message),
                 arrival,
                 first_recorded: AtomicBool::new(false),
@@ -101,7 +100,7 @@ impl ReplyClock {
     /// The agent turn starts now: records the queue wait.
     pub fn turn_started(&self) {
         let took = self.arrival.accepted.elapsed();
-        self.metrics.queue_wait(&self.agent, self.surface, took);
+        self.metrics.queue_wait(&self.series, took);
         self.tell_story(Moment::QueueWait, took);
     }
 
@@ -110,13 +109,8 @@ impl ReplyClock {
     pub fn first_words(&self) {
         if !self.first_recorded.swap(true, Ordering::Relaxed) {
             let took = self.arrival.accepted.elapsed();
-            self.metrics.reply_latency(
-                &self.agent,
-                self.surface,
-                ReplyStage::First,
-                took,
-                &self.exemplar,
-            );
+            self.metrics
+                .reply_latency(&self.series, ReplyStage::First, took, &self.exemplar);
             self.tell_story(Moment::FirstWords, took);
         }
     }
@@ -126,20 +120,13 @@ impl ReplyClock {
     pub fn replied(&self) {
         self.first_words();
         let took = self.arrival.accepted.elapsed();
-        self.metrics.reply_latency(
-            &self.agent,
-            self.surface,
-            ReplyStage::Final,
-            took,
-            &self.exemplar,
-        );
+        self.metrics
+            .reply_latency(&self.series, ReplyStage::Final, took, &self.exemplar);
         self.tell_story(Moment::FinalReply, took);
         if let Some(origin) = self.arrival.origin {
             // A messenger clock ahead of ours gives no meaningful figure: not recorded.
             match SystemTime::now().duration_since(origin) {
-                Ok(took) => self
-                    .metrics
-                    .reply_from_origin(&self.agent, self.surface, took),
+                Ok(took) => self.metrics.reply_from_origin(&self.series, took),
                 Err(ahead) => tracing::debug!(ahead = ?ahead.duration(),
                     "the messenger's timestamp is ahead of our clock; not measured from it"),
             }
