@@ -215,7 +215,7 @@ pub struct Store {
 /// turn reads its chat's record without a tree lookup and a decode while no room record was
 /// written since ([`Store::room_cached`]; that read was 7% of a message's instructions).
 #[derive(Default)]
-pub struct RoomRecordCache(parking_lot::Mutex<Option<(u64, RoomRecord)>>);
+pub struct RoomRecordCache(parking_lot::Mutex<Option<(u64, Arc<RoomRecord>)>>);
 
 /// Whether [`Store::flush`] makes writes durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -426,21 +426,22 @@ impl Store {
     }
 
     /// [`Store::room`], through `cache`: read again only when a room record was written
-    /// since `cache` was filled (any room's: writes are rare, turns are not).
+    /// since `cache` was filled (any room's: writes are rare, turns are not). Shared, not
+    /// copied: a turn reads its record without allocating.
     pub fn room_cached(
         &self,
         room_id: &str,
         cache: &RoomRecordCache,
-    ) -> Result<Option<RoomRecord>> {
+    ) -> Result<Option<Arc<RoomRecord>>> {
         use std::sync::atomic::Ordering;
         // Read before the record: a write finishing after this makes the next call read again.
         let generation = self.room_generation.load(Ordering::Acquire);
         if let Some((seen, record)) = &*cache.0.lock() {
             if *seen == generation && record.room_id == room_id {
-                return Ok(Some(record.clone()));
+                return Ok(Some(Arc::clone(record)));
             }
         }
-        let record = self.room(room_id)?;
+        let record = self.room(room_id)?.map(Arc::new);
         *cache.0.lock() = record.clone().map(|record| (generation, record));
         Ok(record)
     }
@@ -708,16 +709,23 @@ mod tests {
         }
     }
 
+    fn cached(store: &Store, room_id: &str, cache: &RoomRecordCache) -> Option<RoomRecord> {
+        store
+            .room_cached(room_id, cache)
+            .unwrap()
+            .map(|record| (*record).clone())
+    }
+
     #[tokio::test]
     async fn a_cached_record_is_read_again_after_any_room_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let cache = RoomRecordCache::default();
         let mut r1 = room("!r1:e.org", "@a:e.org", 1);
-        assert_eq!(store.room_cached("!r1:e.org", &cache).unwrap(), None);
+        assert_eq!(cached(&store, "!r1:e.org", &cache), None);
         store.put_room(&r1).await.unwrap();
         assert_eq!(
-            store.room_cached("!r1:e.org", &cache).unwrap(),
+            cached(&store, "!r1:e.org", &cache),
             Some(r1.clone())
         );
         // Written behind the store's back: the cache is what answers.
@@ -726,7 +734,7 @@ mod tests {
         let bytes = encode(ROOMS_TREE, &behind.room_id, &behind).unwrap();
         store.rooms.insert("!r1:e.org", bytes).unwrap();
         assert_eq!(
-            store.room_cached("!r1:e.org", &cache).unwrap(),
+            cached(&store, "!r1:e.org", &cache),
             Some(r1.clone())
         );
         // Any room's write through the store makes it read again.
@@ -735,22 +743,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            store.room_cached("!r1:e.org", &cache).unwrap(),
+            cached(&store, "!r1:e.org", &cache),
             Some(behind)
         );
         r1.archived = true;
         store.put_room(&r1).await.unwrap();
-        assert_eq!(store.room_cached("!r1:e.org", &cache).unwrap(), Some(r1));
+        assert_eq!(cached(&store, "!r1:e.org", &cache), Some(r1));
         // Another room through the same cache is its own record.
         assert_eq!(
-            store
-                .room_cached("!r2:e.org", &cache)
-                .unwrap()
-                .map(|r| r.chat_index),
+            cached(&store, "!r2:e.org", &cache).map(|r| r.chat_index),
             Some(2)
         );
         store.remove_room("!r2:e.org").await.unwrap();
-        assert_eq!(store.room_cached("!r2:e.org", &cache).unwrap(), None);
+        assert_eq!(cached(&store, "!r2:e.org", &cache), None);
     }
 
     #[tokio::test]

@@ -138,7 +138,7 @@ impl Chat {
 
     /// Its record in the store, read again only when a room record was written since the
     /// last read ([`Store::room_cached`]).
-    pub fn record(&self, store: &Store) -> Result<Option<RoomRecord>, StoreError> {
+    pub fn record(&self, store: &Store) -> Result<Option<Arc<RoomRecord>>, StoreError> {
         store.room_cached(self.id.as_str(), &self.record)
     }
 
