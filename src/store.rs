@@ -724,28 +724,19 @@ mod tests {
         let mut r1 = room("!r1:e.org", "@a:e.org", 1);
         assert_eq!(cached(&store, "!r1:e.org", &cache), None);
         store.put_room(&r1).await.unwrap();
-        assert_eq!(
-            cached(&store, "!r1:e.org", &cache),
-            Some(r1.clone())
-        );
+        assert_eq!(cached(&store, "!r1:e.org", &cache), Some(r1.clone()));
         // Written behind the store's back: the cache is what answers.
         let mut behind = r1.clone();
         behind.agent_id = "behind".to_owned();
         let bytes = encode(ROOMS_TREE, &behind.room_id, &behind).unwrap();
         store.rooms.insert("!r1:e.org", bytes).unwrap();
-        assert_eq!(
-            cached(&store, "!r1:e.org", &cache),
-            Some(r1.clone())
-        );
+        assert_eq!(cached(&store, "!r1:e.org", &cache), Some(r1.clone()));
         // Any room's write through the store makes it read again.
         store
             .put_room(&room("!r2:e.org", "@a:e.org", 2))
             .await
             .unwrap();
-        assert_eq!(
-            cached(&store, "!r1:e.org", &cache),
-            Some(behind)
-        );
+        assert_eq!(cached(&store, "!r1:e.org", &cache), Some(behind));
         r1.archived = true;
         store.put_room(&r1).await.unwrap();
         assert_eq!(cached(&store, "!r1:e.org", &cache), Some(r1));

@@ -1,12 +1,12 @@
 //! The per-person message limit: a token bucket per person, and the rule that a person is
 //! told once per flood, not once per refused message.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use super::bucket::{Rate, TokenBucket};
+use crate::idmap::IdMap;
 
 /// People remembered before idle ones (full buckets) are forgotten.
 const FORGET_IDLE_PAST: usize = 10_000;
@@ -33,7 +33,7 @@ struct Person {
 #[derive(Debug)]
 pub struct PersonLimiter {
     rate: Rate,
-    people: Mutex<HashMap<String, Person>>,
+    people: Mutex<IdMap<String, Person>>,
 }
 
 impl PersonLimiter {
@@ -41,7 +41,7 @@ impl PersonLimiter {
     pub fn new(rate: Rate) -> Self {
         PersonLimiter {
             rate,
-            people: Mutex::new(HashMap::new()),
+            people: Mutex::new(IdMap::default()),
         }
     }
 

@@ -14,7 +14,6 @@ pub mod chats;
 pub mod confirm;
 pub mod info;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actors::{ChildHandle, Registry};
@@ -28,6 +27,7 @@ use super::AgentView;
 use crate::commands::Command;
 use crate::config::AccessPolicy;
 use crate::confirmations::Confirmations;
+use crate::idmap::IdMap;
 use crate::store::RoomRecord;
 use crate::surface::health::SyncHealth;
 use crate::surface::ChatId;
@@ -54,7 +54,7 @@ pub struct CommandDeps {
     /// Pending confirmations.
     pub confirmations: Confirmations,
     /// Turns in flight, per chat.
-    pub inflight: Arc<Mutex<HashMap<ChatId, InFlight>>>,
+    pub inflight: Arc<Mutex<IdMap<ChatId, InFlight>>>,
     /// Config `commands.delete_old_chat_on_clear`.
     pub delete_old_chat_on_clear: bool,
     /// The provisioner (`!new`).

@@ -18,7 +18,6 @@
 //! to the file message. After a turn, the files the agent asked to post follow the reply;
 //! the ones refused are listed in one notice.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::{Context, Handler, Message};
@@ -28,6 +27,7 @@ use tracing::Instrument;
 use super::{answer, Chat, RoomActor, RoomDeps, UserMessage};
 use crate::agent::{Attachment, FileEvent};
 use crate::files::{self, InboundRefusal};
+use crate::idmap::IdMap;
 use crate::journal::Journal;
 use crate::metrics::Refusal;
 use crate::runtime::router::AgentRoute;
@@ -35,7 +35,7 @@ use crate::surface::{AnswerPart, ChatId, IncomingFile, MessageId, PersonId, Send
 use crate::texts;
 
 /// Waiting files by (room id, sender).
-type Held = HashMap<(String, String), Vec<Attachment>>;
+type Held = IdMap<(String, String), Vec<Attachment>>;
 
 /// Files waiting for their sender's next message, per room and sender; every change is
 /// written to the journal before it is acknowledged.
@@ -58,7 +58,7 @@ impl FileDeps {
             Err(error) => {
                 tracing::error!(%error, "cannot read the files waiting for their next message; \
                     they are left out of those turns (they stay in the agents' inboxes)");
-                Held::new()
+                Held::default()
             }
         };
         Self {
@@ -132,11 +132,15 @@ impl FileDeps {
                 Vec::new()
             }
         };
-        let waiting = self
-            .held
-            .lock()
-            .remove(&Self::key(chat, sender))
-            .unwrap_or_default();
+        let waiting = {
+            let mut held = self.held.lock();
+            // Most turns: nobody's files wait, and no key is made to find none.
+            if held.is_empty() {
+                Vec::new()
+            } else {
+                held.remove(&Self::key(chat, sender)).unwrap_or_default()
+            }
+        };
         let held = !waiting.is_empty();
         for attachment in waiting.into_iter().chain(extra) {
             if !all.iter().any(|a| a.path == attachment.path) {
