@@ -1432,36 +1432,15 @@ mod tests {
     fn reply_latency_and_queue_wait_are_histograms_by_agent() {
         let m = Metrics::new();
         let ms = Duration::from_millis;
-        m.reply_latency(
-            &m.reply_series("ref", "matrix"),
-            ReplyStage::First,
-            ms(400),
-            "$a",
-        );
-        m.reply_latency(
-            &m.reply_series("ref", "matrix"),
-            ReplyStage::Final,
-            ms(2_500),
-            "$a",
-        );
-        m.reply_latency(
-            &m.reply_series("ref", "matrix"),
-            ReplyStage::Final,
-            ms(40),
-            "$b",
-        );
-        m.reply_latency(
-            &m.reply_series("other", "matrix"),
-            ReplyStage::Final,
-            ms(90_000),
-            "$c",
-        );
-        m.reply_latency(
-            &m.reply_series("ref", "telegram"),
-            ReplyStage::Final,
-            ms(40),
-            "telegram:1:2",
-        );
+        for (agent, surface, stage, took, message) in [
+            ("ref", "matrix", ReplyStage::First, 400, "$a"),
+            ("ref", "matrix", ReplyStage::Final, 2_500, "$a"),
+            ("ref", "matrix", ReplyStage::Final, 40, "$b"),
+            ("other", "matrix", ReplyStage::Final, 90_000, "$c"),
+            ("ref", "telegram", ReplyStage::Final, 40, "telegram:1:2"),
+        ] {
+            m.reply_latency(&m.reply_series(agent, surface), stage, ms(took), message);
+        }
         m.reply_from_origin(&m.reply_series("ref", "matrix"), ms(2_900));
         m.queue_wait(&m.reply_series("ref", "matrix"), ms(3));
         m.queue_wait(&m.reply_series("ref", "matrix"), ms(15_000));
