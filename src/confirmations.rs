@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError};
+use crate::store::{encode, Store, StoreError};
 
 /// The sled tree holding pending confirmations.
 const TREE: &str = "confirmations";
@@ -100,11 +100,7 @@ impl Confirmations {
             expires_ms: now_ms()
                 .saturating_add(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)),
         };
-        let bytes = serde_json::to_vec(&confirmation).map_err(|e| StoreError::Encode {
-            tree: TREE,
-            key: format!("{person}/{room_id}"),
-            message: e.to_string(),
-        })?;
+        let bytes = encode(TREE, &format!("{person}/{room_id}"), &confirmation)?;
         self.tree.insert(key(person, room_id), bytes)?;
         self.store.flush().await
     }

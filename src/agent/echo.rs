@@ -7,6 +7,7 @@
 //! messages of each chat, and snapshots are kept by name. Nothing survives a restart.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -40,8 +41,9 @@ struct State {
     /// (chat the snapshot was saved from, name) → state at that time.
     snapshots: IdMap<(String, String), ChatState>,
     /// (chat, turn_id) → the reply, for idempotent replays.
-    turns: IdMap<(String, String), String>,
-    turn_order: VecDeque<(String, String)>,
+    turns: IdMap<Arc<(String, String)>, String>,
+    /// The keys of `turns`, oldest first (shared with the map: one allocation per turn).
+    turn_order: VecDeque<Arc<(String, String)>>,
 }
 
 /// The built-in echo agent. Cheap to create; all state is in memory.
@@ -108,10 +110,16 @@ impl EchoAgent {
                 Some(reply) => reply.clone(),
                 None => {
                     let reply = echo_reply(req);
-                    let c = st.chats.entry(chat.to_owned()).or_default();
-                    c.messages += MESSAGES_PER_TURN;
-                    c.tokens += approx_tokens(&req.text) + approx_tokens(&reply);
-                    st.turns.insert(key.clone(), reply.clone());
+                    // A chat already known is not named again (no key made for it).
+                    if !st.chats.contains_key(chat) {
+                        st.chats.insert(chat.to_owned(), ChatState::default());
+                    }
+                    if let Some(c) = st.chats.get_mut(chat) {
+                        c.messages += MESSAGES_PER_TURN;
+                        c.tokens += approx_tokens(&req.text) + approx_tokens(&reply);
+                    }
+                    let key = Arc::new(key);
+                    st.turns.insert(Arc::clone(&key), reply.clone());
                     st.turn_order.push_back(key);
                     while st.turn_order.len() > MAX_REMEMBERED_TURNS {
                         if let Some(old) = st.turn_order.pop_front() {

@@ -9,7 +9,7 @@
 
 use super::{corrupt, Journal};
 use crate::agent::Attachment;
-use crate::store::StoreError;
+use crate::store::{encode, StoreError};
 
 /// The tree.
 pub(super) const TREE: &str = "journal_held_files";
@@ -76,11 +76,7 @@ impl Journal {
             self.held_files.remove(key)?;
             return Ok(());
         }
-        let bytes = serde_json::to_vec(files).map_err(|e| StoreError::Encode {
-            tree: TREE,
-            key: String::from_utf8_lossy(&key).into_owned(),
-            message: e.to_string(),
-        })?;
+        let bytes = encode(TREE, &String::from_utf8_lossy(&key), &files)?;
         self.held_files.insert(key, bytes)?;
         Ok(())
     }

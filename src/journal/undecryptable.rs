@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{corrupt, Journal};
-use crate::store::StoreError;
+use crate::store::{encode, StoreError};
 use crate::surface::{MessageId, Undecryptable};
 
 /// The tree.
@@ -163,11 +163,7 @@ impl Journal {
     }
 
     fn put_undecryptable(&self, key: &[u8], message: &Undecryptable) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(message).map_err(|e| StoreError::Encode {
-            tree: TREE,
-            key: message.id.as_str().to_owned(),
-            message: e.to_string(),
-        })?;
+        let bytes = encode(TREE, message.id.as_str(), message)?;
         self.undecryptable.insert(key, bytes)?;
         Ok(())
     }

@@ -386,7 +386,10 @@ async fn resume_pending(chat: Chat, deps: Arc<RoomDeps>, entry: JournalEntry) {
 /// message's span, [`message_span`]).
 async fn process(chat: Chat, deps: Arc<RoomDeps>, msg: UserMessage) {
     match deps.journal.is_done(msg.id.as_str()) {
-        Ok(true) => return,
+        Ok(true) => {
+            tracing::debug!("answered already; nothing to do");
+            return;
+        }
         Ok(false) => {}
         Err(error) => tracing::warn!(%error, "cannot read the journal; answering anyway"),
     }
