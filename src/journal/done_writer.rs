@@ -183,6 +183,9 @@ mod tests {
             j.stage("!r", id, "@a:x", "hi").expect("staged");
         }
         let first = runtime();
+        // The mark's future is handed out of the first runtime on purpose, to be awaited on
+        // the second after the first (and its writer task) is gone.
+        #[allow(clippy::async_yields_async)]
         let asked = first.block_on(async {
             let mut asked = Box::pin({
                 let j = j.clone();
