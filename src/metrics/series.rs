@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 
 use prometheus_client::metrics::histogram::Histogram;
 
+use super::ReplyStage;
 use super::{AgentLabels, AgentStageLabels, AgentSurfaceLabels, Metrics, ReplyHistogram};
-use super::{MessageExemplar, ReplyStage};
 
 /// The reply latency series of one agent on one messenger ([`Metrics::reply_series`]).
 #[derive(Debug)]
@@ -72,11 +72,7 @@ impl ReplySeries {
         })
     }
 
-    pub(super) fn reply_latency(
-        &self,
-        metrics: &Metrics,
-        stage: ReplyStage,
-    ) -> &prometheus_client::metrics::exemplar::HistogramWithExemplars<MessageExemplar> {
+    pub(super) fn reply_latency(&self, metrics: &Metrics, stage: ReplyStage) -> &ReplyHistogram {
         let cell = match stage {
             ReplyStage::First => &self.first_words,
             ReplyStage::Final => &self.final_reply,

@@ -60,8 +60,9 @@ impl RoomActor {
                 // Behind a running turn: if it runs long, the first person waiting hears
                 // they wait. One timer per turn, not one per message: the context polls
                 // every pending timer each time it wakes, so a timer per waiting message
-                // cost ~12,000 instructions per message in the pipeline benchmark.
-                if self.waiting_notice.is_none() {
+                // cost ~12,000 instructions per message in the pipeline benchmark. None once
+                // someone was told during this turn (once per turn).
+                if self.waiting_notice.is_none() && self.told_waiting != Some(self.turns) {
                     let turn = self.turns;
                     let timer = ctx.run_later(super::QUEUED_NOTICE_AFTER, move |actor, ctx| {
                         actor.waiting_notice = None;

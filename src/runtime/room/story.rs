@@ -148,10 +148,10 @@ fn push(ring: &mut VecDeque<MessageRecord>, record: MessageRecord, cap: usize) {
 
 /// The rooms to forget to make space: the `n` written longest ago (all, if fewer), in no order.
 fn idlest<'a>(rooms: impl Iterator<Item = (&'a String, u64)>, n: usize) -> Vec<String> {
-    let mut all: Vec<(u64, &String)> = rooms.map(|(id, touched)| (touched, id)).collect();
     if n == 0 {
         return Vec::new();
     }
+    let mut all: Vec<(u64, &String)> = rooms.map(|(id, touched)| (touched, id)).collect();
     if all.len() > n {
         all.select_nth_unstable_by_key(n - 1, |(touched, _)| *touched);
         all.truncate(n);
