@@ -110,13 +110,20 @@ impl EchoAgent {
                 Some(reply) => reply.clone(),
                 None => {
                     let reply = echo_reply(req);
+                    let tokens = approx_tokens(&req.text) + approx_tokens(&reply);
                     // A chat already known is not named again (no key made for it).
-                    if !st.chats.contains_key(chat) {
-                        st.chats.insert(chat.to_owned(), ChatState::default());
-                    }
-                    if let Some(c) = st.chats.get_mut(chat) {
-                        c.messages += MESSAGES_PER_TURN;
-                        c.tokens += approx_tokens(&req.text) + approx_tokens(&reply);
+                    match st.chats.get_mut(chat) {
+                        Some(c) => {
+                            c.messages += MESSAGES_PER_TURN;
+                            c.tokens += tokens;
+                        }
+                        None => {
+                            let c = ChatState {
+                                messages: MESSAGES_PER_TURN,
+                                tokens,
+                            };
+                            st.chats.insert(chat.to_owned(), c);
+                        }
                     }
                     let key = Arc::new(key);
                     st.turns.insert(Arc::clone(&key), reply.clone());

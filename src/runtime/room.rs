@@ -394,7 +394,7 @@ async fn process(chat: Chat, deps: Arc<RoomDeps>, msg: UserMessage) {
         Err(error) => tracing::warn!(%error, "cannot read the journal; answering anyway"),
     }
     tracing::debug!("answering");
-    if answer(chat, deps.clone(), msg.clone(), Vec::new()).await {
+    if answer(chat, deps.clone(), &msg, Vec::new()).await {
         crash::point(CrashPoint::AfterSend);
         finish(&deps, &msg).await;
     }
@@ -416,7 +416,7 @@ async fn finish(deps: &RoomDeps, msg: &UserMessage) {
 async fn answer(
     chat: Chat,
     deps: Arc<RoomDeps>,
-    msg: UserMessage,
+    msg: &UserMessage,
     extra: Vec<crate::agent::Attachment>,
 ) -> bool {
     let story = deps
@@ -459,7 +459,7 @@ async fn answer(
         Parsed::NotACommand => {}
     }
     let route = match deps.routes.get(&record.agent_id) {
-        Some(route) => route.clone(),
+        Some(route) => route,
         None => {
             tracing::warn!(agent_id = %record.agent_id, "chat bound to an agent that is not configured");
             story.counted(
@@ -522,12 +522,12 @@ async fn answer(
             clock.clone(),
         )
     });
-    let in_flight = InFlight {
+    let in_flight = Arc::new(InFlight {
         turn_id: request.turn_id.clone(),
         chat_id: record.platform_chat_id.clone(),
         agent_id: route.id.clone(),
         sender: msg.sender.clone(),
-    };
+    });
     deps.commands
         .inflight
         .lock()

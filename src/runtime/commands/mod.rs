@@ -54,7 +54,7 @@ pub struct CommandDeps {
     /// Pending confirmations.
     pub confirmations: Confirmations,
     /// Turns in flight, per chat.
-    pub inflight: Arc<Mutex<IdMap<ChatId, InFlight>>>,
+    pub inflight: Arc<Mutex<IdMap<ChatId, Arc<InFlight>>>>,
     /// Config `commands.delete_old_chat_on_clear`.
     pub delete_old_chat_on_clear: bool,
     /// The provisioner (`!new`).

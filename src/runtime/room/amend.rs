@@ -133,7 +133,9 @@ impl RoomActor {
         };
         self.busy = true;
         self.turns += 1;
-        let work = run(self.chat.clone(), self.deps.clone(), next);
+        // Boxed where it is made: a turn's future is kilobytes, and each wrapper below moved
+        // it whole (the system thread's memory copies fell by a fifth, `ops/bench/RESULTS.md`).
+        let work = Box::pin(run(self.chat.clone(), self.deps.clone(), next));
         ctx.spawn(work.into_actor(self).map(|(), actor, ctx| {
             actor.busy = false;
             if let Some(timer) = actor.waiting_notice.take() {

@@ -220,8 +220,8 @@ pub(super) async fn receive_queued(chat: Chat, deps: Arc<RoomDeps>, msg: UserFil
 }
 
 /// The route of the chat's agent, or the notice to answer with.
-fn route_of(deps: &RoomDeps, chat: &ChatId) -> Result<AgentRoute, String> {
-    let record = match deps.store.room(chat.as_str()) {
+fn route_of(deps: &RoomDeps, chat: &Chat) -> Result<AgentRoute, String> {
+    let record = match chat.record(&deps.store) {
         Ok(Some(record)) => record,
         Ok(None) => {
             tracing::error!("managed room without a record in the store");
@@ -249,7 +249,7 @@ async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
         // Only text messages carry their arrival: a file's turn is not measured.
         arrival: None,
     };
-    let route = match route_of(&deps, &chat.id) {
+    let route = match route_of(&deps, &chat) {
         Ok(route) => route,
         Err(text) => {
             chat.notice(&as_message, &text).await;
@@ -298,7 +298,7 @@ async fn receive(chat: Chat, deps: Arc<RoomDeps>, msg: UserFile) {
     tracing::info!(path = %attachment.path, mime = %attachment.mime, size = attachment.size,
         "file written to the agent's workspace");
     if msg.file.caption.is_some() {
-        answer(chat, deps, as_message, vec![attachment]).await;
+        answer(chat, deps, &as_message, vec![attachment]).await;
     } else {
         let held = texts::file_held(&msg.file.name, &route.name());
         if deps.files.hold(&chat.id, &msg.sender, attachment).await {
