@@ -406,9 +406,13 @@ impl Journal {
         for item in self.pending.iter() {
             let (key, bytes) = item?;
             let entries = groups::decode(&bytes).map_err(|e| corrupt(PENDING_TREE, &key, e))?;
-            for entry in entries {
+            // The index is locked once per group, not per entry.
+            let slots: Vec<Option<groups::Slot>> = {
+                let index = self.index.lock();
+                entries.iter().map(|e| index.slot(&e.event_id)).collect()
+            };
+            for (entry, slot) in entries.into_iter().zip(slots) {
                 // A group keeps its answered entries until its last one is answered.
-                let slot = self.index.lock().slot(&entry.event_id);
                 match slot {
                     Some(slot) if slot.seq == entry.seq && slot.updated => {
                         pending.extend(self.updated_entry(slot.seq)?);

@@ -88,15 +88,18 @@ impl RouteTable {
 
     /// Every route, in configuration order (an id given twice once).
     fn in_order(&self) -> Vec<AgentRoute> {
-        let mut routes: Vec<AgentRoute> = self
-            .0
-            .order
-            .iter()
+        first_occurrences(&self.0.order)
             .filter_map(|id| self.get(id).cloned())
-            .collect();
-        routes.dedup_by(|a, b| a.id == b.id);
-        routes
+            .collect()
     }
+}
+
+/// `ids` in order, each only where it first appears.
+fn first_occurrences(ids: &[String]) -> impl Iterator<Item = &str> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter()
+        .map(String::as_str)
+        .filter(move |id| seen.insert(*id))
 }
 
 /// The router actor.
@@ -162,5 +165,25 @@ impl Handler<MintChatId> for Router {
             let seq = store.next_chat_seq().await?;
             Ok(format!("{CHAT_ID_PREFIX}{seq}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_occurrences;
+
+    #[test]
+    fn an_agent_listed_twice_is_shown_once_in_its_first_place() {
+        let table: [(&[&str], &[&str]); 4] = [
+            (&[], &[]),
+            (&["a", "b"], &["a", "b"]),
+            (&["a", "a", "b"], &["a", "b"]),
+            (&["a", "b", "a", "c", "b"], &["a", "b", "c"]),
+        ];
+        for (ids, expected) in table {
+            let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+            let got: Vec<&str> = first_occurrences(&ids).collect();
+            assert_eq!(got, expected, "{ids:?}");
+        }
     }
 }
