@@ -662,6 +662,10 @@ async fn idle(n: usize, activations: usize) {
 // ---------------------------------------------------------------------------------------
 
 fn main() {
+    // As `main.rs`: the process's memory in 4 KiB pages.
+    if let Err(error) = surfaces::allocator::settle() {
+        eprintln!("pipeline: cannot turn transparent huge pages off: {error}");
+    }
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

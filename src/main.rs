@@ -81,6 +81,9 @@ fn main() -> ExitCode {
         }
     };
     surfaces::telemetry::init(&config.log);
+    if let Err(error) = surfaces::allocator::settle() {
+        tracing::warn!(%error, "cannot turn transparent huge pages off; memory use may be higher");
+    }
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
