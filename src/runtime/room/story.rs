@@ -8,7 +8,8 @@
 //! reads them. A record holds the message's id (the journal's event id), when it arrived,
 //! its queue wait, first words and final reply in milliseconds, and how it ended: nothing a
 //! person wrote. At most [`STORY_ROOMS_MAX`] rooms are kept; those idle longest go first, a
-//! tenth at a time ([`STORY_EVICT_BATCH`]).
+//! tenth at a time ([`STORY_EVICT_BATCH`]). A pen holds its room's ring itself: the timings
+//! and the outcome it writes (four per message) do not look the room up among all the others.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -95,6 +96,9 @@ pub struct MessageRecord {
     pub ended_ms: Option<u64>,
 }
 
+/// One room's ring, shared by the registry and the pens writing into it.
+type SharedRing = Arc<Mutex<Ring>>;
+
 /// One room's ring.
 #[derive(Default)]
 struct Ring {
@@ -107,7 +111,7 @@ struct Ring {
 /// The recent messages of every room. Shared by the room actors and the ops endpoint.
 #[derive(Default)]
 pub struct Stories {
-    rooms: Mutex<IdMap<String, Ring>>,
+    rooms: Mutex<IdMap<String, SharedRing>>,
 }
 
 impl std::fmt::Debug for Stories {
@@ -187,64 +191,55 @@ impl Stories {
             failure: None,
             ended_ms: None,
         };
-        {
+        let ring = {
             let mut rooms = self.rooms.lock();
             // Looked up before anything is inserted: no key made for a room remembered.
-            if !rooms.contains_key(room) {
-                if rooms.len() >= STORY_ROOMS_MAX {
-                    let touched = rooms.iter().map(|(id, r)| (id, r.touched_ms));
-                    for gone in idlest(touched, STORY_EVICT_BATCH) {
-                        rooms.remove(&gone);
+            match rooms.get(room) {
+                Some(ring) => Arc::clone(ring),
+                None => {
+                    if rooms.len() >= STORY_ROOMS_MAX {
+                        let touched = rooms.iter().map(|(id, r)| (id, r.lock().touched_ms));
+                        for gone in idlest(touched, STORY_EVICT_BATCH) {
+                            rooms.remove(&gone);
+                        }
                     }
+                    let ring = SharedRing::default();
+                    rooms.insert(room.to_owned(), Arc::clone(&ring));
+                    ring
                 }
-                rooms.insert(room.to_owned(), Ring::default());
             }
-            if let Some(ring) = rooms.get_mut(room) {
-                ring.touched_ms = record.started_ms;
-                push(&mut ring.messages, record, STORY_MESSAGES);
-            }
+        };
+        {
+            let mut ring = ring.lock();
+            ring.touched_ms = record.started_ms;
+            push(&mut ring.messages, record, STORY_MESSAGES);
         }
         StoryPen {
-            stories: self.clone(),
-            room: room.to_owned(),
+            ring,
             message: message.to_owned(),
         }
     }
 
     /// The remembered messages of `room`, newest first.
     pub fn recent(&self, room: &str) -> Vec<MessageRecord> {
-        self.rooms
-            .lock()
-            .get(room)
-            .map(|ring| ring.messages.iter().rev().cloned().collect())
+        let ring = self.rooms.lock().get(room).map(Arc::clone);
+        ring.map(|ring| ring.lock().messages.iter().rev().cloned().collect())
             .unwrap_or_default()
-    }
-
-    /// Writes the latest record of `message` in `room`, if still remembered.
-    fn write(&self, room: &str, message: &str, change: impl FnOnce(&mut MessageRecord)) {
-        let mut rooms = self.rooms.lock();
-        if let Some(record) = rooms.get_mut(room).and_then(|ring| {
-            ring.messages
-                .iter_mut()
-                .rev()
-                .find(|r| r.message_id == message)
-        }) {
-            change(record);
-        }
     }
 }
 
-/// Writes one message's record (cheap to clone; the turn and its live reply share it).
+/// Writes one message's record (cheap to clone; the turn and its live reply share it). It
+/// holds its room's ring: once the room is forgotten ([`STORY_ROOMS_MAX`]) what it writes is
+/// seen by nobody, as before.
 #[derive(Clone)]
 pub struct StoryPen {
-    stories: Arc<Stories>,
-    room: String,
+    ring: SharedRing,
     message: String,
 }
 
 impl std::fmt::Debug for StoryPen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StoryPen({} {})", self.room, self.message)
+        write!(f, "StoryPen({})", self.message)
     }
 }
 
@@ -263,18 +258,30 @@ impl StoryPen {
     /// Records `moment`, `took` after the message was accepted.
     pub fn timing(&self, moment: Moment, took: Duration) {
         let ms = Some(millis(took));
-        self.stories
-            .write(&self.room, &self.message, |record| match moment {
-                Moment::QueueWait => record.queue_wait_ms = ms,
-                Moment::FirstWords => record.first_words_ms = ms,
-                Moment::FinalReply => record.final_reply_ms = ms,
-            });
+        self.write(|record| match moment {
+            Moment::QueueWait => record.queue_wait_ms = ms,
+            Moment::FirstWords => record.first_words_ms = ms,
+            Moment::FinalReply => record.final_reply_ms = ms,
+        });
+    }
+
+    /// Writes the latest record of its message (the newest, nearly always).
+    fn write(&self, change: impl FnOnce(&mut MessageRecord)) {
+        let mut ring = self.ring.lock();
+        let mine = ring
+            .messages
+            .iter_mut()
+            .rev()
+            .find(|r| r.message_id == self.message);
+        if let Some(record) = mine {
+            change(record);
+        }
     }
 
     /// The message ended with `outcome` (`failure`: its class, for a failure).
     pub fn end(&self, outcome: Outcome, failure: Option<String>) {
         let now = unix_ms(SystemTime::now());
-        self.stories.write(&self.room, &self.message, |record| {
+        self.write(|record| {
             record.outcome = outcome;
             record.failure = failure;
             record.ended_ms = Some(now);
@@ -417,8 +424,8 @@ mod tests {
         for i in 0..STORY_ROOMS_MAX {
             stories.begin(&format!("!r{i}"), "$m", None);
         }
-        for (id, ring) in stories.rooms.lock().iter_mut() {
-            ring.touched_ms = id[2..].parse().unwrap();
+        for (id, ring) in stories.rooms.lock().iter() {
+            ring.lock().touched_ms = id[2..].parse().unwrap();
         }
         stories.begin("!new", "$m", None);
         let rooms = stories.rooms.lock();
