@@ -431,7 +431,7 @@ async fn answer(
                 chat.surface.name(),
                 MessageOutcome::InternalError,
             );
-            return chat.notice(&msg, texts::internal_error()).await;
+            return chat.notice(msg, texts::internal_error()).await;
         }
         Err(error) => {
             tracing::error!(%error, "cannot read the chat's record");
@@ -440,21 +440,21 @@ async fn answer(
                 chat.surface.name(),
                 MessageOutcome::InternalError,
             );
-            return chat.notice(&msg, texts::internal_error()).await;
+            return chat.notice(msg, texts::internal_error()).await;
         }
     };
     if record.archived {
         story.end(Outcome::Refused, None);
-        return chat.notice(&msg, texts::ROOM_ARCHIVED).await;
+        return chat.notice(msg, texts::ROOM_ARCHIVED).await;
     }
     match crate::commands::parse(&msg.body) {
         Parsed::Command(command) => {
             story.end(Outcome::Command, None);
-            return commands::execute(&chat, &record, &deps, &msg, command).await;
+            return commands::execute(&chat, &record, &deps, msg, command).await;
         }
         Parsed::Invalid(error) => {
             story.end(Outcome::Refused, None);
-            return chat.notice(&msg, &error.to_string()).await;
+            return chat.notice(msg, &error.to_string()).await;
         }
         Parsed::NotACommand => {}
     }
@@ -468,7 +468,7 @@ async fn answer(
                 MessageOutcome::StaleAgent,
             );
             return chat
-                .notice(&msg, &texts::agent_gone(&record.agent_id))
+                .notice(msg, &texts::agent_gone(&record.agent_id))
                 .await;
         }
     };
@@ -514,7 +514,7 @@ async fn answer(
         };
         stream::LiveReply::start(
             chat.clone(),
-            &msg,
+            msg,
             &deps.streaming,
             reply::limits_for(&chat, &deps.replies),
             deps.journal.clone(),
@@ -567,7 +567,7 @@ async fn answer(
             let files = std::mem::take(&mut outcome.files);
             if let Some(confirm) = outcome.confirm.take() {
                 let question =
-                    commands::ask_for_agent(&deps, &chat.id, &msg, &in_flight, &route, confirm)
+                    commands::ask_for_agent(&deps, &chat.id, msg, &in_flight, route, confirm)
                         .await;
                 outcome.reply = if outcome.reply.trim().is_empty() {
                     question
@@ -588,9 +588,9 @@ async fn answer(
                 text
             };
             let delivery = if streamed.messages.is_empty() {
-                reply::send_reply(&chat, &msg, &agent_name, text, &deps.replies).await
+                reply::send_reply(&chat, msg, &agent_name, text, &deps.replies).await
             } else {
-                reply::finish_live(&chat, &msg, &streamed, &agent_name, text, &deps.replies).await
+                reply::finish_live(&chat, msg, &streamed, &agent_name, text, &deps.replies).await
             };
             match delivery {
                 reply::Delivery::Sent => {
@@ -599,7 +599,7 @@ async fn answer(
                     if let Some(clock) = &clock {
                         clock.replied();
                     }
-                    attachments::post_turn_files(&chat, &deps, &route, &msg, &files).await;
+                    attachments::post_turn_files(&chat, &deps, route, msg, &files).await;
                     true
                 }
                 reply::Delivery::Refused(_) => {
@@ -609,7 +609,7 @@ async fn answer(
                         chat.surface.name(),
                         MessageOutcome::InternalError,
                     );
-                    chat.notice(&msg, &texts::reply_undeliverable(&agent_name))
+                    chat.notice(msg, &texts::reply_undeliverable(&agent_name))
                         .await
                 }
                 reply::Delivery::Failed(error) => {
@@ -631,10 +631,10 @@ async fn answer(
                 .await;
             // What was said stays, marked as stopped.
             let stopped = texts::STREAM_STOPPED;
-            if reply::end_live(&chat, &msg, &streamed, &deps.replies, stopped).await {
+            if reply::end_live(&chat, msg, &streamed, &deps.replies, stopped).await {
                 return true;
             }
-            chat.notice(&msg, texts::TURN_CANCELLED).await
+            chat.notice(msg, texts::TURN_CANCELLED).await
         }
         Ok(Err(error)) => {
             tracing::warn!(%error, agent = %route.id, "agent turn failed");
@@ -642,9 +642,9 @@ async fn answer(
                 .put_back(&chat.id, &msg.sender, attachments)
                 .await;
             let incomplete = texts::STREAM_INCOMPLETE;
-            reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
+            reply::end_live(&chat, msg, &streamed, &deps.replies, incomplete).await;
             story.turn_failed(&deps.metrics, chat.surface.name(), &error);
-            chat.notice(&msg, &agent_failure_text(&agent_name, &error))
+            chat.notice(msg, &agent_failure_text(&agent_name, &error))
                 .await
         }
         Err(error) => {
@@ -653,14 +653,14 @@ async fn answer(
                 .put_back(&chat.id, &msg.sender, attachments)
                 .await;
             let incomplete = texts::STREAM_INCOMPLETE;
-            reply::end_live(&chat, &msg, &streamed, &deps.replies, incomplete).await;
+            reply::end_live(&chat, msg, &streamed, &deps.replies, incomplete).await;
             story.counted(
                 &deps.metrics,
                 chat.surface.name(),
                 MessageOutcome::AgentUnavailable,
             );
             let text = texts::agent_unreachable(&agent_name, texts::reason::RESTARTING);
-            chat.notice(&msg, &text).await
+            chat.notice(msg, &text).await
         }
     }
 }
