@@ -123,6 +123,17 @@ impl Namespace {
     }
 }
 
+/// What the policy makes of a person ([`AccessPolicy::standing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// May not use the bot.
+    Refused,
+    /// May use the bot.
+    Allowed,
+    /// May use and administer the bot.
+    Admin,
+}
+
 impl AccessPolicy {
     /// Builds the policy from `[access]` and the bot's own user id.
     pub fn new(access: &AccessConfig, bot_user_id: &str) -> Self {
@@ -156,29 +167,38 @@ impl AccessPolicy {
 
     /// Whether `user_id` may use the bot.
     pub fn allows(&self, user_id: &str) -> bool {
+        self.standing(user_id) != Standing::Refused
+    }
+
+    /// What the policy makes of `user_id`, in one pass (the intake asks both questions of
+    /// every message).
+    pub fn standing(&self, user_id: &str) -> Standing {
+        let allowed = |yes: bool| if yes { Standing::Allowed } else { Standing::Refused };
         if let Some((ns, local)) = self.namespaced(user_id) {
-            return ns.admins.iter().any(|a| a == local)
-                || ns.allowed.iter().any(|a| a == local || a == "*");
+            if ns.admins.iter().any(|a| a == local) {
+                return Standing::Admin;
+            }
+            return allowed(ns.allowed.iter().any(|a| a == local || a == "*"));
         }
         let Some((_, server)) = split_user_id(user_id) else {
-            return false;
+            return Standing::Refused;
         };
-        if self.is_admin(user_id) {
-            return true;
+        if self.admins.iter().any(|p| user_pattern_matches(p, user_id)) {
+            return Standing::Admin;
         }
         if self.allowed_users.is_empty() && self.allowed_homeservers.is_empty() {
-            return self
-                .own_server
-                .as_deref()
-                .is_some_and(|own| own.eq_ignore_ascii_case(server));
+            let own = self.own_server.as_deref();
+            return allowed(own.is_some_and(|own| own.eq_ignore_ascii_case(server)));
         }
-        self.allowed_users
-            .iter()
-            .any(|p| user_pattern_matches(p, user_id))
-            || self
-                .allowed_homeservers
+        allowed(
+            self.allowed_users
                 .iter()
-                .any(|p| glob_match_ignore_case(p, server))
+                .any(|p| user_pattern_matches(p, user_id))
+                || self
+                    .allowed_homeservers
+                    .iter()
+                    .any(|p| glob_match_ignore_case(p, server)),
+        )
     }
 
     /// Whether `user_id` is one of the bot's administrators.
@@ -206,6 +226,15 @@ fn user_pattern_matches(pattern: &str, user_id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The standing that `allows` and `is_admin` answering so amounts to.
+    fn standing(allowed: bool, admin: bool) -> Standing {
+        match (allowed, admin) {
+            (_, true) => Standing::Admin,
+            (true, false) => Standing::Allowed,
+            (false, false) => Standing::Refused,
+        }
+    }
 
     fn policy(users: &[&str], servers: &[&str], admins: &[&str]) -> AccessPolicy {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
@@ -270,6 +299,7 @@ mod tests {
         for (user, allowed, admin) in table {
             assert_eq!(p.allows(user), allowed, "{user:?}");
             assert_eq!(p.is_admin(user), admin, "{user:?}");
+            assert_eq!(p.standing(user), standing(allowed, admin), "{user:?}");
         }
         let everyone = policy(&[], &[], &[]).with_namespace("telegram:", &strings(&["*"]), &[]);
         assert!(everyone.allows("telegram:12345"));
@@ -327,6 +357,7 @@ mod tests {
         for &(user, allowed, admin) in table {
             assert_eq!(p.allows(user), allowed, "allows({user:?})");
             assert_eq!(p.is_admin(user), admin, "is_admin({user:?})");
+            assert_eq!(p.standing(user), standing(allowed, admin), "standing({user:?})");
         }
     }
 

@@ -32,6 +32,7 @@ use super::presence::{self, Taken, RECEIPT_AFTER};
 use super::provisioner::{Invited, Provisioner};
 use super::room::{Amend, Arrival, Change, Chat, Resume, RoomActor, UserFile, UserMessage};
 use crate::commands::{Command, Parsed};
+use crate::access::Standing;
 use crate::config::AccessPolicy;
 use crate::crash::{self, CrashPoint};
 use crate::journal::{Accepted, Journal, Staging};
@@ -148,12 +149,13 @@ impl Intake {
                 }
             },
         };
-        if !self.inner.access.allows(message.sender.as_str()) {
+        let standing = self.inner.access.standing(message.sender.as_str());
+        if standing == Standing::Refused {
             tracing::info!(room_id = %message.chat, sender = %message.sender,
                 "ignoring a message from a person the access policy does not allow");
             return None;
         }
-        if let Some(limited) = self.limited(&chat, &message) {
+        if let Some(limited) = self.limited(&chat, &message, standing) {
             return limited;
         }
         let body = match message.body {
@@ -254,13 +256,19 @@ impl Intake {
         futures_util::future::join_all(activations).await;
     }
 
-    /// Applies the person's rate: `None` takes the message; `Some` is what to do instead
-    /// (the message is recorded as done, so no catch-up or restart brings it back).
-    fn limited(&self, chat: &Chat, message: &Incoming) -> Option<Option<Delivery>> {
-        let sender = message.sender.as_str();
-        if self.inner.access.is_admin(sender) {
+    /// Applies the person's rate (an admin has none): `None` takes the message; `Some` is
+    /// what to do instead (the message is recorded as done, so no catch-up or restart brings
+    /// it back).
+    fn limited(
+        &self,
+        chat: &Chat,
+        message: &Incoming,
+        standing: Standing,
+    ) -> Option<Option<Delivery>> {
+        if standing == Standing::Admin {
             return None;
         }
+        let sender = message.sender.as_str();
         let admission = self.inner.limits.people.admit(sender, Instant::now());
         if admission == Admission::Take {
             return None;
