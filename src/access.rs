@@ -134,6 +134,17 @@ pub enum Standing {
     Admin,
 }
 
+impl Standing {
+    /// [`Standing::Allowed`] when `yes`, else [`Standing::Refused`].
+    fn allowed_if(yes: bool) -> Self {
+        if yes {
+            Standing::Allowed
+        } else {
+            Standing::Refused
+        }
+    }
+}
+
 impl AccessPolicy {
     /// Builds the policy from `[access]` and the bot's own user id.
     pub fn new(access: &AccessConfig, bot_user_id: &str) -> Self {
@@ -173,12 +184,11 @@ impl AccessPolicy {
     /// What the policy makes of `user_id`, in one pass (the intake asks both questions of
     /// every message).
     pub fn standing(&self, user_id: &str) -> Standing {
-        let allowed = |yes: bool| if yes { Standing::Allowed } else { Standing::Refused };
         if let Some((ns, local)) = self.namespaced(user_id) {
             if ns.admins.iter().any(|a| a == local) {
                 return Standing::Admin;
             }
-            return allowed(ns.allowed.iter().any(|a| a == local || a == "*"));
+            return Standing::allowed_if(ns.allowed.iter().any(|a| a == local || a == "*"));
         }
         let Some((_, server)) = split_user_id(user_id) else {
             return Standing::Refused;
@@ -188,9 +198,9 @@ impl AccessPolicy {
         }
         if self.allowed_users.is_empty() && self.allowed_homeservers.is_empty() {
             let own = self.own_server.as_deref();
-            return allowed(own.is_some_and(|own| own.eq_ignore_ascii_case(server)));
+            return Standing::allowed_if(own.is_some_and(|own| own.eq_ignore_ascii_case(server)));
         }
-        allowed(
+        Standing::allowed_if(
             self.allowed_users
                 .iter()
                 .any(|p| user_pattern_matches(p, user_id))
@@ -357,7 +367,11 @@ mod tests {
         for &(user, allowed, admin) in table {
             assert_eq!(p.allows(user), allowed, "allows({user:?})");
             assert_eq!(p.is_admin(user), admin, "is_admin({user:?})");
-            assert_eq!(p.standing(user), standing(allowed, admin), "standing({user:?})");
+            assert_eq!(
+                p.standing(user),
+                standing(allowed, admin),
+                "standing({user:?})"
+            );
         }
     }
 

@@ -467,9 +467,7 @@ async fn answer(
                 chat.surface.name(),
                 MessageOutcome::StaleAgent,
             );
-            return chat
-                .notice(msg, &texts::agent_gone(&record.agent_id))
-                .await;
+            return chat.notice(msg, &texts::agent_gone(&record.agent_id)).await;
         }
     };
 
@@ -567,8 +565,7 @@ async fn answer(
             let files = std::mem::take(&mut outcome.files);
             if let Some(confirm) = outcome.confirm.take() {
                 let question =
-                    commands::ask_for_agent(&deps, &chat.id, msg, &in_flight, route, confirm)
-                        .await;
+                    commands::ask_for_agent(&deps, &chat.id, msg, &in_flight, route, confirm).await;
                 outcome.reply = if outcome.reply.trim().is_empty() {
                     question
                 } else {

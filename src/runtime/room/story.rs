@@ -171,12 +171,7 @@ impl Stories {
 
     /// The room actor begins answering `message` of `room`: a record in progress, and the
     /// pen that writes it.
-    pub fn begin(
-        self: &Arc<Self>,
-        room: &str,
-        message: &str,
-        arrival: Option<Arrival>,
-    ) -> StoryPen {
+    pub fn begin(&self, room: &str, message: &str, arrival: Option<Arrival>) -> StoryPen {
         let now = SystemTime::now();
         let accepted_ms =
             arrival.map(|a| unix_ms(now).saturating_sub(millis(a.accepted.elapsed())));
