@@ -213,11 +213,7 @@ impl AccessPolicy {
 
     /// Whether `user_id` is one of the bot's administrators.
     pub fn is_admin(&self, user_id: &str) -> bool {
-        if let Some((ns, local)) = self.namespaced(user_id) {
-            return ns.admins.iter().any(|a| a == local);
-        }
-        split_user_id(user_id).is_some()
-            && self.admins.iter().any(|p| user_pattern_matches(p, user_id))
+        self.standing(user_id) == Standing::Admin
     }
 }
 
