@@ -21,7 +21,7 @@ use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Messag
 
 use tracing::Instrument;
 
-use super::queue::{Pushed, Queued};
+use super::queue::{Offered, Queued};
 use super::{Chat, RoomActor, RoomDeps, UserMessage};
 use crate::metrics::Refusal;
 use crate::surface::{AnswerPart, MessageId, OutMessage, PersonId, ReplyTo, SendKey};
@@ -54,9 +54,8 @@ impl RoomActor {
     /// Takes a message in: queued, or refused when the queue is full.
     pub(super) fn enqueue(&mut self, item: Queued, ctx: &mut Context<Self>) {
         self.touch();
-        let (id, sender) = (item.id().to_owned(), item.sender().to_owned());
-        match self.queue.push(item.clone()) {
-            Pushed::Taken if self.busy => {
+        match self.queue.offer(item) {
+            Offered::Taken if self.busy => {
                 // Behind a running turn: if it runs long, the first person waiting hears
                 // they wait. One timer per turn, not one per message: the context polls
                 // every pending timer each time it wakes, so a timer per waiting message
@@ -71,13 +70,13 @@ impl RoomActor {
                     self.waiting_notice = Some(timer);
                 }
             }
-            Pushed::Taken => self.pump(ctx),
-            Pushed::Duplicate => {
-                tracing::debug!(room_id = %self.chat.id, event_id = %id, "already waiting");
+            Offered::Taken => self.pump(ctx),
+            Offered::Duplicate(item) => {
+                tracing::debug!(room_id = %self.chat.id, event_id = %item.id(), "already waiting");
             }
-            Pushed::Refused { notify } => {
-                tracing::warn!(room_id = %self.chat.id, event_id = %id, %sender,
-                    waiting = self.queue.len(), notify,
+            Offered::Refused { notify, item } => {
+                tracing::warn!(room_id = %self.chat.id, event_id = %item.id(),
+                    sender = %item.sender(), waiting = self.queue.len(), notify,
                     "the chat's queue is full; not taking the message");
                 self.deps.metrics.refused(Refusal::QueueFull);
                 let (chat, deps) = (self.chat.clone(), self.deps.clone());

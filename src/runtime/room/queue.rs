@@ -70,6 +70,23 @@ pub enum Pushed {
     },
 }
 
+/// What became of a message offered to the queue ([`RoomQueue::offer`]), with the message
+/// when it was not taken.
+#[derive(Debug)]
+pub enum Offered {
+    /// It waits its turn.
+    Taken,
+    /// It already waits (a redelivery): nothing to do.
+    Duplicate(Queued),
+    /// The queue is full: it is not taken ([`Pushed::Refused`]).
+    Refused {
+        /// Tell the chat.
+        notify: bool,
+        /// The message.
+        item: Queued,
+    },
+}
+
 /// Why an edit or a withdrawal was not applied (logged at debug; nobody is answered).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotApplied {
@@ -113,17 +130,28 @@ impl RoomQueue {
     }
 
     /// Offers a message that just arrived (see [`Pushed`]).
+    #[cfg(test)]
     pub fn push(&mut self, item: Queued) -> Pushed {
+        match self.offer(item) {
+            Offered::Taken => Pushed::Taken,
+            Offered::Duplicate(_) => Pushed::Duplicate,
+            Offered::Refused { notify, .. } => Pushed::Refused { notify },
+        }
+    }
+
+    /// As [`RoomQueue::push`], handing the message back when it is not taken (so the caller
+    /// need not keep a copy of every message for the rare refusal).
+    pub fn offer(&mut self, item: Queued) -> Offered {
         if self.contains(item.id()) {
-            return Pushed::Duplicate;
+            return Offered::Duplicate(item);
         }
         if self.items.len() >= self.max {
             let notify = !self.refusing;
             self.refusing = true;
-            return Pushed::Refused { notify };
+            return Offered::Refused { notify, item };
         }
         self.items.push_back(item);
-        Pushed::Taken
+        Offered::Taken
     }
 
     /// Queues a message accepted earlier (resumed from the journal): never refused.
