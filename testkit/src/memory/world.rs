@@ -406,8 +406,11 @@ impl World {
         &self,
         messages: impl IntoIterator<Item = (PersonId, ChatId, String)>,
     ) -> Vec<MessageId> {
-        let mut events = Vec::new();
-        let mut ids = Vec::new();
+        let messages = messages.into_iter();
+        // Sized once: 200,000 messages grown by doubling were a tenth of the pipeline
+        // benchmark's page faults, inside its timed window.
+        let mut events = Vec::with_capacity(messages.size_hint().0);
+        let mut ids = Vec::with_capacity(messages.size_hint().0);
         {
             let mut state = self.inner.state.lock();
             for (person, chat, text) in messages {
