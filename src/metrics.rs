@@ -777,7 +777,7 @@ impl Metrics {
     /// Records that a whole reply reached the messenger `took` after the messenger's own
     /// timestamp of the person's message.
     pub fn reply_from_origin(&self, series: &ReplySeries, took: Duration) {
-        series.from_origin(self).observe(took.as_secs_f64());
+        series.reply_from_origin(self).observe(took.as_secs_f64());
     }
 
     /// Records that a message waited `waited` between its acceptance and its turn's start.

@@ -265,9 +265,15 @@ fn is_lock_error(e: &sled::Error) -> bool {
 
 /// A counter of the meta tree at `key` (8 bytes, big-endian).
 fn decode_meta_u64(key: &str, bytes: &[u8]) -> Result<u64> {
+    decode_u64(META_TREE, key.as_bytes(), bytes)
+}
+
+/// A big-endian `u64` read from `tree` (a counter, a time, a sequence number; as a value or
+/// a key), or why it is not one.
+pub(crate) fn decode_u64(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<u64> {
     let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
-        tree: META_TREE,
-        key: key.to_owned(),
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
         message: format!("expected 8 bytes, found {}", bytes.len()),
     })?;
     Ok(u64::from_be_bytes(array))

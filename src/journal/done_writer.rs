@@ -102,9 +102,7 @@ impl DoneWriter {
             waiting.journal.clone()
         }
     }
-}
 
-impl DoneWriter {
     /// Whether a writer task runs (writing, or waiting for more marks).
     #[cfg(test)]
     fn running(&self) -> bool {

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{encode, Store, StoreError};
+use crate::store::{decode_u64, encode, Store, StoreError};
 pub use undecryptable::UndecryptableCounts;
 
 /// Tree of pending entries in groups ([`groups`]), keyed by the big-endian sequence number of
@@ -450,7 +450,7 @@ impl Journal {
         let mut old = Vec::new();
         for item in self.done.iter() {
             let (key, value) = item?;
-            if decode_seq(DONE_TREE, &key, &value)? <= cutoff {
+            if decode_u64(DONE_TREE, &key, &value)? <= cutoff {
                 old.push(key);
             }
         }
@@ -544,12 +544,12 @@ fn index_pending(
     let mut updated = std::collections::HashSet::new();
     for key in updates.iter().keys() {
         let key = key?;
-        updated.insert(decode_seq(UPDATES_TREE, &key, &key)?);
+        updated.insert(decode_u64(UPDATES_TREE, &key, &key)?);
     }
     let mut index = groups::Pending::default();
     for item in pending.iter() {
         let (key, bytes) = item?;
-        let group = decode_seq(PENDING_TREE, &key, &key)?;
+        let group = decode_u64(PENDING_TREE, &key, &key)?;
         let entries = groups::decode(&bytes).map_err(|e| corrupt(PENDING_TREE, &key, e))?;
         let written = entries.len();
         let mut live = Vec::with_capacity(written);
@@ -582,17 +582,6 @@ fn index_pending(
         updates.remove(seq.to_be_bytes())?;
     }
     Ok(index)
-}
-
-fn decode_seq(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| {
-        corrupt(
-            tree,
-            key,
-            format!("expected 8 bytes, found {}", bytes.len()),
-        )
-    })?;
-    Ok(u64::from_be_bytes(array))
 }
 
 #[cfg(test)]

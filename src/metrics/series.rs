@@ -64,7 +64,7 @@ impl ReplySeries {
         })
     }
 
-    pub(super) fn from_origin(&self, metrics: &Metrics) -> &Histogram {
+    pub(super) fn reply_from_origin(&self, metrics: &Metrics) -> &Histogram {
         self.from_origin.get_or_init(|| {
             metrics
                 .reply_from_origin
