@@ -129,7 +129,7 @@ impl RoomQueue {
         self.items.is_empty()
     }
 
-    /// Offers a message that just arrived (see [`Pushed`]).
+    /// What [`RoomQueue::offer`] decides, without the message (for the tables of tests).
     #[cfg(test)]
     pub fn push(&mut self, item: Queued) -> Pushed {
         match self.offer(item) {
@@ -139,8 +139,9 @@ impl RoomQueue {
         }
     }
 
-    /// As [`RoomQueue::push`], handing the message back when it is not taken (so the caller
-    /// need not keep a copy of every message for the rare refusal).
+    /// Offers a message that just arrived (see [`Pushed`] for what can become of it); the
+    /// message comes back when it is not taken, so the caller need not keep a copy of every
+    /// message for the rare refusal.
     pub fn offer(&mut self, item: Queued) -> Offered {
         if self.contains(item.id()) {
             return Offered::Duplicate(item);
