@@ -20,10 +20,10 @@ pub type Allocator = mimalloc::MiMalloc;
 pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
 
 /// Turns transparent huge pages off for this process (Linux: `prctl(PR_SET_THP_DISABLE)`;
-/// every mapping, old and new, faults in 4 KiB pages from then on). Called first thing by the
-/// binary and by the pipeline benchmark (which measures the core as the binary runs it). An
-/// error leaves the kernel's default in place, which works, only with more memory zeroed and
-/// resident.
+/// every mapping, old and new, faults in 4 KiB pages from then on). Called by the binary as
+/// soon as its logging is up (so a failure is logged) and first thing by the pipeline
+/// benchmark (which measures the core as the binary runs it). An error leaves the kernel's
+/// default in place, which works, only with more memory zeroed and resident.
 pub fn settle() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     rustix::thread::disable_transparent_huge_pages(true)?;
